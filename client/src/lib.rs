@@ -1,0 +1,1 @@
+//! hongyan native client (under construction).

@@ -1,0 +1,1 @@
+//! hongyan server (under construction).

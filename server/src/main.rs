@@ -1,0 +1,3 @@
+//! The `hongyan` binary.
+
+fn main() {}

@@ -1,0 +1,4 @@
+//! Byte-level codecs: the packet JSON and the TCP length-prefixed frame.
+
+pub mod frame;
+pub mod json;

@@ -1,0 +1,32 @@
+//! The hongyan protocol core: MobileIMSDK v6 packets, codecs and QoS state, with no IO.
+//!
+//! Everything here is a plain data structure or a pure function. Nothing reads the clock
+//! (time comes in as a `now` argument), opens a socket, spawns a task or draws random numbers,
+//! so the same code runs in the server, in native clients and in the browser (wasm32), and
+//! every protocol rule can be tested deterministically.
+//!
+//! # Layout
+//! - [`packet`]: the `Protocal` envelope ([`Packet`]), its [`PacketType`]s, the payload
+//!   documents ([`LoginInfo`], [`LoginResponse`], [`ErrorResponse`], [`Kickout`]), the
+//!   identifier newtypes ([`UserId`], [`Fingerprint`]) and the protocol [`codes`].
+//! - [`codec`]: the JSON codec ([`codec::json`], Gson-exact output, lenient input) and the TCP
+//!   frame codec ([`codec::frame`]).
+//! - [`qos`]: the retransmitting [`SendQueue`] and the receiver's [`DedupWindow`].
+//! - [`sense`]: sense modes, keepalive timings and the [`Transport`] enum.
+
+pub mod codec;
+pub mod packet;
+pub mod qos;
+pub mod sense;
+
+pub use codec::frame::{FrameCodec, FrameError};
+pub use codec::json::DecodeError;
+pub use packet::{
+    ErrorResponse, Fingerprint, KeepAlive, Kickout, LoginInfo, LoginResponse, Packet, PacketType,
+    UserId, codes,
+};
+pub use qos::{DedupConfig, DedupWindow, Retransmit, RetransmitSchedule, SendQueue};
+pub use sense::{KeepAliveTiming, SenseMode, Transport};
+/// The monotonic instant every `now` argument takes: `std::time::Instant` natively, a
+/// `performance.now()`-backed equivalent on wasm32 (the core itself never calls `now()`).
+pub use web_time::Instant;

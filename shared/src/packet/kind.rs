@@ -1,0 +1,81 @@
+//! Protocol type codes (§2 of the reference).
+
+/// The `type` of a packet. Unknown codes are kept, so they can be logged and ignored as the
+/// reference does, instead of failing the whole packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketType {
+    /// 0, client → server: login with a [`LoginInfo`](crate::LoginInfo) payload.
+    Login,
+    /// 1, client → server: keepalive, payload `{}`.
+    KeepAlive,
+    /// 2, both ways: application data (C2C, C2S, S2C).
+    CommonData,
+    /// 3, client → server: logout, no payload.
+    Logout,
+    /// 4, both ways: QoS acknowledgement; the payload is the acknowledged fingerprint.
+    Ack,
+    /// 5, client → server: echo request.
+    Echo,
+    /// 50, server → client: login response with a [`LoginResponse`](crate::LoginResponse).
+    LoginResponse,
+    /// 51, server → client: keepalive response, payload `{}`.
+    KeepAliveResponse,
+    /// 52, server → client: error with an [`ErrorResponse`](crate::ErrorResponse).
+    Error,
+    /// 53, server → client: echo response.
+    EchoResponse,
+    /// 54, server → client: kickout with a [`Kickout`](crate::Kickout).
+    Kickout,
+    /// Any other code: logged and ignored by receivers.
+    Other(i32),
+}
+
+impl PacketType {
+    /// The wire code.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Login => 0,
+            Self::KeepAlive => 1,
+            Self::CommonData => 2,
+            Self::Logout => 3,
+            Self::Ack => 4,
+            Self::Echo => 5,
+            Self::LoginResponse => 50,
+            Self::KeepAliveResponse => 51,
+            Self::Error => 52,
+            Self::EchoResponse => 53,
+            Self::Kickout => 54,
+            Self::Other(code) => code,
+        }
+    }
+
+    /// The type for a wire code.
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            0 => Self::Login,
+            1 => Self::KeepAlive,
+            2 => Self::CommonData,
+            3 => Self::Logout,
+            4 => Self::Ack,
+            5 => Self::Echo,
+            50 => Self::LoginResponse,
+            51 => Self::KeepAliveResponse,
+            52 => Self::Error,
+            53 => Self::EchoResponse,
+            54 => Self::Kickout,
+            other => Self::Other(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for code in -3..70 {
+            assert_eq!(PacketType::from_code(code).code(), code);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for hongyan end-to-end tests.

@@ -1,0 +1,1 @@
+//! hongyan H5 client (placeholder until the H5 issue).
