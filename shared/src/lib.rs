@@ -13,12 +13,18 @@
 //!   frame codec ([`codec::frame`]).
 //! - [`qos`]: the retransmitting [`SendQueue`] and the receiver's [`DedupWindow`].
 //! - [`sense`]: sense modes, keepalive timings and the [`Transport`] enum.
+//! - [`client`]: the client session state machine ([`ClientSession`]) that the native and
+//!   browser clients drive.
 
+pub mod client;
 pub mod codec;
 pub mod packet;
 pub mod qos;
 pub mod sense;
 
+pub use client::{
+    ClientEvent, ClientSession, ConnectionState, ReceivedMessage, SessionConfig, TransportCommand,
+};
 pub use codec::frame::{FrameCodec, FrameError};
 pub use codec::json::DecodeError;
 pub use packet::{
