@@ -1,1 +1,46 @@
-//! hongyan server (under construction).
+//! hongyan's server: a MobileIMSDK v6-compatible IM server over TCP, UDP and WebSocket.
+//!
+//! The server is a library first: bind it, then serve it until a shutdown signal.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hongyan_server::{Config, LoggingHooks, Server};
+//!
+//! # async fn run() -> Result<(), hongyan_server::ServerError> {
+//! let bound = Server::bind(Config::loopback(), Arc::new(LoggingHooks)).await?;
+//! println!("tcp on {:?}", bound.tcp_addr());
+//! let handle = bound.handle(); // push messages, kick users, list who is online
+//! bound.serve(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`config`]: [`Config`] and how `hongyan serve` layers flags, environment and a TOML file.
+//! - [`server`]: [`Server::bind`] and [`Bound::serve`]: listeners, tasks, graceful shutdown.
+//! - `gateway`: TCP, UDP and WebSocket adapters and the one session loop they share
+//!   (`gateway::driver`). No protocol decisions live there.
+//! - `core`: every protocol rule: dispatch, login and duplicate logins, C2S/C2C/ACK routing,
+//!   the server's retransmission queue.
+//! - `registry`: the online map, `user → session`.
+//! - `session`: a session's own state and the handle others use to reach it.
+//! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
+//!   messages, observe events).
+//! - [`handle`]: [`ServerHandle`], the send API for embedding code.
+//! - `http`: the HTTP router (WebSocket upgrade, H5 client, health).
+
+pub mod config;
+mod core;
+mod gateway;
+pub mod handle;
+pub mod hooks;
+mod http;
+mod registry;
+pub mod server;
+mod session;
+
+pub use config::{Config, ServeArgs};
+pub use handle::{Delivery, Push, Sent, ServerHandle};
+pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
+pub use registry::OnlineInfo;
+pub use server::{Bound, Server, ServerError};
+pub use session::PushError;

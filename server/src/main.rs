@@ -1,3 +1,71 @@
-//! The `hongyan` binary.
+//! The `hongyan` command.
 
-fn main() {}
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hongyan_server::{LoggingHooks, ServeArgs, Server};
+use tracing_subscriber::EnvFilter;
+
+/// hongyan (鸿雁): a MobileIMSDK v6-compatible instant-messaging server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: TCP :8901, UDP :7901, HTTP + WebSocket :3000 (H5 client at `/`).
+    ///
+    /// WARNING: the built-in hooks accept every login. Put hongyan behind your own login
+    /// verification (embed it with your own `Hooks`, or use the webhook integration) before
+    /// exposing it to untrusted clients.
+    Serve(ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("HONGYAN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    tracing::warn!(
+        "built-in hooks: EVERY LOGIN IS ACCEPTED; do not expose this server to untrusted clients"
+    );
+    let bound = Server::bind(config, Arc::new(LoggingHooks))
+        .await
+        .context("starting hongyan")?;
+    bound.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,316 @@
+//! Server configuration: defaults, a TOML file, environment variables and flags, in rising
+//! order of precedence (see [`ServeArgs`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
+use serde::Deserialize;
+
+/// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
+/// when nothing is configured.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP gateway address (`None` = off). Default `0.0.0.0:8901`.
+    pub tcp_addr: Option<SocketAddr>,
+    /// UDP gateway address (`None` = off). Default `0.0.0.0:7901`.
+    pub udp_addr: Option<SocketAddr>,
+    /// HTTP listener for the WebSocket gateway (`/websocket`), the H5 client and the API
+    /// (`None` = off). Default `0.0.0.0:3000`.
+    pub http_addr: Option<SocketAddr>,
+    /// Sense mode of the TCP gateway; `None` = the jar default (20 s idle expiry).
+    pub tcp_sense_mode: Option<SenseMode>,
+    /// Sense mode of the UDP gateway; `None` = the jar default (10 s idle expiry).
+    pub udp_sense_mode: Option<SenseMode>,
+    /// Sense mode of the WebSocket gateway; `None` = the reference default (20 s idle expiry).
+    pub ws_sense_mode: Option<SenseMode>,
+    /// Largest TCP frame body accepted and sent (must equal the clients' limit). Default 6144.
+    pub max_frame_body: usize,
+    /// Largest UDP datagram accepted; a larger one closes its pseudo-session, as in the
+    /// reference. Default 2048.
+    pub udp_max_inbound: usize,
+    /// Largest UDP datagram sent; the Java and Android UDP clients read at most 1024 bytes.
+    pub udp_max_outbound: usize,
+    /// Largest WebSocket message accepted and sent. Default 65536.
+    pub ws_max_message: usize,
+    /// Most TCP plus WebSocket connections at once; further ones are refused.
+    pub max_connections: usize,
+    /// Most UDP pseudo-sessions at once; datagrams from further addresses are dropped.
+    pub max_udp_sessions: usize,
+    /// Packets queued for one session before it counts as a consumer that cannot keep up and
+    /// is disconnected.
+    pub outbox_capacity: usize,
+    /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry).
+    pub s2c_schedule: RetransmitSchedule,
+    /// The C2S de-duplication window.
+    pub dedup: DedupConfig,
+    /// Stamp `sm` (server time, epoch ms) on every packet the server sends.
+    pub server_timestamp: bool,
+    /// Directory holding the built H5 client, served at `/`.
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tcp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8901))),
+            udp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 7901))),
+            http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 3000))),
+            tcp_sense_mode: None,
+            udp_sense_mode: None,
+            ws_sense_mode: None,
+            max_frame_body: hongyan_shared::codec::frame::DEFAULT_MAX_BODY,
+            udp_max_inbound: 2048,
+            udp_max_outbound: 1024,
+            ws_max_message: 65536,
+            max_connections: 50_000,
+            max_udp_sessions: 100_000,
+            outbox_capacity: 256,
+            s2c_schedule: RetransmitSchedule::SERVER,
+            dedup: DedupConfig::default(),
+            server_timestamp: false,
+            web_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// Every gateway on `127.0.0.1` with an ephemeral port: what tests use.
+    pub fn loopback() -> Self {
+        let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        Self {
+            tcp_addr: any,
+            udp_addr: any,
+            http_addr: any,
+            ..Self::default()
+        }
+    }
+
+    /// How long a session of `transport` may stay silent before the server closes it.
+    pub fn idle_expiry(&self, transport: Transport) -> Duration {
+        let mode = match transport {
+            Transport::Tcp => self.tcp_sense_mode,
+            Transport::Udp => self.udp_sense_mode,
+            Transport::WebSocket => self.ws_sense_mode,
+        };
+        mode.map_or_else(
+            || transport.default_timing().server_expire,
+            |mode| mode.timing(transport).server_expire,
+        )
+    }
+
+    /// The largest packet body the server may send over `transport`.
+    pub fn max_outbound(&self, transport: Transport) -> usize {
+        match transport {
+            Transport::Tcp => self.max_frame_body,
+            Transport::Udp => self.udp_max_outbound,
+            Transport::WebSocket => self.ws_max_message,
+        }
+    }
+}
+
+/// A listen address that can also be `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "none" | "disabled" | "" => Ok(Self(None)),
+            addr => addr.parse().map(|a| Self(Some(a))).map_err(|e| {
+                format!("{addr:?} is not an address like 127.0.0.1:8901 or \"off\": {e}")
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SenseMode>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// The TOML configuration file: every key optional, names as in the flags with `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    tcp_addr: Option<Listen>,
+    udp_addr: Option<Listen>,
+    http_addr: Option<Listen>,
+    #[serde(default, deserialize_with = "parse_mode")]
+    tcp_sense_mode: Option<SenseMode>,
+    #[serde(default, deserialize_with = "parse_mode")]
+    udp_sense_mode: Option<SenseMode>,
+    #[serde(default, deserialize_with = "parse_mode")]
+    ws_sense_mode: Option<SenseMode>,
+    max_frame_body: Option<usize>,
+    udp_max_inbound: Option<usize>,
+    udp_max_outbound: Option<usize>,
+    ws_max_message: Option<usize>,
+    max_connections: Option<usize>,
+    max_udp_sessions: Option<usize>,
+    outbox_capacity: Option<usize>,
+    dedup_capacity: Option<usize>,
+    server_timestamp: Option<bool>,
+    web_dir: Option<PathBuf>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or bad values.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// `hongyan serve` options. Each flag also reads the environment variable named next to it;
+/// a flag or variable overrides the `--config` file, which overrides the defaults.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys: the flag names with `_`, e.g. `tcp_addr = "0.0.0.0:8901"`).
+    #[arg(long, env = "HONGYAN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// TCP gateway address, or `off` [default: 0.0.0.0:8901].
+    #[arg(long, env = "HONGYAN_TCP_ADDR", value_name = "ADDR")]
+    pub tcp_addr: Option<Listen>,
+    /// UDP gateway address, or `off` [default: 0.0.0.0:7901].
+    #[arg(long, env = "HONGYAN_UDP_ADDR", value_name = "ADDR")]
+    pub udp_addr: Option<Listen>,
+    /// HTTP address (WebSocket `/websocket`, H5 client, API), or `off` [default: 0.0.0.0:3000].
+    #[arg(long, env = "HONGYAN_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<Listen>,
+    /// TCP sense mode (MODE_3S … MODE_120S); sets the idle expiry [default: 20 s].
+    #[arg(long, env = "HONGYAN_TCP_SENSE_MODE", value_name = "MODE")]
+    pub tcp_sense_mode: Option<SenseMode>,
+    /// UDP sense mode (MODE_3S, MODE_10S … MODE_120S) [default: 10 s expiry].
+    #[arg(long, env = "HONGYAN_UDP_SENSE_MODE", value_name = "MODE")]
+    pub udp_sense_mode: Option<SenseMode>,
+    /// WebSocket sense mode [default: 20 s expiry].
+    #[arg(long, env = "HONGYAN_WS_SENSE_MODE", value_name = "MODE")]
+    pub ws_sense_mode: Option<SenseMode>,
+    /// Largest TCP frame body in bytes, both ways; clients must use the same [default: 6144].
+    #[arg(long, env = "HONGYAN_MAX_FRAME_BODY", value_name = "BYTES")]
+    pub max_frame_body: Option<usize>,
+    /// Most TCP + WebSocket connections [default: 50000].
+    #[arg(long, env = "HONGYAN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most UDP pseudo-sessions [default: 100000].
+    #[arg(long, env = "HONGYAN_MAX_UDP_SESSIONS", value_name = "N")]
+    pub max_udp_sessions: Option<usize>,
+    /// Stamp `sm` (server time in ms) on every packet sent.
+    #[arg(long, env = "HONGYAN_SERVER_TIMESTAMP")]
+    pub server_timestamp: bool,
+    /// Directory of the built H5 client served at `/` [default: `dist` if it exists].
+    #[arg(long, env = "HONGYAN_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Layers defaults, the file named by `--config`, then flags and environment.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        macro_rules! layer {
+            ($($field:ident),*) => {$(
+                if let Some(v) = file.$field { c.$field = v.into(); }
+                if let Some(v) = self.$field.clone() { c.$field = v.into(); }
+            )*};
+        }
+        layer!(
+            tcp_addr,
+            udp_addr,
+            http_addr,
+            max_frame_body,
+            max_connections,
+            max_udp_sessions
+        );
+        macro_rules! layer_opt {
+            ($($field:ident),*) => {$(
+                if file.$field.is_some() { c.$field = file.$field; }
+                if self.$field.is_some() { c.$field = self.$field; }
+            )*};
+        }
+        layer_opt!(tcp_sense_mode, udp_sense_mode, ws_sense_mode);
+        if let Some(v) = file.udp_max_inbound {
+            c.udp_max_inbound = v;
+        }
+        if let Some(v) = file.udp_max_outbound {
+            c.udp_max_outbound = v;
+        }
+        if let Some(v) = file.ws_max_message {
+            c.ws_max_message = v;
+        }
+        if let Some(v) = file.outbox_capacity {
+            c.outbox_capacity = v;
+        }
+        if let Some(v) = file.dedup_capacity {
+            c.dedup.capacity = v;
+        }
+        c.server_timestamp = self.server_timestamp || file.server_timestamp.unwrap_or(false);
+        c.web_dir = self
+            .web_dir
+            .clone()
+            .or(file.web_dir)
+            .or_else(|| Path::new("dist").is_dir().then(|| PathBuf::from("dist")));
+        if let Some(mode) = c.udp_sense_mode.filter(|m| !m.supports(Transport::Udp)) {
+            return Err(ConfigError::Invalid(format!(
+                "{mode} does not exist for UDP (use MODE_3S, MODE_10S, MODE_30S, MODE_60S or MODE_120S)"
+            )));
+        }
+        if c.max_frame_body == 0 || c.outbox_capacity == 0 || c.dedup.capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "max_frame_body, outbox_capacity and dedup_capacity must be positive".into(),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+impl From<Listen> for Option<SocketAddr> {
+    fn from(l: Listen) -> Self {
+        l.0
+    }
+}

@@ -1,0 +1,109 @@
+//! Application data and acknowledgements (§6.4): C2S with ACK and de-duplication, C2C
+//! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
+
+use hongyan_shared::{Fingerprint, Packet, UserId};
+
+use super::{Core, Flow};
+use crate::gateway::Link;
+use crate::session::{Outbound, Session};
+
+impl Core {
+    pub(super) async fn data<L: Link>(
+        &self,
+        session: &Session,
+        link: &mut L,
+        mut packet: Packet,
+        user: UserId,
+    ) -> Flow {
+        // Hardening: the sender is who the session logged in as, never what the packet claims.
+        packet.from = Some(user.clone());
+        if packet.qos && packet.qos_fingerprint().is_none() {
+            // QoS without a fingerprint cannot be acknowledged; deliver it as plain data
+            // rather than emit a QoS packet the receiver would choke on (§6.3).
+            tracing::debug!("QoS packet without fingerprint downgraded to QoS:false");
+            packet.qos = false;
+            packet.fp = None;
+        }
+        if packet.to.as_ref().is_some_and(UserId::is_server) {
+            self.c2s(session, link, packet, &user).await
+        } else {
+            self.c2c(session, link, packet, &user).await
+        }
+    }
+
+    async fn c2s<L: Link>(
+        &self,
+        session: &Session,
+        link: &mut L,
+        mut packet: Packet,
+        user: &UserId,
+    ) -> Flow {
+        if !self.hooks.before_c2s(&mut packet, session.info) {
+            tracing::debug!(fp = ?packet.fp, "c2s message dropped by before_c2s");
+            return Flow::Continue;
+        }
+        if let Some(fp) = packet.qos_fingerprint() {
+            let first = self.first_c2s(user, fp);
+            let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
+            if self.reply(link, ack).await == Flow::Close {
+                return Flow::Close;
+            }
+            if !first {
+                tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
+                return Flow::Continue;
+            }
+        }
+        self.hooks.on_c2s(&packet, session.info);
+        Flow::Continue
+    }
+
+    async fn c2c<L: Link>(
+        &self,
+        session: &Session,
+        link: &mut L,
+        mut packet: Packet,
+        user: &UserId,
+    ) -> Flow {
+        if !self.hooks.before_c2c(&mut packet, session.info) {
+            tracing::debug!(fp = ?packet.fp, "c2c message dropped by before_c2c");
+            return Flow::Continue;
+        }
+        let fp = packet.qos_fingerprint().cloned();
+        let receiver = packet.to.clone().unwrap_or_default();
+        let body = self.encode(&mut packet);
+        let pushed = match self.registry.get(&receiver) {
+            Some(online) => online.push(Outbound::Packet(body.clone())).map_err(
+                |e| tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed"),
+            ),
+            None => Err(()),
+        };
+        if pushed.is_ok() {
+            if let Some(fp) = &fp {
+                self.s2c.track(receiver.clone(), fp.clone(), body, None);
+            }
+            self.hooks.on_c2c_delivered(&packet);
+        } else if !self.hooks.on_offline(&packet).await {
+            // Not stored: no ACK, so a QoS sender retries and finally reports it lost.
+            return Flow::Continue;
+        }
+        match fp {
+            Some(fp) => {
+                let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
+                self.reply(link, ack).await
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    /// A type-4 from a logged-in user: it settles a server → client packet only if that packet
+    /// was sent to this very user (hardening: the reference matches by fingerprint alone).
+    pub(super) fn ack(&self, user: &UserId, packet: &Packet) {
+        let Some(fp) = packet.data_content.as_deref() else {
+            return;
+        };
+        let fp = Fingerprint::from(fp);
+        if self.s2c.acknowledge(user, &fp) {
+            self.hooks.on_s2c_received(user, &fp);
+        }
+    }
+}

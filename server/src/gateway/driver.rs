@@ -1,0 +1,140 @@
+//! The session loop shared by every transport: read, dispatch to the core, write what other
+//! sessions queued, expire when idle, close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hongyan_shared::{Transport, codes};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Link;
+use crate::core::{Core, Flow};
+use crate::session::{Outbound, Session};
+
+/// Outbox items written per flush, so one busy session batches its writes.
+const WRITE_BATCH: usize = 64;
+
+/// Runs one session over `link` until the peer leaves, the core closes it, it idles out, it
+/// is kicked, or the server shuts down.
+pub(crate) async fn drive<L: Link>(
+    core: Arc<Core>,
+    link: L,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) {
+    let id = core.next_session_id();
+    let span = tracing::debug_span!("session", %id, transport = %L::TRANSPORT, %peer, user = tracing::field::Empty);
+    run(core, link, peer, id, shutdown.child_token())
+        .instrument(span)
+        .await;
+}
+
+async fn run<L: Link>(
+    core: Arc<Core>,
+    mut link: L,
+    peer: SocketAddr,
+    id: crate::hooks::SessionId,
+    close: CancellationToken,
+) {
+    let (mut session, mut outbox) = Session::new(
+        id,
+        L::TRANSPORT,
+        peer,
+        core.config.max_outbound(L::TRANSPORT),
+        core.config.outbox_capacity,
+        close.clone(),
+    );
+    tracing::debug!("session opened");
+    let expiry = core.config.idle_expiry(L::TRANSPORT);
+    let mut last_inbound = Instant::now();
+    // One timer per session, re-armed lazily: inbound traffic only moves `last_inbound`.
+    let idle = sleep_until(last_inbound + expiry);
+    tokio::pin!(idle);
+    let mut error = None;
+
+    loop {
+        tokio::select! {
+            () = close.cancelled() => {
+                tracing::debug!("closed by the server");
+                break;
+            }
+            inbound = link.recv() => match inbound {
+                Some(Ok(body)) => {
+                    last_inbound = Instant::now();
+                    if core.on_packet(&mut session, &mut link, &body).await == Flow::Close
+                        || link.flush().await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "closing on bad input");
+                    error = Some(e);
+                    break;
+                }
+                None => {
+                    tracing::debug!("peer closed");
+                    break;
+                }
+            },
+            Some(first) = outbox.recv() => {
+                let mut next = Some(first);
+                let mut written = 0;
+                let mut flow = Flow::Continue;
+                while let Some(out) = next.take() {
+                    flow = write_outbound(&core, &mut session, &mut link, out).await;
+                    written += 1;
+                    if flow == Flow::Close || written == WRITE_BATCH {
+                        break;
+                    }
+                    next = outbox.try_recv().ok();
+                }
+                if flow == Flow::Close || link.flush().await.is_err() {
+                    break;
+                }
+            }
+            () = &mut idle => {
+                let deadline = last_inbound + expiry;
+                if Instant::now() >= deadline {
+                    tracing::debug!(?expiry, "idle expiry");
+                    break;
+                }
+                idle.as_mut().reset(deadline);
+            }
+        }
+    }
+    core.on_close(&mut session);
+    link.close(error).await;
+}
+
+async fn write_outbound<L: Link>(
+    core: &Core,
+    session: &mut Session,
+    link: &mut L,
+    out: Outbound,
+) -> Flow {
+    match out {
+        Outbound::Packet(body) => match link.send(body).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        },
+        Outbound::Kick { body, code } => {
+            let sent = link.send(body).await.is_ok() && link.flush().await.is_ok();
+            tracing::debug!(code, "kicked out");
+            if L::TRANSPORT == Transport::Udp {
+                // A UDP pseudo-session is not closed by a kickout (§4.3); an admin kick also
+                // logs the user out at once instead of at idle expiry.
+                if code != codes::KICKOUT_DUPLICATE_LOGIN {
+                    session.kick_code = Some(code);
+                    core.on_close(session);
+                }
+                if sent { Flow::Continue } else { Flow::Close }
+            } else {
+                session.kick_code = Some(code);
+                Flow::Close
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The UDP gateway (§3.2): one packet per datagram on one socket, and a pseudo-session per
+//! remote address, each run by the same session loop as TCP and WebSocket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use hongyan_shared::{Packet, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Link, LinkError, driver};
+use crate::core::Core;
+
+/// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
+const INBOX: usize = 32;
+
+type Inbox = mpsc::Sender<Result<Bytes, LinkError>>;
+
+/// The pseudo-sessions by remote address.
+#[derive(Default)]
+pub(crate) struct UdpSessions {
+    map: Mutex<HashMap<SocketAddr, Inbox>>,
+}
+
+impl UdpSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Inbox>> {
+        self.map
+            .lock()
+            .expect("udp session lock is never held across a panic-prone section")
+    }
+}
+
+pub(crate) struct UdpLink {
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    inbox: mpsc::Receiver<Result<Bytes, LinkError>>,
+    sessions: Arc<UdpSessions>,
+    me: Inbox,
+}
+
+impl Link for UdpLink {
+    const TRANSPORT: Transport = Transport::Udp;
+
+    async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+        self.inbox.recv().await
+    }
+
+    async fn send(&mut self, body: Bytes) -> Result<(), LinkError> {
+        self.socket.send_to(&body, self.peer).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
+
+    async fn close(self, _error: Option<LinkError>) {
+        // Closing a pseudo-session only forgets it; nothing is sent (§3.2).
+        let mut map = self.sessions.lock();
+        if map
+            .get(&self.peer)
+            .is_some_and(|tx| tx.same_channel(&self.me))
+        {
+            map.remove(&self.peer);
+        }
+    }
+}
+
+/// Reads datagrams until shutdown and routes each to its address's pseudo-session, creating
+/// one for a new address that sent a well-formed packet.
+pub(crate) async fn serve(
+    socket: UdpSocket,
+    core: Arc<Core>,
+    sessions: Arc<UdpSessions>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let socket = Arc::new(socket);
+    // One receive buffer for the whole gateway, large enough to see any datagram whole, so an
+    // oversized one is recognised instead of silently truncated.
+    let mut buf = vec![0u8; 65536];
+    let max_inbound = core.config.udp_max_inbound;
+    loop {
+        let (len, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive failed");
+                    continue;
+                }
+            },
+        };
+        let item = if len > max_inbound {
+            Err(LinkError::TooLarge {
+                len,
+                max: max_inbound,
+            })
+        } else {
+            Ok(Bytes::copy_from_slice(&buf[..len]))
+        };
+        let existing = sessions.lock().get(&peer).cloned();
+        if let Some(inbox) = existing {
+            match inbox.try_send(item) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!(%peer, "udp pseudo-session inbox full; datagram dropped");
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(item)) => {
+                    // The session ended between lookup and send: start afresh below.
+                    sessions.lock().remove(&peer);
+                    open(&core, &socket, &sessions, &shutdown, &tracker, peer, item);
+                }
+            }
+        } else {
+            open(&core, &socket, &sessions, &shutdown, &tracker, peer, item);
+        }
+    }
+}
+
+fn open(
+    core: &Arc<Core>,
+    socket: &Arc<UdpSocket>,
+    sessions: &Arc<UdpSessions>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    peer: SocketAddr,
+    first: Result<Bytes, LinkError>,
+) {
+    // Garbage from an unknown address creates nothing and gets no reply.
+    let Ok(body) = first else { return };
+    if Packet::decode(&body).is_err() {
+        return;
+    }
+    let (tx, rx) = mpsc::channel(INBOX);
+    {
+        let mut map = sessions.lock();
+        if map.len() >= core.config.max_udp_sessions {
+            tracing::warn!(%peer, "udp pseudo-session limit reached; datagram dropped");
+            return;
+        }
+        map.insert(peer, tx.clone());
+    }
+    let _ = tx.try_send(Ok(body));
+    let link = UdpLink {
+        socket: socket.clone(),
+        peer,
+        inbox: rx,
+        sessions: sessions.clone(),
+        me: tx,
+    };
+    let core = core.clone();
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move { driver::drive(core, link, peer, &shutdown).await });
+}

@@ -1,0 +1,110 @@
+//! The WebSocket gateway (§3.3): one packet per text frame at `/websocket` on the HTTP
+//! listener.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use hongyan_shared::Transport;
+
+use super::{Link, LinkError, driver};
+use crate::http::HttpState;
+
+/// tungstenite reads into a 128 KiB buffer by default; most packets are a few hundred bytes,
+/// and an idle connection should cost little.
+const READ_BUFFER: usize = 4096;
+
+pub(crate) struct WsLink {
+    socket: WebSocket,
+    max_message: usize,
+}
+
+impl Link for WsLink {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
+    async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+        loop {
+            // Pings are answered by the library; control frames do not count as traffic for
+            // the idle timer (§3.3), so they never leave this loop.
+            return match self.socket.recv().await? {
+                Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
+                Ok(Message::Binary(_)) => Some(Err(LinkError::BinaryFrame)),
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(Message::Close(_)) => None,
+                Err(e) => Some(Err(classify(e, self.max_message))),
+            };
+        }
+    }
+
+    async fn send(&mut self, body: Bytes) -> Result<(), LinkError> {
+        let text = Utf8Bytes::try_from(body)
+            .map_err(|_| LinkError::WebSocket("outgoing packet is not UTF-8".into()))?;
+        self.socket
+            .feed(Message::Text(text))
+            .await
+            .map_err(|e| LinkError::WebSocket(e.to_string()))
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        self.socket
+            .flush()
+            .await
+            .map_err(|e| LinkError::WebSocket(e.to_string()))
+    }
+
+    async fn close(mut self, error: Option<LinkError>) {
+        // The reference closes with 1000 "Bye"; an oversized message gets 1009 first (§3.3),
+        // and one close frame is all a WebSocket allows, so it carries the 1009.
+        let frame = match error {
+            Some(LinkError::TooLarge { max, .. }) => CloseFrame {
+                code: 1009,
+                reason: Utf8Bytes::from(format!("Max frame length of {max} has been exceeded.")),
+            },
+            _ => CloseFrame {
+                code: 1000,
+                reason: Utf8Bytes::from_static("Bye"),
+            },
+        };
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+fn classify(error: axum::Error, max: usize) -> LinkError {
+    let text = error.to_string();
+    if text.contains("too long") || text.contains("Space limit exceeded") {
+        LinkError::TooLarge { len: 0, max }
+    } else {
+        LinkError::WebSocket(text)
+    }
+}
+
+/// `GET /websocket`: upgrades to a MobileIMSDK session (no subprotocol, no compression).
+pub(crate) async fn upgrade(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "connection limit reached; websocket refused");
+        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
+    };
+    let max_message = state.core.config.ws_max_message;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| {
+            state.tracker.track_future(async move {
+                let link = WsLink {
+                    socket,
+                    max_message,
+                };
+                driver::drive(state.core, link, peer, &state.shutdown).await;
+                drop(permit);
+            })
+        })
+}

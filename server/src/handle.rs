@@ -1,0 +1,150 @@
+//! The send API for embedding code (§7.3): push server → client messages, kick users, look
+//! up who is online.
+
+use std::sync::Arc;
+
+use hongyan_shared::{Fingerprint, Kickout, Packet, UserId, codes};
+use tokio::sync::oneshot;
+
+use crate::core::Core;
+pub use crate::core::s2c::Delivery;
+use crate::registry::OnlineInfo;
+use crate::session::{Outbound, PushError};
+
+/// A cloneable handle to a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    core: Arc<Core>,
+}
+
+/// A message the server sends to a user (S2C, `from "0"`).
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The receiver.
+    pub to: UserId,
+    /// `dataContent`.
+    pub content: String,
+    /// `typeu` (-1 = unset).
+    pub typeu: i32,
+    /// Ask the client to acknowledge, with retransmission (MobileIMSDK's default: true).
+    pub qos: bool,
+    /// A fingerprint of the caller's choosing; a fresh UUID when `None` and `qos` is set.
+    pub fp: Option<Fingerprint>,
+}
+
+impl Push {
+    /// A QoS message with `typeu` -1, as `LocalSendHelper.sendData(uid, text)` sends.
+    pub fn new(to: impl Into<UserId>, content: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            content: content.into(),
+            typeu: -1,
+            qos: true,
+            fp: None,
+        }
+    }
+}
+
+/// A message handed to the receiver's session.
+#[derive(Debug)]
+pub struct Sent {
+    /// The fingerprint, for QoS messages.
+    pub fp: Option<Fingerprint>,
+    receipt: Option<oneshot::Receiver<Delivery>>,
+}
+
+impl Sent {
+    /// Waits for the client's acknowledgement or for the retransmissions to run out. A message
+    /// without QoS counts as delivered once handed over.
+    pub async fn outcome(self) -> Delivery {
+        match self.receipt {
+            Some(receipt) => receipt.await.unwrap_or(Delivery::Lost),
+            None => Delivery::Delivered,
+        }
+    }
+}
+
+impl ServerHandle {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Sends `push` to its receiver's online session. Fails with [`PushError::Offline`] when
+    /// the user is not online; the application may then store it for later.
+    pub fn send(&self, push: Push) -> Result<Sent, PushError> {
+        let online = self.core.registry.get(&push.to).ok_or(PushError::Offline)?;
+        let fp = match (push.qos, push.fp) {
+            (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),
+            (_, fp) => fp,
+        };
+        let mut packet = Packet::common_data(
+            UserId::SERVER,
+            push.to.as_str(),
+            push.content,
+            fp.clone(),
+            push.typeu,
+        );
+        packet.qos = push.qos;
+        let body = self.core.encode(&mut packet);
+        online.push(Outbound::Packet(body.clone()))?;
+        let receipt = match (&fp, push.qos) {
+            (Some(fp), true) => {
+                let (tx, rx) = oneshot::channel();
+                self.core.s2c.track(push.to, fp.clone(), body, Some(tx));
+                Some(rx)
+            }
+            _ => None,
+        };
+        Ok(Sent { fp, receipt })
+    }
+
+    /// Kicks `user` with code 2 (admin), as `sendKickout` does; their `on_logout` hook fires
+    /// with that code. Returns false if the user was not online.
+    pub fn kick(&self, user: &UserId, reason: Option<&str>) -> bool {
+        self.kick_with_code(user, codes::KICKOUT_ADMIN, reason)
+    }
+
+    /// Kicks `user` with an application-defined code (use codes above 100).
+    pub fn kick_with_code(&self, user: &UserId, code: i32, reason: Option<&str>) -> bool {
+        let Some(online) = self.core.registry.get(user) else {
+            return false;
+        };
+        let mut packet = Packet::kickout(
+            user.as_str(),
+            &Kickout {
+                code,
+                reason: reason.map(str::to_owned),
+            },
+        );
+        let body = self.core.encode(&mut packet);
+        if online.push(Outbound::Kick { body, code }).is_err() {
+            online.close();
+        }
+        true
+    }
+
+    /// Whether `user` is online.
+    pub fn is_online(&self, user: &UserId) -> bool {
+        self.core.registry.get(user).is_some()
+    }
+
+    /// Where and since when `user` is online.
+    pub fn online_info(&self, user: &UserId) -> Option<OnlineInfo> {
+        self.core.registry.info(user)
+    }
+
+    /// Number of online users.
+    pub fn online_count(&self) -> usize {
+        self.core.registry.len()
+    }
+
+    /// Online users in id order, starting after `after`, at most `limit`.
+    pub fn online_page(&self, after: Option<&UserId>, limit: usize) -> Vec<(UserId, OnlineInfo)> {
+        self.core.registry.page(after, limit)
+    }
+
+    /// Server → client QoS packets awaiting acknowledgement.
+    pub fn in_flight(&self) -> usize {
+        self.core.s2c.len()
+    }
+}
