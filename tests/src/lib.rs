@@ -1,1 +1,445 @@
-//! Shared helpers for hongyan end-to-end tests.
+//! Shared helpers for hongyan's end-to-end tests: a real server on loopback ports
+//! ([`TestServer`]), hooks that record what the server reports ([`RecordingHooks`]), and raw
+//! protocol peers on each transport ([`Peer`]) that send exactly the bytes a test chooses.
+//!
+//! Every wait is bounded ([`WAIT`]), so a broken server fails a test instead of hanging it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use hongyan_server::{Config, Hooks, LoginRequest, Server, ServerHandle, SessionInfo};
+use hongyan_shared::{
+    Fingerprint, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any helper waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// What the server reported through its hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `on_login`.
+    Login(UserId),
+    /// `verify_login` was called.
+    Verify(UserId),
+    /// `on_logout` with the kick code.
+    Logout(UserId, Option<i32>),
+    /// `on_c2s`.
+    C2s(Packet),
+    /// `on_c2c_delivered`.
+    C2cDelivered(Packet),
+    /// `on_offline`.
+    Offline(Packet),
+    /// `on_s2c_lost`, one event per packet.
+    S2cLost(Packet),
+    /// `on_s2c_received`.
+    S2cReceived(UserId, Fingerprint),
+}
+
+/// Hooks that record every event. Logins whose token is `refuse-N` are refused with code N;
+/// offline messages are stored when [`store_offline`](Self::store_offline) is set.
+#[derive(Debug, Default)]
+pub struct RecordingHooks {
+    events: Mutex<Vec<Event>>,
+    changed: Notify,
+    /// Whether `on_offline` reports the message as stored.
+    pub store_offline: AtomicBool,
+}
+
+impl RecordingHooks {
+    fn record(&self, event: Event) {
+        self.events.lock().expect("test lock").push(event);
+        self.changed.notify_waiters();
+    }
+
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("test lock").clone()
+    }
+
+    /// How many recorded events match.
+    pub fn count(&self, matches: impl Fn(&Event) -> bool) -> usize {
+        self.events().iter().filter(|e| matches(e)).count()
+    }
+
+    /// Waits until an event matches, failing the test after [`WAIT`].
+    pub async fn wait_for(&self, matches: impl Fn(&Event) -> bool) -> Event {
+        self.wait_for_within(WAIT, matches).await
+    }
+
+    /// Waits until an event matches, failing the test after `wait`.
+    pub async fn wait_for_within(&self, wait: Duration, matches: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(e) = self.events().into_iter().find(|e| matches(e)) {
+                return e;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!(
+                    "no matching event within {wait:?}; got {:#?}",
+                    self.events()
+                );
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Hooks for RecordingHooks {
+    async fn verify_login(&self, login: LoginRequest<'_>) -> i32 {
+        self.record(Event::Verify(login.user_id.clone()));
+        login
+            .token
+            .and_then(|t| t.strip_prefix("refuse-"))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn on_login(&self, user: &UserId, _extra: Option<&str>, _session: SessionInfo) {
+        self.record(Event::Login(user.clone()));
+    }
+
+    fn on_logout(&self, user: &UserId, _session: SessionInfo, kick_code: Option<i32>) {
+        self.record(Event::Logout(user.clone(), kick_code));
+    }
+
+    fn on_c2s(&self, packet: &Packet, _session: SessionInfo) {
+        self.record(Event::C2s(packet.clone()));
+    }
+
+    fn on_c2c_delivered(&self, packet: &Packet) {
+        self.record(Event::C2cDelivered(packet.clone()));
+    }
+
+    async fn on_offline(&self, packet: &Packet) -> bool {
+        self.record(Event::Offline(packet.clone()));
+        self.store_offline.load(Ordering::SeqCst)
+    }
+
+    fn on_s2c_lost(&self, lost: &[Packet]) {
+        for p in lost {
+            self.record(Event::S2cLost(p.clone()));
+        }
+    }
+
+    fn on_s2c_received(&self, user: &UserId, fp: &Fingerprint) {
+        self.record(Event::S2cReceived(user.clone(), fp.clone()));
+    }
+}
+
+/// A hongyan server on loopback ephemeral ports, stopped when dropped.
+pub struct TestServer {
+    /// TCP gateway.
+    pub tcp: SocketAddr,
+    /// UDP gateway.
+    pub udp: SocketAddr,
+    /// HTTP listener (WebSocket at `/websocket`).
+    pub http: SocketAddr,
+    /// The send API.
+    pub handle: ServerHandle,
+    /// What the server reported.
+    pub hooks: Arc<RecordingHooks>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server with the default configuration (on loopback).
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// A server whose configuration `configure` adjusts first.
+    pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::loopback();
+        configure(&mut config);
+        let hooks = Arc::new(RecordingHooks::default());
+        let bound = Server::bind(config, hooks.clone())
+            .await
+            .expect("bind loopback ports");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (tcp, udp, http) = (
+            bound.tcp_addr().expect("tcp on"),
+            bound.udp_addr().expect("udp on"),
+            bound.http_addr().expect("http on"),
+        );
+        let handle = bound.handle();
+        let task = tokio::spawn(async move {
+            bound
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            tcp,
+            udp,
+            http,
+            handle,
+            hooks,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The WebSocket URL, as MobileIMSDK clients use it.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/websocket", self.http)
+    }
+
+    /// Stops the server and waits until it has closed every session.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT * 2, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+    }
+
+    /// Connects a raw peer over `transport`.
+    pub async fn peer(&self, transport: Transport) -> Peer {
+        Peer::connect(transport, self).await
+    }
+
+    /// Connects a raw peer over `transport` and logs it in as `user`.
+    pub async fn logged_in(&self, transport: Transport, user: &str) -> Peer {
+        let mut peer = self.peer(transport).await;
+        let response = peer.login(user, 0).await;
+        assert_eq!(response.code, 0, "login of {user}");
+        peer
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What a peer saw next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recv {
+    /// A packet body.
+    Packet(String),
+    /// The server closed the connection (TCP, WebSocket).
+    Closed,
+    /// Nothing arrived in time.
+    Timeout,
+}
+
+/// A raw MobileIMSDK peer on one transport.
+pub enum Peer {
+    /// Length-prefixed frames.
+    Tcp {
+        /// The connection.
+        stream: TcpStream,
+        /// Bytes read but not yet framed.
+        buf: BytesMut,
+    },
+    /// Datagrams on a connected socket.
+    Udp(UdpSocket),
+    /// WebSocket text frames.
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+}
+
+impl Peer {
+    /// Connects to `server` over `transport`.
+    pub async fn connect(transport: Transport, server: &TestServer) -> Self {
+        match transport {
+            Transport::Tcp => Self::Tcp {
+                stream: TcpStream::connect(server.tcp).await.expect("tcp connect"),
+                buf: BytesMut::new(),
+            },
+            Transport::Udp => {
+                let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
+                socket.connect(server.udp).await.expect("udp connect");
+                Self::Udp(socket)
+            }
+            Transport::WebSocket => {
+                let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+                    .await
+                    .expect("websocket connect");
+                Self::Ws(Box::new(ws))
+            }
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Self::Tcp { .. } => Transport::Tcp,
+            Self::Udp(_) => Transport::Udp,
+            Self::Ws(_) => Transport::WebSocket,
+        }
+    }
+
+    /// Sends one packet body as the transport frames it.
+    pub async fn send_json(&mut self, json: &str) {
+        match self {
+            Self::Tcp { stream, .. } => {
+                let mut frame = (json.len() as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(json.as_bytes());
+                stream.write_all(&frame).await.expect("tcp write");
+            }
+            Self::Udp(socket) => {
+                socket.send(json.as_bytes()).await.expect("udp send");
+            }
+            Self::Ws(ws) => ws
+                .send(Message::text(json.to_owned()))
+                .await
+                .expect("ws send"),
+        }
+    }
+
+    /// Sends a packet.
+    pub async fn send(&mut self, packet: &Packet) {
+        self.send_json(&packet.to_json()).await;
+    }
+
+    /// Sends bytes exactly as given: raw TCP stream bytes, one datagram, or one binary frame.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Tcp { stream, .. } => stream.write_all(bytes).await.expect("tcp write"),
+            Self::Udp(socket) => {
+                socket.send(bytes).await.expect("udp send");
+            }
+            Self::Ws(ws) => ws
+                .send(Message::binary(bytes.to_vec()))
+                .await
+                .expect("ws send"),
+        }
+    }
+
+    /// The next packet body, closure, or a timeout after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Recv {
+        tokio::time::timeout(wait, self.next_inner())
+            .await
+            .unwrap_or(Recv::Timeout)
+    }
+
+    async fn next_inner(&mut self) -> Recv {
+        match self {
+            Self::Tcp { stream, buf } => loop {
+                if buf.len() >= 4 {
+                    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+                    if buf.len() >= 4 + len {
+                        buf.advance(4);
+                        let body = buf.split_to(len);
+                        return Recv::Packet(String::from_utf8(body.to_vec()).expect("utf-8"));
+                    }
+                }
+                match stream.read_buf(buf).await {
+                    Ok(0) | Err(_) => return Recv::Closed,
+                    Ok(_) => {}
+                }
+            },
+            Self::Udp(socket) => {
+                let mut buf = vec![0u8; 65536];
+                match socket.recv(&mut buf).await {
+                    Ok(n) => Recv::Packet(String::from_utf8(buf[..n].to_vec()).expect("utf-8")),
+                    // ICMP port unreachable after the server stopped.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+            Self::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => return Recv::Packet(text.to_string()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Recv::Closed,
+                    Some(Ok(_)) => {}
+                }
+            },
+        }
+    }
+
+    /// The next packet, failing the test if none arrives within [`WAIT`].
+    pub async fn packet(&mut self) -> Packet {
+        match self.next(WAIT).await {
+            Recv::Packet(body) => {
+                Packet::decode(body.as_bytes()).expect("server sends valid packets")
+            }
+            other => panic!(
+                "{:?} peer expected a packet, got {other:?}",
+                self.transport()
+            ),
+        }
+    }
+
+    /// The next packet, which must be of `kind`.
+    pub async fn expect(&mut self, kind: PacketType) -> Packet {
+        let packet = self.packet().await;
+        assert_eq!(packet.kind, kind, "unexpected packet {packet:?}");
+        packet
+    }
+
+    /// Asserts the server closes the connection (nothing else arrives first).
+    pub async fn expect_closed(&mut self) {
+        assert_eq!(self.next(WAIT).await, Recv::Closed);
+    }
+
+    /// Asserts nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        assert_eq!(self.next(wait).await, Recv::Timeout);
+    }
+
+    /// Logs in as `user` with `first_login_time` and returns the response.
+    pub async fn login(&mut self, user: &str, first_login_time: i64) -> LoginResponse {
+        self.login_with(user, "token", first_login_time).await
+    }
+
+    /// Logs in with a chosen token (`refuse-N` makes the test hooks refuse with N).
+    pub async fn login_with(
+        &mut self,
+        user: &str,
+        token: &str,
+        first_login_time: i64,
+    ) -> LoginResponse {
+        let mut info = LoginInfo::new(user, Some(token), None);
+        info.first_login_time = first_login_time;
+        self.send(&Packet::login(&info)).await;
+        let response = self.expect(PacketType::LoginResponse).await;
+        LoginResponse::decode(response.data_content.as_deref().unwrap_or_default())
+            .expect("login response payload")
+    }
+}
+
+/// Generates one `#[tokio::test]` per transport, in modules `tcp`, `udp` and `ws`, for each
+/// scenario `async fn name(transport: Transport)`.
+#[macro_export]
+macro_rules! on_each_transport {
+    ($($scenario:ident),* $(,)?) => {
+        mod tcp {
+            $(#[tokio::test]
+            async fn $scenario() { super::$scenario(hongyan_shared::Transport::Tcp).await }
+            )*
+        }
+        mod udp {
+            $(#[tokio::test]
+            async fn $scenario() { super::$scenario(hongyan_shared::Transport::Udp).await }
+            )*
+        }
+        mod ws {
+            $(#[tokio::test]
+            async fn $scenario() { super::$scenario(hongyan_shared::Transport::WebSocket).await }
+            )*
+        }
+    };
+}
