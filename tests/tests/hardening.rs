@@ -1,0 +1,230 @@
+//! Where hongyan deliberately differs from the reference server (§10.2), each rule tested.
+//! Real MobileIMSDK clients never notice: they only ever do what these rules allow.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
+use hongyan_tests::{Event, Recv, TestServer, WAIT};
+
+#[tokio::test]
+async fn sender_identity_comes_from_the_session_not_the_packet() {
+    let server = TestServer::start().await;
+    let mut mallory = server.logged_in(Transport::Tcp, "mallory").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await;
+    mallory
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "it's me, alice",
+            Some("f1".into()),
+            1,
+        ))
+        .await;
+    assert_eq!(
+        bob.expect(PacketType::CommonData).await.from_str(),
+        "mallory"
+    );
+    mallory
+        .send(&Packet::common_data("alice", "0", "c2s as alice", None, 1))
+        .await;
+    let Event::C2s(c2s) = server.hooks.wait_for(|e| matches!(e, Event::C2s(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(c2s.from_str(), "mallory");
+}
+
+#[tokio::test]
+async fn an_ack_settles_only_a_message_sent_to_the_acknowledging_user() {
+    let server = TestServer::with(|c| {
+        c.s2c_schedule.check_interval = Duration::from_millis(300);
+        c.s2c_schedule.just_sent = Duration::from_millis(100);
+    })
+    .await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await;
+    let mut eve = server.logged_in(Transport::Tcp, "eve").await;
+    alice
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "for bob",
+            Some("secret-fp".into()),
+            1,
+        ))
+        .await;
+    bob.expect(PacketType::CommonData).await;
+    eve.send(&Packet::ack(
+        "eve",
+        "alice",
+        &Fingerprint::from("secret-fp"),
+        false,
+    ))
+    .await;
+    // Eve's ACK changed nothing: Bob still gets the retransmission and the loss is reported.
+    bob.expect(PacketType::CommonData).await;
+    server
+        .hooks
+        .wait_for(|e| matches!(e, Event::S2cLost(_)))
+        .await;
+    assert_eq!(
+        server.hooks.count(|e| matches!(e, Event::S2cReceived(..))),
+        0
+    );
+}
+
+#[tokio::test]
+async fn logging_in_as_someone_else_logs_the_first_user_out_and_verifies_again() {
+    let server = TestServer::start().await;
+    let mut peer = server.logged_in(Transport::Tcp, "alice").await;
+    assert_eq!(peer.login("bob", 0).await.code, 0);
+    server
+        .hooks
+        .wait_for(|e| *e == Event::Logout("alice".into(), None))
+        .await;
+    assert_eq!(server.hooks.count(|e| *e == Event::Verify("bob".into())), 1);
+    assert!(!server.handle.is_online(&"alice".into()));
+    assert!(server.handle.is_online(&"bob".into()));
+    // Re-login as the same user skips verification, as in the reference.
+    assert_eq!(peer.login("bob", 0).await.code, 0);
+    assert_eq!(server.hooks.count(|e| *e == Event::Verify("bob".into())), 1);
+}
+
+#[tokio::test]
+async fn reserved_user_ids_cannot_log_in() {
+    let server = TestServer::start().await;
+    for id in ["0", "-1", ""] {
+        let mut peer = server.peer(Transport::Tcp).await;
+        let info = hongyan_shared::LoginInfo::new(id, Some("t"), None);
+        peer.send(&Packet::login(&info)).await;
+        peer.expect_closed().await;
+    }
+}
+
+#[tokio::test]
+async fn a_tcp_client_never_receives_a_frame_over_its_limit() {
+    let server = TestServer::start().await;
+    let mut alice = server.logged_in(Transport::WebSocket, "alice").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await;
+    alice
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "x".repeat(7000),
+            Some("big".into()),
+            1,
+        ))
+        .await;
+    // Not truncated, not sent: the receiver is treated as unreachable and the app decides.
+    let Event::Offline(p) = server
+        .hooks
+        .wait_for(|e| matches!(e, Event::Offline(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(p.fp, Some("big".into()));
+    bob.expect_silence(Duration::from_millis(300)).await;
+    alice.expect_silence(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn a_udp_client_never_receives_a_datagram_over_1024_bytes() {
+    let server = TestServer::start().await;
+    server.hooks.store_offline.store(true, Ordering::SeqCst);
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut bob = server.logged_in(Transport::Udp, "bob").await;
+    alice
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "y".repeat(1000),
+            Some("mid".into()),
+            1,
+        ))
+        .await;
+    // Stored offline by the app, so Alice is acknowledged; Bob gets nothing cut in half.
+    assert_eq!(
+        alice.expect(PacketType::Ack).await.data_content.as_deref(),
+        Some("mid")
+    );
+    bob.expect_silence(Duration::from_millis(300)).await;
+    alice
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "small",
+            Some("ok".into()),
+            1,
+        ))
+        .await;
+    match bob.next(WAIT).await {
+        Recv::Packet(body) => assert!(body.len() <= 1024 && body.contains("small")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn qos_without_fingerprint_is_delivered_without_qos() {
+    let server = TestServer::start().await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await;
+    alice
+        .send_json(r#"{"type":2,"dataContent":"no fp","from":"alice","to":"bob","QoS":true}"#)
+        .await;
+    let got = bob.expect(PacketType::CommonData).await;
+    assert!(!got.qos && got.fp.is_none());
+    alice.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_cannot_keep_up_is_disconnected_not_buffered() {
+    let server = TestServer::with(|c| c.outbox_capacity = 4).await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let _bob = server.logged_in(Transport::Tcp, "bob").await; // never reads
+    let filler = "z".repeat(6000);
+    for i in 0..3000 {
+        alice
+            .send(&Packet::common_data(
+                "alice",
+                "bob",
+                filler.as_str(),
+                None,
+                i,
+            ))
+            .await;
+        if !server.handle.is_online(&"bob".into()) {
+            break;
+        }
+    }
+    server
+        .hooks
+        .wait_for(|e| *e == Event::Logout("bob".into(), None))
+        .await;
+    // The sender is unaffected.
+    alice.send(&Packet::keep_alive("alice")).await;
+    alice.expect(PacketType::KeepAliveResponse).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let server = TestServer::with(|c| c.max_connections = 2).await;
+    let _a = server.logged_in(Transport::Tcp, "a").await;
+    let _b = server.logged_in(Transport::WebSocket, "b").await;
+    let mut c = server.peer(Transport::Tcp).await;
+    c.expect_closed().await;
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(refused.is_err(), "websocket upgrade is refused with 503");
+}
+
+#[tokio::test]
+async fn udp_pseudo_sessions_beyond_the_limit_are_ignored() {
+    let server = TestServer::with(|c| c.max_udp_sessions = 1).await;
+    let _a = server.logged_in(Transport::Udp, "a").await;
+    let mut b = server.peer(Transport::Udp).await;
+    b.send(&Packet::login(&hongyan_shared::LoginInfo::new(
+        "b", None, None,
+    )))
+    .await;
+    b.expect_silence(Duration::from_millis(300)).await;
+}
