@@ -219,9 +219,10 @@ async fn websocket_pings_do_not_keep_a_session_alive() {
             if ws.send(Message::Ping(vec![1].into())).await.is_err() {
                 break;
             }
-            match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
-                Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => break,
-                _ => {}
+            if let Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) =
+                tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+            {
+                break;
             }
         }
     };
