@@ -24,6 +24,8 @@ enum Command {
     /// verification (embed it with your own `Hooks`, or use the webhook integration) before
     /// exposing it to untrusted clients.
     Serve(ServeArgs),
+    /// Chat from the terminal over TCP, UDP or WebSocket (`--json` for scripts).
+    Chat(hongyan_client::chat::ChatArgs),
 }
 
 #[tokio::main]
@@ -37,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Chat(args) => hongyan_client::chat::run(args).await,
     }
 }
 
