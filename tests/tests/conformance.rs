@@ -436,3 +436,32 @@ async fn udp_keepalive_reply_never_exceeds_the_request() {
         other => panic!("expected a compact 301, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn server_timestamp_stamps_every_packet_sent_and_every_retransmission() {
+    let server = TestServer::with(|c| {
+        c.server_timestamp = true;
+        c.s2c_schedule = fast_schedule();
+    })
+    .await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await;
+    let before = now_ms();
+    alice.send(&Packet::keep_alive("alice")).await;
+    assert!(alice.expect(PacketType::KeepAliveResponse).await.sm >= before);
+    alice
+        .send(&Packet::common_data(
+            "alice",
+            "bob",
+            "stamped",
+            fp("sm-1"),
+            1,
+        ))
+        .await;
+    let first = bob.expect(PacketType::CommonData).await;
+    assert!(first.sm >= before);
+    assert!(alice.expect(PacketType::Ack).await.sm >= before);
+    let resent = bob.expect(PacketType::CommonData).await;
+    assert!(resent.sm > first.sm, "re-stamped on retransmission");
+    assert_eq!(resent.fp, first.fp);
+}

@@ -72,6 +72,18 @@ impl Core {
         Bytes::from(out)
     }
 
+    /// A retransmission carries a fresh `sm` when stamping is on (§6.2); otherwise the very
+    /// bytes of the first transmission.
+    pub(crate) fn restamp(&self, body: Bytes) -> Bytes {
+        if !self.config.server_timestamp {
+            return body;
+        }
+        match Packet::decode(&body) {
+            Ok(mut packet) => self.encode(&mut packet),
+            Err(_) => body,
+        }
+    }
+
     /// Records a C2S fingerprint; true the first time it is seen.
     fn first_c2s(&self, user: &UserId, fp: &Fingerprint) -> bool {
         let mut dedup = self

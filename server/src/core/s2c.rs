@@ -97,7 +97,7 @@ impl S2cQueue {
         });
         for (user, body) in resend {
             if let Some(online) = core.registry.get(&user) {
-                let _ = online.push(Outbound::Packet(body));
+                let _ = online.push(Outbound::Packet(core.restamp(body)));
             }
         }
         if lost.is_empty() {
