@@ -1,1 +1,23 @@
-//! hongyan H5 client (placeholder until the H5 issue).
+//! hongyan-web, the H5 client: a Leptos app (client-side rendered, wasm32) that speaks
+//! MobileIMSDK v6 over a WebSocket through the same sans-IO session as the native client.
+//!
+//! # Layout
+//! - [`state`]: the client's state as plain data ([`state::ChatState`], the login form, the
+//!   connection status) with its rules and unit tests; no DOM.
+//! - [`components`]: the Leptos components: login screen, conversation list, thread, composer
+//!   and status bar. They read the state and send commands.
+//!
+//! `main.rs` only calls [`start`]; everything is in the library so browser tests can mount it.
+
+pub mod components;
+pub mod state;
+
+pub use components::App;
+
+/// Installs the panic hook and console logger and mounts [`App`] on `<body>`.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    // A second logger (e.g. in tests) is harmless: keep the first.
+    let _ = console_log::init_with_level(log::Level::Info);
+    leptos::mount::mount_to_body(App);
+}
