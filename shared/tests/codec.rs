@@ -241,3 +241,41 @@ proptest! {
         let _ = Packet::decode(&bytes);
     }
 }
+
+proptest! {
+    #[test]
+    fn frames_survive_any_split_of_the_byte_stream(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 1..8),
+        cuts in proptest::collection::vec(1usize..64, 1..16),
+    ) {
+        use bytes::BytesMut;
+        use hongyan_shared::FrameCodec;
+        let codec = FrameCodec::new(300);
+        let mut wire = BytesMut::new();
+        for body in &bodies {
+            codec.encode(body, &mut wire).unwrap();
+        }
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut rest = &wire[..];
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
+            rest = tail;
+            buf.extend_from_slice(chunk);
+            while let Some(body) = codec.decode(&mut buf).unwrap() {
+                got.push(body.to_vec());
+            }
+        }
+        prop_assert_eq!(got, bodies);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_frame_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut buf = bytes::BytesMut::from(&bytes[..]);
+        let codec = hongyan_shared::FrameCodec::default();
+        while let Ok(Some(_)) = codec.decode(&mut buf) {}
+    }
+}
