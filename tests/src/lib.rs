@@ -4,6 +4,8 @@
 //!
 //! Every wait is bounded ([`WAIT`]), so a broken server fails a test instead of hanging it.
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
