@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use hongyan_shared::client::{ClientEvent, ConnectionState};
@@ -76,14 +77,29 @@ impl ChatArgs {
     }
 }
 
-/// Runs the chat until the user quits, stdin ends (see the module doc) or the session ends.
+/// Runs the chat on stdin and stdout until the user quits, stdin ends (see the module doc) or
+/// the session ends.
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    run_with(args, stdin_lines(), Box::new(std::io::stdout())).await
+}
+
+/// [`run`] with other input and output: `input` yields command lines (its end is the end of
+/// stdin), `output` receives what would go to stdout. Tests and embedding programs drive the
+/// chat this way.
+pub async fn run_with(
+    args: ChatArgs,
+    mut lines: mpsc::Receiver<String>,
+    output: Box<dyn Write + Send>,
+) -> anyhow::Result<()> {
     let endpoint = args.endpoint()?;
     let mut config = ClientConfig::new(endpoint.clone());
     if let Some(mode) = args.sense_mode {
         config = config.with_sense_mode(mode);
     }
-    let out = Output { json: args.json };
+    let out = Output {
+        json: args.json,
+        sink: Arc::new(Mutex::new(output)),
+    };
     let login = LoginInfo::new(&args.user, args.token.as_deref(), args.extra.as_deref());
     let (client, mut events) =
         Client::connect(config, login).context("cannot start the chat client")?;
@@ -91,7 +107,6 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         json!({"event": "connecting", "endpoint": endpoint.to_string(), "user": args.user}),
         format_args!("connecting to {endpoint} as {}", args.user),
     );
-    let mut lines = stdin_lines();
     let mut chat = Chat {
         client,
         out,
@@ -188,7 +203,7 @@ impl Chat {
     }
 
     fn event(&mut self, event: ClientEvent) {
-        let out = self.out;
+        let out = self.out.clone();
         match event {
             ClientEvent::StateChanged(state) => {
                 let text = match state {
@@ -284,15 +299,16 @@ fn short(fp: &Fingerprint) -> &str {
     fp.as_str().get(..8).unwrap_or(fp.as_str())
 }
 
-/// Writes events to stdout, as JSON lines or as text.
-#[derive(Debug, Clone, Copy)]
+/// Writes events to stdout (or the given sink), as JSON lines or as text.
+#[derive(Clone)]
 struct Output {
     json: bool,
+    sink: Arc<Mutex<Box<dyn Write + Send>>>,
 }
 
 impl Output {
     /// A status line: `* text` in human mode.
-    fn status(self, value: Value, text: std::fmt::Arguments<'_>) {
+    fn status(&self, value: Value, text: std::fmt::Arguments<'_>) {
         if self.json {
             self.line(value, text);
         } else {
@@ -300,8 +316,11 @@ impl Output {
         }
     }
 
-    fn line(self, value: Value, text: std::fmt::Arguments<'_>) {
-        let mut stdout = std::io::stdout().lock();
+    fn line(&self, value: Value, text: std::fmt::Arguments<'_>) {
+        let mut stdout = self
+            .sink
+            .lock()
+            .expect("no writer panics while holding the lock");
         // A closed stdout (e.g. `| head`) must not kill the session mid-logout.
         let _ = if self.json {
             writeln!(stdout, "{value}")
