@@ -5,14 +5,16 @@
 //! is the shared, sans-IO [`ClientSession`](hongyan_shared::client::ClientSession) (the browser
 //! client runs the same code); this crate only drives it with tokio sockets and timers.
 //!
-//! ```no_run
+//! ```
 //! use hongyan_client::{Client, ClientConfig, Endpoint};
 //! use hongyan_shared::client::{ClientEvent, ConnectionState};
 //! use hongyan_shared::LoginInfo;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! // `hongyan serve` listening on its default TCP port.
-//! let config = ClientConfig::new(Endpoint::Tcp("127.0.0.1:8901".into()));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let addr = stand_in_server().await;
+//! // `addr` is where `hongyan serve` listens for TCP, e.g. "127.0.0.1:8901".
+//! let config = ClientConfig::new(Endpoint::Tcp(addr));
 //! let (alice, mut events) = Client::connect(config, LoginInfo::new("alice", Some("t"), None))?;
 //! alice.wait_for(ConnectionState::Online).await?;
 //!
@@ -20,13 +22,44 @@
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         ClientEvent::MessageDelivered(done) if done == fp => break,
-//!         ClientEvent::MessagesLost(_) => break,
+//!         ClientEvent::MessagesLost(_) => panic!("not delivered"),
 //!         ClientEvent::MessageReceived(m) => println!("<{}> {}", m.from, m.content),
 //!         _ => {}
 //!     }
 //! }
 //! alice.logout().await;
 //! # Ok(())
+//! # }
+//! # // A stand-in for `hongyan serve`, so the example runs anywhere: it accepts every login
+//! # // and acknowledges every message.
+//! # async fn stand_in_server() -> String {
+//! #     use hongyan_shared::{FrameCodec, LoginResponse, Packet, PacketType};
+//! #     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     let addr = listener.local_addr().unwrap().to_string();
+//! #     tokio::spawn(async move {
+//! #         let (mut socket, _) = listener.accept().await.unwrap();
+//! #         let (codec, mut buf) = (FrameCodec::default(), bytes::BytesMut::new());
+//! #         while socket.read_buf(&mut buf).await.unwrap_or(0) > 0 {
+//! #             while let Some(body) = codec.decode(&mut buf).unwrap() {
+//! #                 let p = Packet::decode(&body).unwrap();
+//! #                 let reply = match p.kind {
+//! #                     PacketType::Login => Packet::login_response(
+//! #                         p.from_str(),
+//! #                         LoginResponse { code: 0, first_login_time: 1 },
+//! #                     ),
+//! #                     PacketType::CommonData => {
+//! #                         Packet::ack(p.to_str(), p.from_str(), p.fp.as_ref().unwrap(), false)
+//! #                     }
+//! #                     _ => continue,
+//! #                 };
+//! #                 let mut out = bytes::BytesMut::new();
+//! #                 codec.encode(reply.to_json().as_bytes(), &mut out).unwrap();
+//! #                 socket.write_all(&out).await.unwrap();
+//! #             }
+//! #         }
+//! #     });
+//! #     addr
 //! # }
 //! ```
 //!
