@@ -237,7 +237,7 @@ impl ClientSession {
 
     /// Logs out: sends a logout (type 3) when online, then ends the session as a kickout does,
     /// without relogin. Messages still pending are reported lost. Does nothing while offline.
-    pub fn logout(&mut self, now: Instant) {
+    pub fn logout(&mut self, _now: Instant) {
         if self.state == ConnectionState::Offline {
             return;
         }
@@ -245,7 +245,7 @@ impl ClientSession {
             let from = self.user_id().expect("online implies a login").to_string();
             self.transmit(Packet::logout(&from));
         }
-        self.release(now);
+        self.release();
     }
 
     /// The connection requested by [`TransportCommand::Open`] is up.
@@ -268,7 +268,7 @@ impl ClientSession {
         self.link = Link::Down;
         match self.state {
             ConnectionState::Online => self.link_lost(now),
-            ConnectionState::Connecting if !self.config.auto_relogin => self.release(now),
+            ConnectionState::Connecting if !self.config.auto_relogin => self.release(),
             _ => {}
         }
     }
@@ -341,7 +341,7 @@ impl ClientSession {
                     .unwrap_or_default();
                 self.events.push_back(ClientEvent::Kickout(kickout));
                 self.events.push_back(ClientEvent::LinkClosed);
-                self.release(now);
+                self.release();
             }
             _ => {}
         }
@@ -450,7 +450,7 @@ impl ClientSession {
         });
         if response.code != codes::OK {
             if self.state == ConnectionState::Connecting {
-                self.release(now);
+                self.release();
             } else {
                 self.close_transport();
             }
@@ -483,7 +483,7 @@ impl ClientSession {
             self.set_state(ConnectionState::Reconnecting);
             self.relogin_at = Some(now);
         } else {
-            self.release(now);
+            self.release();
         }
     }
 
@@ -498,13 +498,13 @@ impl ClientSession {
             self.relogin_at = Some(now + self.config.relogin_interval);
         } else {
             self.events.push_back(ClientEvent::LinkClosed);
-            self.release(now);
+            self.release();
         }
     }
 
     /// Ends the session: closes the transport, stops every timer, reports pending messages
     /// lost and forgets the login (Java's `release()`).
-    fn release(&mut self, _now: Instant) {
+    fn release(&mut self) {
         self.close_transport();
         self.stop_keep_alive();
         self.relogin_at = None;
