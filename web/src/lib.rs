@@ -4,12 +4,17 @@
 //! # Layout
 //! - [`state`]: the client's state as plain data ([`state::ChatState`], the login form, the
 //!   connection status) with its rules and unit tests; no DOM.
+//! - [`session`]: the driver that runs the shared [`ClientSession`] over a gloo-net WebSocket,
+//!   turning UI commands into session inputs and session events into state updates.
 //! - [`components`]: the Leptos components: login screen, conversation list, thread, composer
-//!   and status bar. They read the state and send commands.
+//!   and status badge. They read the state and send commands to the session.
+//!
+//! [`ClientSession`]: hongyan_shared::client::ClientSession
 //!
 //! `main.rs` only calls [`start`]; everything is in the library so browser tests can mount it.
 
 pub mod components;
+pub mod session;
 pub mod state;
 
 pub use components::App;

@@ -1,13 +1,78 @@
-//! The Leptos components of the H5 client.
+//! The Leptos components of the H5 client. Each reads the [`ChatState`] signal and the
+//! [`SessionHandle`] from context; [`App`] provides both, and tests can provide their own with
+//! [`Chat`].
+//!
+//! - `login.rs`: [`LoginScreen`], the login form.
+//! - `chat.rs`: [`ChatScreen`], the header with status and logout, and the two panes.
+//! - `conversations.rs`: [`ConversationList`] with unread counts, and [`NewChat`].
+//! - `thread.rs`: [`Thread`], the messages of the open conversation with their ticks.
+//! - `composer.rs`: [`Composer`], the message box.
+
+mod chat;
+mod composer;
+mod conversations;
+mod login;
+mod thread;
 
 use leptos::prelude::*;
 
-/// The whole application.
+pub use chat::{ChatScreen, StatusBadge};
+pub use composer::Composer;
+pub use conversations::{ConversationList, NewChat};
+pub use login::LoginScreen;
+pub use thread::Thread;
+
+use crate::session::{self, SessionHandle};
+use crate::state::ChatState;
+
+/// The whole application: a fresh state and a session driver on a gloo-net WebSocket.
 #[component]
 pub fn App() -> impl IntoView {
+    let state = RwSignal::new(ChatState::new());
+    let session = session::spawn(state);
+    let handle = session.clone();
+    on_cleanup(move || handle.shutdown());
+    view! { <Chat state session /> }
+}
+
+/// The application around a given state and session handle: the login screen while logged
+/// out or refused, the chat screen otherwise.
+#[component]
+pub fn Chat(
+    /// The client's state, shared with the session driver.
+    state: RwSignal<ChatState>,
+    /// Where the components send login, send and logout commands.
+    session: SessionHandle,
+) -> impl IntoView {
+    provide_context(state);
+    provide_context(session);
+    let total_unread = Memo::new(move |_| state.with(ChatState::total_unread));
+    Effect::new(move |_| {
+        let title = match total_unread.get() {
+            0 => "鸿雁 hongyan".to_owned(),
+            n => format!("({n}) 鸿雁 hongyan"),
+        };
+        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+            document.set_title(&title);
+        }
+    });
+    let chat_showing =
+        Memo::new(move |_| state.with(|s| s.me().is_some() && s.connection().shows_chat()));
     view! {
-        <main class="app">
-            <h1>"鸿雁 hongyan"</h1>
-        </main>
+        <div class="app">
+            <Show when=move || chat_showing.get() fallback=|| view! { <LoginScreen /> }>
+                <ChatScreen />
+            </Show>
+        </div>
     }
+}
+
+/// The state signal from context.
+fn use_chat_state() -> RwSignal<ChatState> {
+    expect_context::<RwSignal<ChatState>>()
+}
+
+/// The session handle from context.
+fn use_session() -> SessionHandle {
+    expect_context::<SessionHandle>()
 }

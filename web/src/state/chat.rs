@@ -32,8 +32,8 @@ pub enum SessionUpdate {
         /// The server's reason, if any.
         reason: Option<String>,
     },
-    /// The session ended because the user logged out.
-    LoggedOut,
+    /// The session is over (logged out, kicked out or refused) and will not reconnect.
+    Ended,
     /// A message arrived (already acknowledged and de-duplicated by the session).
     Received {
         /// Who sent it; `"0"` is the server.
@@ -267,6 +267,18 @@ impl ChatState {
         self.selected = Some(peer);
     }
 
+    /// Closes the open thread (on a phone this shows the conversation list again).
+    pub fn deselect(&mut self) {
+        self.selected = None;
+    }
+
+    /// The user left the chat screen (logged out, or acknowledged a kickout): show the login
+    /// screen. Conversations stay until another user logs in.
+    pub fn leave(&mut self) {
+        self.connection = ConnectionStatus::LoggedOut;
+        self.give_up_pending();
+    }
+
     /// Records a message the user just sent, in state `Sending`.
     pub fn record_outgoing(&mut self, outgoing: &Outgoing) -> MessageId {
         let id = self.fresh_id();
@@ -303,8 +315,11 @@ impl ChatState {
         match update {
             SessionUpdate::Connecting => self.connection = ConnectionStatus::Connecting,
             SessionUpdate::LoggedIn => self.connection = ConnectionStatus::Online,
+            // A refused re-login is retried by the session; only a refused first login ends it.
             SessionUpdate::LoginRefused { code } => {
-                self.connection = ConnectionStatus::LoginRefused { code };
+                if self.connection != ConnectionStatus::Reconnecting {
+                    self.connection = ConnectionStatus::LoginRefused { code };
+                }
             }
             SessionUpdate::LinkLost => {
                 if !self.connection.is_final() {
@@ -315,8 +330,10 @@ impl ChatState {
                 self.connection = ConnectionStatus::KickedOut { code, reason };
                 self.give_up_pending();
             }
-            SessionUpdate::LoggedOut => {
-                self.connection = ConnectionStatus::LoggedOut;
+            SessionUpdate::Ended => {
+                if !self.connection.is_final() {
+                    self.connection = ConnectionStatus::LoggedOut;
+                }
                 self.give_up_pending();
             }
             SessionUpdate::Received { from, fp, text } => self.receive(from, fp, text),
@@ -586,10 +603,49 @@ mod tests {
     }
 
     #[test]
+    fn kickout_survives_the_session_ending_until_the_user_leaves() {
+        let mut state = logged_in("alice");
+        state.apply(SessionUpdate::KickedOut {
+            code: 1,
+            reason: None,
+        });
+        state.apply(SessionUpdate::Ended);
+        assert_eq!(state.connection().describe(), "You logged in elsewhere");
+        state.leave();
+        assert_eq!(state.connection(), &ConnectionStatus::LoggedOut);
+    }
+
+    #[test]
+    fn refused_first_login_ends_but_refused_relogin_keeps_reconnecting() {
+        let mut state = ChatState::new();
+        state.begin_login(UserId::from("alice"));
+        state.apply(SessionUpdate::LoginRefused { code: 1025 });
+        state.apply(SessionUpdate::Ended);
+        assert_eq!(
+            state.connection(),
+            &ConnectionStatus::LoginRefused { code: 1025 }
+        );
+
+        let mut state = logged_in("alice");
+        state.apply(SessionUpdate::LinkLost);
+        state.apply(SessionUpdate::LoginRefused { code: 1025 });
+        assert_eq!(state.connection(), &ConnectionStatus::Reconnecting);
+    }
+
+    #[test]
+    fn logout_gives_up_on_pending_messages() {
+        let mut state = logged_in("alice");
+        let id = send(&mut state, "bob", "unsent", 1);
+        state.apply(SessionUpdate::Ended);
+        assert_eq!(state.connection(), &ConnectionStatus::LoggedOut);
+        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Lost));
+    }
+
+    #[test]
     fn same_user_keeps_history_other_user_starts_clean() {
         let mut state = logged_in("alice");
         send(&mut state, "bob", "mine", 1);
-        state.apply(SessionUpdate::LoggedOut);
+        state.apply(SessionUpdate::Ended);
         state.begin_login(UserId::from("alice"));
         assert_eq!(state.conversations().len(), 1);
         state.begin_login(UserId::from("mallory"));

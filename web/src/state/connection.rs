@@ -74,6 +74,11 @@ impl ConnectionStatus {
         )
     }
 
+    /// True when the chat screen shows (everything but the login screen's two states).
+    pub fn shows_chat(&self) -> bool {
+        !matches!(self, Self::LoggedOut | Self::LoginRefused { .. })
+    }
+
     /// True while messages can be sent and expected to arrive soon. Messages composed while
     /// reconnecting are still accepted: the session retries them and reports them lost if the
     /// link does not come back in time.
