@@ -163,3 +163,71 @@ fn a_gateway_can_be_turned_off_and_bad_configuration_is_explained() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist for UDP"), "{err}");
 }
+
+#[test]
+fn two_hongyan_chat_processes_talk_through_hongyan_serve() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+
+    let (tcp, udp) = (free_port(), free_port());
+    let server = Command::new(env!("CARGO_BIN_EXE_hongyan"))
+        .args(["serve", "--http-addr", "off"])
+        .args(["--tcp-addr", &format!("127.0.0.1:{tcp}")])
+        .args(["--udp-addr", &format!("127.0.0.1:{udp}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Running(server);
+    wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], tcp)));
+
+    let mut bob = Running(
+        Command::new(env!("CARGO_BIN_EXE_hongyan"))
+            .args(["chat", "--udp", &format!("127.0.0.1:{udp}")])
+            .args(["--user", "bob", "--json", "--stay"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = bob.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next_matching = |needle: &str| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("bob never printed {needle}"));
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    next_matching(r#""state":"online""#);
+
+    let mut alice = Command::new(env!("CARGO_BIN_EXE_hongyan"))
+        .args(["chat", "--tcp", &format!("127.0.0.1:{tcp}")])
+        .args(["--user", "alice", "--to", "bob", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    alice
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("hello bob, 你好 🪿\n".as_bytes())
+        .unwrap();
+    let output = alice.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let alice_out = String::from_utf8(output.stdout).unwrap();
+    assert!(alice_out.contains(r#""event":"delivered""#), "{alice_out}");
+    let message = next_matching(r#""event":"message""#);
+    assert!(message.contains("hello bob, 你好 🪿") && message.contains(r#""from":"alice""#));
+}
