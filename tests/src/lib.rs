@@ -4,6 +4,7 @@
 //!
 //! Every wait is bounded ([`WAIT`]), so a broken server fails a test instead of hanging it.
 
+pub mod browser;
 pub mod proxy;
 
 use std::net::SocketAddr;
