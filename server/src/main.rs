@@ -26,6 +26,8 @@ enum Command {
     Serve(ServeArgs),
     /// Chat from the terminal over TCP, UDP or WebSocket (`--json` for scripts).
     Chat(hongyan_client::chat::ChatArgs),
+    /// Load-test a server over TCP, UDP or WebSocket (bounded, loopback only; `--json`).
+    Bench(hongyan_bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -40,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Chat(args) => hongyan_client::chat::run(args).await,
+        Command::Bench(args) => hongyan_bench::run(args, Some(spawn_for_bench)).await,
     }
 }
 
@@ -53,6 +56,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting hongyan")?;
     bound.serve(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Accepts every login and logs nothing: the server `hongyan bench --spawn` measures.
+struct BenchHooks;
+
+impl hongyan_server::Hooks for BenchHooks {}
+
+/// `hongyan bench --spawn`: a loopback server with every gateway on an ephemeral port.
+fn spawn_for_bench(
+    stop: tokio_util::sync::CancellationToken,
+) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<hongyan_bench::SpawnedServer>> + Send>> {
+    Box::pin(async move {
+        let bound = Server::bind(hongyan_server::Config::loopback(), Arc::new(BenchHooks)).await?;
+        let targets = hongyan_bench::Targets {
+            tcp: bound.tcp_addr(),
+            udp: bound.udp_addr(),
+            ws: bound.http_addr(),
+        };
+        let serve = Box::pin(async move {
+            if let Err(e) = bound.serve(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "bench server failed");
+            }
+        });
+        Ok(hongyan_bench::SpawnedServer { targets, serve })
+    })
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,403 @@
+//! `c2c`: P sender/receiver pairs; each sender keeps W QoS messages in flight (optionally
+//! paced), each receiver checks what arrives. Measures throughput, ACK and delivery latency,
+//! duplicates, losses and CPU per 10,000 delivered messages.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use hdrhistogram::Histogram;
+use hongyan_shared::{ClientEvent, ClientSession, Fingerprint};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::peer::{Failure, Peer, Role, no_surprise};
+use crate::report::{C2cReport, Latency, Report, micros_histogram};
+use crate::target::{Target, seed};
+use crate::{BenchArgs, C2cArgs, Progress, source_ip};
+
+/// Logins in progress at once while setting up the pairs.
+const LOGIN_CONCURRENCY: usize = 256;
+
+/// Counters every peer updates, read by the progress line and the end-of-run check.
+struct Shared {
+    base: Instant,
+    sending: AtomicBool,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    reported_lost: AtomicU64,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+struct Sender {
+    to: String,
+    window: usize,
+    size: usize,
+    pacing: Option<Duration>,
+    next_send: Instant,
+    shared: Arc<Shared>,
+    in_flight: HashMap<Fingerprint, Instant>,
+    seq: u64,
+    ack: Histogram<u64>,
+    acked: u64,
+    lost: u64,
+}
+
+impl Sender {
+    fn content(&self, now: Instant) -> String {
+        let nanos = (now - self.shared.base).as_nanos();
+        let mut content = format!("{} {nanos} ", self.seq);
+        let pad = self.size.saturating_sub(content.len());
+        content.extend(std::iter::repeat_n('x', pad));
+        content
+    }
+
+    fn fill(&mut self, session: &mut ClientSession, now: Instant) -> Result<(), Failure> {
+        while self.in_flight.len() < self.window
+            && self.shared.sending.load(Ordering::Relaxed)
+            && self.next_send <= now
+        {
+            let content = self.content(now);
+            let fp = session
+                .send(&self.to, content, 0, true, now)
+                .map_err(|e| Failure::Send(e.to_string()))?;
+            self.in_flight.insert(fp, now);
+            self.seq += 1;
+            self.shared.sent.fetch_add(1, Ordering::Relaxed);
+            if let Some(interval) = self.pacing {
+                self.next_send += interval;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Role for Sender {
+    fn on_event(
+        &mut self,
+        event: ClientEvent,
+        session: &mut ClientSession,
+        now: Instant,
+    ) -> Result<bool, Failure> {
+        match event {
+            ClientEvent::MessageDelivered(fp) => {
+                if let Some(sent) = self.in_flight.remove(&fp) {
+                    let _ = self.ack.record(micros(now - sent));
+                    self.acked += 1;
+                    self.shared.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                self.fill(session, now)?;
+            }
+            ClientEvent::MessagesLost(packets) => {
+                for packet in packets {
+                    if let Some(fp) = packet.fp
+                        && self.in_flight.remove(&fp).is_some()
+                    {
+                        self.lost += 1;
+                        self.shared.reported_lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.fill(session, now)?;
+            }
+            other => no_surprise(other)?,
+        }
+        Ok(false)
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        (self.in_flight.len() < self.window && self.shared.sending.load(Ordering::Relaxed))
+            .then_some(self.next_send)
+    }
+
+    fn on_wake(&mut self, session: &mut ClientSession, now: Instant) {
+        // A failed send surfaces as `Failure::Send` on the next event; here it only stops
+        // this sender from sending more.
+        if self.fill(session, now).is_err() {
+            self.window = 0;
+        }
+    }
+}
+
+struct Receiver {
+    from: String,
+    shared: Arc<Shared>,
+    seen: HashSet<u64>,
+    latency: Histogram<u64>,
+    foreign: u64,
+}
+
+impl Role for Receiver {
+    fn on_event(
+        &mut self,
+        event: ClientEvent,
+        _session: &mut ClientSession,
+        now: Instant,
+    ) -> Result<bool, Failure> {
+        match event {
+            ClientEvent::MessageReceived(m) => {
+                let mut words = m.content.split(' ');
+                let seq = words.next().and_then(|w| w.parse::<u64>().ok());
+                let nanos = words.next().and_then(|w| w.parse::<u64>().ok());
+                match (seq, nanos) {
+                    (Some(seq), Some(nanos)) if m.from.as_str() == self.from => {
+                        if self.seen.insert(seq) {
+                            let sent = self.shared.base + Duration::from_nanos(nanos);
+                            let _ = self
+                                .latency
+                                .record(micros(now.saturating_duration_since(sent)));
+                            self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => self.foreign += 1,
+                }
+            }
+            other => no_surprise(other)?,
+        }
+        Ok(false)
+    }
+}
+
+async fn log_in_all(
+    target: &Target,
+    users: Vec<(usize, String)>,
+    args: &BenchArgs,
+    timeout: Duration,
+) -> (Vec<(usize, Peer)>, BTreeMap<String, usize>) {
+    let limiter = Arc::new(Semaphore::new(LOGIN_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for (i, user) in users {
+        let limiter = limiter.clone();
+        let (transport, addr, source) = (target.transport, target.addr, source_ip(args, i));
+        tasks.spawn(async move {
+            let _permit = limiter.acquire_owned().await;
+            let peer = Peer::login(transport, source, addr, &user, seed(i), timeout).await;
+            (i, peer)
+        });
+    }
+    let mut peers = Vec::new();
+    let mut failures = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, Ok(peer))) => peers.push((i, peer)),
+            Ok((_, Err(e))) => *failures.entry(e.kind()).or_insert(0) += 1,
+            Err(_) => *failures.entry("task panicked".into()).or_insert(0) += 1,
+        }
+    }
+    peers.sort_by_key(|(i, _)| *i);
+    (peers, failures)
+}
+
+pub(crate) async fn run(
+    args: &BenchArgs,
+    c2c: &C2cArgs,
+    target: &Target,
+    file_limit: u64,
+    progress: &Progress,
+) -> anyhow::Result<Report> {
+    let pairs = c2c.pairs;
+    let needed = 2 * pairs * target.fds_per_connection() + 64;
+    if needed as u64 > file_limit {
+        bail!(
+            "{pairs} pairs need about {needed} open files, over this process's limit of {file_limit}"
+        );
+    }
+    let prefix = &args.user_prefix;
+    let login_timeout = Duration::from_secs(c2c.login_timeout);
+    progress.show(&format!(
+        "[c2c] logging in {pairs} receivers and {pairs} senders"
+    ));
+    // Receivers first, so no message finds its receiver offline.
+    let (receivers, mut failures) = log_in_all(
+        target,
+        (0..pairs)
+            .map(|i| (pairs + i, format!("{prefix}r{i}")))
+            .collect(),
+        args,
+        login_timeout,
+    )
+    .await;
+    let (senders, sender_failures) = log_in_all(
+        target,
+        (0..pairs).map(|i| (i, format!("{prefix}s{i}"))).collect(),
+        args,
+        login_timeout,
+    )
+    .await;
+    for (kind, n) in sender_failures {
+        *failures.entry(kind).or_insert(0) += n;
+    }
+    if receivers.len() != pairs || senders.len() != pairs {
+        bail!(
+            "only {} receivers and {} senders of {pairs} pairs logged in: {failures:?}",
+            receivers.len(),
+            senders.len()
+        );
+    }
+
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        sending: AtomicBool::new(true),
+        sent: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
+        reported_lost: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+    });
+    let stop = CancellationToken::new();
+    let pacing = (c2c.rate > 0).then(|| Duration::from_secs_f64(pairs as f64 / c2c.rate as f64));
+    let start = Instant::now();
+    let cpu = target.cpu_mark();
+    let mut receiving = JoinSet::new();
+    for (i, mut peer) in receivers {
+        let mut role = Receiver {
+            from: format!("{prefix}s{}", i - pairs),
+            shared: shared.clone(),
+            seen: HashSet::new(),
+            latency: micros_histogram(),
+            foreign: 0,
+        };
+        let stop = stop.clone();
+        receiving.spawn(async move {
+            let result = peer.pump(&mut role, &stop, None).await;
+            (role, result)
+        });
+    }
+    let mut sending = JoinSet::new();
+    for (i, mut peer) in senders {
+        let mut role = Sender {
+            to: format!("{prefix}r{i}"),
+            window: c2c.window,
+            size: c2c.size,
+            pacing,
+            // Spread paced senders over one interval so they do not send in lockstep.
+            next_send: start
+                + pacing.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / pairs as f64)),
+            shared: shared.clone(),
+            in_flight: HashMap::new(),
+            seq: 0,
+            ack: micros_histogram(),
+            acked: 0,
+            lost: 0,
+        };
+        let stop = stop.clone();
+        sending.spawn(async move {
+            let result = peer.pump(&mut role, &stop, None).await;
+            (role, result)
+        });
+    }
+
+    // Sending.
+    let send_end = start + Duration::from_secs(c2c.duration);
+    loop {
+        let now = Instant::now();
+        if now >= send_end {
+            break;
+        }
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = delivered as f64 / (now - start).as_secs_f64().max(0.001);
+        progress.show(&format!(
+            "[c2c {}] {:.0}/{} s  sent {}  delivered {delivered} ({rate:.0}/s)  dup {}",
+            target.run_info(file_limit).transport,
+            (now - start).as_secs_f64(),
+            c2c.duration,
+            shared.sent.load(Ordering::Relaxed),
+            shared.duplicates.load(Ordering::Relaxed),
+        ));
+        tokio::time::sleep(Duration::from_millis(250).min(send_end - now)).await;
+    }
+    shared.sending.store(false, Ordering::Relaxed);
+    let delivered_in_interval = shared.delivered.load(Ordering::Relaxed);
+    let cpu = target.cpu_since(cpu);
+
+    // Draining: until every message is acknowledged or reported lost and has arrived, or the
+    // drain time is up.
+    let drain_end = Instant::now() + Duration::from_secs(c2c.drain);
+    loop {
+        let sent = shared.sent.load(Ordering::Relaxed);
+        let settled =
+            shared.acked.load(Ordering::Relaxed) + shared.reported_lost.load(Ordering::Relaxed);
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        if (settled >= sent && delivered >= sent) || Instant::now() >= drain_end {
+            break;
+        }
+        progress.show(&format!(
+            "[c2c] draining: {} unacknowledged, {} undelivered",
+            sent.saturating_sub(settled),
+            sent.saturating_sub(delivered)
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+
+    let mut ack = micros_histogram();
+    let mut delivery = micros_histogram();
+    let (mut sent, mut acked, mut reported_lost, mut delivered, mut foreign) = (0, 0, 0, 0, 0);
+    let after_login = |failures: &mut BTreeMap<String, usize>, r: Result<(), Failure>| {
+        if let Err(e) = r {
+            *failures
+                .entry(format!("after login: {}", e.kind()))
+                .or_insert(0) += 1;
+        }
+    };
+    while let Some(joined) = sending.join_next().await {
+        let Ok((role, result)) = joined else { continue };
+        after_login(&mut failures, result);
+        sent += role.seq;
+        acked += role.acked;
+        reported_lost += role.lost;
+        ack.add(&role.ack).expect("histograms share bounds");
+    }
+    while let Some(joined) = receiving.join_next().await {
+        let Ok((role, result)) = joined else { continue };
+        after_login(&mut failures, result);
+        delivered += role.seen.len() as u64;
+        foreign += role.foreign;
+        delivery
+            .add(&role.latency)
+            .expect("histograms share bounds");
+    }
+    if foreign > 0 {
+        failures.insert(
+            "messages from an unexpected sender".into(),
+            usize::try_from(foreign).unwrap_or(usize::MAX),
+        );
+    }
+    let duration = c2c.duration as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let per_10k = |cpu_s: f64| {
+        (delivered_in_interval > 0).then(|| cpu_s * 10_000.0 / delivered_in_interval as f64)
+    };
+    Ok(Report::C2c(C2cReport {
+        run: target.run_info(file_limit),
+        pairs,
+        window: c2c.window,
+        rate: c2c.rate,
+        size: c2c.size,
+        duration_s: duration,
+        sent,
+        acked,
+        delivered,
+        #[allow(clippy::cast_precision_loss)]
+        delivered_per_s: delivered_in_interval as f64 / cpu.wall_s.max(0.001),
+        duplicates: shared.duplicates.load(Ordering::Relaxed),
+        lost: sent.saturating_sub(delivered),
+        reported_lost,
+        ack_latency_ms: Latency::from_micros(&ack),
+        delivery_latency_ms: Latency::from_micros(&delivery),
+        failures,
+        server_cpu_s_per_10k: cpu.server_s.and_then(per_10k),
+        generator_cpu_s_per_10k: per_10k(cpu.generator_s),
+        cpu,
+    }))
+}

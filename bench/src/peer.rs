@@ -1,0 +1,225 @@
+//! One simulated client: a [`ClientSession`] driven over a bare [`Conn`] by one task, with a
+//! [`Role`] that reacts to its events (log in and wait, send messages, count receipts).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hongyan_shared::{
+    ClientEvent, ClientSession, ConnectionState, LoginInfo, Packet, SessionConfig, Transport,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{Conn, ConnError};
+
+/// Why a simulated client failed; reports count failures by [`kind`](Self::kind).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Conn(ConnError),
+    LoginRefused(i32),
+    LoginTimeout,
+    Closed,
+    Kicked(i32),
+    Send(String),
+}
+
+impl Failure {
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            Self::Conn(e) => e.kind(),
+            Self::LoginRefused(code) => format!("login refused ({code})"),
+            Self::LoginTimeout => "login timeout".into(),
+            Self::Closed => "closed by server".into(),
+            Self::Kicked(code) => format!("kicked ({code})"),
+            Self::Send(e) => format!("send refused: {e}"),
+        }
+    }
+}
+
+impl From<ConnError> for Failure {
+    fn from(e: ConnError) -> Self {
+        Self::Conn(e)
+    }
+}
+
+/// What a simulated client does with its session's events.
+pub(crate) trait Role {
+    /// Handles one event; true ends [`Peer::pump`].
+    fn on_event(
+        &mut self,
+        event: ClientEvent,
+        session: &mut ClientSession,
+        now: Instant,
+    ) -> Result<bool, Failure>;
+
+    /// When [`on_wake`](Self::on_wake) should run next.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Runs at [`wake_at`](Self::wake_at).
+    fn on_wake(&mut self, session: &mut ClientSession, now: Instant) {
+        let _ = (session, now);
+    }
+}
+
+pub(crate) struct Peer {
+    conn: Conn,
+    session: ClientSession,
+    scratch: Vec<u8>,
+}
+
+/// Waits for the login's answer.
+struct Login;
+
+impl Role for Login {
+    fn on_event(
+        &mut self,
+        event: ClientEvent,
+        _session: &mut ClientSession,
+        _now: Instant,
+    ) -> Result<bool, Failure> {
+        match event {
+            ClientEvent::StateChanged(ConnectionState::Online) => Ok(true),
+            ClientEvent::LoginResponse { code, .. } if code != 0 => {
+                Err(Failure::LoginRefused(code))
+            }
+            other => no_surprise(other).map(|()| false),
+        }
+    }
+}
+
+/// Events every role treats alike: a kickout or lost link is a failure.
+pub(crate) fn no_surprise(event: ClientEvent) -> Result<(), Failure> {
+    match event {
+        ClientEvent::Kickout(k) => Err(Failure::Kicked(k.code)),
+        ClientEvent::LinkClosed => Err(Failure::Closed),
+        _ => Ok(()),
+    }
+}
+
+impl Peer {
+    /// Connects from `source` and logs in as `user`, within `timeout`.
+    pub(crate) async fn login(
+        transport: Transport,
+        source: Ipv4Addr,
+        target: SocketAddr,
+        user: &str,
+        seed: u64,
+        timeout: Duration,
+    ) -> Result<Self, Failure> {
+        let deadline = Instant::now() + timeout;
+        let mut config = SessionConfig::new(transport, seed);
+        // A lost link is a failure to report, not something to hide by reconnecting.
+        config.auto_relogin = false;
+        let now = Instant::now();
+        let mut session = ClientSession::new(config, now);
+        session
+            .login(LoginInfo::new(user, Some("bench"), None), now)
+            .expect("a fresh session with a valid user id can log in");
+        while session.poll_transport().is_some() {}
+        let conn = tokio::time::timeout_at(deadline.into(), Conn::open(transport, source, target))
+            .await
+            .map_err(|_| Failure::LoginTimeout)??;
+        session.handle_connected(Instant::now());
+        let mut peer = Self {
+            conn,
+            session,
+            scratch: Vec::with_capacity(512),
+        };
+        peer.pump(&mut Login, &CancellationToken::new(), Some(deadline))
+            .await?;
+        if peer.session.state() == ConnectionState::Online {
+            Ok(peer)
+        } else {
+            Err(Failure::LoginTimeout)
+        }
+    }
+
+    /// Feeds the session until `role` is done, `stop` is cancelled or `deadline` passes;
+    /// after every input it drains the session's packets, transport commands and events.
+    pub(crate) async fn pump<R: Role>(
+        &mut self,
+        role: &mut R,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Result<(), Failure> {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let timer = tokio::time::sleep_until(far.into());
+        tokio::pin!(timer);
+        let mut armed = far;
+        loop {
+            if self.drain(role, Instant::now()).await? {
+                return Ok(());
+            }
+            let next = [self.session.poll_timeout(), role.wake_at(), deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(far);
+            if next != armed {
+                timer.as_mut().reset(next.into());
+                armed = next;
+            }
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                received = self.conn.recv() => match received? {
+                    Some(body) => match Packet::decode(&body) {
+                        Ok(packet) => self.session.handle_packet(packet, Instant::now()),
+                        Err(e) => return Err(Failure::Conn(ConnError::Protocol(e.to_string()))),
+                    },
+                    None => return Err(Failure::Closed),
+                },
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| d <= now) {
+                        return Ok(());
+                    }
+                    self.session.handle_timeout(now);
+                    if role.wake_at().is_some_and(|w| w <= now) {
+                        role.on_wake(&mut self.session, now);
+                    }
+                    armed = far;
+                }
+            }
+        }
+    }
+
+    /// Hands the session's events to `role`, then sends what the session (and `role`) queued;
+    /// true when `role` is done.
+    async fn drain<R: Role>(&mut self, role: &mut R, now: Instant) -> Result<bool, Failure> {
+        let mut done = false;
+        while let Some(event) = self.session.poll_event() {
+            done |= role.on_event(event, &mut self.session, now)?;
+        }
+        let mut sent = false;
+        while let Some(packet) = self.session.poll_transmit() {
+            self.scratch.clear();
+            packet.encode_into(&mut self.scratch);
+            self.conn.send(&self.scratch).await?;
+            sent = true;
+        }
+        if sent {
+            self.conn.flush().await?;
+        }
+        // Without auto-relogin the session only asks for the transport after a login, which
+        // `login` already answered: anything now means the link is gone.
+        if self.session.poll_transport().is_some() {
+            return Err(Failure::Closed);
+        }
+        Ok(done)
+    }
+
+    /// Logs out (type 3) and closes the connection.
+    pub(crate) async fn logout(mut self) {
+        self.session.logout(Instant::now());
+        while let Some(packet) = self.session.poll_transmit() {
+            self.scratch.clear();
+            packet.encode_into(&mut self.scratch);
+            if self.conn.send(&self.scratch).await.is_err() {
+                return;
+            }
+        }
+        let _ = self.conn.flush().await;
+    }
+}
