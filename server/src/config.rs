@@ -8,6 +8,9 @@ use std::time::Duration;
 use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
 use serde::Deserialize;
 
+use crate::token::BearerToken;
+use crate::webhook::{EventKinds, WebhookConfig};
+
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured.
 #[derive(Debug, Clone)]
@@ -49,6 +52,17 @@ pub struct Config {
     pub server_timestamp: bool,
     /// Directory holding the built H5 client, served at `/`.
     pub web_dir: Option<PathBuf>,
+    /// The bearer token `/api` requires. `None` disables the API (every call answers 503);
+    /// `hongyan serve` never runs without one (see [`BearerToken::load_or_create`]).
+    pub admin_token: Option<BearerToken>,
+    /// If set, `/metrics` requires this bearer token; otherwise it is public.
+    pub metrics_token: Option<BearerToken>,
+    /// Where `hongyan serve` keeps state between runs: the generated admin token
+    /// (`admin-token`). The library itself writes nothing there.
+    pub state_dir: PathBuf,
+    /// The application backend to call instead of the built-in hooks; `hongyan serve` runs
+    /// [`WebhookHooks`](crate::webhook::WebhookHooks) when this is set.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for Config {
@@ -71,6 +85,10 @@ impl Default for Config {
             dedup: DedupConfig::default(),
             server_timestamp: false,
             web_dir: None,
+            admin_token: None,
+            metrics_token: None,
+            state_dir: crate::token::default_state_dir(),
+            webhook: None,
         }
     }
 }
@@ -163,6 +181,15 @@ pub struct FileConfig {
     dedup_capacity: Option<usize>,
     server_timestamp: Option<bool>,
     web_dir: Option<PathBuf>,
+    admin_token: Option<BearerToken>,
+    metrics_token: Option<BearerToken>,
+    state_dir: Option<PathBuf>,
+    webhook_url: Option<String>,
+    webhook_token: Option<BearerToken>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_concurrency: Option<usize>,
+    webhook_event_queue: Option<usize>,
+    webhook_events: Option<EventKinds>,
 }
 
 /// Why the configuration could not be loaded.
@@ -243,6 +270,52 @@ pub struct ServeArgs {
     /// Directory of the built H5 client served at `/` [default: `dist` if it exists].
     #[arg(long, env = "HONGYAN_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Bearer token for the HTTP API at `/api`. Without one, a token is generated on first
+    /// start, printed once and kept in `<state-dir>/admin-token`.
+    #[arg(
+        long,
+        env = "HONGYAN_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<BearerToken>,
+    /// Bearer token required by `/metrics` [default: none, metrics are public].
+    #[arg(
+        long,
+        env = "HONGYAN_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<BearerToken>,
+    /// Directory for state kept between runs [default: $XDG_STATE_HOME/hongyan,
+    /// ~/.local/state/hongyan or ./.hongyan].
+    #[arg(long, env = "HONGYAN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Base URL of the application backend: hongyan POSTs to `<url>/verify`, `<url>/offline`
+    /// and `<url>/events` (see docs/INTEGRATION.md) [default: none, built-in hooks].
+    #[arg(long, env = "HONGYAN_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Bearer token hongyan sends to the webhooks.
+    #[arg(
+        long,
+        env = "HONGYAN_WEBHOOK_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub webhook_token: Option<BearerToken>,
+    /// Deadline of one webhook attempt in milliseconds [default: 3000].
+    #[arg(long, env = "HONGYAN_WEBHOOK_TIMEOUT_MS", value_name = "MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// Most webhook requests in flight at once [default: 64].
+    #[arg(long, env = "HONGYAN_WEBHOOK_CONCURRENCY", value_name = "N")]
+    pub webhook_concurrency: Option<usize>,
+    /// Events queued for delivery before further ones are dropped [default: 10000].
+    #[arg(long, env = "HONGYAN_WEBHOOK_EVENT_QUEUE", value_name = "N")]
+    pub webhook_event_queue: Option<usize>,
+    /// Events sent to `<url>/events`: `all`, `none`, or a list of login, logout, c2s,
+    /// c2cDelivered, s2cDelivered, s2cLost [default: all].
+    #[arg(long, env = "HONGYAN_WEBHOOK_EVENTS", value_name = "LIST")]
+    pub webhook_events: Option<EventKinds>,
 }
 
 impl ServeArgs {
@@ -295,6 +368,35 @@ impl ServeArgs {
             .clone()
             .or(file.web_dir)
             .or_else(|| Path::new("dist").is_dir().then(|| PathBuf::from("dist")));
+        c.admin_token = self.admin_token.clone().or(file.admin_token);
+        c.metrics_token = self.metrics_token.clone().or(file.metrics_token);
+        if let Some(dir) = self.state_dir.clone().or(file.state_dir) {
+            c.state_dir = dir;
+        }
+        if let Some(url) = self.webhook_url.as_deref().or(file.webhook_url.as_deref()) {
+            let url = WebhookConfig::parse_url(url).map_err(ConfigError::Invalid)?;
+            let mut webhook = WebhookConfig::new(url);
+            webhook.token = self.webhook_token.clone().or(file.webhook_token);
+            if let Some(ms) = self.webhook_timeout_ms.or(file.webhook_timeout_ms) {
+                webhook.timeout = Duration::from_millis(ms);
+            }
+            if let Some(n) = self.webhook_concurrency.or(file.webhook_concurrency) {
+                webhook.concurrency = n;
+            }
+            if let Some(n) = self.webhook_event_queue.or(file.webhook_event_queue) {
+                webhook.event_queue = n;
+            }
+            if let Some(kinds) = self.webhook_events.or(file.webhook_events) {
+                webhook.events = kinds;
+            }
+            if webhook.timeout.is_zero() || webhook.concurrency == 0 || webhook.event_queue == 0 {
+                return Err(ConfigError::Invalid(
+                    "webhook_timeout_ms, webhook_concurrency and webhook_event_queue must be positive"
+                        .into(),
+                ));
+            }
+            c.webhook = Some(webhook);
+        }
         if let Some(mode) = c.udp_sense_mode.filter(|m| !m.supports(Transport::Udp)) {
             return Err(ConfigError::Invalid(format!(
                 "{mode} does not exist for UDP (use MODE_3S, MODE_10S, MODE_30S, MODE_60S or MODE_120S)"

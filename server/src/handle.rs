@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::core::Core;
 pub use crate::core::s2c::Delivery;
+use crate::metrics::{Direction, KickReason};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
 
@@ -87,6 +88,7 @@ impl ServerHandle {
         packet.qos = push.qos;
         let body = self.core.encode(&mut packet);
         online.push(Outbound::Packet(body.clone()))?;
+        self.core.metrics.message(Direction::S2c);
         let receipt = match (&fp, push.qos) {
             (Some(fp), true) => {
                 let (tx, rx) = oneshot::channel();
@@ -117,6 +119,11 @@ impl ServerHandle {
             },
         );
         let body = self.core.encode(&mut packet);
+        self.core.metrics.kickout(if code == codes::KICKOUT_ADMIN {
+            KickReason::Admin
+        } else {
+            KickReason::Application
+        });
         if online.push(Outbound::Kick { body, code }).is_err() {
             online.close();
         }

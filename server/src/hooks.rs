@@ -107,6 +107,12 @@ pub trait Hooks: Send + Sync + 'static {
     fn on_s2c_received(&self, user: &UserId, fp: &Fingerprint) {
         let _ = (user, fp);
     }
+
+    /// Adds the hooks' own series to the server's `/metrics`; called once, when the server is
+    /// bound. Names get the server's `hongyan_` prefix.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
 }
 
 /// The hooks `hongyan serve` runs with: **every login is accepted** and events are logged.

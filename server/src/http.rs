@@ -1,4 +1,5 @@
-//! The HTTP listener: the WebSocket gateway, the H5 client, health checks.
+//! The HTTP listener: the WebSocket gateway, the H5 client, the API for backends (`/api`),
+//! health, readiness and metrics.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,11 +15,14 @@ use tower_http::services::{ServeDir, ServeFile};
 
 use crate::core::Core;
 use crate::gateway::ws;
+use crate::handle::ServerHandle;
+use crate::{api, probes};
 
 /// What HTTP handlers share.
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) core: Arc<Core>,
+    pub(crate) handle: ServerHandle,
     pub(crate) limiter: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -28,7 +32,10 @@ pub(crate) fn router(state: HttpState) -> Router {
     let web_dir = state.core.config.web_dir.clone();
     let router = Router::new()
         .route("/websocket", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(probes::ready))
+        .route("/metrics", get(probes::metrics))
+        .merge(api::router(&state));
     let router = match web_dir {
         Some(dir) => router.fallback_service(web_client(&dir)),
         None => router.fallback(get(no_web_client)),

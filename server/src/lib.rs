@@ -26,21 +26,36 @@
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
 //!   messages, observe events).
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
-//! - `http`: the HTTP router (WebSocket upgrade, H5 client, health).
+//! - `http`: the HTTP router (WebSocket upgrade, H5 client, API, health, metrics).
+//! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its
+//!   OpenAPI document and Swagger UI.
+//! - `probes`: `/readyz` and `/metrics`.
+//! - `metrics`: the server's counters and gauges, exported at `/metrics`.
+//! - [`token`]: bearer tokens (admin, metrics, webhook) and the generated admin token.
+//! - [`webhook`]: [`WebhookHooks`], the hooks that call an application backend over HTTP.
 
+mod api;
 pub mod config;
 mod core;
 mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+mod metrics;
+mod probes;
 mod registry;
 pub mod server;
 mod session;
+pub mod token;
+pub mod webhook;
 
 pub use config::{Config, ServeArgs};
 pub use handle::{Delivery, Push, Sent, ServerHandle};
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
+/// The metrics library whose registry [`Hooks::register_metrics`] receives.
+pub use prometheus_client;
 pub use registry::OnlineInfo;
 pub use server::{Bound, Server, ServerError};
 pub use session::PushError;
+pub use token::{BearerToken, TokenOrigin};
+pub use webhook::{WebhookConfig, WebhookHooks};

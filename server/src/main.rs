@@ -2,10 +2,13 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hongyan_server::{LoggingHooks, ServeArgs, Server};
+use hongyan_server::{
+    BearerToken, Config, Hooks, LoggingHooks, ServeArgs, Server, TokenOrigin, WebhookHooks,
+};
 use tracing_subscriber::EnvFilter;
 
 /// hongyan (鸿雁): a MobileIMSDK v6-compatible instant-messaging server.
@@ -20,9 +23,9 @@ struct Cli {
 enum Command {
     /// Run the server: TCP :8901, UDP :7901, HTTP + WebSocket :3000 (H5 client at `/`).
     ///
-    /// WARNING: the built-in hooks accept every login. Put hongyan behind your own login
-    /// verification (embed it with your own `Hooks`, or use the webhook integration) before
-    /// exposing it to untrusted clients.
+    /// WARNING: without --webhook-url the built-in hooks accept every login. Verify logins in
+    /// your backend (--webhook-url, see docs/INTEGRATION.md) or embed hongyan with your own
+    /// `Hooks` before exposing it to untrusted clients.
     Serve(ServeArgs),
     /// Chat from the terminal over TCP, UDP or WebSocket (`--json` for scripts).
     Chat(hongyan_client::chat::ChatArgs),
@@ -47,14 +50,62 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.resolve()?;
-    tracing::warn!(
-        "built-in hooks: EVERY LOGIN IS ACCEPTED; do not expose this server to untrusted clients"
-    );
-    let bound = Server::bind(config, Arc::new(LoggingHooks))
+    let mut config = args.resolve()?;
+    ensure_admin_token(&mut config)?;
+    let webhooks = match &config.webhook {
+        Some(webhook) => {
+            tracing::info!(backend = %webhook.url.origin().ascii_serialization(),
+                "webhooks: logins are verified by the backend");
+            Some(Arc::new(
+                WebhookHooks::new(webhook).context("starting the webhooks")?,
+            ))
+        }
+        None => {
+            tracing::warn!(
+                "built-in hooks: EVERY LOGIN IS ACCEPTED; do not expose this server to untrusted \
+                 clients (set --webhook-url to verify logins in your backend)"
+            );
+            None
+        }
+    };
+    let hooks: Arc<dyn Hooks> = match &webhooks {
+        Some(webhooks) => webhooks.clone(),
+        None => Arc::new(LoggingHooks),
+    };
+    let bound = Server::bind(config, hooks)
         .await
         .context("starting hongyan")?;
     bound.serve(shutdown_signal()).await?;
+    if let Some(webhooks) = webhooks
+        && !webhooks.flush(Duration::from_secs(5)).await
+    {
+        tracing::warn!("some webhook events were not delivered before exit");
+    }
+    Ok(())
+}
+
+/// Without a configured admin token, generates one on first start (printed once) and reuses
+/// it on later starts, so the API is never open.
+fn ensure_admin_token(config: &mut Config) -> anyhow::Result<()> {
+    if config.admin_token.is_some() {
+        return Ok(());
+    }
+    let file = config.state_dir.join("admin-token");
+    let (token, origin) =
+        BearerToken::load_or_create(&file).context("preparing the admin token for /api")?;
+    match origin {
+        TokenOrigin::Created(path) => eprintln!(
+            "\nhongyan: generated an admin token for the HTTP API (/api). It is shown once; it \
+             is kept in {} (owner-only) and reused on restart:\n\n    {}\n\nSend it as \
+             `Authorization: Bearer <token>`.\n",
+            path.display(),
+            token.expose()
+        ),
+        TokenOrigin::Loaded(path) => {
+            tracing::info!(path = %path.display(), "admin token for /api loaded");
+        }
+    }
+    config.admin_token = Some(token);
     Ok(())
 }
 

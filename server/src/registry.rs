@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use hongyan_shared::UserId;
+use hongyan_shared::{Transport, UserId};
 
 use crate::hooks::{SessionId, SessionInfo};
+use crate::metrics;
 use crate::session::SessionHandle;
 
 /// A user's online session as the registry records it.
@@ -47,6 +49,9 @@ pub struct OnlineInfo {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     online: Mutex<HashMap<UserId, Online>>,
+    /// Online users per transport (indexed like [`metrics::TRANSPORTS`]); changed only under
+    /// the map's lock, so it always matches the map.
+    by_transport: [AtomicUsize; 3],
 }
 
 impl Registry {
@@ -77,6 +82,10 @@ impl Registry {
                 if requested > 0 && requested < old.first_login_time {
                     return Registration::Stale;
                 }
+                self.count(old.session.info.transport)
+                    .fetch_sub(1, Ordering::Relaxed);
+                self.count(session.info.transport)
+                    .fetch_add(1, Ordering::Relaxed);
                 let old = std::mem::replace(old, online);
                 Registration::Registered {
                     displaced: Some((old.session, kick_old)),
@@ -87,6 +96,8 @@ impl Registry {
                 Registration::Registered { displaced: None }
             }
             None => {
+                self.count(session.info.transport)
+                    .fetch_add(1, Ordering::Relaxed);
                 map.insert(user.clone(), online);
                 Registration::Registered { displaced: None }
             }
@@ -97,7 +108,10 @@ impl Registry {
     pub(crate) fn remove_if_current(&self, user: &UserId, session: SessionId) -> bool {
         let mut map = self.map();
         if map.get(user).is_some_and(|o| o.session.info.id == session) {
-            map.remove(user);
+            if let Some(old) = map.remove(user) {
+                self.count(old.session.info.transport)
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
             true
         } else {
             false
@@ -121,6 +135,17 @@ impl Registry {
     /// Online users.
     pub(crate) fn len(&self) -> usize {
         self.map().len()
+    }
+
+    /// Online users per transport, indexed like [`metrics::TRANSPORTS`].
+    pub(crate) fn count_by_transport(&self) -> [usize; 3] {
+        self.by_transport
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed))
+    }
+
+    fn count(&self, transport: Transport) -> &AtomicUsize {
+        &self.by_transport[metrics::transport_index(transport)]
     }
 
     /// A page of online users in id order: those after `after`, at most `limit`.

@@ -151,6 +151,7 @@ impl Bound {
             tracing::info!(addr = ?listener.local_addr().ok(), "http listening (websocket at /websocket)");
             let state = HttpState {
                 core: self.core.clone(),
+                handle: self.handle.clone(),
                 limiter: self.limiter.clone(),
                 shutdown: token.clone(),
                 tracker: tracker.clone(),

@@ -24,10 +24,12 @@ impl Core {
         let packet = match Packet::decode(body) {
             Ok(packet) => packet,
             Err(e) => {
+                self.metrics.packet_in(None, body.len());
                 tracing::debug!(error = %e, "malformed packet");
                 return Flow::Close;
             }
         };
+        self.metrics.packet_in(Some(packet.kind), body.len());
         match packet.kind {
             PacketType::Login => self.login(session, link, packet).await,
             PacketType::Logout => {

@@ -5,6 +5,7 @@ use hongyan_shared::{Kickout, LoginInfo, LoginResponse, Packet, Transport, UserI
 use super::{Core, Flow};
 use crate::gateway::Link;
 use crate::hooks::LoginRequest;
+use crate::metrics::{KickReason, LoginResult};
 use crate::registry::Registration;
 use crate::session::{Outbound, Session, epoch_millis};
 
@@ -49,6 +50,7 @@ impl Core {
                 })
                 .await;
             if code != codes::OK {
+                self.metrics.login(LoginResult::Refused);
                 tracing::info!(%user, code, "login refused");
                 let refusal = Packet::login_response(UserId::UNSET, LoginResponse::refused(code));
                 let flow = self.reply(link, refusal).await;
@@ -83,8 +85,10 @@ impl Core {
             .register(&user, &session.handle, info.first_login_time, answered)
         {
             Registration::Registered { displaced } => {
+                self.metrics.login(LoginResult::Accepted);
                 if let Some((old, kick)) = displaced {
                     if kick {
+                        self.metrics.kickout(KickReason::DuplicateLogin);
                         tracing::debug!(old = %old.info.id, "kicking the previous session");
                         let body = self.encode(&mut Self::duplicate_kickout(&user));
                         let _ = old.push(Outbound::Kick {
@@ -103,6 +107,8 @@ impl Core {
                 Flow::Continue
             }
             Registration::Stale => {
+                self.metrics.login(LoginResult::Stale);
+                self.metrics.kickout(KickReason::DuplicateLogin);
                 tracing::info!(%user, "stale client instance refused");
                 let flow = self.reply(link, Self::duplicate_kickout(&user)).await;
                 if udp {

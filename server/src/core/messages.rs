@@ -5,6 +5,7 @@ use hongyan_shared::{Fingerprint, Packet, UserId};
 
 use super::{Core, Flow};
 use crate::gateway::Link;
+use crate::metrics::Direction;
 use crate::session::{Outbound, Session};
 
 impl Core {
@@ -49,10 +50,12 @@ impl Core {
                 return Flow::Close;
             }
             if !first {
+                self.metrics.dedup_hit();
                 tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
                 return Flow::Continue;
             }
         }
+        self.metrics.message(Direction::C2s);
         self.hooks.on_c2s(&packet, session.info);
         Flow::Continue
     }
@@ -68,6 +71,7 @@ impl Core {
             tracing::debug!(fp = ?packet.fp, "c2c message dropped by before_c2c");
             return Flow::Continue;
         }
+        self.metrics.message(Direction::C2c);
         let fp = packet.qos_fingerprint().cloned();
         let receiver = packet.to.clone().unwrap_or_default();
         let body = self.encode(&mut packet);
@@ -82,9 +86,13 @@ impl Core {
                 self.s2c.track(receiver.clone(), fp.clone(), body, None);
             }
             self.hooks.on_c2c_delivered(&packet);
-        } else if !self.hooks.on_offline(&packet).await {
-            // Not stored: no ACK, so a QoS sender retries and finally reports it lost.
-            return Flow::Continue;
+        } else {
+            let stored = self.hooks.on_offline(&packet).await;
+            self.metrics.offline(stored);
+            if !stored {
+                // Not stored: no ACK, so a QoS sender retries and finally reports it lost.
+                return Flow::Continue;
+            }
         }
         match fp {
             Some(fp) => {
@@ -103,6 +111,7 @@ impl Core {
         };
         let fp = Fingerprint::from(fp);
         if self.s2c.acknowledge(user, &fp) {
+            self.metrics.qos_delivered();
             self.hooks.on_s2c_received(user, &fp);
         }
     }

@@ -19,10 +19,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, UserId};
+use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, PacketType, UserId};
 
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::session::epoch_millis;
 
@@ -41,6 +42,7 @@ pub(crate) struct Core {
     pub(crate) hooks: Arc<dyn Hooks>,
     pub(crate) registry: Registry,
     pub(crate) s2c: s2c::S2cQueue,
+    pub(crate) metrics: Metrics,
     c2s_dedup: Mutex<DedupWindow<(UserId, Fingerprint)>>,
     next_session: AtomicU64,
 }
@@ -53,6 +55,7 @@ impl Core {
             s2c: s2c::S2cQueue::new(config.s2c_schedule),
             registry: Registry::default(),
             next_session: AtomicU64::new(1),
+            metrics: Metrics::new(&*hooks),
             hooks,
             config,
         }
@@ -69,19 +72,22 @@ impl Core {
         }
         let mut out = Vec::new();
         packet.encode_into(&mut out);
+        self.metrics.packet_out(packet.kind, out.len());
         Bytes::from(out)
     }
 
     /// A retransmission carries a fresh `sm` when stamping is on (§6.2); otherwise the very
-    /// bytes of the first transmission.
+    /// bytes of the first transmission. Counts the retransmission and the packet it sends (the
+    /// retransmission queue holds data packets only).
     pub(crate) fn restamp(&self, body: Bytes) -> Bytes {
-        if !self.config.server_timestamp {
-            return body;
+        self.metrics.retransmission();
+        if self.config.server_timestamp
+            && let Ok(mut packet) = Packet::decode(&body)
+        {
+            return self.encode(&mut packet);
         }
-        match Packet::decode(&body) {
-            Ok(mut packet) => self.encode(&mut packet),
-            Err(_) => body,
-        }
+        self.metrics.packet_out(PacketType::CommonData, body.len());
+        body
     }
 
     /// Records a C2S fingerprint; true the first time it is seen.

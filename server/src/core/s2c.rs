@@ -103,6 +103,7 @@ impl S2cQueue {
         if lost.is_empty() {
             return;
         }
+        core.metrics.qos_lost(lost.len());
         let mut packets = Vec::with_capacity(lost.len());
         for pending in lost {
             if let Some(waiter) = pending.waiter {

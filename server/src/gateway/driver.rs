@@ -47,6 +47,7 @@ async fn run<L: Link>(
         close.clone(),
     );
     tracing::debug!("session opened");
+    let _counted = core.metrics.connection(L::TRANSPORT);
     let expiry = core.config.idle_expiry(L::TRANSPORT);
     let mut last_inbound = Instant::now();
     // One timer per session, re-armed lazily: inbound traffic only moves `last_inbound`.

@@ -1,0 +1,111 @@
+//! The API's one error type: every failure becomes a JSON body with a stable `code` and a
+//! `message` that says what is wrong, logged once, here.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// Stable, machine-readable: `unauthorized`, `api_disabled`, `invalid_body`,
+    /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `too_large`,
+    /// `not_found`.
+    #[schema(example = "not_online")]
+    code: &'static str,
+    /// For people: what is wrong and, where it helps, how to fix it.
+    #[schema(example = "user \"alice\" is not online")]
+    message: String,
+}
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppError {
+    /// No `Authorization: Bearer` header, or the wrong token.
+    #[error("missing or invalid bearer token (send Authorization: Bearer <admin token>)")]
+    Unauthorized,
+    /// The server has no admin token, so the API is off.
+    #[error("the HTTP API is disabled: no admin token is configured")]
+    ApiDisabled,
+    /// The body is not JSON of the expected shape.
+    #[error("{}", .0.body_text())]
+    Body(#[from] JsonRejection),
+    /// The query string does not parse.
+    #[error("{}", .0.body_text())]
+    Query(#[from] QueryRejection),
+    /// A path parameter does not parse.
+    #[error("{}", .0.body_text())]
+    Path(#[from] PathRejection),
+    /// The request parses but a value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The user is not online.
+    #[error("user {0:?} is not online")]
+    NotOnline(String),
+    /// The message is larger than the receiver's transport carries.
+    #[error("the message encodes to {len} bytes; the receiver's transport carries at most {max}")]
+    TooLarge {
+        /// The encoded packet size.
+        len: usize,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// No such endpoint.
+    #[error("no such API endpoint; the API is described at /api/openapi.json")]
+    NotFound,
+}
+
+impl AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::ApiDisabled => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Body(rejection) => rejection.status(),
+            Self::Query(rejection) => rejection.status(),
+            Self::Path(rejection) => rejection.status(),
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotOnline(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::ApiDisabled => "api_disabled",
+            Self::Body(_) => "invalid_body",
+            Self::Query(_) => "invalid_query",
+            Self::Path(_) => "invalid_path",
+            Self::Invalid(_) => "invalid_request",
+            Self::NotOnline(_) => "not_online",
+            Self::TooLarge { .. } => "too_large",
+            Self::NotFound => "not_found",
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        };
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), code = body.code, message = %body.message, "api error");
+        } else {
+            tracing::debug!(status = status.as_u16(), code = body.code, message = %body.message, "api request refused");
+        }
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"hongyan\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,110 @@
+//! The HTTP API for application backends, under `/api`: push messages, list and kick online
+//! users, read statistics. JSON in and out; every operation needs the admin token
+//! (`Authorization: Bearer <token>`). The OpenAPI document is generated from the handlers
+//! (so it cannot drift from the routes), served at `/api/openapi.json` and browsable at
+//! `/api/docs` (Swagger UI, served from the binary). Both are public: they describe the API
+//! but grant nothing.
+//!
+//! - `auth.rs`: the bearer-token checks.
+//! - `error.rs`: [`AppError`](error::AppError), the one error type, and its JSON body.
+//! - `extract.rs`: JSON, query and path extractors that fail with an `AppError`.
+//! - `messages.rs`: `POST /api/messages`, `POST /api/messages/batch`.
+//! - `users.rs`: `GET /api/users`, `GET /api/users/{userId}`, `POST /api/users/{userId}/kick`.
+//! - `stats.rs`: `GET /api/stats`.
+
+pub(crate) mod auth;
+pub(crate) mod error;
+mod extract;
+mod messages;
+mod stats;
+mod users;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::any;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use self::error::AppError;
+use crate::http::HttpState;
+
+/// Where the OpenAPI document is served.
+pub(crate) const OPENAPI_PATH: &str = "/api/openapi.json";
+/// Where the Swagger UI is served.
+pub(crate) const DOCS_PATH: &str = "/api/docs";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hongyan HTTP API",
+        description = "Integrate hongyan with an application backend: push server-to-client \
+            messages, list and kick online users, read statistics. Every operation needs the \
+            admin token as `Authorization: Bearer <token>`. See docs/INTEGRATION.md for the \
+            webhooks hongyan calls and the metrics it exports."
+    ),
+    modifiers(&AdminToken),
+    security(("admin_token" = [])),
+    tags(
+        (name = "messages", description = "Server-to-client messages (S2C, from \"0\")"),
+        (name = "users", description = "Online users"),
+        (name = "server", description = "The server itself"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `admin_token` bearer scheme the operations require.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token: --admin-token, HONGYAN_ADMIN_TOKEN, admin_token in the \
+                         config file, or the one generated at first start",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document and the operations it describes, nested under `/api` and behind the
+/// admin token.
+fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::new()
+        .routes(routes!(messages::push))
+        .routes(routes!(messages::push_batch))
+        .routes(routes!(users::list))
+        .routes(routes!(users::get))
+        .routes(routes!(users::kick))
+        .routes(routes!(stats::stats))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api", api)
+        .split_for_parts()
+}
+
+/// Everything under `/api`: the operations, the OpenAPI document, the Swagger UI, and a JSON
+/// 404 for any other `/api` path.
+pub(crate) fn router(state: &HttpState) -> Router<HttpState> {
+    let (operations, doc) = operations(state);
+    operations
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
+        .route("/api", any(not_found))
+        .route("/api/{*rest}", any(not_found))
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}

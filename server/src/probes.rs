@@ -1,0 +1,41 @@
+//! Probes for operators: `/readyz` (serving, not shutting down) and `/metrics` (Prometheus /
+//! OpenMetrics text). `/healthz` (the process answers) is in the router itself.
+//!
+//! Both are unauthenticated by default so load balancers and Prometheus need no secret; set
+//! `metrics_token` to require a bearer token for `/metrics` (it is a different token from the
+//! admin token, so a scraper cannot push messages or kick users).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::auth::authorized;
+use crate::api::error::AppError;
+use crate::http::HttpState;
+
+/// The OpenMetrics text format, which Prometheus negotiates and parses.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /readyz`: 200 while the server serves (every listener was bound before it started),
+/// 503 once it is shutting down, so load balancers stop sending new clients.
+pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
+}
+
+/// `GET /metrics`: every series of this server (see `docs/INTEGRATION.md` for the list).
+pub(crate) async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.core.config.metrics_token
+        && !authorized(&headers, token)
+    {
+        return AppError::Unauthorized.into_response();
+    }
+    let core = &state.core;
+    let body = core
+        .metrics
+        .render(core.registry.count_by_transport(), core.s2c.len());
+    ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
+}

@@ -1,0 +1,96 @@
+//! Event notifications: a bounded queue that session tasks push to without waiting, and one
+//! background task that delivers batches to `POST {base}/events` in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::client::{Caller, Endpoint};
+use super::contract::{Envelope, Event, EventBatch};
+use super::metrics::DropReason;
+use crate::session::epoch_millis;
+
+/// Most events in one request.
+const MAX_BATCH: usize = 256;
+
+/// The sending side, held by the hooks.
+pub(crate) struct EventQueue {
+    tx: mpsc::Sender<Envelope>,
+    next_id: AtomicU64,
+    /// Events queued or being delivered; zero when everything is settled.
+    pending: Arc<AtomicUsize>,
+    caller: Arc<Caller>,
+}
+
+impl EventQueue {
+    /// Starts the delivery task (on the current Tokio runtime). It ends once the queue is
+    /// dropped and what it held is delivered or given up on.
+    pub(crate) fn start(caller: Arc<Caller>, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let instance = uuid::Uuid::new_v4().to_string();
+        tokio::spawn(deliver(rx, caller.clone(), instance, pending.clone()));
+        Self {
+            tx,
+            next_id: AtomicU64::new(1),
+            pending,
+            caller,
+        }
+    }
+
+    /// Queues `event` without waiting; if the queue is full it is dropped and counted.
+    pub(crate) fn push(&self, event: Event) {
+        let envelope = Envelope {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            time: epoch_millis(),
+            event,
+        };
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.try_send(envelope).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.caller.metrics.dropped(DropReason::QueueFull, 1);
+            tracing::debug!("webhook event queue full; event dropped");
+        }
+    }
+
+    /// Waits until every queued event is delivered or given up on, at most `within`; false if
+    /// some were still pending.
+    pub(crate) async fn flush(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+async fn deliver(
+    mut rx: mpsc::Receiver<Envelope>,
+    caller: Arc<Caller>,
+    instance: String,
+    pending: Arc<AtomicUsize>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let body = EventBatch {
+            instance: &instance,
+            events: &batch,
+        };
+        match caller.post(Endpoint::Events, &body).await {
+            Ok(_) => caller.metrics.delivered(batch.len()),
+            Err(error) => {
+                tracing::warn!(%error, dropped = batch.len(), "webhook events could not be delivered");
+                caller
+                    .metrics
+                    .dropped(DropReason::DeliveryFailed, batch.len());
+            }
+        }
+        pending.fetch_sub(batch.len(), Ordering::AcqRel);
+        batch.clear();
+    }
+}
