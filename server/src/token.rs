@@ -97,10 +97,28 @@ impl BearerToken {
             create_private_dir(dir).map_err(io)?;
         }
         let token = Self::generate()?;
-        let mut out = create_private_file(file).map_err(io)?;
-        writeln!(out, "{}", token.0).map_err(io)?;
-        out.sync_all().map_err(io)?;
-        Ok((token, TokenOrigin::Created(file.to_owned())))
+        // Written in full under a private name, then linked into place: the link fails if
+        // another server starting at the same moment got there first, and that server's file
+        // is then already complete, so it is read instead.
+        let partial = file.with_extension(format!("partial-{}", &token.0[..16]));
+        let written = (|| {
+            let mut out = create_private_file(&partial)?;
+            writeln!(out, "{}", token.0)?;
+            out.sync_all()?;
+            std::fs::hard_link(&partial, file)
+        })();
+        let _ = std::fs::remove_file(&partial);
+        match written {
+            Ok(()) => Ok((token, TokenOrigin::Created(file.to_owned()))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(file).map_err(io)?;
+                Ok((
+                    Self::new(text.trim())?,
+                    TokenOrigin::Loaded(file.to_owned()),
+                ))
+            }
+            Err(e) => Err(io(e)),
+        }
     }
 }
 
@@ -153,11 +171,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
-/// Creates `file` readable and writable by its owner only; fails if it already exists, so two
-/// servers starting at once cannot overwrite each other's token.
+/// Creates `file` readable and writable by its owner only, replacing a leftover from a crash.
 fn create_private_file(file: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -234,6 +251,25 @@ mod tests {
         let (loaded, origin) = BearerToken::load_or_create(&file).unwrap();
         assert_eq!(origin, TokenOrigin::Loaded(file.clone()));
         assert_eq!(loaded, created);
+        assert_eq!(
+            std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
+            1
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn servers_starting_at_once_end_up_with_one_token() {
+        let dir = std::env::temp_dir().join(format!("hongyan-race-{}", std::process::id()));
+        let file = dir.join("admin-token");
+        let _ = std::fs::remove_dir_all(&dir);
+        let tokens: Vec<BearerToken> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| BearerToken::load_or_create(&file).unwrap().0))
+                .collect();
+            starts.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,6 +25,12 @@ fn wait_for_tcp(addr: SocketAddr) -> TcpStream {
     }
 }
 
+/// Where the servers these tests start keep their generated admin token, instead of the
+/// user's own state directory.
+fn state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hongyan-cli-state-{}", std::process::id()))
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -50,6 +56,7 @@ fn addresses_come_from_flag_environment_and_file_and_sigterm_stops_cleanly() {
     let child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--config"])
         .arg(&config)
+        .env("HONGYAN_STATE_DIR", state_dir())
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .env("HONGYAN_TCP_ADDR", format!("127.0.0.1:{tcp}"))
         .env("HONGYAN_WEB_DIR", &dir)
@@ -128,6 +135,7 @@ fn a_gateway_can_be_turned_off_and_bad_configuration_is_explained() {
     let child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--tcp-addr", "off", "--udp-addr", "off"])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .env("HONGYAN_STATE_DIR", state_dir())
         .env("HONGYAN_TCP_ADDR", format!("127.0.0.1:{tcp}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -173,6 +181,7 @@ fn two_hongyan_chat_processes_talk_through_hongyan_serve() {
     let server = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--http-addr", "off"])
         .args(["--tcp-addr", &format!("127.0.0.1:{tcp}")])
+        .env("HONGYAN_STATE_DIR", state_dir())
         .args(["--udp-addr", &format!("127.0.0.1:{udp}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
