@@ -142,8 +142,9 @@ impl Hooks for RecordingHooks {
     }
 }
 
-/// A hongyan server on loopback ephemeral ports, stopped when dropped.
-pub struct TestServer {
+/// A hongyan server on loopback ephemeral ports, stopped when dropped. Its hooks are
+/// [`RecordingHooks`] unless it was started [`with_hooks`](TestServer::with_hooks).
+pub struct TestServer<H: Hooks = RecordingHooks> {
     /// TCP gateway.
     pub tcp: SocketAddr,
     /// UDP gateway.
@@ -152,8 +153,8 @@ pub struct TestServer {
     pub http: SocketAddr,
     /// The send API.
     pub handle: ServerHandle,
-    /// What the server reported.
-    pub hooks: Arc<RecordingHooks>,
+    /// The server's hooks: what it reported, for [`RecordingHooks`].
+    pub hooks: Arc<H>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -166,9 +167,15 @@ impl TestServer {
 
     /// A server whose configuration `configure` adjusts first.
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
+        TestServer::with_hooks(Arc::new(RecordingHooks::default()), configure).await
+    }
+}
+
+impl<H: Hooks> TestServer<H> {
+    /// A server running `hooks`, whose configuration `configure` adjusts first.
+    pub async fn with_hooks(hooks: Arc<H>, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::loopback();
         configure(&mut config);
-        let hooks = Arc::new(RecordingHooks::default());
         let bound = Server::bind(config, hooks.clone())
             .await
             .expect("bind loopback ports");
@@ -230,7 +237,7 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
+impl<H: Hooks> Drop for TestServer<H> {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -266,7 +273,7 @@ pub enum Peer {
 
 impl Peer {
     /// Connects to `server` over `transport`.
-    pub async fn connect(transport: Transport, server: &TestServer) -> Self {
+    pub async fn connect<H: Hooks>(transport: Transport, server: &TestServer<H>) -> Self {
         match transport {
             Transport::Tcp => Self::Tcp {
                 stream: TcpStream::connect(server.tcp).await.expect("tcp connect"),

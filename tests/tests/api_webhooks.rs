@@ -7,7 +7,9 @@ mod api_support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use api_support::{Api, Backend, HookedServer, ack, fast_schedule, next_data, unreachable_url};
+use api_support::{
+    Api, Backend, ack, fast_schedule, hooked, login, next_data, stop_and_flush, unreachable_url,
+};
 use hongyan_server::BearerToken;
 use hongyan_server::webhook::VERIFY_UNAVAILABLE;
 use hongyan_shared::{Packet, PacketType, Transport, UserId};
@@ -26,9 +28,9 @@ async fn a_login_is_verified_by_the_backend_which_learns_who_and_from_where() {
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.token = Some(BearerToken::new("hook-secret").unwrap());
-    let server = HookedServer::start(config, |_| {}).await;
+    let server = hooked(config, |_| {}).await;
 
-    let (_alice, code) = server.login("alice", "t-alice").await;
+    let (_alice, code) = login(&server, "alice", "t-alice").await;
     assert_eq!(code, 0);
     let call = backend.wait_for_call(|c| c.endpoint == "verify").await;
     assert_eq!(call.authorization.as_deref(), Some("Bearer hook-secret"));
@@ -51,8 +53,8 @@ async fn a_login_is_verified_by_the_backend_which_learns_who_and_from_where() {
 #[tokio::test]
 async fn a_login_the_backend_refuses_gets_the_backends_code_and_is_closed() {
     let backend = Backend::start().await;
-    let server = HookedServer::start(backend.config(), |_| {}).await;
-    let (mut mallory, code) = server.login("mallory", "refuse-1031").await;
+    let server = hooked(backend.config(), |_| {}).await;
+    let (mut mallory, code) = login(&server, "mallory", "refuse-1031").await;
     assert_eq!(code, 1031);
     mallory.expect_closed().await;
     assert!(!server.handle.is_online(&UserId::from("mallory")));
@@ -64,8 +66,8 @@ async fn an_unreachable_backend_refuses_logins_with_the_unavailable_code() {
         hongyan_server::WebhookConfig::parse_url(&unreachable_url()).unwrap(),
     );
     config.timeout = Duration::from_secs(2);
-    let server = HookedServer::start(config, |_| {}).await;
-    let (_peer, code) = server.login("alice", "t").await;
+    let server = hooked(config, |_| {}).await;
+    let (_peer, code) = login(&server, "alice", "t").await;
     assert_eq!(code, VERIFY_UNAVAILABLE);
     assert_eq!(VERIFY_UNAVAILABLE, 1024);
 
@@ -90,9 +92,9 @@ async fn a_backend_that_does_not_answer_in_time_refuses_the_login_without_a_retr
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.timeout = Duration::from_millis(300);
-    let server = HookedServer::start(config, |_| {}).await;
+    let server = hooked(config, |_| {}).await;
     let started = Instant::now();
-    let (_peer, code) = server.login("alice", "slow").await;
+    let (_peer, code) = login(&server, "alice", "slow").await;
     assert_eq!(code, VERIFY_UNAVAILABLE);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -117,8 +119,8 @@ async fn an_offline_message_the_backend_stores_is_acknowledged_to_the_sender() {
         .behaviour()
         .store_offline
         .store(true, Ordering::SeqCst);
-    let server = HookedServer::start(backend.config(), |_| {}).await;
-    let (mut alice, _) = server.login("alice", "t").await;
+    let server = hooked(backend.config(), |_| {}).await;
+    let (mut alice, _) = login(&server, "alice", "t").await;
 
     let message = Packet::common_data("alice", "bob", "see you", Some("fp-off".into()), 9);
     alice.send(&message).await;
@@ -141,8 +143,8 @@ async fn an_offline_message_the_backend_stores_is_acknowledged_to_the_sender() {
 #[tokio::test]
 async fn an_offline_message_the_backend_does_not_store_is_not_acknowledged() {
     let backend = Backend::start().await;
-    let server = HookedServer::start(backend.config(), |_| {}).await;
-    let (mut alice, _) = server.login("alice", "t").await;
+    let server = hooked(backend.config(), |_| {}).await;
+    let (mut alice, _) = login(&server, "alice", "t").await;
     alice
         .send(&Packet::common_data(
             "alice",
@@ -159,8 +161,8 @@ async fn an_offline_message_the_backend_does_not_store_is_not_acknowledged() {
 #[tokio::test]
 async fn events_tell_the_backend_about_logins_messages_deliveries_losses_and_logouts() {
     let backend = Backend::start().await;
-    let server = HookedServer::start(backend.config(), |c| c.s2c_schedule = fast_schedule()).await;
-    let (mut alice, _) = server.login("alice", "t").await;
+    let server = hooked(backend.config(), |c| c.s2c_schedule = fast_schedule()).await;
+    let (mut alice, _) = login(&server, "alice", "t").await;
     let mut bob = server.peer(Transport::WebSocket).await;
     assert_eq!(bob.login_with("bob", "t", 0).await.code, 0);
 
@@ -264,7 +266,7 @@ async fn events_tell_the_backend_about_logins_messages_deliveries_losses_and_log
             .all(|e| e["time"].as_i64().unwrap() > 1_600_000_000_000)
     );
     drop(alice);
-    server.stop().await;
+    stop_and_flush(server).await;
     backend
         .wait_for_event(|e| {
             e["type"] == "logout" && e["userId"] == "alice" && e["kickCode"].is_null()
@@ -277,11 +279,11 @@ async fn only_the_configured_events_are_sent() {
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.events = "logout".parse().unwrap();
-    let server = HookedServer::start(config, |_| {}).await;
-    let (alice, _) = server.login("alice", "t").await;
+    let server = hooked(config, |_| {}).await;
+    let (alice, _) = login(&server, "alice", "t").await;
     drop(alice);
     backend.wait_for_event(|e| e["type"] == "logout").await;
-    server.stop().await;
+    stop_and_flush(server).await;
     assert!(
         backend.events().iter().all(|e| e["type"] == "logout"),
         "{:?}",
@@ -296,8 +298,8 @@ async fn a_failed_event_batch_is_retried_with_the_same_ids() {
         .behaviour()
         .events_fail
         .store(true, Ordering::SeqCst);
-    let server = HookedServer::start(backend.config(), |_| {}).await;
-    let (_alice, _) = server.login("alice", "t").await;
+    let server = hooked(backend.config(), |_| {}).await;
+    let (_alice, _) = login(&server, "alice", "t").await;
     let refused = backend
         .wait_for_call(|c| c.endpoint == "events refused")
         .await;
@@ -324,11 +326,11 @@ async fn a_stalled_events_backend_never_holds_up_sessions_and_drops_are_counted(
         .store(true, Ordering::SeqCst);
     let mut config = backend.config();
     config.event_queue = 2;
-    let server = HookedServer::start(config, |_| {}).await;
+    let server = hooked(config, |_| {}).await;
     let started = Instant::now();
     let mut peers = Vec::new();
     for i in 0..8 {
-        let (peer, code) = server.login(&format!("user{i}"), "t").await;
+        let (peer, code) = login(&server, &format!("user{i}"), "t").await;
         assert_eq!(code, 0);
         peers.push(peer);
     }

@@ -13,13 +13,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use bytes::BytesMut;
-use hongyan_server::{BearerToken, Config, Server, ServerHandle, WebhookConfig, WebhookHooks};
+use hongyan_server::{BearerToken, Config, Hooks, WebhookConfig, WebhookHooks};
 use hongyan_shared::{Packet, PacketType, Transport};
 use hongyan_tests::{Peer, TestServer, WAIT};
 use serde_json::{Value, json};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The admin token the API tests configure.
@@ -182,111 +180,32 @@ pub async fn next_data(peer: &mut Peer) -> Packet {
     }
 }
 
-/// A hongyan server whose hooks are [`WebhookHooks`] calling a [`Backend`].
-pub struct HookedServer {
-    /// TCP gateway.
-    pub tcp: SocketAddr,
-    /// UDP gateway.
-    pub udp: SocketAddr,
-    /// HTTP listener.
-    pub http: SocketAddr,
-    /// The send API.
-    pub handle: ServerHandle,
-    /// The hooks, to flush events.
-    pub webhooks: Arc<WebhookHooks>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+/// A test server whose hooks are [`WebhookHooks`] calling `webhook`, with [`TOKEN`] as its
+/// admin token, configured further by `configure`.
+pub async fn hooked(
+    webhook: WebhookConfig,
+    configure: impl FnOnce(&mut Config),
+) -> TestServer<WebhookHooks> {
+    let hooks = Arc::new(WebhookHooks::new(&webhook).expect("webhooks start"));
+    TestServer::with_hooks(hooks, |c| {
+        c.admin_token = Some(BearerToken::new(TOKEN).expect("a valid token"));
+        configure(c);
+    })
+    .await
 }
 
-impl HookedServer {
-    /// Binds a loopback server calling `webhook`, configured further by `configure`.
-    pub async fn start(webhook: WebhookConfig, configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::loopback();
-        config.admin_token = Some(BearerToken::new(TOKEN).expect("a valid token"));
-        configure(&mut config);
-        let webhooks = Arc::new(WebhookHooks::new(&webhook).expect("webhooks start"));
-        let bound = Server::bind(config, webhooks.clone())
-            .await
-            .expect("bind loopback ports");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (tcp, udp, http) = (
-            bound.tcp_addr().expect("tcp on"),
-            bound.udp_addr().expect("udp on"),
-            bound.http_addr().expect("http on"),
-        );
-        let handle = bound.handle();
-        let task = tokio::spawn(async move {
-            bound
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
-        Self {
-            tcp,
-            udp,
-            http,
-            handle,
-            webhooks,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Connects a raw peer over `transport`.
-    pub async fn peer(&self, transport: Transport) -> Peer {
-        match transport {
-            Transport::Tcp => Peer::Tcp {
-                stream: TcpStream::connect(self.tcp).await.expect("tcp connect"),
-                buf: BytesMut::new(),
-            },
-            Transport::Udp => {
-                let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
-                socket.connect(self.udp).await.expect("udp connect");
-                Peer::Udp(socket)
-            }
-            Transport::WebSocket => {
-                let url = format!("ws://{}/websocket", self.http);
-                let (ws, _) = tokio_tungstenite::connect_async(url)
-                    .await
-                    .expect("websocket connect");
-                Peer::Ws(Box::new(ws))
-            }
-        }
-    }
-
-    /// Connects over TCP and logs in as `user` with `token`; returns the peer and the code.
-    pub async fn login(&self, user: &str, token: &str) -> (Peer, i32) {
-        let mut peer = self.peer(Transport::Tcp).await;
-        let code = peer.login_with(user, token, 0).await.code;
-        (peer, code)
-    }
-
-    /// Stops the server, waits for it, then for the webhook events to be delivered.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT * 2, task)
-                .await
-                .expect("server stops in time")
-                .expect("server task");
-        }
-        assert!(
-            self.webhooks.flush(WAIT).await,
-            "events delivered after stop"
-        );
-    }
+/// Connects over TCP and logs in as `user` with `token`; returns the peer and the code.
+pub async fn login<H: Hooks>(server: &TestServer<H>, user: &str, token: &str) -> (Peer, i32) {
+    let mut peer = server.peer(Transport::Tcp).await;
+    let code = peer.login_with(user, token, 0).await.code;
+    (peer, code)
 }
 
-impl Drop for HookedServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// Stops the server, then waits until its webhook events are delivered.
+pub async fn stop_and_flush(server: TestServer<WebhookHooks>) {
+    let hooks = server.hooks.clone();
+    server.stop().await;
+    assert!(hooks.flush(WAIT).await, "events delivered after stop");
 }
 
 /// One webhook request the backend received.
