@@ -2,19 +2,12 @@
 //! kept owner-only in the state directory and reused on restart; a configured token is used as
 //! given; neither ever appears in the log.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hongyan-{name}-{}", std::process::id()));
@@ -23,18 +16,19 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A `hongyan serve` with only HTTP on, killed on drop.
+/// A `hongyan serve` with only HTTP on (an ephemeral port, read back from its log), killed on
+/// drop.
 struct Serve {
     child: Child,
     http: SocketAddr,
+    log: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Serve {
     fn start(state_dir: &Path, args: &[&str]) -> Self {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
             .args(["serve", "--tcp-addr", "off", "--udp-addr", "off"])
-            .args(["--http-addr", &http.to_string()])
+            .args(["--http-addr", "127.0.0.1:0"])
             .args(args)
             .env("HONGYAN_STATE_DIR", state_dir)
             .env("HONGYAN_LOG", "debug")
@@ -43,13 +37,33 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let serve = Self { child, http };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(http).is_err() {
-            assert!(Instant::now() < deadline, "{http} never listened");
-            std::thread::sleep(Duration::from_millis(50));
+        let (address_tx, address) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in stderr.lines() {
+                let line = line.unwrap_or_default();
+                if let Some(addr) = line
+                    .contains("http listening")
+                    .then(|| line.split("addr=Some(").nth(1))
+                    .flatten()
+                    .and_then(|rest| rest.split(')').next())
+                {
+                    let _ = address_tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        let http = address
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its HTTP address");
+        Self {
+            child,
+            http,
+            log: Some(log),
         }
-        serve
     }
 
     /// The status line of `GET /api/stats` with `token`.
@@ -69,14 +83,7 @@ impl Serve {
     fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut log = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        log
+        self.log.take().unwrap().join().unwrap()
     }
 }
 
