@@ -38,5 +38,5 @@ hy_wasm_bindgen_version() {
 
 # Builds the H5 client into dist/ (release: size-optimised, wasm-opt'ed).
 hy_build_web() {
-    (cd "$HY_ROOT" && trunk build --release)
+    (cd "$HY_ROOT" && timeout --kill-after=30 900 trunk build --release)
 }

@@ -86,35 +86,61 @@ impl Driver {
             "{} is missing: run scripts/setup (Debian package chromium)",
             chromium_binary()
         );
-        let port = free_port();
-        let child = Command::new(chromedriver_binary())
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (run scripts/setup: Debian package chromium-driver)",
-                    chromedriver_binary()
-                )
-            });
-        let driver = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            profiles: Vec::new(),
-            _turn: turn,
-        };
-        let deadline = Instant::now() + BROWSER_WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(POLL).await;
+        // The free port can be taken again before chromedriver binds it, and a loaded machine
+        // can start it slowly: try a few ports, each with its own deadline.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!("hongyan-chromedriver-{port}.log"));
+            let mut child = Command::new(chromedriver_binary())
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .arg(format!("--log-path={}", log.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {}: {e} (run scripts/setup: Debian package chromium-driver)",
+                        chromedriver_binary()
+                    )
+                });
+            let deadline = Instant::now() + BROWSER_WAIT;
+            let outcome = loop {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break Ok(());
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Err(format!("exited with {status}"));
+                }
+                if Instant::now() >= deadline {
+                    break Err(format!("not listening after {BROWSER_WAIT:?}"));
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            match outcome {
+                Ok(()) => {
+                    return Self {
+                        child,
+                        url: format!("http://127.0.0.1:{port}"),
+                        profiles: Vec::new(),
+                        _turn: turn,
+                    };
+                }
+                Err(why) => {
+                    kill_group(&mut child);
+                    let tail: Vec<&str> = log_text.lines().rev().take(5).collect();
+                    failures.push(format!("port {port}: {why}; log tail: {tail:?}"));
+                }
+            }
         }
-        driver
+        panic!("chromedriver did not start: {failures:#?}");
     }
 
     /// Opens a new headless Chromium with a fresh profile, at `url`.
@@ -161,18 +187,23 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // chromedriver and the Chromiums it started share the process group made at spawn.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
         for profile in &self.profiles {
             let _ = std::fs::remove_dir_all(profile);
         }
     }
+}
+
+/// Kills `child` and everything in the process group it leads (chromedriver and the
+/// Chromiums it started), then reaps it.
+fn kill_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn free_port() -> u16 {

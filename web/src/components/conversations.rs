@@ -1,7 +1,7 @@
 //! The conversation list and the "new chat" box.
 
 use hongyan_shared::UserId;
-use leptos::ev::SubmitEvent;
+use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
 use super::use_chat_state;
@@ -67,14 +67,24 @@ pub fn ConversationList() -> impl IntoView {
 fn ConversationRow(row: Row) -> impl IntoView {
     let state = use_chat_state();
     let peer = row.peer.clone();
-    let open = move |_| state.update(|s| s.select(peer.clone()));
+    let open = move || state.update(|s| s.select(peer.clone()));
+    let open_on_key = open.clone();
     view! {
         <li
             class="conversation"
             class:selected=row.selected
             class:system=row.system
             data-peer=row.peer.to_string()
-            on:click=open
+            role="button"
+            tabindex="0"
+            aria-current=row.selected.then_some("true")
+            on:click=move |_| open()
+            on:keydown=move |ev: KeyboardEvent| {
+                if ev.key() == "Enter" || ev.key() == " " {
+                    ev.prevent_default();
+                    open_on_key();
+                }
+            }
         >
             <span class="avatar" aria-hidden="true">
                 {row.title.chars().next().map(String::from).unwrap_or_default()}
