@@ -150,6 +150,13 @@ impl ServerHandle {
         self.core.registry.page(after, limit)
     }
 
+    /// Whether a QoS packet with fingerprint `fp` sent to `user` (pushed, or a forwarded C2C
+    /// message) still awaits acknowledgement. A push reusing it is not tracked again (as in the
+    /// reference), so its [`Sent::outcome`] would not reflect the client's answer.
+    pub fn is_in_flight(&self, user: &UserId, fp: &Fingerprint) -> bool {
+        self.core.s2c.contains(user, fp)
+    }
+
     /// Server → client QoS packets awaiting acknowledgement.
     pub fn in_flight(&self) -> usize {
         self.core.s2c.len()

@@ -101,6 +101,32 @@ async fn a_push_not_awaited_is_sent_with_the_fingerprint_the_caller_chose() {
 }
 
 #[tokio::test]
+async fn a_chosen_fingerprint_still_awaiting_acknowledgement_is_a_conflict() {
+    let server = server().await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let api = Api::new(server.http);
+    let push = json!({"to": "alice", "content": "once", "fp": "order-7"});
+    assert_eq!(
+        api.post("/api/messages", push.clone()).await.ok()["outcome"],
+        "sent"
+    );
+    let packet = next_data(&mut alice).await;
+    api.post("/api/messages", push.clone())
+        .await
+        .assert_error(409, "fp_in_flight");
+    ack(&mut alice, "alice", &packet).await;
+    let deadline = tokio::time::Instant::now() + hongyan_tests::WAIT;
+    while server.handle.in_flight() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the ACK settles it");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        api.post("/api/messages", push).await.ok()["outcome"],
+        "sent"
+    );
+}
+
+#[tokio::test]
 async fn a_push_without_qos_is_sent_and_never_awaited() {
     let server = server().await;
     let mut alice = server.logged_in(Transport::Udp, "alice").await;

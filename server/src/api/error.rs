@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `api_disabled`, `invalid_body`,
-    /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `too_large`,
-    /// `not_found`.
+    /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `fp_in_flight`,
+    /// `too_large`, `not_found`.
     #[schema(example = "not_online")]
     code: &'static str,
     /// For people: what is wrong and, where it helps, how to fix it.
@@ -45,6 +45,16 @@ pub(crate) enum AppError {
     /// The user is not online.
     #[error("user {0:?} is not online")]
     NotOnline(String),
+    /// A message with the chosen fingerprint still awaits the receiver's acknowledgement.
+    #[error(
+        "a message with fp {fp:?} still awaits {to:?}'s acknowledgement; choose another fp or wait"
+    )]
+    InFlight {
+        /// The receiver.
+        to: String,
+        /// The fingerprint.
+        fp: String,
+    },
     /// The message is larger than the receiver's transport carries.
     #[error("the message encodes to {len} bytes; the receiver's transport carries at most {max}")]
     TooLarge {
@@ -68,6 +78,7 @@ impl AppError {
             Self::Path(rejection) => rejection.status(),
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotOnline(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InFlight { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -81,6 +92,7 @@ impl AppError {
             Self::Path(_) => "invalid_path",
             Self::Invalid(_) => "invalid_request",
             Self::NotOnline(_) => "not_online",
+            Self::InFlight { .. } => "fp_in_flight",
             Self::TooLarge { .. } => "too_large",
             Self::NotFound => "not_found",
         }

@@ -165,6 +165,7 @@ async fn settle(pending: Pending, wait: bool) -> Outcome {
     request_body = PushRequest,
     responses(
         (status = 200, description = "The outcome", body = PushResult),
+        (status = 409, description = "A message with this fp still awaits the receiver's acknowledgement", body = ErrorBody),
         (status = 413, description = "Larger than the receiver's transport carries", body = ErrorBody),
         (status = 422, description = "A value is not acceptable", body = ErrorBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
@@ -184,6 +185,12 @@ pub(crate) async fn push(
         }
         fp => fp.map(Fingerprint::from),
     };
+    if let Some(fp) = fp.as_ref().filter(|fp| state.handle.is_in_flight(&to, fp)) {
+        return Err(AppError::InFlight {
+            to: request.to,
+            fp: fp.as_str().to_owned(),
+        });
+    }
     let push = Push {
         to,
         content: request.content,

@@ -79,6 +79,11 @@ impl S2cQueue {
         }
     }
 
+    /// Whether `fp` sent to `user` awaits acknowledgement.
+    pub(crate) fn contains(&self, user: &UserId, fp: &Fingerprint) -> bool {
+        self.lock().contains(&(user.clone(), fp.clone()))
+    }
+
     /// Packets awaiting acknowledgement.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
