@@ -144,8 +144,9 @@ impl<'de> serde::Deserialize<'de> for BearerToken {
     }
 }
 
-/// Where `hongyan serve` keeps state between runs: `$HONGYAN_STATE_DIR` is read by the flag;
-/// otherwise `$XDG_STATE_HOME/hongyan`, `$HOME/.local/state/hongyan`, or `./.hongyan`.
+/// Where `hongyan serve` keeps state between runs unless `--state-dir` (`HONGYAN_STATE_DIR`)
+/// says otherwise: `$XDG_STATE_HOME/hongyan`, else `$HOME/.local/state/hongyan`, else
+/// `./.hongyan`.
 pub fn default_state_dir() -> PathBuf {
     let non_empty = |var| std::env::var_os(var).filter(|v| !v.is_empty());
     if let Some(state) = non_empty("XDG_STATE_HOME") {
