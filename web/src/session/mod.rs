@@ -8,6 +8,7 @@
 //!
 //! [`ClientSession`]: hongyan_shared::client::ClientSession
 //! [`ClientEvent`]: hongyan_shared::client::ClientEvent
+//! [`SessionUpdate`]: crate::state::SessionUpdate
 
 mod driver;
 mod entropy;
