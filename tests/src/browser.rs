@@ -64,6 +64,11 @@ pub fn serve_web_client(config: &mut Config) {
     config.web_dir = Some(dist_dir());
 }
 
+/// The H5 client's address on `server` (which must serve it, see [`serve_web_client`]).
+pub fn page_url(server: &crate::TestServer) -> String {
+    format!("http://{}/", server.http)
+}
+
 /// A chromedriver process (its own process group, killed on drop), plus the lock that keeps
 /// browser tests from running at the same time.
 pub struct Driver {
@@ -328,6 +333,25 @@ impl Browser {
             }
             self.check_deadline(deadline, &format!("{css} to be {statuses:?}"))
                 .await;
+        }
+    }
+
+    /// Waits until the first element matching `css` shows exactly `expected`.
+    pub async fn wait_for_text(&self, css: &str, expected: &str) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let shown = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if shown == expected {
+                return;
+            }
+            self.check_deadline(
+                deadline,
+                &format!("{css} to show {expected:?} (shows {shown:?})"),
+            )
+            .await;
         }
     }
 

@@ -7,12 +7,12 @@ use hongyan_client::{Client, ClientConfig, ClientEvent, ConnectionState, Endpoin
 use hongyan_server::Push;
 use hongyan_shared::LoginInfo;
 use hongyan_tests::TestServer;
-use hongyan_tests::browser::{BROWSER_WAIT, Driver, serve_web_client};
+use hongyan_tests::browser::{BROWSER_WAIT, Driver, page_url, serve_web_client};
 
 #[tokio::test]
 async fn two_browsers_chat_both_ways_with_delivered_ticks() {
     let server = TestServer::with(serve_web_client).await;
-    let url = format!("http://{}/", server.http);
+    let url = page_url(&server);
     let mut driver = Driver::start().await;
     let alice = driver.open(&url).await;
     let bob = driver.open(&url).await;
@@ -61,7 +61,7 @@ async fn browser_and_native_tcp_client_chat_with_each_other() {
         .expect("bob logs in");
 
     let mut driver = Driver::start().await;
-    let alice = driver.open(&format!("http://{}/", server.http)).await;
+    let alice = driver.open(&page_url(&server)).await;
     alice.log_in_online("alice").await;
     alice.open_chat("bob").await;
     let from_browser = "from the browser 🌏 漢字";
@@ -114,7 +114,7 @@ async fn browser_and_native_tcp_client_chat_with_each_other() {
 async fn server_messages_show_as_system_messages_once() {
     let server = TestServer::with(serve_web_client).await;
     let mut driver = Driver::start().await;
-    let alice = driver.open(&format!("http://{}/", server.http)).await;
+    let alice = driver.open(&page_url(&server)).await;
     alice.log_in_online("alice").await;
 
     let notice = "Maintenance at 03:00 UTC";

@@ -3,12 +3,12 @@
 //! Needs `dist/` (scripts/test builds it).
 
 use hongyan_tests::TestServer;
-use hongyan_tests::browser::{Driver, serve_web_client};
+use hongyan_tests::browser::{Driver, page_url, serve_web_client};
 
 #[tokio::test]
 async fn logging_in_from_a_second_browser_kicks_the_first_which_says_so() {
     let server = TestServer::with(serve_web_client).await;
-    let url = format!("http://{}/", server.http);
+    let url = page_url(&server);
     let mut driver = Driver::start().await;
     let first = driver.open(&url).await;
     first.log_in_online("alice").await;
@@ -17,7 +17,9 @@ async fn logging_in_from_a_second_browser_kicks_the_first_which_says_so() {
     second.log_in_online("alice").await;
 
     first.wait_for_status("kicked-out").await;
-    assert_eq!(first.text("#status").await, "You logged in elsewhere");
+    first
+        .wait_for_text("#status", "You logged in elsewhere")
+        .await;
     assert_eq!(first.text("#logout").await, "Log in again");
     assert!(
         first.count("#send:disabled").await == 1 || first.count("#send").await == 0,
@@ -38,7 +40,7 @@ async fn logging_in_from_a_second_browser_kicks_the_first_which_says_so() {
 async fn server_restart_shows_reconnecting_then_online_and_drops_nothing() {
     let server = TestServer::with(serve_web_client).await;
     let http = server.http;
-    let url = format!("http://{http}/");
+    let url = page_url(&server);
     let mut driver = Driver::start().await;
     let alice = driver.open(&url).await;
     let bob = driver.open(&url).await;
@@ -99,19 +101,12 @@ async fn server_restart_shows_reconnecting_then_online_and_drops_nothing() {
 async fn refused_login_returns_to_the_form_with_the_code() {
     let server = TestServer::with(serve_web_client).await;
     let mut driver = Driver::start().await;
-    let browser = driver.open(&format!("http://{}/", server.http)).await;
+    let browser = driver.open(&page_url(&server)).await;
     // The recording hooks refuse tokens of the form `refuse-N` with code N.
     browser.log_in("mallory", "refuse-1031").await;
-    let error = "#login-error";
-    browser.wait_for(error).await;
-    let deadline = std::time::Instant::now() + hongyan_tests::browser::BROWSER_WAIT;
-    while browser.text(error).await != "Login refused (code 1031)" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no refusal shown: {:?}",
-            browser.text(error).await
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    browser
+        .wait_for_text("#login-error", "Login refused (code 1031)")
+        .await;
+    browser.wait_for("#login").await;
     browser.close().await;
 }
