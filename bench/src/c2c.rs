@@ -178,9 +178,10 @@ async fn log_in_all(
     for (i, user) in users {
         let limiter = limiter.clone();
         let (transport, addr, source) = (target.transport, target.addr, source_ip(args, i));
+        let sense = args.sense_mode;
         tasks.spawn(async move {
             let _permit = limiter.acquire_owned().await;
-            let peer = Peer::login(transport, source, addr, &user, seed(i), timeout).await;
+            let peer = Peer::login(transport, source, addr, &user, seed(i), sense, timeout).await;
             (i, peer)
         });
     }

@@ -82,6 +82,7 @@ pub(crate) async fn run(
             logins.clone(),
         );
         let (transport, addr, prefix) = (target.transport, target.addr, args.user_prefix.clone());
+        let sense = args.sense_mode;
         let sources: Vec<_> = (0..n).map(|i| source_ip(args, i)).collect();
         tokio::spawn(async move {
             let mut tasks = JoinSet::new();
@@ -101,8 +102,16 @@ pub(crate) async fn run(
                 let user = format!("{prefix}{i}");
                 tasks.spawn(async move {
                     let begun = Instant::now();
-                    let login =
-                        Peer::login(transport, source, addr, &user, seed(i), login_timeout).await;
+                    let login = Peer::login(
+                        transport,
+                        source,
+                        addr,
+                        &user,
+                        seed(i),
+                        sense,
+                        login_timeout,
+                    )
+                    .await;
                     drop(permit);
                     let mut peer = match login {
                         Ok(peer) => peer,

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use hongyan_shared::Transport;
+use hongyan_shared::{SenseMode, Transport};
 
 pub use report::Report;
 pub use target::{SpawnedServer, Spawner, Targets};
@@ -102,6 +102,11 @@ pub struct BenchArgs {
     /// Connections per source address (each address has ~28,000 ephemeral ports).
     #[arg(long, value_name = "N", default_value_t = 10_000, global = true)]
     pub per_source_ip: usize,
+    /// Client keepalive timing (MODE_3S … MODE_120S) [default: the Java clients' for the
+    /// transport: MODE_15S for TCP and WebSocket, MODE_3S for UDP]. The server's sense mode
+    /// must match, or it expires the sessions.
+    #[arg(long, value_name = "MODE", global = true)]
+    pub sense_mode: Option<SenseMode>,
 }
 
 /// What a run measures.

@@ -5,7 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hongyan_shared::{
-    ClientEvent, ClientSession, ConnectionState, LoginInfo, Packet, SessionConfig, Transport,
+    ClientEvent, ClientSession, ConnectionState, LoginInfo, Packet, SenseMode, SessionConfig,
+    Transport,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -105,10 +106,14 @@ impl Peer {
         target: SocketAddr,
         user: &str,
         seed: u64,
+        sense: Option<SenseMode>,
         timeout: Duration,
     ) -> Result<Self, Failure> {
         let deadline = Instant::now() + timeout;
         let mut config = SessionConfig::new(transport, seed);
+        if let Some(mode) = sense {
+            config = config.with_sense_mode(mode);
+        }
         // A lost link is a failure to report, not something to hide by reconnecting.
         config.auto_relogin = false;
         let now = Instant::now();

@@ -1,11 +1,13 @@
 //! A session's state (owned by its task) and its handle (held by everybody else).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use hongyan_shared::{Transport, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hooks::{SessionId, SessionInfo};
@@ -43,7 +45,7 @@ pub enum PushError {
 pub(crate) struct SessionHandle {
     pub(crate) info: SessionInfo,
     pub(crate) max_outbound: usize,
-    outbox: mpsc::Sender<Outbound>,
+    outbox: Mailbox<Outbound>,
     close: CancellationToken,
 }
 
@@ -60,13 +62,13 @@ impl SessionHandle {
                 max: self.max_outbound,
             });
         }
-        match self.outbox.try_send(out) {
+        match self.outbox.push(out) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full(_)) => {
                 self.close.cancel();
                 Err(PushError::SlowConsumer)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Offline),
+            Err(Refused::Closed(_)) => Err(PushError::Offline),
         }
     }
 
@@ -99,8 +101,8 @@ impl Session {
         max_outbound: usize,
         outbox_capacity: usize,
         close: CancellationToken,
-    ) -> (Self, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(outbox_capacity);
+    ) -> (Self, MailboxReceiver<Outbound>) {
+        let (tx, rx) = Mailbox::new(outbox_capacity);
         let info = SessionInfo {
             id,
             transport,
@@ -122,6 +124,134 @@ impl Session {
             },
             rx,
         )
+    }
+}
+
+/// A bounded queue from any number of tasks to one: a session's outbox, a UDP pseudo-session's
+/// inbox. Unlike tokio's `mpsc`, which allocates a 32-slot block per channel up front, an idle
+/// mailbox holds no buffer at all: with tens of thousands of idle sessions that is most of a
+/// session's memory.
+#[derive(Debug)]
+pub(crate) struct Mailbox<T> {
+    shared: Arc<MailboxShared<T>>,
+}
+
+impl<T> Clone for Mailbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MailboxShared<T> {
+    state: Mutex<MailboxState<T>>,
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct MailboxState<T> {
+    items: VecDeque<T>,
+    /// False once the receiver is gone.
+    open: bool,
+}
+
+/// Why an item was not queued; the item comes back.
+#[derive(Debug)]
+pub(crate) enum Refused<T> {
+    /// The mailbox holds `capacity` items.
+    Full(T),
+    /// The receiver is gone.
+    Closed(T),
+}
+
+/// The receiving end of a [`Mailbox`]; dropping it closes the mailbox.
+#[derive(Debug)]
+pub(crate) struct MailboxReceiver<T> {
+    shared: Arc<MailboxShared<T>>,
+}
+
+impl<T> MailboxShared<T> {
+    fn lock(&self) -> MutexGuard<'_, MailboxState<T>> {
+        self.state
+            .lock()
+            .expect("mailbox lock is never held across a panic-prone section")
+    }
+}
+
+impl<T> Mailbox<T> {
+    /// A mailbox for at most `capacity` items.
+    pub(crate) fn new(capacity: usize) -> (Self, MailboxReceiver<T>) {
+        let shared = Arc::new(MailboxShared {
+            state: Mutex::new(MailboxState {
+                items: VecDeque::new(),
+                open: true,
+            }),
+            ready: Notify::new(),
+            capacity,
+        });
+        (
+            Self {
+                shared: shared.clone(),
+            },
+            MailboxReceiver { shared },
+        )
+    }
+
+    /// Queues `item` without waiting.
+    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
+        {
+            let mut state = self.shared.lock();
+            if !state.open {
+                return Err(Refused::Closed(item));
+            }
+            if state.items.len() >= self.shared.capacity {
+                return Err(Refused::Full(item));
+            }
+            state.items.push_back(item);
+        }
+        // Stores a permit when the receiver is not waiting, so no wakeup is lost.
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Whether both are the same mailbox.
+    pub(crate) fn same_mailbox(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<T> MailboxReceiver<T> {
+    /// The next item, waiting for one. Cancel-safe: an item is only taken when it is returned.
+    /// Returns `Some` always; the `Option` lets `select!` patterns read like a channel's.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return Some(item);
+            }
+            self.shared.ready.notified().await;
+        }
+    }
+
+    /// The next item if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<T> {
+        let mut state = self.shared.lock();
+        let item = state.items.pop_front();
+        if state.items.is_empty() && state.items.capacity() > 64 {
+            // A burst is over: give its memory back rather than keep it for an idle session.
+            state.items = VecDeque::new();
+        }
+        item
+    }
+}
+
+impl<T> Drop for MailboxReceiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.open = false;
+        state.items.clear();
     }
 }
 

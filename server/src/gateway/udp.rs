@@ -8,17 +8,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use hongyan_shared::{Packet, Transport};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Link, LinkError, driver};
 use crate::core::Core;
+use crate::session::{Mailbox, MailboxReceiver, Refused};
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
-const INBOX: usize = 32;
+/// Room for a client's whole QoS window and then some (the channel allocates as it fills).
+const INBOX: usize = 256;
+/// Kernel receive and send buffers of the one gateway socket. Every client shares them, so
+/// the defaults (~208 KiB, a few hundred datagrams) overflow under a burst from many clients
+/// and silently drop datagrams. Linux caps the request at `net.core.rmem_max`/`wmem_max`.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-type Inbox = mpsc::Sender<Result<Bytes, LinkError>>;
+type Inbox = Mailbox<Result<Bytes, LinkError>>;
 
 /// The pseudo-sessions by remote address.
 #[derive(Default)]
@@ -37,7 +42,7 @@ impl UdpSessions {
 pub(crate) struct UdpLink {
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
-    inbox: mpsc::Receiver<Result<Bytes, LinkError>>,
+    inbox: MailboxReceiver<Result<Bytes, LinkError>>,
     sessions: Arc<UdpSessions>,
     me: Inbox,
 }
@@ -63,7 +68,7 @@ impl Link for UdpLink {
         let mut map = self.sessions.lock();
         if map
             .get(&self.peer)
-            .is_some_and(|tx| tx.same_channel(&self.me))
+            .is_some_and(|tx| tx.same_mailbox(&self.me))
         {
             map.remove(&self.peer);
         }
@@ -79,6 +84,18 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let sock = socket2::SockRef::from(&socket);
+    if let Err(e) = sock
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| sock.set_send_buffer_size(SOCKET_BUFFER))
+    {
+        tracing::warn!(error = %e, "cannot size the udp socket buffers");
+    }
+    tracing::debug!(
+        recv = ?sock.recv_buffer_size().ok(),
+        send = ?sock.send_buffer_size().ok(),
+        "udp socket buffers"
+    );
     let socket = Arc::new(socket);
     // One receive buffer for the whole gateway, large enough to see any datagram whole, so an
     // oversized one is recognised instead of silently truncated.
@@ -105,13 +122,13 @@ pub(crate) async fn serve(
         };
         let existing = sessions.lock().get(&peer).cloned();
         if let Some(inbox) = existing {
-            match inbox.try_send(item) {
+            match inbox.push(item) {
                 Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(Refused::Full(_)) => {
                     tracing::debug!(%peer, "udp pseudo-session inbox full; datagram dropped");
                     continue;
                 }
-                Err(mpsc::error::TrySendError::Closed(item)) => {
+                Err(Refused::Closed(item)) => {
                     // The session ended between lookup and send: start afresh below.
                     sessions.lock().remove(&peer);
                     open(&core, &socket, &sessions, &shutdown, &tracker, peer, item);
@@ -137,7 +154,7 @@ fn open(
     if Packet::decode(&body).is_err() {
         return;
     }
-    let (tx, rx) = mpsc::channel(INBOX);
+    let (tx, rx) = Mailbox::new(INBOX);
     {
         let mut map = sessions.lock();
         if map.len() >= core.config.max_udp_sessions {
@@ -146,7 +163,7 @@ fn open(
         }
         map.insert(peer, tx.clone());
     }
-    let _ = tx.try_send(Ok(body));
+    let _ = tx.push(Ok(body));
     let link = UdpLink {
         socket: socket.clone(),
         peer,

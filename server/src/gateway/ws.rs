@@ -14,9 +14,14 @@ use hongyan_shared::Transport;
 use super::{Link, LinkError, driver};
 use crate::http::HttpState;
 
-/// tungstenite reads into a 128 KiB buffer by default; most packets are a few hundred bytes,
-/// and an idle connection should cost little.
-const READ_BUFFER: usize = 4096;
+/// tungstenite reads into a 128 KiB buffer by default, allocated when the connection opens
+/// and kept for its life; it grows only while a larger frame arrives. Packets are a few hundred
+/// bytes and most connections idle, so 1 KiB: at 4 KiB it was most of an idle WebSocket
+/// session's memory (measured: 8.9 KB per connection at 4 KiB, see docs/PERFORMANCE.md).
+const READ_BUFFER: usize = 1024;
+/// Frames are collected up to this many bytes and written when the session loop flushes (at
+/// the end of a batch); 0 would write every frame with its own system call.
+const WRITE_BUFFER: usize = 4096;
 
 pub(crate) struct WsLink {
     socket: WebSocket,
@@ -94,7 +99,7 @@ pub(crate) async fn upgrade(
     };
     let max_message = state.core.config.ws_max_message;
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| {

@@ -171,6 +171,25 @@ impl<'a> JsonWriter<'a> {
     }
 }
 
+/// Bytes that may need an escape: controls, `"`, `\`, Gson's HTML-safe `<>&='`, and 0xE2 (the
+/// lead byte of U+2028/U+2029). Everything else is copied as it is, a run at a time.
+const MAY_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    let specials = *b"\"\\<>&='";
+    let mut i = 0;
+    while i < specials.len() {
+        table[specials[i] as usize] = true;
+        i += 1;
+    }
+    table[0xE2] = true;
+    table
+};
+
 /// Writes `s` as a quoted JSON string with Gson's HTML-safe escaping (§1.2).
 pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -180,6 +199,10 @@ pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if !MAY_ESCAPE[usize::from(b)] {
+            i += 1;
+            continue;
+        }
         let escape: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
             b'\\' => Some(b"\\\\"),
