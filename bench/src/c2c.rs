@@ -177,11 +177,10 @@ async fn log_in_all(
     let mut tasks = JoinSet::new();
     for (i, user) in users {
         let limiter = limiter.clone();
-        let (transport, addr, source) = (target.transport, target.addr, source_ip(args, i));
-        let sense = args.sense_mode;
+        let (dial, source) = (target.dial(args, timeout), source_ip(args, i));
         tasks.spawn(async move {
             let _permit = limiter.acquire_owned().await;
-            let peer = Peer::login(transport, source, addr, &user, seed(i), sense, timeout).await;
+            let peer = Peer::login(dial, source, &user, seed(i)).await;
             (i, peer)
         });
     }

@@ -98,7 +98,7 @@ impl Conn {
                 let stream = tcp_from(source, target).await?;
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
-                    .write_buffer_size(0);
+                    .write_buffer_size(4096);
                 let url = format!("ws://{target}/websocket");
                 let (ws, _) =
                     tokio_tungstenite::client_async_with_config(url, stream, Some(config))

@@ -81,8 +81,8 @@ pub(crate) async fn run(
             failed.clone(),
             logins.clone(),
         );
-        let (transport, addr, prefix) = (target.transport, target.addr, args.user_prefix.clone());
-        let sense = args.sense_mode;
+        let dial = target.dial(args, login_timeout);
+        let prefix = args.user_prefix.clone();
         let sources: Vec<_> = (0..n).map(|i| source_ip(args, i)).collect();
         tokio::spawn(async move {
             let mut tasks = JoinSet::new();
@@ -102,16 +102,7 @@ pub(crate) async fn run(
                 let user = format!("{prefix}{i}");
                 tasks.spawn(async move {
                     let begun = Instant::now();
-                    let login = Peer::login(
-                        transport,
-                        source,
-                        addr,
-                        &user,
-                        seed(i),
-                        sense,
-                        login_timeout,
-                    )
-                    .await;
+                    let login = Peer::login(dial, source, &user, seed(i)).await;
                     drop(permit);
                     let mut peer = match login {
                         Ok(peer) => peer,

@@ -107,6 +107,11 @@ pub struct BenchArgs {
     /// must match, or it expires the sessions.
     #[arg(long, value_name = "MODE", global = true)]
     pub sense_mode: Option<SenseMode>,
+    /// Clients write after every packet they handle, as the Java clients do, instead of
+    /// answering everything already received with one write. The server then sees more, smaller
+    /// writes, and the generator needs about twice the CPU.
+    #[arg(long, global = true)]
+    pub unbatched: bool,
 }
 
 /// What a run measures.

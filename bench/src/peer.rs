@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use hongyan_shared::{
     ClientEvent, ClientSession, ConnectionState, LoginInfo, Packet, SenseMode, SessionConfig,
     Transport,
@@ -11,6 +12,21 @@ use hongyan_shared::{
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Conn, ConnError};
+
+/// Packets handled before the session's replies are written, when batching.
+const READ_BATCH: usize = 64;
+
+/// How every simulated client of a run connects and behaves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dial {
+    pub(crate) transport: Transport,
+    pub(crate) target: SocketAddr,
+    pub(crate) sense: Option<SenseMode>,
+    pub(crate) timeout: Duration,
+    /// Handle everything already received before writing the replies (one write per burst);
+    /// false writes after every packet, as the Java clients do.
+    pub(crate) batch: bool,
+}
 
 /// Why a simulated client failed; reports count failures by [`kind`](Self::kind).
 #[derive(Debug)]
@@ -67,6 +83,7 @@ pub(crate) struct Peer {
     conn: Conn,
     session: ClientSession,
     scratch: Vec<u8>,
+    read_batch: usize,
 }
 
 /// Waits for the login's answer.
@@ -99,19 +116,16 @@ pub(crate) fn no_surprise(event: ClientEvent) -> Result<(), Failure> {
 }
 
 impl Peer {
-    /// Connects from `source` and logs in as `user`, within `timeout`.
+    /// Connects from `source` and logs in as `user`, within the dial's timeout.
     pub(crate) async fn login(
-        transport: Transport,
+        dial: Dial,
         source: Ipv4Addr,
-        target: SocketAddr,
         user: &str,
         seed: u64,
-        sense: Option<SenseMode>,
-        timeout: Duration,
     ) -> Result<Self, Failure> {
-        let deadline = Instant::now() + timeout;
-        let mut config = SessionConfig::new(transport, seed);
-        if let Some(mode) = sense {
+        let deadline = Instant::now() + dial.timeout;
+        let mut config = SessionConfig::new(dial.transport, seed);
+        if let Some(mode) = dial.sense {
             config = config.with_sense_mode(mode);
         }
         // A lost link is a failure to report, not something to hide by reconnecting.
@@ -122,14 +136,18 @@ impl Peer {
             .login(LoginInfo::new(user, Some("bench"), None), now)
             .expect("a fresh session with a valid user id can log in");
         while session.poll_transport().is_some() {}
-        let conn = tokio::time::timeout_at(deadline.into(), Conn::open(transport, source, target))
-            .await
-            .map_err(|_| Failure::LoginTimeout)??;
+        let conn = tokio::time::timeout_at(
+            deadline.into(),
+            Conn::open(dial.transport, source, dial.target),
+        )
+        .await
+        .map_err(|_| Failure::LoginTimeout)??;
         session.handle_connected(Instant::now());
         let mut peer = Self {
             conn,
             session,
             scratch: Vec::with_capacity(512),
+            read_batch: if dial.batch { READ_BATCH } else { 1 },
         };
         peer.pump(&mut Login, &CancellationToken::new(), Some(deadline))
             .await?;
@@ -168,13 +186,26 @@ impl Peer {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
-                received = self.conn.recv() => match received? {
-                    Some(body) => match Packet::decode(&body) {
-                        Ok(packet) => self.session.handle_packet(packet, Instant::now()),
-                        Err(e) => return Err(Failure::Conn(ConnError::Protocol(e.to_string()))),
-                    },
-                    None => return Err(Failure::Closed),
-                },
+                received = self.conn.recv() => {
+                    // Everything already received is handled before the replies go out, so
+                    // the generator, like the server, answers a burst with one write.
+                    let now = Instant::now();
+                    let mut next = Some(received);
+                    let mut handled = 0;
+                    while let Some(received) = next.take() {
+                        let Some(body) = received? else {
+                            return Err(Failure::Closed);
+                        };
+                        match Packet::decode(&body) {
+                            Ok(packet) => self.session.handle_packet(packet, now),
+                            Err(e) => return Err(Failure::Conn(ConnError::Protocol(e.to_string()))),
+                        }
+                        handled += 1;
+                        if handled < self.read_batch {
+                            next = self.conn.recv().now_or_never();
+                        }
+                    }
+                }
                 () = &mut timer => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| d <= now) {

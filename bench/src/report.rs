@@ -25,6 +25,8 @@ pub struct RunInfo {
     pub target: String,
     /// Whether the server ran in the generator's process.
     pub spawned: bool,
+    /// Whether clients answered a burst with one write (false: one write per packet).
+    pub batched_clients: bool,
     /// The generator's soft limit on open files.
     pub file_limit: u64,
 }
@@ -219,13 +221,18 @@ impl Report {
             rows.push((format!("failed: {kind}"), n.to_string()));
         }
         let spawned = if run.spawned {
-            " (spawned in-process)"
+            ", spawned in-process"
         } else {
             ""
         };
+        let writes = if run.batched_clients {
+            "batched"
+        } else {
+            "per-packet"
+        };
         writeln!(
             out,
-            "hongyan bench {title} over {} → {}{spawned}",
+            "hongyan bench {title} over {} → {} ({writes} client writes{spawned})",
             run.transport, run.target
         )?;
         let width = rows

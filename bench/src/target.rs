@@ -51,6 +51,8 @@ pub(crate) struct Target {
     pub(crate) server: Option<Cpu>,
     pub(crate) generator: Cpu,
     pub(crate) spawned: bool,
+    /// Whether clients answer a burst with one write (see `BenchArgs::unbatched`).
+    pub(crate) batch: bool,
     stop: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
@@ -78,6 +80,7 @@ impl Target {
                 server,
                 generator: Cpu::Process(std::process::id()),
                 spawned: false,
+                batch: !args.unbatched,
                 stop: None,
             });
         }
@@ -134,6 +137,7 @@ impl Target {
                 matching: false,
             },
             spawned: true,
+            batch: !args.unbatched,
             stop: Some((token, thread)),
         })
     }
@@ -192,6 +196,17 @@ impl Target {
         }
     }
 
+    /// How this run's clients connect to this target.
+    pub(crate) fn dial(&self, args: &BenchArgs, timeout: std::time::Duration) -> crate::peer::Dial {
+        crate::peer::Dial {
+            transport: self.transport,
+            target: self.addr,
+            sense: args.sense_mode,
+            timeout,
+            batch: self.batch,
+        }
+    }
+
     pub(crate) fn run_info(&self, file_limit: u64) -> crate::report::RunInfo {
         crate::report::RunInfo {
             transport: match self.transport {
@@ -202,6 +217,7 @@ impl Target {
             .into(),
             target: self.addr.to_string(),
             spawned: self.spawned,
+            batched_clients: self.batch,
             file_limit,
         }
     }
