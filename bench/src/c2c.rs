@@ -23,14 +23,14 @@ use crate::{BenchArgs, C2cArgs, Progress, source_ip};
 const LOGIN_CONCURRENCY: usize = 256;
 
 /// Counters every peer updates, read by the progress line and the end-of-run check.
-struct Shared {
-    base: Instant,
+pub(crate) struct Shared {
+    pub(crate) base: Instant,
     sending: AtomicBool,
-    sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     acked: AtomicU64,
     reported_lost: AtomicU64,
-    delivered: AtomicU64,
-    duplicates: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -53,11 +53,7 @@ struct Sender {
 
 impl Sender {
     fn content(&self, now: Instant) -> String {
-        let nanos = (now - self.shared.base).as_nanos();
-        let mut content = format!("{} {nanos} ", self.seq);
-        let pad = self.size.saturating_sub(content.len());
-        content.extend(std::iter::repeat_n('x', pad));
-        content
+        content(self.seq, self.shared.base, now, self.size)
     }
 
     fn fill(&mut self, session: &mut ClientSession, now: Instant) -> Result<(), Failure> {
@@ -126,12 +122,13 @@ impl Role for Sender {
     }
 }
 
-struct Receiver {
+/// Checks what arrives from `from`: content `"<seq> <nanos since base> …"`, each seq once.
+pub(crate) struct Receiver {
     from: String,
     shared: Arc<Shared>,
-    seen: HashSet<u64>,
-    latency: Histogram<u64>,
-    foreign: u64,
+    pub(crate) seen: HashSet<u64>,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) foreign: u64,
 }
 
 impl Role for Receiver {
@@ -167,7 +164,42 @@ impl Role for Receiver {
     }
 }
 
-async fn log_in_all(
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            sending: AtomicBool::new(true),
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            reported_lost: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Receiver {
+    pub(crate) fn new(from: String, shared: Arc<Shared>) -> Self {
+        Self {
+            from,
+            shared,
+            seen: HashSet::new(),
+            latency: micros_histogram(),
+            foreign: 0,
+        }
+    }
+}
+
+/// Message content: the sequence number, the send time, padding to `size` bytes.
+pub(crate) fn content(seq: u64, base: Instant, now: Instant, size: usize) -> String {
+    let nanos = (now - base).as_nanos();
+    let mut content = format!("{seq} {nanos} ");
+    let pad = size.saturating_sub(content.len());
+    content.extend(std::iter::repeat_n('x', pad));
+    content
+}
+
+pub(crate) async fn log_in_all(
     target: &Target,
     users: Vec<(usize, String)>,
     args: &BenchArgs,
@@ -244,28 +276,14 @@ pub(crate) async fn run(
         );
     }
 
-    let shared = Arc::new(Shared {
-        base: Instant::now(),
-        sending: AtomicBool::new(true),
-        sent: AtomicU64::new(0),
-        acked: AtomicU64::new(0),
-        reported_lost: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new());
     let stop = CancellationToken::new();
     let pacing = (c2c.rate > 0).then(|| Duration::from_secs_f64(pairs as f64 / c2c.rate as f64));
     let start = Instant::now();
     let cpu = target.cpu_mark();
     let mut receiving = JoinSet::new();
     for (i, mut peer) in receivers {
-        let mut role = Receiver {
-            from: format!("{prefix}s{}", i - pairs),
-            shared: shared.clone(),
-            seen: HashSet::new(),
-            latency: micros_histogram(),
-            foreign: 0,
-        };
+        let mut role = Receiver::new(format!("{prefix}s{}", i - pairs), shared.clone());
         let stop = stop.clone();
         receiving.spawn(async move {
             let result = peer.pump(&mut role, &stop, None).await;

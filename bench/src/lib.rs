@@ -18,12 +18,14 @@
 //! - `c2c`: P sender/receiver pairs with W QoS messages in flight per sender; reports delivered
 //!   messages/s, ACK and delivery latency (HDR histograms), duplicates, losses and the server's
 //!   CPU seconds per 10,000 delivered messages.
+//! - `s2c`: pushes through the server's HTTP API to R online receivers; reports pushes/s, the
+//!   API's answer time, delivery latency, duplicates, losses and CPU per 10,000 delivered.
 //!
 //! # Layout
 //! - `conn`: one bare connection (TCP frames, UDP datagrams, WebSocket text frames).
 //! - `peer`: the task that drives one [`ClientSession`](hongyan_shared::ClientSession) over a
 //!   connection, with its role in the scenario.
-//! - `idle`, `c2c`: the scenarios.
+//! - `idle`, `c2c`, `s2c`: the scenarios.
 //! - `probe`: CPU and memory of the server and of the generator, from `/proc`.
 //! - [`report`]: what a run measured, as a table or JSON.
 //! - `target`: the server under test, running elsewhere or spawned in this process.
@@ -34,6 +36,7 @@ mod idle;
 mod peer;
 mod probe;
 pub mod report;
+mod s2c;
 mod target;
 
 use std::io::IsTerminal;
@@ -112,6 +115,15 @@ pub struct BenchArgs {
     /// writes, and the generator needs about twice the CPU.
     #[arg(long, global = true)]
     pub unbatched: bool,
+    /// The server's admin token, for `s2c` (pushes through the HTTP API at `--ws`).
+    #[arg(
+        long,
+        env = "HONGYAN_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
 }
 
 /// What a run measures.
@@ -122,6 +134,32 @@ pub enum Scenario {
     /// P sender/receiver pairs, W QoS messages in flight per sender: messages/s, latency, loss,
     /// server CPU per 10,000 delivered messages.
     C2c(C2cArgs),
+    /// Pushes through the HTTP API (`POST /api/messages`, needs `--api-token`) to R online
+    /// receivers: pushes/s, API and delivery latency, loss, server CPU per 10,000 delivered.
+    S2c(S2cArgs),
+}
+
+/// `hongyan bench s2c` options.
+#[derive(Debug, Clone, Args)]
+pub struct S2cArgs {
+    /// Receivers, logged in over `--transport`; pushes go to them round robin.
+    #[arg(long, short = 'r', default_value_t = 100)]
+    pub receivers: usize,
+    /// HTTP requests in flight.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seconds of pushing.
+    #[arg(long, short = 'd', default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes of `dataContent` per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds to wait after pushing for the last deliveries.
+    #[arg(long, default_value_t = 20)]
+    pub drain: u64,
+    /// Seconds allowed for all logins.
+    #[arg(long, default_value_t = 10)]
+    pub login_timeout: u64,
 }
 
 /// `hongyan bench idle` options.
@@ -217,6 +255,7 @@ pub async fn measure(args: BenchArgs, spawner: Option<Spawner>) -> anyhow::Resul
     let result = match &args.scenario {
         Scenario::Idle(idle) => idle::run(&args, idle, &target, limit, &progress).await,
         Scenario::C2c(c2c) => c2c::run(&args, c2c, &target, limit, &progress).await,
+        Scenario::S2c(s2c) => s2c::run(&args, s2c, &target, limit, &progress).await,
     };
     progress.done();
     target.stop().await;
@@ -238,6 +277,10 @@ fn check_bounds(args: &BenchArgs) -> anyhow::Result<()> {
     let (connections, seconds) = match &args.scenario {
         Scenario::Idle(a) => (a.connections, a.hold.max(a.login_timeout)),
         Scenario::C2c(a) => (a.pairs * 2, a.duration.max(a.drain).max(a.login_timeout)),
+        Scenario::S2c(a) => (
+            a.receivers + a.concurrency,
+            a.duration.max(a.drain).max(a.login_timeout),
+        ),
     };
     if connections == 0 || connections > MAX_CONNECTIONS {
         bail!("between 1 and {MAX_CONNECTIONS} connections per generator process");
@@ -249,6 +292,11 @@ fn check_bounds(args: &BenchArgs) -> anyhow::Result<()> {
         && (a.window == 0 || a.size < 40 || a.size > 4096)
     {
         bail!("--window must be positive and --size between 40 and 4096 bytes");
+    }
+    if let Scenario::S2c(a) = &args.scenario
+        && (a.receivers == 0 || a.concurrency == 0 || a.size < 40 || a.size > 4096)
+    {
+        bail!("s2c needs receivers and concurrency, and --size between 40 and 4096 bytes");
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ pub enum Report {
     Idle(IdleReport),
     /// `hongyan bench c2c`.
     C2c(C2cReport),
+    /// `hongyan bench s2c`.
+    S2c(S2cReport),
 }
 
 /// Facts every report carries.
@@ -119,6 +121,43 @@ pub struct C2cReport {
     pub generator_cpu_s_per_10k: Option<f64>,
 }
 
+/// `hongyan bench s2c`.
+#[derive(Debug, Clone, Serialize)]
+pub struct S2cReport {
+    /// What was measured and how.
+    pub run: RunInfo,
+    /// Receivers the pushes went to, round robin.
+    pub receivers: usize,
+    /// HTTP requests in flight.
+    pub concurrency: usize,
+    /// `dataContent` bytes per message.
+    pub size: usize,
+    /// Seconds of pushing.
+    pub duration_s: f64,
+    /// Pushes the API accepted (answered `sent`).
+    pub pushed: u64,
+    /// Accepted pushes per second of pushing.
+    pub pushes_per_s: f64,
+    /// Distinct messages that reached their receiver.
+    pub delivered: u64,
+    /// Messages that reached their receiver more than once.
+    pub duplicates: u64,
+    /// Accepted pushes that never reached their receiver.
+    pub lost: u64,
+    /// Request to the API's answer, milliseconds.
+    pub api_latency_ms: Latency,
+    /// Request to arrival at the receiver, milliseconds.
+    pub delivery_latency_ms: Latency,
+    /// Failed logins, refused pushes and failed connections, by kind.
+    pub failures: BTreeMap<String, usize>,
+    /// CPU during the pushing.
+    pub cpu: CpuUse,
+    /// Server CPU seconds per 10,000 messages delivered while pushing.
+    pub server_cpu_s_per_10k: Option<f64>,
+    /// Generator CPU seconds per 10,000 messages delivered while pushing.
+    pub generator_cpu_s_per_10k: Option<f64>,
+}
+
 /// A latency distribution, milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
@@ -215,6 +254,29 @@ impl Report {
                     opt(r.generator_cpu_s_per_10k, " s"),
                 );
                 (&r.run, &r.failures, "c2c")
+            }
+            Self::S2c(r) => {
+                row(
+                    "load",
+                    format!(
+                        "{} receivers, {} requests in flight, {} B, {:.1} s",
+                        r.receivers, r.concurrency, r.size, r.duration_s
+                    ),
+                );
+                row("pushed", r.pushed.to_string());
+                row("pushes/s", format!("{:.0}", r.pushes_per_s));
+                row("delivered", r.delivered.to_string());
+                row("duplicates", r.duplicates.to_string());
+                row("lost", r.lost.to_string());
+                row("API answer", r.api_latency_ms.to_string());
+                row("delivery latency", r.delivery_latency_ms.to_string());
+                row("CPU", r.cpu.to_string());
+                row("server CPU / 10k msgs", opt(r.server_cpu_s_per_10k, " s"));
+                row(
+                    "generator CPU / 10k msgs",
+                    opt(r.generator_cpu_s_per_10k, " s"),
+                );
+                (&r.run, &r.failures, "s2c")
             }
         };
         for (kind, n) in failures {

@@ -47,6 +47,8 @@ pub type Spawner =
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) transport: Transport,
+    /// The HTTP listener (WebSocket gateway and API), if known.
+    pub(crate) http: Option<SocketAddr>,
     /// Where the server's CPU time and memory are read, if anywhere.
     pub(crate) server: Option<Cpu>,
     pub(crate) generator: Cpu,
@@ -77,6 +79,7 @@ impl Target {
             return Ok(Self {
                 addr,
                 transport,
+                http: Some(args.ws),
                 server,
                 generator: Cpu::Process(std::process::id()),
                 spawned: false,
@@ -128,6 +131,7 @@ impl Target {
         Ok(Self {
             addr,
             transport,
+            http: targets.ws,
             server: Some(Cpu::Threads {
                 name: SERVER_THREAD,
                 matching: true,

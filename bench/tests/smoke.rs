@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hongyan_bench::{BenchArgs, Report, SpawnedServer, Targets};
-use hongyan_server::{Config, Hooks, Server};
+use hongyan_server::{BearerToken, Config, Hooks, Server};
 use tokio_util::sync::CancellationToken;
+
+/// The admin token of the spawned server, for `s2c`.
+const ADMIN_TOKEN: &str = "bench-smoke-token";
 
 struct AcceptAll;
 
@@ -17,7 +20,11 @@ fn spawn(
     stop: CancellationToken,
 ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<SpawnedServer>> + Send>> {
     Box::pin(async move {
-        let bound = Server::bind(Config::loopback(), Arc::new(AcceptAll)).await?;
+        let config = Config {
+            admin_token: Some(BearerToken::new(ADMIN_TOKEN)?),
+            ..Config::loopback()
+        };
+        let bound = Server::bind(config, Arc::new(AcceptAll)).await?;
         let targets = Targets {
             tcp: bound.tcp_addr(),
             udp: bound.udp_addr(),
@@ -93,6 +100,23 @@ async fn idle_connections_all_log_in_and_stay() {
         };
         assert_eq!(r.logged_in, 200, "{r:?}");
         assert_eq!(r.held, 200, "{r:?}");
+        assert!(r.failures.is_empty(), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2c_pushes_through_the_api_arrive_exactly_once() {
+    for transport in ["tcp", "ws"] {
+        let line = format!(
+            "bench --spawn -q -t {transport} --api-token {ADMIN_TOKEN} s2c --receivers 50 --concurrency 4 --duration 2"
+        );
+        let Report::S2c(r) = bench(&line).await else {
+            panic!("s2c gives an s2c report")
+        };
+        assert!(r.pushed > 0, "{r:?}");
+        assert_eq!(r.delivered, r.pushed, "{r:?}");
+        assert_eq!(r.duplicates, 0, "{r:?}");
+        assert_eq!(r.lost, 0, "{r:?}");
         assert!(r.failures.is_empty(), "{r:?}");
     }
 }
