@@ -178,6 +178,21 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The progress line while sending: `[label] 3/10 s  sent 123  delivered 120 (40/s)  dup 0`.
+    pub(crate) fn progress(&self, label: &str, sent: &str, elapsed: Duration, of: u64) -> String {
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = delivered as f64 / elapsed.as_secs_f64().max(0.001);
+        format!(
+            "[{label}] {:.0}/{of} s  {sent} {}  delivered {delivered} ({rate:.0}/s)  dup {}",
+            elapsed.as_secs_f64(),
+            self.sent.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+        )
+    }
+}
+
 impl Receiver {
     pub(crate) fn new(from: String, shared: Arc<Shared>) -> Self {
         Self {
@@ -197,6 +212,46 @@ pub(crate) fn content(seq: u64, base: Instant, now: Instant, size: usize) -> Str
     let pad = size.saturating_sub(content.len());
     content.extend(std::iter::repeat_n('x', pad));
     content
+}
+
+/// Counts a connection that failed after its login.
+pub(crate) fn failed_after_login(
+    failures: &mut BTreeMap<String, usize>,
+    result: Result<(), Failure>,
+) {
+    if let Err(e) = result {
+        *failures
+            .entry(format!("after login: {}", e.kind()))
+            .or_insert(0) += 1;
+    }
+}
+
+/// Waits for the receivers and adds up what they saw: distinct messages delivered and their
+/// latencies. Failed connections and messages from an unexpected sender (`foreign`) go into
+/// `failures`.
+pub(crate) async fn collect(
+    mut receiving: JoinSet<(Receiver, Result<(), Failure>)>,
+    foreign: &str,
+    failures: &mut BTreeMap<String, usize>,
+) -> (u64, Histogram<u64>) {
+    let mut delivery = micros_histogram();
+    let (mut delivered, mut unexpected) = (0, 0);
+    while let Some(joined) = receiving.join_next().await {
+        let Ok((role, result)) = joined else { continue };
+        failed_after_login(failures, result);
+        delivered += role.seen.len() as u64;
+        unexpected += role.foreign;
+        delivery
+            .add(&role.latency)
+            .expect("histograms share bounds");
+    }
+    if unexpected > 0 {
+        failures.insert(
+            format!("messages {foreign}"),
+            usize::try_from(unexpected).unwrap_or(usize::MAX),
+        );
+    }
+    (delivered, delivery)
 }
 
 pub(crate) async fn log_in_all(
@@ -316,24 +371,13 @@ pub(crate) async fn run(
 
     // Sending.
     let send_end = start + Duration::from_secs(c2c.duration);
-    loop {
-        let now = Instant::now();
-        if now >= send_end {
-            break;
-        }
-        let delivered = shared.delivered.load(Ordering::Relaxed);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = delivered as f64 / (now - start).as_secs_f64().max(0.001);
-        progress.show(&format!(
-            "[c2c {}] {:.0}/{} s  sent {}  delivered {delivered} ({rate:.0}/s)  dup {}",
-            target.run_info(file_limit).transport,
-            (now - start).as_secs_f64(),
-            c2c.duration,
-            shared.sent.load(Ordering::Relaxed),
-            shared.duplicates.load(Ordering::Relaxed),
-        ));
-        tokio::time::sleep(Duration::from_millis(250).min(send_end - now)).await;
-    }
+    let transport = target.run_info(file_limit).transport;
+    let label = format!("c2c {transport}");
+    progress
+        .until(send_end, |now| {
+            shared.progress(&label, "sent", now - start, c2c.duration)
+        })
+        .await;
     shared.sending.store(false, Ordering::Relaxed);
     let delivered_in_interval = shared.delivered.load(Ordering::Relaxed);
     let cpu = target.cpu_since(cpu);
@@ -359,38 +403,17 @@ pub(crate) async fn run(
     stop.cancel();
 
     let mut ack = micros_histogram();
-    let mut delivery = micros_histogram();
-    let (mut sent, mut acked, mut reported_lost, mut delivered, mut foreign) = (0, 0, 0, 0, 0);
-    let after_login = |failures: &mut BTreeMap<String, usize>, r: Result<(), Failure>| {
-        if let Err(e) = r {
-            *failures
-                .entry(format!("after login: {}", e.kind()))
-                .or_insert(0) += 1;
-        }
-    };
+    let (mut sent, mut acked, mut reported_lost) = (0, 0, 0);
     while let Some(joined) = sending.join_next().await {
         let Ok((role, result)) = joined else { continue };
-        after_login(&mut failures, result);
+        failed_after_login(&mut failures, result);
         sent += role.seq;
         acked += role.acked;
         reported_lost += role.lost;
         ack.add(&role.ack).expect("histograms share bounds");
     }
-    while let Some(joined) = receiving.join_next().await {
-        let Ok((role, result)) = joined else { continue };
-        after_login(&mut failures, result);
-        delivered += role.seen.len() as u64;
-        foreign += role.foreign;
-        delivery
-            .add(&role.latency)
-            .expect("histograms share bounds");
-    }
-    if foreign > 0 {
-        failures.insert(
-            "messages from an unexpected sender".into(),
-            usize::try_from(foreign).unwrap_or(usize::MAX),
-        );
-    }
+    let (delivered, delivery) =
+        collect(receiving, "from an unexpected sender", &mut failures).await;
     let duration = c2c.duration as f64;
     #[allow(clippy::cast_precision_loss)]
     let per_10k = |cpu_s: f64| {

@@ -341,6 +341,22 @@ impl Progress {
         *last = Some(now);
     }
 
+    /// Shows `line(now)` every 250 ms until `end`.
+    pub(crate) async fn until(
+        &self,
+        end: std::time::Instant,
+        line: impl Fn(std::time::Instant) -> String,
+    ) {
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return;
+            }
+            self.show(&line(now));
+            tokio::time::sleep(Duration::from_millis(250).min(end - now)).await;
+        }
+    }
+
     fn done(&self) {
         if self.enabled && self.terminal && self.last.lock().is_ok_and(|l| l.is_some()) {
             eprintln!();

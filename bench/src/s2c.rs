@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::c2c::{Receiver, Shared, content, log_in_all};
+use crate::c2c::{Receiver, Shared, collect, content, log_in_all};
 use crate::report::{Latency, Report, S2cReport, micros_histogram};
 use crate::target::Target;
 use crate::{BenchArgs, Progress, S2cArgs};
@@ -139,22 +139,11 @@ pub(crate) async fn run(
         });
     }
 
-    loop {
-        let now = Instant::now();
-        if now >= send_end {
-            break;
-        }
-        let delivered = shared.delivered.load(Ordering::Relaxed);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = delivered as f64 / (now - start).as_secs_f64().max(0.001);
-        progress.show(&format!(
-            "[s2c] {:.0}/{} s  pushed {}  delivered {delivered} ({rate:.0}/s)",
-            (now - start).as_secs_f64(),
-            s2c.duration,
-            shared.sent.load(Ordering::Relaxed),
-        ));
-        tokio::time::sleep(Duration::from_millis(250).min(send_end - now)).await;
-    }
+    progress
+        .until(send_end, |now| {
+            shared.progress("s2c", "pushed", now - start, s2c.duration)
+        })
+        .await;
     let mut http = micros_histogram();
     let mut pushed = 0;
     while let Some(joined) = pushing.join_next().await {
@@ -173,27 +162,7 @@ pub(crate) async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
-    let mut delivery = micros_histogram();
-    let (mut delivered, mut foreign) = (0, 0);
-    while let Some(joined) = receiving.join_next().await {
-        let Ok((role, result)) = joined else { continue };
-        if let Err(e) = result {
-            *failures
-                .entry(format!("after login: {}", e.kind()))
-                .or_insert(0) += 1;
-        }
-        delivered += role.seen.len() as u64;
-        foreign += role.foreign;
-        delivery
-            .add(&role.latency)
-            .expect("histograms share bounds");
-    }
-    if foreign > 0 {
-        failures.insert(
-            "messages not from the server".into(),
-            usize::try_from(foreign).unwrap_or(usize::MAX),
-        );
-    }
+    let (delivered, delivery) = collect(receiving, "not from the server", &mut failures).await;
     #[allow(clippy::cast_precision_loss)]
     let per_10k = |cpu_s: f64| {
         (delivered_in_interval > 0).then(|| cpu_s * 10_000.0 / delivered_in_interval as f64)
