@@ -232,8 +232,17 @@ impl Browser {
     /// Fills the login form and submits it. The user id is typed key by key; the token goes
     /// through the same `input` events.
     pub async fn log_in(&self, user: &str, token: &str) {
-        let id = self.wait_for("#user-id").await;
-        id.send_keys(user).await.expect("type the user id");
+        let deadline = Instant::now() + BROWSER_WAIT;
+        // Leptos may re-render the field between finding and typing: find it again then.
+        loop {
+            if let Ok(id) = self.client.find(Locator::Css("#user-id")).await
+                && id.send_keys(user).await.is_ok()
+            {
+                break;
+            }
+            self.check_deadline(deadline, "#user-id to accept typing")
+                .await;
+        }
         self.fill("#token", token).await;
         self.click("#login-button").await;
     }
@@ -260,18 +269,9 @@ impl Browser {
         let mine = "#thread li.message[data-author=\"me\"]";
         let deadline = Instant::now() + BROWSER_WAIT;
         loop {
-            let all = self
-                .client
-                .find_all(Locator::Css(mine))
-                .await
-                .expect("query messages");
-            if all.len() > before {
-                let last = all.last().expect("more than before");
-                return last
-                    .attr("data-fp")
-                    .await
-                    .expect("read data-fp")
-                    .expect("our messages carry their fingerprint");
+            let fps = self.all_js(mine, "e.dataset.fp").await;
+            if fps.len() > before {
+                return fps.last().cloned().expect("more than before");
             }
             self.check_deadline(deadline, "the sent message to appear")
                 .await;
@@ -295,11 +295,39 @@ impl Browser {
 
     /// Clicks the element matching `css`, once it exists.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css)
+        let deadline = Instant::now() + BROWSER_WAIT;
+        // An element re-rendered between `find` and `click` is stale: find it again.
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && element.click().await.is_ok()
+            {
+                return;
+            }
+            self.check_deadline(deadline, &format!("{css} to be clickable"))
+                .await;
+        }
+    }
+
+    /// Evaluates `expr` (with `e` bound to each element matching `css`) in one script, so no
+    /// element can go stale between finding and reading it.
+    async fn all_js(&self, css: &str, expr: &str) -> Vec<String> {
+        let script = format!(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => String({expr}));"
+        );
+        let value = self
+            .client
+            .execute(&script, vec![json!(css)])
             .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+            .unwrap_or_else(|e| panic!("query {css}: {e}"));
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Waits until an element matches `css` and returns it.
@@ -340,10 +368,12 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, expected: &str) {
         let deadline = Instant::now() + BROWSER_WAIT;
         loop {
-            let shown = match self.client.find(Locator::Css(css)).await {
-                Ok(element) => element.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
+            let shown = self
+                .all_js(css, "e.innerText")
+                .await
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             if shown == expected {
                 return;
             }
@@ -365,25 +395,18 @@ impl Browser {
 
     /// The visible text of the first element matching `css`, once it exists.
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            if let Some(text) = self.all_js(css, "e.innerText").await.into_iter().next() {
+                return text;
+            }
+            self.check_deadline(deadline, css).await;
+        }
     }
 
     /// The texts of every message in the open thread, oldest first.
     pub async fn thread_texts(&self) -> Vec<String> {
-        let mut texts = Vec::new();
-        let items = self
-            .client
-            .find_all(Locator::Css("#thread li.message .text"))
-            .await
-            .expect("query the thread");
-        for item in items {
-            texts.push(item.text().await.expect("message text"));
-        }
-        texts
+        self.all_js("#thread li.message .text", "e.innerText").await
     }
 
     /// Waits until the open thread holds a message whose text is exactly `text`.
