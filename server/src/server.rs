@@ -81,10 +81,20 @@ impl Server {
     }
 }
 
+/// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). Tokio's
+/// 1024 overflows under a login storm, and every dropped SYN costs its client a 1 s retry; the
+/// WebSocket gateway needs the same room as the TCP one.
+const ACCEPT_BACKLOG: i32 = 8192;
+
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+        .map_err(|source| ServerError::Bind { what, addr, source })?;
+    // Listening again on a listening socket only changes its backlog.
+    if let Err(e) = socket2::SockRef::from(&listener).listen(ACCEPT_BACKLOG) {
+        tracing::warn!(error = %e, what, "cannot raise the accept backlog");
+    }
+    Ok(listener)
 }
 
 /// A server whose listeners are bound, ready to [`serve`](Bound::serve).

@@ -19,10 +19,6 @@ use crate::core::Core;
 const READ_CHUNK: usize = 4096;
 /// Queued output above which a send writes through instead of waiting for the flush.
 const WRITE_HIGH_WATER: usize = 32 * 1024;
-/// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). Tokio's
-/// 1024 overflows under a login storm, and every dropped SYN costs its client a 1 s retry.
-const ACCEPT_BACKLOG: i32 = 8192;
-
 /// One TCP connection. It owns the whole stream (one task reads and writes it, so no split
 /// halves and their shared `Arc`), and holds a read buffer only while bytes are in it: it
 /// waits for readability with no buffer, reads a chunk, and drops the buffer once every frame
@@ -115,10 +111,6 @@ pub(crate) async fn serve(
     tracker: TaskTracker,
 ) {
     let codec = FrameCodec::new(core.config.max_frame_body);
-    // Listening again on a listening socket only changes its backlog.
-    if let Err(e) = socket2::SockRef::from(&listener).listen(ACCEPT_BACKLOG) {
-        tracing::warn!(error = %e, "cannot raise the tcp accept backlog");
-    }
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
