@@ -325,43 +325,34 @@ impl ServeArgs {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        // Each value: the flag (or its environment variable), else the file, else the default.
         let mut c = Config::default();
-        macro_rules! layer {
-            ($($field:ident),*) => {$(
-                if let Some(v) = file.$field { c.$field = v.into(); }
-                if let Some(v) = self.$field.clone() { c.$field = v.into(); }
-            )*};
-        }
-        layer!(
-            tcp_addr,
-            udp_addr,
-            http_addr,
-            max_frame_body,
-            max_connections,
-            max_udp_sessions
-        );
-        macro_rules! layer_opt {
-            ($($field:ident),*) => {$(
-                if file.$field.is_some() { c.$field = file.$field; }
-                if self.$field.is_some() { c.$field = self.$field; }
-            )*};
-        }
-        layer_opt!(tcp_sense_mode, udp_sense_mode, ws_sense_mode);
-        if let Some(v) = file.udp_max_inbound {
-            c.udp_max_inbound = v;
-        }
-        if let Some(v) = file.udp_max_outbound {
-            c.udp_max_outbound = v;
-        }
-        if let Some(v) = file.ws_max_message {
-            c.ws_max_message = v;
-        }
-        if let Some(v) = file.outbox_capacity {
-            c.outbox_capacity = v;
-        }
-        if let Some(v) = file.dedup_capacity {
-            c.dedup.capacity = v;
-        }
+        let listen = |flag: Option<Listen>, file: Option<Listen>, default| {
+            flag.or(file).map_or(default, |l: Listen| l.0)
+        };
+        c.tcp_addr = listen(self.tcp_addr, file.tcp_addr, c.tcp_addr);
+        c.udp_addr = listen(self.udp_addr, file.udp_addr, c.udp_addr);
+        c.http_addr = listen(self.http_addr, file.http_addr, c.http_addr);
+        c.tcp_sense_mode = self.tcp_sense_mode.or(file.tcp_sense_mode);
+        c.udp_sense_mode = self.udp_sense_mode.or(file.udp_sense_mode);
+        c.ws_sense_mode = self.ws_sense_mode.or(file.ws_sense_mode);
+        c.max_frame_body = self
+            .max_frame_body
+            .or(file.max_frame_body)
+            .unwrap_or(c.max_frame_body);
+        c.max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(c.max_connections);
+        c.max_udp_sessions = self
+            .max_udp_sessions
+            .or(file.max_udp_sessions)
+            .unwrap_or(c.max_udp_sessions);
+        c.udp_max_inbound = file.udp_max_inbound.unwrap_or(c.udp_max_inbound);
+        c.udp_max_outbound = file.udp_max_outbound.unwrap_or(c.udp_max_outbound);
+        c.ws_max_message = file.ws_max_message.unwrap_or(c.ws_max_message);
+        c.outbox_capacity = file.outbox_capacity.unwrap_or(c.outbox_capacity);
+        c.dedup.capacity = file.dedup_capacity.unwrap_or(c.dedup.capacity);
         c.server_timestamp = self.server_timestamp || file.server_timestamp.unwrap_or(false);
         c.web_dir = self
             .web_dir
