@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hongyan_shared::{FrameCodec, Transport};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -62,13 +62,15 @@ impl Link for TcpLink {
             if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
                 self.read.reserve(READ_CHUNK);
             }
-            match self.stream.try_read_buf(&mut self.read) {
+            // Ready now, so this reads at once (cancel-safe too: it reads nothing if it waits).
+            // Unlike `try_read_buf`, a read that does not fill the buffer tells tokio the
+            // socket is drained, which saves the next `read`, that would only return `EAGAIN`.
+            match self.stream.read_buf(&mut self.read).await {
                 Ok(0) if self.read.is_empty() => return None,
                 Ok(0) => {
                     return Some(Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into())));
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Some(Err(e.into())),
             }
         }
@@ -128,6 +130,8 @@ pub(crate) async fn serve(
             tracing::warn!(%peer, "connection limit reached; tcp connection refused");
             continue;
         };
+        // Linux hands out accepted sockets with the listener's TCP_NODELAY (see `bind_tcp`).
+        #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
         let core = core.clone();
         let shutdown = shutdown.clone();
