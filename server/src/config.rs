@@ -41,9 +41,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Most UDP pseudo-sessions at once; datagrams from further addresses are dropped.
     pub max_udp_sessions: usize,
-    /// Packets queued for one session before it counts as a consumer that cannot keep up and
-    /// is disconnected.
+    /// Packets queued for one session; what does not fit is refused (not acknowledged).
     pub outbox_capacity: usize,
+    /// How long a session's queue may stay full, with nothing taken from it, before the
+    /// session is closed as a receiver that stopped reading. Default 10 s.
+    pub slow_consumer_stall: Duration,
     /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry).
     pub s2c_schedule: RetransmitSchedule,
     /// The C2S de-duplication window.
@@ -81,6 +83,7 @@ impl Default for Config {
             max_connections: 50_000,
             max_udp_sessions: 100_000,
             outbox_capacity: 256,
+            slow_consumer_stall: Duration::from_secs(10),
             s2c_schedule: RetransmitSchedule::SERVER,
             dedup: DedupConfig::default(),
             server_timestamp: false,
@@ -178,6 +181,7 @@ pub struct FileConfig {
     max_connections: Option<usize>,
     max_udp_sessions: Option<usize>,
     outbox_capacity: Option<usize>,
+    slow_consumer_secs: Option<u64>,
     dedup_capacity: Option<usize>,
     server_timestamp: Option<bool>,
     web_dir: Option<PathBuf>,
@@ -352,6 +356,9 @@ impl ServeArgs {
         c.udp_max_outbound = file.udp_max_outbound.unwrap_or(c.udp_max_outbound);
         c.ws_max_message = file.ws_max_message.unwrap_or(c.ws_max_message);
         c.outbox_capacity = file.outbox_capacity.unwrap_or(c.outbox_capacity);
+        if let Some(secs) = file.slow_consumer_secs {
+            c.slow_consumer_stall = Duration::from_secs(secs);
+        }
         c.dedup.capacity = file.dedup_capacity.unwrap_or(c.dedup.capacity);
         c.server_timestamp = self.server_timestamp || file.server_timestamp.unwrap_or(false);
         c.web_dir = self

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use hongyan_shared::{Transport, UserId};
@@ -35,8 +35,9 @@ pub enum PushError {
         /// The receiver's limit.
         max: usize,
     },
-    /// The receiver's queue was full; it is being disconnected.
-    #[error("receiver cannot keep up and is being disconnected")]
+    /// The receiver's queue is full: it is not keeping up. Nothing was queued; a receiver
+    /// whose queue stays full is disconnected (see [`SessionHandle::push`]).
+    #[error("receiver is not keeping up: its queue is full")]
     SlowConsumer,
 }
 
@@ -46,12 +47,18 @@ pub(crate) struct SessionHandle {
     pub(crate) info: SessionInfo,
     pub(crate) max_outbound: usize,
     outbox: Mailbox<Outbound>,
+    /// How long the outbox may stay full, with nothing taken from it, before the session is
+    /// closed as stuck.
+    stall_limit: Duration,
     close: CancellationToken,
 }
 
 impl SessionHandle {
-    /// Queues `body` for the session without waiting. A full queue disconnects the session:
-    /// one slow consumer must not hold memory or stall its senders.
+    /// Queues `body` for the session without waiting. A full queue refuses it, so the caller
+    /// neither acknowledges nor counts it as sent: one slow consumer must not hold memory or
+    /// stall its senders. A brief backlog (a receiver descheduled for a moment) costs only
+    /// what does not fit, which QoS senders retransmit; a queue that stays full, with nothing
+    /// taken, for `stall_limit` means a receiver that stopped reading, and closes it.
     pub(crate) fn push(&self, out: Outbound) -> Result<(), PushError> {
         let len = match &out {
             Outbound::Packet(b) | Outbound::Kick { body: b, .. } => b.len(),
@@ -64,8 +71,10 @@ impl SessionHandle {
         }
         match self.outbox.push(out) {
             Ok(()) => Ok(()),
-            Err(Refused::Full(_)) => {
-                self.close.cancel();
+            Err(Refused::Full { full_for, .. }) => {
+                if full_for >= self.stall_limit {
+                    self.close.cancel();
+                }
                 Err(PushError::SlowConsumer)
             }
             Err(Refused::Closed(_)) => Err(PushError::Offline),
@@ -100,6 +109,7 @@ impl Session {
         peer: SocketAddr,
         max_outbound: usize,
         outbox_capacity: usize,
+        stall_limit: Duration,
         close: CancellationToken,
     ) -> (Self, MailboxReceiver<Outbound>) {
         let (tx, rx) = Mailbox::new(outbox_capacity);
@@ -112,6 +122,7 @@ impl Session {
             info,
             max_outbound,
             outbox: tx,
+            stall_limit,
             close,
         };
         (
@@ -156,13 +167,18 @@ struct MailboxState<T> {
     items: VecDeque<T>,
     /// False once the receiver is gone.
     open: bool,
+    /// When a push last found the mailbox full; cleared when the receiver takes an item.
+    full_since: Option<Instant>,
 }
 
-/// Why an item was not queued; the item comes back.
+/// Why an item was not queued; a closed mailbox gives the item back.
 #[derive(Debug)]
 pub(crate) enum Refused<T> {
-    /// The mailbox holds `capacity` items.
-    Full(T),
+    /// The mailbox holds `capacity` items (the item is dropped).
+    Full {
+        /// How long the receiver has taken nothing from the full mailbox.
+        full_for: Duration,
+    },
     /// The receiver is gone.
     Closed(T),
 }
@@ -188,6 +204,7 @@ impl<T> Mailbox<T> {
             state: Mutex::new(MailboxState {
                 items: VecDeque::new(),
                 open: true,
+                full_since: None,
             }),
             ready: Notify::new(),
             capacity,
@@ -208,7 +225,12 @@ impl<T> Mailbox<T> {
                 return Err(Refused::Closed(item));
             }
             if state.items.len() >= self.shared.capacity {
-                return Err(Refused::Full(item));
+                // The clock is read only here, off the path of a mailbox that keeps up.
+                let now = Instant::now();
+                let since = *state.full_since.get_or_insert(now);
+                return Err(Refused::Full {
+                    full_for: now - since,
+                });
             }
             state.items.push_back(item);
         }
@@ -239,6 +261,9 @@ impl<T> MailboxReceiver<T> {
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut state = self.shared.lock();
         let item = state.items.pop_front();
+        if item.is_some() {
+            state.full_since = None;
+        }
         if state.items.is_empty() && state.items.capacity() > 64 {
             // A burst is over: give its memory back rather than keep it for an idle session.
             state.items = VecDeque::new();

@@ -1,8 +1,9 @@
 //! Where hongyan deliberately differs from the reference server (§10.2), each rule tested.
 //! Real MobileIMSDK clients never notice: they only ever do what these rules allow.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
 use hongyan_tests::{Event, Recv, TestServer, WAIT};
@@ -178,12 +179,19 @@ async fn qos_without_fingerprint_is_delivered_without_qos() {
 }
 
 #[tokio::test]
-async fn a_receiver_that_cannot_keep_up_is_disconnected_not_buffered() {
-    let server = TestServer::with(|c| c.outbox_capacity = 4).await;
+async fn a_receiver_that_stops_reading_is_disconnected_not_buffered() {
+    let server = TestServer::with(|c| {
+        c.outbox_capacity = 4;
+        c.slow_consumer_stall = Duration::from_millis(200);
+    })
+    .await;
     let mut alice = server.logged_in(Transport::Tcp, "alice").await;
     let _bob = server.logged_in(Transport::Tcp, "bob").await; // never reads
     let filler = "z".repeat(6000);
-    for i in 0..3000 {
+    let deadline = Instant::now() + WAIT;
+    let mut i = 0;
+    // Until bob's socket buffers and queue are full and have stayed full for the stall limit.
+    while server.handle.is_online(&"bob".into()) && Instant::now() < deadline {
         alice
             .send(&Packet::common_data(
                 "alice",
@@ -193,8 +201,9 @@ async fn a_receiver_that_cannot_keep_up_is_disconnected_not_buffered() {
                 i,
             ))
             .await;
-        if !server.handle.is_online(&"bob".into()) {
-            break;
+        i += 1;
+        if i % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     server
@@ -204,6 +213,53 @@ async fn a_receiver_that_cannot_keep_up_is_disconnected_not_buffered() {
     // The sender is unaffected.
     alice.send(&Packet::keep_alive("alice")).await;
     alice.expect(PacketType::KeepAliveResponse).await;
+}
+
+/// A receiver that falls behind for a moment keeps its session; what did not fit in its queue
+/// is not acknowledged (so a QoS sender retransmits it), and everything acknowledged arrives.
+#[tokio::test]
+async fn a_backlogged_receiver_gets_exactly_what_its_senders_saw_acknowledged() {
+    let server = TestServer::with(|c| c.outbox_capacity = 4).await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut bob = server.logged_in(Transport::Tcp, "bob").await; // reads only at the end
+    let filler = "z".repeat(6000);
+    // 18 MB: more than the loopback socket buffers between the server and bob can hold.
+    let sent = 3000;
+    for i in 0..sent {
+        alice
+            .send(&Packet::common_data(
+                "alice",
+                "bob",
+                filler.as_str(),
+                Some(format!("m{i}").into()),
+                i,
+            ))
+            .await;
+    }
+    let mut acknowledged = HashSet::new();
+    while let Recv::Packet(body) = alice.next(Duration::from_millis(500)).await {
+        let ack = Packet::decode(body.as_bytes()).expect("server sends valid packets");
+        assert_eq!(ack.kind, PacketType::Ack);
+        acknowledged.insert(ack.data_content.expect("an ACK names its fingerprint"));
+    }
+    assert!(
+        acknowledged.len() < sent as usize,
+        "bob's queue never filled: {} of {sent} acknowledged",
+        acknowledged.len()
+    );
+    assert!(server.handle.is_online(&"bob".into()));
+    let mut received = HashSet::new();
+    while let Recv::Packet(body) = bob.next(Duration::from_millis(500)).await {
+        let message = Packet::decode(body.as_bytes()).expect("server sends valid packets");
+        assert_eq!(message.kind, PacketType::CommonData);
+        received.insert(
+            message
+                .fp
+                .expect("QoS messages keep their fingerprint")
+                .to_string(),
+        );
+    }
+    assert_eq!(received, acknowledged);
 }
 
 #[tokio::test]

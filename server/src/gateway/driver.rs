@@ -1,8 +1,10 @@
 //! The session loop shared by every transport: read, dispatch to the core, write what other
 //! sessions queued, expire when idle, close.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use hongyan_shared::{Transport, codes};
@@ -18,6 +20,9 @@ use crate::session::{Outbound, Session};
 const WRITE_BATCH: usize = 64;
 /// Inbound packets handled per flush, so one busy session batches its replies.
 const READ_BATCH: usize = 64;
+/// How long a closing session may take to write what it still holds (a WebSocket close
+/// frame, a kickout) before the connection is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 // The session future lives as long as its connection, idle or not, so it must stay small:
 // handling a packet (login, C2C routing, hooks) and writing are boxed for the moment they
@@ -52,6 +57,7 @@ async fn run<L: Link>(
         peer,
         core.config.max_outbound(L::TRANSPORT),
         core.config.outbox_capacity,
+        core.config.slow_consumer_stall,
         close.clone(),
     );
     tracing::debug!("session opened");
@@ -78,7 +84,8 @@ async fn run<L: Link>(
                     match next {
                         Some(Ok(body)) => {
                             handled += 1;
-                            if Box::pin(core.on_packet(&mut session, &mut link, &body)).await == Flow::Close {
+                            let handling = Box::pin(core.on_packet(&mut session, &mut link, &body));
+                            if unless_closed(&close, handling).await != Some(Flow::Continue) {
                                 break Flow::Close;
                             }
                         }
@@ -103,7 +110,7 @@ async fn run<L: Link>(
                 if handled > 0 {
                     last_inbound = Instant::now();
                 }
-                if flow == Flow::Close || link.flush().await.is_err() {
+                if flow == Flow::Close || !flushed(&close, &mut link).await {
                     break;
                 }
             }
@@ -112,14 +119,15 @@ async fn run<L: Link>(
                 let mut written = 0;
                 let mut flow = Flow::Continue;
                 while let Some(out) = next.take() {
-                    flow = Box::pin(write_outbound(&core, &mut session, &mut link, out)).await;
+                    let writing = Box::pin(write_outbound(&core, &mut session, &mut link, out));
+                    flow = unless_closed(&close, writing).await.unwrap_or(Flow::Close);
                     written += 1;
                     if flow == Flow::Close || written == WRITE_BATCH {
                         break;
                     }
                     next = outbox.try_recv();
                 }
-                if flow == Flow::Close || link.flush().await.is_err() {
+                if flow == Flow::Close || !flushed(&close, &mut link).await {
                     break;
                 }
             }
@@ -134,7 +142,23 @@ async fn run<L: Link>(
         }
     }
     core.on_close(&mut session);
-    Box::pin(link.close(error)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(link.close(error))).await;
+}
+
+/// Runs `work` (which may write) unless the session is closed first: a peer that stopped
+/// reading must not hold its session in a write for ever (see `SessionHandle::push`). Biased,
+/// so a write that completes at once never polls the token.
+async fn unless_closed<T>(close: &CancellationToken, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        done = work => Some(done),
+        () = close.cancelled() => None,
+    }
+}
+
+/// Writes everything queued; false if that failed or the session was closed meanwhile.
+async fn flushed<L: Link>(close: &CancellationToken, link: &mut L) -> bool {
+    matches!(unless_closed(close, link.flush()).await, Some(Ok(())))
 }
 
 async fn write_outbound<L: Link>(

@@ -124,7 +124,7 @@ pub(crate) async fn serve(
         if let Some(inbox) = existing {
             match inbox.push(item) {
                 Ok(()) => continue,
-                Err(Refused::Full(_)) => {
+                Err(Refused::Full { .. }) => {
                     tracing::debug!(%peer, "udp pseudo-session inbox full; datagram dropped");
                     continue;
                 }
