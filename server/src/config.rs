@@ -62,6 +62,9 @@ pub struct Config {
     /// Where `hongyan serve` keeps state between runs: the generated admin token
     /// (`admin-token`). The library itself writes nothing there.
     pub state_dir: PathBuf,
+    /// Worker threads of the runtime `hongyan serve` builds; `None` = one per core. The
+    /// library itself starts no runtime. See docs/PERFORMANCE.md, "Worker threads".
+    pub workers: Option<usize>,
     /// The application backend to call instead of the built-in hooks; `hongyan serve` runs
     /// [`WebhookHooks`](crate::webhook::WebhookHooks) when this is set.
     pub webhook: Option<WebhookConfig>,
@@ -91,6 +94,7 @@ impl Default for Config {
             admin_token: None,
             metrics_token: None,
             state_dir: crate::token::default_state_dir(),
+            workers: None,
             webhook: None,
         }
     }
@@ -180,6 +184,7 @@ pub struct FileConfig {
     ws_max_message: Option<usize>,
     max_connections: Option<usize>,
     max_udp_sessions: Option<usize>,
+    workers: Option<usize>,
     outbox_capacity: Option<usize>,
     slow_consumer_secs: Option<u64>,
     dedup_capacity: Option<usize>,
@@ -268,6 +273,10 @@ pub struct ServeArgs {
     /// Most UDP pseudo-sessions [default: 100000].
     #[arg(long, env = "HONGYAN_MAX_UDP_SESSIONS", value_name = "N")]
     pub max_udp_sessions: Option<usize>,
+    /// Runtime worker threads [default: one per core]. Fewer than the cores leaves them to
+    /// other processes on the machine, and costs less CPU per message at moderate load.
+    #[arg(long, env = "HONGYAN_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
     /// Stamp `sm` (server time in ms) on every packet sent.
     #[arg(long, env = "HONGYAN_SERVER_TIMESTAMP")]
     pub server_timestamp: bool,
@@ -352,6 +361,7 @@ impl ServeArgs {
             .max_udp_sessions
             .or(file.max_udp_sessions)
             .unwrap_or(c.max_udp_sessions);
+        c.workers = self.workers.or(file.workers);
         c.udp_max_inbound = file.udp_max_inbound.unwrap_or(c.udp_max_inbound);
         c.udp_max_outbound = file.udp_max_outbound.unwrap_or(c.udp_max_outbound);
         c.ws_max_message = file.ws_max_message.unwrap_or(c.ws_max_message);
@@ -400,9 +410,14 @@ impl ServeArgs {
                 "{mode} does not exist for UDP (use MODE_3S, MODE_10S, MODE_30S, MODE_60S or MODE_120S)"
             )));
         }
-        if c.max_frame_body == 0 || c.outbox_capacity == 0 || c.dedup.capacity == 0 {
+        if c.max_frame_body == 0
+            || c.outbox_capacity == 0
+            || c.dedup.capacity == 0
+            || c.workers == Some(0)
+        {
             return Err(ConfigError::Invalid(
-                "max_frame_body, outbox_capacity and dedup_capacity must be positive".into(),
+                "max_frame_body, outbox_capacity, dedup_capacity and workers must be positive"
+                    .into(),
             ));
         }
         Ok(c)

@@ -39,8 +39,7 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -49,14 +48,32 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Chat(args) => hongyan_client::chat::run(args).await,
-        Command::Bench(args) => hongyan_bench::run(args, Some(spawn_for_bench)).await,
+        Command::Serve(args) => {
+            // The configuration decides the runtime, so it is read before one exists.
+            let config = args.resolve()?;
+            runtime(config.workers)?.block_on(serve(config))
+        }
+        Command::Chat(args) => runtime(None)?.block_on(hongyan_client::chat::run(args)),
+        Command::Bench(args) => {
+            runtime(None)?.block_on(hongyan_bench::run(args, Some(spawn_for_bench)))
+        }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.resolve()?;
+/// A multi-threaded runtime with `workers` threads, by default one per core (or
+/// `TOKIO_WORKER_THREADS`).
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     ensure_admin_token(&mut config)?;
     let webhooks = match &config.webhook {
         Some(webhook) => {

@@ -214,3 +214,22 @@ impl Bound {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tcp::serve` relies on it instead of a `setsockopt` per connection.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_inherit_no_delay_from_the_listener() {
+        let listener = bind_tcp("tcp", SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
+}

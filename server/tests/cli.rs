@@ -240,3 +240,46 @@ fn two_hongyan_chat_processes_talk_through_hongyan_serve() {
     let message = next_matching(r#""event":"message""#);
     assert!(message.contains("hello bob, 你好 🪿") && message.contains(r#""from":"alice""#));
 }
+
+/// Threads of `pid` named like tokio's workers.
+#[cfg(target_os = "linux")]
+fn tokio_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_runtime_has_as_many_workers_as_configured() {
+    for (flag, env, expected) in [(Some("1"), None, 1), (None, Some("3"), 3)] {
+        let tcp = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hongyan"));
+        command
+            .args(["serve", "--udp-addr", "off", "--http-addr", "off"])
+            .args(["--tcp-addr", &format!("127.0.0.1:{tcp}")])
+            .env("HONGYAN_STATE_DIR", state_dir())
+            .env_remove("TOKIO_WORKER_THREADS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(n) = flag {
+            command.args(["--workers", n]);
+        }
+        if let Some(n) = env {
+            command.env("HONGYAN_WORKERS", n);
+        }
+        let server = Running(command.spawn().unwrap());
+        wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], tcp)));
+        assert_eq!(tokio_workers(server.0.id()), expected, "{flag:?} {env:?}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hongyan"))
+        .args(["serve", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workers must be positive"), "{err}");
+}
