@@ -5,8 +5,8 @@ process, with medians: the numbers in docs/PERFORMANCE.md.
     bench/scripts/c2c-matrix.py BIN REPS NAME -- C2C-ARGS...
     bench/scripts/c2c-matrix.py target/release/hongyan 3 w16 -- --pairs 100 --window 16 --duration 8
 
-TRANSPORTS (default "tcp udp ws") picks transports; SERVER_WORKERS sets the server's tokio
-worker threads (TOKIO_WORKER_THREADS, default: one per core); every run's JSON report is appended to
+TRANSPORTS (default "tcp udp ws") picks transports; SERVER_WORKERS sets the server's worker
+threads (`hongyan serve --workers`, default: one per core); every run's JSON report is appended to
 $OUT_DIR/raw-NAME.jsonl (default /tmp) with the load average seen before it.
 """
 import json, os, statistics, subprocess, sys, time
@@ -15,17 +15,15 @@ B, reps, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 extra = sys.argv[sys.argv.index('--') + 1:]
 transports = os.environ.get('TRANSPORTS', 'tcp udp ws').split()
 env = dict(os.environ, HONGYAN_LOG='warn')
-server_env = dict(env)
-if os.environ.get('SERVER_WORKERS'):
-    server_env['TOKIO_WORKER_THREADS'] = os.environ['SERVER_WORKERS']
+workers = ['--workers', os.environ['SERVER_WORKERS']] if os.environ.get('SERVER_WORKERS') else []
 raw = open(os.path.join(os.environ.get('OUT_DIR', '/tmp'), f'raw-{name}.jsonl'), 'a')
 addrs = ['--tcp', '127.0.0.1:18901', '--udp', '127.0.0.1:17901', '--ws', '127.0.0.1:13000']
 for t in transports:
     rows = []
     for _ in range(reps):
         srv = subprocess.Popen([B, 'serve', '--tcp-addr', '127.0.0.1:18901', '--udp-addr', '127.0.0.1:17901',
-                                '--http-addr', '127.0.0.1:13000'],
-                               env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                '--http-addr', '127.0.0.1:13000', *workers],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1)
             load = os.getloadavg()[0]

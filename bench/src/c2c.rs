@@ -2,7 +2,7 @@
 //! paced), each receiver checks what arrives. Measures throughput, ACK and delivery latency,
 //! duplicates, losses and CPU per 10,000 delivered messages.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::peer::{Failure, Peer, Role, no_surprise};
 use crate::report::{C2cReport, Latency, Report, micros_histogram};
+use crate::seqset::SeqSet;
 use crate::target::{Target, seed};
 use crate::{BenchArgs, C2cArgs, Progress, source_ip};
 
@@ -126,7 +127,7 @@ impl Role for Sender {
 pub(crate) struct Receiver {
     from: String,
     shared: Arc<Shared>,
-    pub(crate) seen: HashSet<u64>,
+    pub(crate) seen: SeqSet,
     pub(crate) latency: Histogram<u64>,
     pub(crate) foreign: u64,
 }
@@ -143,19 +144,24 @@ impl Role for Receiver {
                 let mut words = m.content.split(' ');
                 let seq = words.next().and_then(|w| w.parse::<u64>().ok());
                 let nanos = words.next().and_then(|w| w.parse::<u64>().ok());
-                match (seq, nanos) {
+                let first = match (seq, nanos) {
                     (Some(seq), Some(nanos)) if m.from.as_str() == self.from => {
-                        if self.seen.insert(seq) {
-                            let sent = self.shared.base + Duration::from_nanos(nanos);
-                            let _ = self
-                                .latency
-                                .record(micros(now.saturating_duration_since(sent)));
-                            self.shared.delivered.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
-                        }
+                        self.seen.insert(seq).map(|first| (first, nanos))
                     }
-                    _ => self.foreign += 1,
+                    _ => None,
+                };
+                match first {
+                    Some((true, nanos)) => {
+                        let sent = self.shared.base + Duration::from_nanos(nanos);
+                        let _ = self
+                            .latency
+                            .record(micros(now.saturating_duration_since(sent)));
+                        self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some((false, _)) => {
+                        self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => self.foreign += 1,
                 }
             }
             other => no_surprise(other)?,
@@ -198,7 +204,7 @@ impl Receiver {
         Self {
             from,
             shared,
-            seen: HashSet::new(),
+            seen: SeqSet::default(),
             latency: micros_histogram(),
             foreign: 0,
         }
@@ -239,7 +245,7 @@ pub(crate) async fn collect(
     while let Some(joined) = receiving.join_next().await {
         let Ok((role, result)) = joined else { continue };
         failed_after_login(failures, result);
-        delivered += role.seen.len() as u64;
+        delivered += role.seen.len();
         unexpected += role.foreign;
         delivery
             .add(&role.latency)

@@ -37,6 +37,7 @@ mod peer;
 mod probe;
 pub mod report;
 mod s2c;
+mod seqset;
 mod target;
 
 use std::io::IsTerminal;
