@@ -87,16 +87,25 @@ impl ServerHandle {
         );
         packet.qos = push.qos;
         let body = self.core.encode(&mut packet);
-        online.push(Outbound::Packet(body.clone()))?;
-        self.core.metrics.message(Direction::S2c);
-        let receipt = match (&fp, push.qos) {
+        // Tracked before it is queued, so an ACK that comes back at once finds it.
+        let (receipt, tracked) = match (&fp, push.qos) {
             (Some(fp), true) => {
                 let (tx, rx) = oneshot::channel();
-                self.core.s2c.track(push.to, fp.clone(), body, Some(tx));
-                Some(rx)
+                let tracked =
+                    self.core
+                        .s2c
+                        .track(push.to.clone(), fp.clone(), body.clone(), Some(tx));
+                (Some(rx), tracked)
             }
-            _ => None,
+            _ => (None, false),
         };
+        if let Err(e) = online.push(Outbound::Packet(body)) {
+            if let (true, Some(fp)) = (tracked, &fp) {
+                self.core.s2c.untrack(&push.to, fp);
+            }
+            return Err(e);
+        }
+        self.core.metrics.message(Direction::S2c);
         Ok(Sent { fp, receipt })
     }
 

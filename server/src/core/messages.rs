@@ -76,15 +76,22 @@ impl Core {
         let receiver = packet.to.clone().unwrap_or_default();
         let body = self.encode(&mut packet);
         let pushed = match self.registry.get(&receiver) {
-            Some(online) => online.push(Outbound::Packet(body.clone())).map_err(
-                |e| tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed"),
-            ),
+            Some(online) => {
+                let tracked = fp.as_ref().is_some_and(|fp| {
+                    self.s2c
+                        .track(receiver.clone(), fp.clone(), body.clone(), None)
+                });
+                let pushed = online.push(Outbound::Packet(body)).map_err(|e| {
+                    tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
+                });
+                if let (Err(()), true, Some(fp)) = (pushed, tracked, &fp) {
+                    self.s2c.untrack(&receiver, fp);
+                }
+                pushed
+            }
             None => Err(()),
         };
         if pushed.is_ok() {
-            if let Some(fp) = &fp {
-                self.s2c.track(receiver.clone(), fp.clone(), body, None);
-            }
             self.hooks.on_c2c_delivered(&packet);
         } else {
             let stored = self.hooks.on_offline(&packet).await;
