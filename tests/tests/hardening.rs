@@ -262,6 +262,37 @@ async fn a_backlogged_receiver_gets_exactly_what_its_senders_saw_acknowledged() 
     assert_eq!(received, acknowledged);
 }
 
+/// A duplicate login must end the previous connection even when its queue is too full to
+/// carry the kickout.
+#[tokio::test]
+async fn a_displaced_session_with_a_full_queue_is_closed() {
+    let server = TestServer::with(|c| c.outbox_capacity = 4).await;
+    let mut alice = server.logged_in(Transport::Tcp, "alice").await;
+    let mut old_bob = server.logged_in(Transport::Tcp, "bob").await; // not reading yet
+    let filler = "z".repeat(6000);
+    // 18 MB: more than the loopback socket buffers hold, so bob's queue fills.
+    for i in 0..3000 {
+        alice
+            .send(&Packet::common_data(
+                "alice",
+                "bob",
+                filler.as_str(),
+                None,
+                i,
+            ))
+            .await;
+    }
+    let _new_bob = server.logged_in(Transport::Tcp, "bob").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match old_bob.next(WAIT).await {
+            Recv::Closed => break,
+            Recv::Packet(_) => assert!(Instant::now() < deadline, "still open"),
+            Recv::Timeout => panic!("the displaced session stayed open"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
     let server = TestServer::with(|c| c.max_connections = 2).await;

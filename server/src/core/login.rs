@@ -91,10 +91,15 @@ impl Core {
                         self.metrics.kickout(KickReason::DuplicateLogin);
                         tracing::debug!(old = %old.info.id, "kicking the previous session");
                         let body = self.encode(&mut Self::duplicate_kickout(&user));
-                        let _ = old.push(Outbound::Kick {
+                        let told = old.push(Outbound::Kick {
                             body,
                             code: codes::KICKOUT_DUPLICATE_LOGIN,
                         });
+                        if told.is_err() && old.info.transport != Transport::Udp {
+                            // Its queue is full: it cannot be told, but must not stay
+                            // connected as the user (a UDP pseudo-session is left, §4.3).
+                            old.close();
+                        }
                     } else {
                         tracing::debug!(old = %old.info.id, "same client instance reconnected; previous session left to expire");
                     }
