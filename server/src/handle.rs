@@ -87,24 +87,17 @@ impl ServerHandle {
         );
         packet.qos = push.qos;
         let body = self.core.encode(&mut packet);
-        // Tracked before it is queued, so an ACK that comes back at once finds it.
-        let (receipt, tracked) = match (&fp, push.qos) {
+        let receipt = match (&fp, push.qos) {
             (Some(fp), true) => {
                 let (tx, rx) = oneshot::channel();
-                let tracked =
-                    self.core
-                        .s2c
-                        .track(push.to.clone(), fp.clone(), body.clone(), Some(tx));
-                (Some(rx), tracked)
+                self.core.push_qos(&online, &push.to, fp, body, Some(tx))?;
+                Some(rx)
             }
-            _ => (None, false),
+            _ => {
+                online.push(Outbound::Packet(body))?;
+                None
+            }
         };
-        if let Err(e) = online.push(Outbound::Packet(body)) {
-            if let (true, Some(fp)) = (tracked, &fp) {
-                self.core.s2c.untrack(&push.to, fp);
-            }
-            return Err(e);
-        }
         self.core.metrics.message(Direction::S2c);
         Ok(Sent { fp, receipt })
     }

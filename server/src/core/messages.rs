@@ -76,19 +76,13 @@ impl Core {
         let receiver = packet.to.clone().unwrap_or_default();
         let body = self.encode(&mut packet);
         let pushed = match self.registry.get(&receiver) {
-            Some(online) => {
-                let tracked = fp.as_ref().is_some_and(|fp| {
-                    self.s2c
-                        .track(receiver.clone(), fp.clone(), body.clone(), None)
-                });
-                let pushed = online.push(Outbound::Packet(body)).map_err(|e| {
-                    tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
-                });
-                if let (Err(()), true, Some(fp)) = (pushed, tracked, &fp) {
-                    self.s2c.untrack(&receiver, fp);
-                }
-                pushed
+            Some(online) => match &fp {
+                Some(fp) => self.push_qos(&online, &receiver, fp, body, None),
+                None => online.push(Outbound::Packet(body)),
             }
+            .map_err(|e| {
+                tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
+            }),
             None => Err(()),
         };
         if pushed.is_ok() {

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Core;
-use crate::session::Outbound;
+use crate::session::{Outbound, PushError, SessionHandle};
 
 /// The outcome of a server → client QoS packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +50,10 @@ impl S2cQueue {
             .expect("s2c queue lock is never held across a panic-prone section")
     }
 
-    /// Remembers a QoS packet about to be handed to `user`'s session: before, not after, since
-    /// the receiver's ACK may reach another worker thread before the pushing task goes on
-    /// (seen as a needless retransmission once in ~1 million benchmark messages). Returns
-    /// false if the fingerprint was already in flight to that user (a retransmission from
-    /// the sender), which keeps its first entry.
-    pub(crate) fn track(
+    /// Remembers a QoS packet about to be handed to `user`'s session. Returns false if the
+    /// fingerprint was already in flight to that user (a retransmission from the sender),
+    /// which keeps its first entry.
+    fn track(
         &self,
         user: UserId,
         fp: Fingerprint,
@@ -67,7 +65,7 @@ impl S2cQueue {
     }
 
     /// Forgets a packet [`track`](Self::track) just added whose push then failed.
-    pub(crate) fn untrack(&self, user: &UserId, fp: &Fingerprint) {
+    fn untrack(&self, user: &UserId, fp: &Fingerprint) {
         drop(self.lock().acknowledge(&(user.clone(), fp.clone())));
     }
 
@@ -126,6 +124,30 @@ impl S2cQueue {
             }
         }
         core.hooks.on_s2c_lost(&packets);
+    }
+}
+
+impl Core {
+    /// Hands QoS packet `fp` to `user`'s `online` session and tracks it for retransmission.
+    /// Tracked before it is queued, not after: the receiver's ACK may reach another worker
+    /// thread before this task goes on (seen as a needless retransmission once in ~1 million
+    /// benchmark messages); a push that fails untracks it again.
+    pub(crate) fn push_qos(
+        &self,
+        online: &SessionHandle,
+        user: &UserId,
+        fp: &Fingerprint,
+        body: Bytes,
+        waiter: Option<oneshot::Sender<Delivery>>,
+    ) -> Result<(), PushError> {
+        let tracked = self
+            .s2c
+            .track(user.clone(), fp.clone(), body.clone(), waiter);
+        let pushed = online.push(Outbound::Packet(body));
+        if pushed.is_err() && tracked {
+            self.s2c.untrack(user, fp);
+        }
+        pushed
     }
 }
 
