@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
-use hongyan_tests::{Event, Recv, TestServer, WAIT};
+use hongyan_tests::{Event, Peer, Recv, TestServer, WAIT};
 
 #[tokio::test]
 async fn sender_identity_comes_from_the_session_not_the_packet() {
@@ -215,6 +215,21 @@ async fn a_receiver_that_stops_reading_is_disconnected_not_buffered() {
     alice.expect(PacketType::KeepAliveResponse).await;
 }
 
+/// Sends `to` 3,000 messages of 6,000 bytes from `sender` (logged in as alice) and returns the
+/// count: 18 MB, more than the loopback socket buffers between the server and a receiver that
+/// is not reading can hold, so its queue fills. With `qos` they carry fingerprints `m0`, `m1`, ….
+async fn flood(sender: &mut Peer, to: &str, qos: bool) -> i32 {
+    let filler = "z".repeat(6000);
+    let count = 3000;
+    for i in 0..count {
+        let fp = qos.then(|| format!("m{i}").into());
+        sender
+            .send(&Packet::common_data("alice", to, filler.as_str(), fp, i))
+            .await;
+    }
+    count
+}
+
 /// A receiver that falls behind for a moment keeps its session; what did not fit in its queue
 /// is not acknowledged (so a QoS sender retransmits it), and everything acknowledged arrives.
 #[tokio::test]
@@ -222,20 +237,7 @@ async fn a_backlogged_receiver_gets_exactly_what_its_senders_saw_acknowledged() 
     let server = TestServer::with(|c| c.outbox_capacity = 4).await;
     let mut alice = server.logged_in(Transport::Tcp, "alice").await;
     let mut bob = server.logged_in(Transport::Tcp, "bob").await; // reads only at the end
-    let filler = "z".repeat(6000);
-    // 18 MB: more than the loopback socket buffers between the server and bob can hold.
-    let sent = 3000;
-    for i in 0..sent {
-        alice
-            .send(&Packet::common_data(
-                "alice",
-                "bob",
-                filler.as_str(),
-                Some(format!("m{i}").into()),
-                i,
-            ))
-            .await;
-    }
+    let sent = flood(&mut alice, "bob", true).await;
     let mut acknowledged = HashSet::new();
     while let Recv::Packet(body) = alice.next(Duration::from_millis(500)).await {
         let ack = Packet::decode(body.as_bytes()).expect("server sends valid packets");
@@ -269,19 +271,7 @@ async fn a_displaced_session_with_a_full_queue_is_closed() {
     let server = TestServer::with(|c| c.outbox_capacity = 4).await;
     let mut alice = server.logged_in(Transport::Tcp, "alice").await;
     let mut old_bob = server.logged_in(Transport::Tcp, "bob").await; // not reading yet
-    let filler = "z".repeat(6000);
-    // 18 MB: more than the loopback socket buffers hold, so bob's queue fills.
-    for i in 0..3000 {
-        alice
-            .send(&Packet::common_data(
-                "alice",
-                "bob",
-                filler.as_str(),
-                None,
-                i,
-            ))
-            .await;
-    }
+    flood(&mut alice, "bob", false).await;
     let _new_bob = server.logged_in(Transport::Tcp, "bob").await;
     let deadline = Instant::now() + WAIT;
     loop {
