@@ -17,6 +17,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use hongyan_shared::FrameCodec;
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
 use socket2::{Domain, Socket, Type};
@@ -26,10 +28,11 @@ const ANSWER: &str = r#"{"bridge":false,"type":50,"dataContent":"{\"code\":0,\"f
 const CLIENT_THREADS: usize = 2;
 const PER_SOURCE_IP: usize = 4000;
 
-fn frame(body: &str) -> Vec<u8> {
-    let len = u32::try_from(body.len()).expect("short body");
-    let mut out = len.to_be_bytes().to_vec();
-    out.extend_from_slice(body.as_bytes());
+fn frame(body: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    FrameCodec::default()
+        .encode(body.as_bytes(), &mut out)
+        .expect("a short body fits a frame");
     out
 }
 
