@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use hongyan_shared::{Transport, UserId};
 
 use crate::hooks::{SessionId, SessionInfo};
-use crate::metrics;
+use crate::metrics::PerTransport;
 use crate::session::SessionHandle;
 
 /// A user's online session as the registry records it.
@@ -49,9 +49,9 @@ pub struct OnlineInfo {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     online: Mutex<HashMap<UserId, Online>>,
-    /// Online users per transport (indexed like [`metrics::TRANSPORTS`]); changed only under
-    /// the map's lock, so it always matches the map.
-    by_transport: [AtomicUsize; 3],
+    /// Online users per transport; changed only under the map's lock, so it always matches
+    /// the map.
+    by_transport: PerTransport<AtomicUsize>,
 }
 
 impl Registry {
@@ -62,19 +62,24 @@ impl Registry {
     }
 
     /// Registers `session` as `user`'s online session by the rules of §4.3, comparing the
-    /// login's raw `firstLoginTime` (`requested`) with the one stored for the current session.
+    /// login's raw `firstLoginTime` (`requested`) with the one stored for the current session:
+    /// a login without one (≤ 0) or with a later one is a new client instance, which kicks the
+    /// current session; an equal one is the same instance reconnecting, which displaces it
+    /// without a kick; an earlier one is a stale instance, refused. `answered` is the
+    /// `firstLoginTime` the login was answered with, `since` when it logged in.
     pub(crate) fn register(
         &self,
         user: &UserId,
         session: &SessionHandle,
         requested: i64,
         answered: i64,
+        since: SystemTime,
     ) -> Registration {
         let mut map = self.map();
         let online = Online {
             session: session.clone(),
             first_login_time: answered,
-            since: SystemTime::now(),
+            since,
         };
         match map.get_mut(user) {
             Some(old) if old.session.info.id != session.info.id => {
@@ -137,15 +142,13 @@ impl Registry {
         self.map().len()
     }
 
-    /// Online users per transport, indexed like [`metrics::TRANSPORTS`].
-    pub(crate) fn count_by_transport(&self) -> [usize; 3] {
-        self.by_transport
-            .each_ref()
-            .map(|n| n.load(Ordering::Relaxed))
+    /// Online users per transport.
+    pub(crate) fn count_by_transport(&self) -> PerTransport<usize> {
+        self.by_transport.map(|n| n.load(Ordering::Relaxed))
     }
 
     fn count(&self, transport: Transport) -> &AtomicUsize {
-        &self.by_transport[metrics::transport_index(transport)]
+        self.by_transport.get(transport)
     }
 
     /// A page of online users in id order: those after `after`, at most `limit`.
