@@ -45,21 +45,25 @@ impl Core {
             tracing::debug!(fp = ?packet.fp, "c2s message dropped by before_c2s");
             return Flow::Continue;
         }
-        if let Some(fp) = packet.qos_fingerprint() {
-            let first = self.first_c2s(user, fp, now);
-            let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
-            if self.reply(session, pipe, ack).await == Flow::Close {
-                return Flow::Close;
-            }
-            if !first {
-                self.metrics.dedup_hit();
-                tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
-                return Flow::Continue;
-            }
+        let Some(fp) = packet.qos_fingerprint() else {
+            self.deliver_c2s(session, &packet);
+            return Flow::Continue;
+        };
+        // Delivered before the ACK is written: once the fingerprint is recorded, a sender whose
+        // ACK was lost gets only ACKs, so the message must already be with the application.
+        if self.first_c2s(user, fp, now) {
+            self.deliver_c2s(session, &packet);
+        } else {
+            self.metrics.dedup_hit();
+            tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
         }
+        let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
+        self.reply(session, pipe, ack).await
+    }
+
+    fn deliver_c2s(&self, session: &Session, packet: &Packet) {
         self.metrics.message(Direction::c2s);
-        self.hooks.on_c2s(&packet, session.info());
-        Flow::Continue
+        self.hooks.on_c2s(packet, session.info());
     }
 
     async fn c2c<P: Pipe>(

@@ -26,6 +26,30 @@ fn a_c2s_message_is_acked_again_but_delivered_once() {
 }
 
 #[test]
+fn a_c2s_message_whose_ack_cannot_be_written_is_still_delivered_once() {
+    let h = Harness::new();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    alice.pipe.fail_writes();
+    assert_eq!(
+        h.receive(&mut alice, &data("alice", "0", "fp-1")),
+        Flow::Close
+    );
+    h.core.close_session(&mut alice.session);
+    assert_eq!(
+        h.hooks.take(),
+        [
+            Event::C2s("fp-1".into()),
+            Event::Logout("alice".into(), None)
+        ]
+    );
+    // The client retransmits on a new connection; the fingerprint is already known.
+    let mut again = h.online(Transport::Tcp, "alice");
+    h.receive(&mut again, &data("alice", "0", "fp-1"));
+    assert_eq!(kinds(&again.written()), [PacketType::Ack]);
+    assert!(h.hooks.take().is_empty(), "delivered once");
+}
+
+#[test]
 fn the_c2s_window_forgets_a_fingerprint_after_its_lifetime() {
     let h = Harness::new();
     let mut alice = h.online(Transport::Tcp, "alice");
