@@ -57,11 +57,6 @@ impl Core {
         }
     }
 
-    /// The clock the core reads.
-    pub fn clock(&self) -> &dyn Clock {
-        &*self.clock
-    }
-
     pub(crate) fn next_session_id(&self) -> SessionId {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }

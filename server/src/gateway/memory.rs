@@ -49,14 +49,8 @@ impl MemoryPipe {
         self.flushed == self.written.len()
     }
 
-    /// Whether [`close`](Pipe::close) was called. (It consumes the pipe, so only a test that
-    /// closes through a reference can see this; see [`close_in_place`](Self::close_in_place).)
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// What [`close`](Pipe::close) does, without giving the pipe up: flushes and marks it
-    /// closed, so later writes fail.
+    /// What [`close`](Pipe::close) does, without giving the pipe up (a caller that keeps the
+    /// pipe to read what was written): flushes and marks it closed, so later writes fail.
     pub fn close_in_place(&mut self) {
         self.flushed = self.written.len();
         self.closed = true;
