@@ -1,4 +1,5 @@
 //! hongyan's server: a MobileIMSDK v6-compatible IM server over TCP, UDP and WebSocket.
+//! Section numbers (`§4.3`) refer to `docs/PROTOCOL.md`, the protocol as hongyan implements it.
 //!
 //! The server is a library first: bind it, then serve it until a shutdown signal.
 //!

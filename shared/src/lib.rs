@@ -5,6 +5,8 @@
 //! so the same code runs in the server, in native clients and in the browser (wasm32), and
 //! every protocol rule can be tested deterministically.
 //!
+//! Section numbers (`§4.3`) refer to `docs/PROTOCOL.md`, the protocol as hongyan implements it.
+//!
 //! # Layout
 //! - [`packet`]: the `Protocal` envelope ([`Packet`]), its [`PacketType`]s, the payload
 //!   documents ([`LoginInfo`], [`LoginResponse`], [`ErrorResponse`], [`Kickout`]), the

@@ -1,5 +1,6 @@
-//! The conformance scenarios of §11.1 of the protocol reference, over TCP, UDP and WebSocket.
-//! Where UDP or a hardening rule deliberately differs, the scenario says so.
+//! The protocol's observable behaviour (docs/PROTOCOL.md §3–§6), scenario by scenario, over
+//! TCP, UDP and WebSocket. Where UDP or a hardening rule deliberately differs, the scenario
+//! says so.
 
 use std::time::Duration;
 

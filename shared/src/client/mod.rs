@@ -1,6 +1,6 @@
 //! The client side of the protocol as a sans-IO state machine ([`ClientSession`]): login,
 //! keepalive, link-loss detection, auto-relogin, kickout, logout, QoS sending and
-//! duplicate-free receiving (§4.7, §5, §6.1, §6.3 of the reference).
+//! duplicate-free receiving (§4.7, §5, §6.1, §6.3).
 //!
 //! The session never touches a socket or a clock. A driver (the native `hongyan-client`, the
 //! browser client, or a test) feeds it what happens and carries out what it asks:

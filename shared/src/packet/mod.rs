@@ -17,7 +17,7 @@ use crate::codec::json::{self, DecodeError};
 /// re-encoded packet matches what the reference server would forward.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {
-    /// `bridge`: true only on packets relayed through the cross-server bridge (§9).
+    /// `bridge`: true only on packets relayed through the cross-server bridge (§6.5).
     pub bridge: bool,
     /// `type`: what the packet is.
     pub kind: PacketType,

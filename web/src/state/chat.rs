@@ -8,7 +8,7 @@ use hongyan_shared::{Fingerprint, Packet, UserId};
 
 use super::ConnectionStatus;
 
-/// The largest WebSocket text frame the server accepts (§3.3 of the protocol notes).
+/// The largest WebSocket text frame the server accepts (docs/PROTOCOL.md §3.3).
 pub const MAX_FRAME_BYTES: usize = 65_536;
 
 /// What the session driver reports to the UI.
