@@ -3,7 +3,7 @@
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
-use super::{use_chat_state, use_session};
+use super::context::{use_chat_state, use_session};
 use crate::session::new_fingerprint;
 use crate::state::{ComposeError, Outgoing, check_outgoing};
 

@@ -15,7 +15,9 @@ use hongyan_shared::client::{ClientSession, SessionConfig, TransportCommand};
 use hongyan_shared::{Instant, Packet, Transport};
 use leptos::prelude::*;
 
-use super::{Command, SessionHandle, random_u64, updates_for};
+use super::entropy::random_u64;
+use super::events::updates_for;
+use super::handle::{Command, SessionHandle};
 use crate::state::{ChatState, SessionUpdate};
 
 /// Starts the driver on the browser's event loop and returns the handle that commands it.

@@ -6,7 +6,7 @@
 
 use hongyan_shared::{Fingerprint, Packet, UserId};
 
-use super::ConnectionStatus;
+use super::connection::ConnectionStatus;
 
 /// The largest WebSocket text frame the server accepts (§3.3 of the protocol notes).
 pub const MAX_FRAME_BYTES: usize = 65_536;
