@@ -10,11 +10,15 @@
 //!   documents ([`LoginInfo`], [`LoginResponse`], [`ErrorResponse`], [`Kickout`]), the
 //!   identifier newtypes ([`UserId`], [`Fingerprint`]) and the protocol [`codes`].
 //! - [`codec`]: the JSON codec ([`codec::json`], Gson-exact output, lenient input) and the TCP
-//!   frame codec ([`codec::frame`]).
+//!   frame codec ([`codec::frame`]). It knows bytes and JSON, not packets.
 //! - [`qos`]: the retransmitting [`SendQueue`] and the receiver's [`DedupWindow`].
 //! - [`sense`]: sense modes, keepalive timings and the [`Transport`] enum.
 //! - [`client`]: the client session state machine ([`ClientSession`]) that the native and
 //!   browser clients drive.
+//!
+//! Dependencies run one way: `client` uses `qos`, `sense`, `packet` and `codec`; `packet` uses
+//! `codec`; `codec`, `qos` and `sense` use none of the others. Modules import each other by
+//! their own paths: the re-exports below are for users of the crate.
 
 pub mod client;
 pub mod codec;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::codec::frame::DEFAULT_MAX_BODY;
-use crate::{DedupConfig, KeepAliveTiming, RetransmitSchedule, SenseMode, Transport};
+use crate::qos::{DedupConfig, RetransmitSchedule};
+use crate::sense::{KeepAliveTiming, SenseMode, Transport};
 
 /// The Java clients' keepalive-timeout checker period (`NETWORK_CONNECTION_TIME_OUT_CHECK_INTERVAL`).
 pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_millis(2000);

@@ -6,10 +6,13 @@ use std::collections::VecDeque;
 use super::config::SessionConfig;
 use super::event::{ClientEvent, ConnectionState, ReceivedMessage, TransportCommand};
 use super::rng::SplitMix64;
-use crate::{
-    DedupWindow, ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Packet,
-    PacketType, Retransmit, SendQueue, UserId, codes,
+use web_time::Instant;
+
+use crate::packet::{
+    ErrorResponse, Fingerprint, Kickout, LoginInfo, LoginResponse, Packet, PacketType, UserId,
+    codes,
 };
+use crate::qos::{DedupWindow, Retransmit, SendQueue};
 
 /// Why a login could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
