@@ -40,8 +40,10 @@ pub struct SessionConfig {
     /// How long received fingerprints are remembered to drop duplicates (§6.3).
     pub dedup: DedupConfig,
     /// The longest packet JSON the session will send; longer messages are refused by
-    /// [`ClientSession::send`](super::ClientSession::send). Defaults: TCP 6144 (the frame body
-    /// limit), UDP 2048 (the server's datagram buffer), WebSocket 65536.
+    /// [`ClientSession::send`](super::ClientSession::send) (and
+    /// [`Outgoing::check_size`](crate::Outgoing::check_size) tells before sending). Defaults:
+    /// TCP 6144 (the frame body limit), UDP 2048 (the server's datagram buffer), WebSocket
+    /// 65536.
     pub max_packet_len: usize,
     /// Seeds the generator that makes message fingerprints. The driver must draw it from a real
     /// entropy source: fingerprints of two clients must not collide, since servers key

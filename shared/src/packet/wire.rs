@@ -32,7 +32,8 @@ pub(super) struct WirePacket {
     pub(super) sm: i64,
 }
 
-/// A [`Packet`](super::Packet)'s members by reference: what is encoded.
+/// A packet's members by reference: what is encoded, whether it comes from a whole
+/// [`Packet`](super::Packet) or from a message being measured before it is sent.
 pub(super) struct WireFields<'a> {
     pub(super) bridge: bool,
     pub(super) kind: PacketType,

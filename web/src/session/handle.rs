@@ -2,15 +2,16 @@
 //! [`SessionHandle`] that queues them.
 
 use futures::channel::mpsc;
+use hongyan_shared::Outgoing;
 
-use crate::state::{LoginRequest, Outgoing};
+use crate::state::LoginRequest;
 
 /// What the UI asks of the session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Log in (replacing any finished session) and stay logged in.
     Login(LoginRequest),
-    /// Send a QoS message under the given fingerprint.
+    /// Send a message the UI has recorded as `Sending`, under its fingerprint.
     Send(Outgoing),
     /// Log out: the session sends a logout and ends.
     Logout,
