@@ -8,8 +8,8 @@ use hongyan_shared::client::{
     TransportCommand,
 };
 use hongyan_shared::{
-    ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing, Packet,
-    PacketTooLarge, PacketType, Transport,
+    DedupConfig, ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing,
+    Packet, PacketTooLarge, PacketType, Transport,
 };
 
 const FIRST_LOGIN_TIME: i64 = 1_795_892_259_638;
@@ -590,6 +590,32 @@ fn dedup_survives_a_relogin() {
             .any(|e| matches!(e, ClientEvent::MessageReceived(_))),
         "the server's retransmission after the relogin is a duplicate"
     );
+}
+
+/// The session's promise is "once while it remembers the fingerprint" (§6.3): an application
+/// that keeps messages longer (the browser's conversation) drops later copies itself.
+#[test]
+fn a_copy_after_the_dedup_lifetime_is_delivered_again() {
+    let mut config = SessionConfig::new(Transport::Tcp, 7);
+    config.dedup = DedupConfig {
+        lifetime: ms(1000),
+        sweep_interval: ms(1000),
+        ..DedupConfig::default()
+    };
+    let mut h = Harness::new(config).online();
+    let message = Packet::common_data("bob", "alice", "late", Some("fp-late".into()), 0);
+    h.receive(message.clone(), 10);
+    h.receive(message.clone(), 500);
+    let received = |events: Vec<ClientEvent>| {
+        events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::MessageReceived(_)))
+            .count()
+    };
+    assert_eq!(received(h.events()), 1);
+    h.run_until(2500);
+    h.receive(message, 2600);
+    assert_eq!(received(h.events()), 1, "forgotten after its lifetime");
 }
 
 #[test]

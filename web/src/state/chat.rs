@@ -325,6 +325,11 @@ impl ChatState {
         } else {
             Author::Peer
         };
+        // The session delivers each QoS message once, across reconnects too, but only while
+        // it remembers the fingerprint: for its dedup lifetime (10 to 15 minutes, §6.3), and
+        // not into a new session after a logout or kickout. The conversation keeps messages
+        // longer than that, and a sender's retry of a message reported lost (same fingerprint,
+        // see `retry`) may come later, so a copy of a message already shown is dropped here.
         if let (Some(fp), Some(conversation)) = (&fp, self.conversation(&from)) {
             let seen = conversation
                 .messages
@@ -482,8 +487,10 @@ mod tests {
         assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
     }
 
+    /// Copies the session drops never get here; this is a later one it has forgotten (a
+    /// retry after its dedup lifetime, or after a new login).
     #[test]
-    fn retransmitted_message_appears_once() {
+    fn a_message_already_in_the_conversation_appears_once() {
         let mut state = logged_in("bob");
         state.apply(received("alice", Some(5), "hello"));
         state.apply(received("alice", Some(5), "hello"));
