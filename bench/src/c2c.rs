@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hdrhistogram::Histogram;
-use hongyan_shared::{ClientEvent, ClientSession, Fingerprint};
+use hongyan_shared::{ClientEvent, ClientSession, Fingerprint, Outgoing};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +64,7 @@ impl Sender {
         {
             let content = self.content(now);
             let fp = session
-                .send(&self.to, content, 0, true, now)
+                .send(Outgoing::new(self.to.as_str(), content).with_typeu(0), now)
                 .map_err(|e| Failure::Send(e.to_string()))?;
             self.in_flight.insert(fp, now);
             self.seq += 1;

@@ -9,7 +9,7 @@ use futures_util::Stream;
 use hongyan_shared::client::{
     ClientEvent, ClientSession, ConnectionState, SendError, TransportCommand,
 };
-use hongyan_shared::{Fingerprint, LoginInfo, UserId};
+use hongyan_shared::{Fingerprint, LoginInfo, Outgoing, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -27,35 +27,6 @@ const COMMAND_CAPACITY: usize = 256;
 
 /// Reports buffered from connection tasks to the driver.
 const LINK_EVENT_CAPACITY: usize = 1024;
-
-/// A message for [`Client::send`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The receiver's user id, or `"0"` for the server (C2S).
-    pub to: String,
-    /// The application content (`dataContent`).
-    pub content: String,
-    /// The application sub-type (`typeu`); the framework never reads it.
-    pub typeu: i32,
-    /// Whether the message is retransmitted until acknowledged. On by default, as in the Java
-    /// SDK.
-    pub qos: bool,
-    /// A fingerprint of the application's choosing; `None` makes a fresh UUIDv4.
-    pub fp: Option<Fingerprint>,
-}
-
-impl Outgoing {
-    /// A QoS message with `typeu` -1, as the Java SDK's `sendCommonData(content, to)` sends.
-    pub fn new(to: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            to: to.into(),
-            content: content.into(),
-            typeu: -1,
-            qos: true,
-            fp: None,
-        }
-    }
-}
 
 #[derive(Debug)]
 enum Command {
@@ -185,11 +156,8 @@ impl Client {
         content: impl Into<String>,
         typeu: i32,
     ) -> Result<Fingerprint, ClientError> {
-        self.send(Outgoing {
-            typeu,
-            ..Outgoing::new(to, content)
-        })
-        .await
+        self.send(Outgoing::new(to, content).with_typeu(typeu))
+            .await
     }
 
     /// Sends `content` to the server (C2S, `to` = `"0"`) with QoS, returning its fingerprint.
@@ -198,14 +166,12 @@ impl Client {
         content: impl Into<String>,
         typeu: i32,
     ) -> Result<Fingerprint, ClientError> {
-        self.send(Outgoing {
-            typeu,
-            ..Outgoing::new(UserId::SERVER, content)
-        })
-        .await
+        self.send(Outgoing::new(UserId::SERVER, content).with_typeu(typeu))
+            .await
     }
 
-    /// Sends any message, returning its fingerprint.
+    /// Sends any message (QoS or not, any `typeu`, a fingerprint of the application's
+    /// choosing), returning its fingerprint.
     pub async fn send(&self, message: Outgoing) -> Result<Fingerprint, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.commands
@@ -285,24 +251,7 @@ impl Driver {
     fn command(&mut self, command: Command) {
         match command {
             Command::Send { message, reply } => {
-                let now = now();
-                let result = match message.fp {
-                    Some(fp) => self.session.send_with_fingerprint(
-                        &message.to,
-                        message.content,
-                        message.typeu,
-                        message.qos,
-                        fp,
-                        now,
-                    ),
-                    None => self.session.send(
-                        &message.to,
-                        message.content,
-                        message.typeu,
-                        message.qos,
-                        now,
-                    ),
-                };
+                let result = self.session.send(message, now());
                 // The caller may have given up waiting; the message is sent regardless.
                 let _ = reply.send(result);
             }

@@ -78,7 +78,8 @@ pub mod config;
 pub mod error;
 mod transport;
 
-pub use client::{Client, Events, Outgoing};
+pub use client::{Client, Events};
 pub use config::{ClientConfig, Endpoint};
 pub use error::ClientError;
+pub use hongyan_shared::Outgoing;
 pub use hongyan_shared::client::{ClientEvent, ConnectionState, ReceivedMessage};

@@ -51,7 +51,9 @@ pub mod token;
 pub mod webhook;
 
 pub use config::{Config, ServeArgs};
-pub use handle::{Delivery, Push, Sent, ServerHandle};
+pub use handle::{Delivery, Sent, ServerHandle};
+/// The message [`ServerHandle::send`] takes: the same type the clients send.
+pub use hongyan_shared::Outgoing;
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
 /// The metrics library whose registry [`Hooks::register_metrics`] receives.
 pub use prometheus_client;

@@ -26,7 +26,7 @@ use hongyan_shared::client::{
     ClientEvent, ClientSession, ConnectionState, SessionConfig, TransportCommand,
 };
 use hongyan_shared::{
-    ErrorResponse, Fingerprint, Instant, LoginInfo, LoginResponse, Packet, PacketType,
+    ErrorResponse, Fingerprint, Instant, LoginInfo, LoginResponse, Outgoing, Packet, PacketType,
     RetransmitSchedule, SendQueue, Transport, UserId,
 };
 use rand::rngs::SmallRng;
@@ -429,7 +429,10 @@ impl Sim {
         match action {
             Action::Send { from, to } => {
                 let content = format!("{} -> {to} #{}", self.peers[from].user, self.seq);
-                if let Ok(fp) = self.peers[from].session.send(&to, content, 0, true, now) {
+                if let Ok(fp) = self.peers[from]
+                    .session
+                    .send(Outgoing::new(to.as_str(), content), now)
+                {
                     self.peers[from].sent.insert(
                         fp,
                         Outcome {

@@ -362,7 +362,7 @@ async fn server_push_with_qos_is_acked_and_reported_delivered(t: Transport) {
     let mut bob = server.logged_in(t, "bob").await;
     let sent = server
         .handle
-        .send(hongyan_server::Push::new("bob", "hello from server"))
+        .send(hongyan_server::Outgoing::new("bob", "hello from server"))
         .unwrap();
     let fp = sent.fp.clone().unwrap();
     let push = bob.expect(PacketType::CommonData).await;

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{LinkError, LinkEvent, LinkReporter, with_timeout};
+use super::link::{LinkError, LinkEvent, LinkReporter, with_timeout};
 use crate::config::ClientConfig;
 
 pub(super) async fn run(

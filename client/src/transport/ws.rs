@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{LinkError, LinkEvent, LinkReporter, with_timeout};
+use super::link::{LinkError, LinkEvent, LinkReporter, with_timeout};
 use crate::config::ClientConfig;
 
 pub(super) async fn run(
