@@ -15,7 +15,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and how `hongyan serve` layers flags, environment and a TOML file.
+//! - [`config`]: [`Config`], the one definition of every server setting: its TOML key, help
+//!   text and default (the `hongyan` command in `cli/` builds its flags from it).
 //! - [`server`]: [`Server::bind`] and [`Bound::serve`]: listeners, tasks, graceful shutdown.
 //! - `gateway`: TCP, UDP and WebSocket adapters and the one session loop they share
 //!   (`gateway::driver`). No protocol decisions live there.
@@ -49,7 +50,7 @@ mod session;
 pub mod token;
 pub mod webhook;
 
-pub use config::{Config, ServeArgs};
+pub use config::Config;
 pub use handle::{Delivery, Push, Sent, ServerHandle};
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
 /// The metrics library whose registry [`Hooks::register_metrics`] receives.
