@@ -50,11 +50,6 @@ impl Setting {
     pub fn env(&self) -> String {
         format!("HONGYAN_{}", self.key.to_ascii_uppercase())
     }
-
-    /// Whether this is [`Config`]'s setting rather than the process's.
-    pub fn is_server(&self) -> bool {
-        field_names::<Config>().contains(&self.key)
-    }
 }
 
 /// Every setting of `hongyan serve`: [`Config`]'s in declaration order, then
@@ -230,7 +225,6 @@ mod tests {
             Some("BYTES")
         );
         assert!(by_key("admin_token").secret && !by_key("webhook_url").secret);
-        assert!(by_key("slow_consumer_secs").is_server() && !by_key("workers").is_server());
     }
 
     #[test]

@@ -299,7 +299,9 @@ mod tests {
         let problems: Vec<&str> = e.lines().collect();
         assert_eq!(problems.len(), 2, "both problems are reported: {e}");
         assert!(
-            problems[0].starts_with(&format!("invalid `max_connections` from config file {file}")),
+            problems[0].starts_with(&format!(
+                "invalid `max_connections` from config file {file}"
+            )),
             "{e}"
         );
         assert!(
