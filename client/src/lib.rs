@@ -69,10 +69,8 @@
 //! - `client.rs`: the application's [`Client`] handle, its [`Events`] stream, and the driver
 //!   task that owns the session and its connections.
 //! - `transport/`: one task per connection: TCP frames, UDP datagrams, WebSocket text frames.
-//! - [`chat`]: `hongyan chat`, the terminal client (human or JSON lines).
 //! - [`error`]: the client's error type, [`ClientError`].
 
-pub mod chat;
 mod client;
 pub mod config;
 pub mod error;

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and how `hongyan serve` layers flags, environment and a TOML file.
+//! - [`config`]: [`Config`], the one definition of every server setting: its TOML key, help
+//!   text and default (the `hongyan` command in `cli/` builds its flags from it).
 //! - [`server`]: [`Server::bind`] and [`Bound::serve`]: listeners, tasks, graceful shutdown.
 //! - `gateway`: TCP, UDP and WebSocket adapters and the one session loop they share
 //!   (`gateway::driver`). No protocol decisions live there.
@@ -50,7 +51,7 @@ mod session;
 pub mod token;
 pub mod webhook;
 
-pub use config::{Config, ServeArgs};
+pub use config::Config;
 pub use handle::{Delivery, Sent, ServerHandle};
 /// The message [`ServerHandle::send`] takes: the same type the clients send.
 pub use hongyan_shared::Outgoing;
