@@ -65,10 +65,13 @@
 //!
 //! # Layout
 //! - [`config`]: [`ClientConfig`] and [`Endpoint`]: where to connect, sense mode, relogin
-//!   interval, retransmit schedule and frame limits.
+//!   interval, retransmit schedule, frame limits, TLS.
+//! - [`tls`]: [`TlsOptions`] and [`Trust`]: which certificates a `tls://` or `wss://`
+//!   connection accepts.
 //! - `client.rs`: the application's [`Client`] handle, its [`Events`] stream, and the driver
 //!   task that owns the session and its connections.
-//! - `transport/`: one task per connection: TCP frames, UDP datagrams, WebSocket text frames.
+//! - `transport/`: one task per connection: TCP frames (plain or TLS), UDP datagrams,
+//!   WebSocket text frames (`ws://` or `wss://`).
 //! - [`chat`]: `hongyan chat`, the terminal client (human or JSON lines).
 //! - [`error`]: the client's error type, [`ClientError`].
 
@@ -76,9 +79,11 @@ pub mod chat;
 mod client;
 pub mod config;
 pub mod error;
+pub mod tls;
 mod transport;
 
 pub use client::{Client, Events, Outgoing};
 pub use config::{ClientConfig, Endpoint};
 pub use error::ClientError;
 pub use hongyan_shared::client::{ClientEvent, ConnectionState, ReceivedMessage};
+pub use tls::{TlsOptions, TlsSetupError, Trust};

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::{ClientConfig, Endpoint};
+use crate::tls::{TlsConnector, TlsSetupError};
 
 /// Packets buffered towards one connection; beyond this the driver drops packets (QoS
 /// retransmits the ones that matter) rather than stall.
@@ -40,6 +41,9 @@ pub(crate) enum LinkError {
     /// The address resolved to nothing.
     #[error("{0} resolves to no address")]
     NoAddress(String),
+    /// A `tls://` or `wss://` endpoint without its TLS connector (a bug in the driver).
+    #[error("no TLS connector for a TLS endpoint")]
+    NoTls,
     /// A socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -91,18 +95,37 @@ pub(crate) struct Link {
     pub(crate) task: JoinHandle<()>,
 }
 
-/// Spawns the connection task for `config.endpoint`.
-pub(crate) fn open(id: u64, config: &ClientConfig, tx: mpsc::Sender<(u64, LinkEvent)>) -> Link {
+/// The TLS connector for `config.endpoint` if it is `tls://` or `wss://`.
+pub(crate) fn tls_connector(config: &ClientConfig) -> Result<Option<TlsConnector>, TlsSetupError> {
+    let host = match &config.endpoint {
+        Endpoint::TcpTls(addr) => tcp::host(addr).to_owned(),
+        Endpoint::WebSocket(url) if config.endpoint.uses_tls() => ws::host(url)?,
+        _ => return Ok(None),
+    };
+    TlsConnector::new(&config.tls, &host).map(Some)
+}
+
+/// Spawns the connection task for `config.endpoint`, over `tls` for `tls://` and `wss://`
+/// endpoints (see [`tls_connector`]).
+pub(crate) fn open(
+    id: u64,
+    config: &ClientConfig,
+    tls: Option<&TlsConnector>,
+    tx: mpsc::Sender<(u64, LinkEvent)>,
+) -> Link {
     let (outbound, rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let reporter = LinkReporter { id, tx };
     let config = config.clone();
+    let tls = tls.cloned();
     let span = tracing::debug_span!("link", id, endpoint = %config.endpoint);
     let task = tokio::spawn(
         async move {
+            let tls = tls.as_ref();
             let result = match &config.endpoint {
-                Endpoint::Tcp(addr) => tcp::run(addr, &config, rx, &reporter).await,
+                Endpoint::Tcp(addr) => tcp::run(addr, &config, None, rx, &reporter).await,
+                Endpoint::TcpTls(addr) => tcp::run(addr, &config, tls, rx, &reporter).await,
                 Endpoint::Udp(addr) => udp::run(addr, &config, rx, &reporter).await,
-                Endpoint::WebSocket(url) => ws::run(url, &config, rx, &reporter).await,
+                Endpoint::WebSocket(url) => ws::run(url, &config, tls, rx, &reporter).await,
             };
             match result {
                 Ok(()) => tracing::debug!("connection closed"),

@@ -57,10 +57,9 @@ pub fn default_names() -> Vec<String> {
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    if let Some(host) = host_name().filter(|h| ServerName::try_from(h.as_str()).is_ok()) {
-        if !names.contains(&host) {
-            names.push(host);
-        }
+    let host = host_name().filter(|h| ServerName::try_from(h.as_str()).is_ok());
+    if let Some(host) = host.filter(|h| !names.contains(h)) {
+        names.push(host);
     }
     names
 }

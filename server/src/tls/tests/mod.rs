@@ -370,3 +370,69 @@ async fn axum_serves_https_on_the_tls_listener() {
         .unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
+
+/// The native client (`tls://`) through the [`TlsListener`](super::TlsListener), as the TCP
+/// gateway will run it: login answered inside TLS, the frames unchanged.
+#[tokio::test]
+async fn the_native_client_logs_in_through_the_tls_listener() {
+    use hongyan_client::{Client, ClientConfig, Endpoint, TlsOptions, Trust};
+    use hongyan_shared::client::ConnectionState;
+    use hongyan_shared::{FrameCodec, LoginInfo, LoginResponse, Packet, PacketType};
+
+    let cert = TestCert::new(&["localhost"]);
+    let dir = TempDir::new();
+    let files = cert.write_to(dir.path(), "gateway");
+    let metrics = TlsMetrics::default();
+    let certificate = super::ServerCertificate::load(files.clone(), metrics.clone()).unwrap();
+    let config = super::tcp_gateway_config(certificate).unwrap();
+    let acceptor = TlsAcceptor::new(config, limits(), metrics.clone());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = super::TlsListener::new(tcp, acceptor).unwrap();
+    let port = listener.local_addr().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut tls, _) = listener.accept().await;
+            tokio::spawn(async move {
+                let (codec, mut buf) = (FrameCodec::default(), bytes::BytesMut::new());
+                while tls.read_buf(&mut buf).await.unwrap_or(0) > 0 {
+                    while let Ok(Some(body)) = codec.decode(&mut buf) {
+                        let login = Packet::decode(&body).unwrap();
+                        if login.kind != PacketType::Login {
+                            continue;
+                        }
+                        let ok = LoginResponse {
+                            code: 0,
+                            first_login_time: 1,
+                        };
+                        let reply = Packet::login_response(login.from_str(), ok);
+                        let mut out = bytes::BytesMut::new();
+                        codec.encode(reply.to_json().as_bytes(), &mut out).unwrap();
+                        tls.write_all(&out).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+
+    for (host, trust) in [
+        ("localhost", Trust::CaFile(files.cert.clone())),
+        // MobileIMSDK's Java client's way: by address, any certificate.
+        ("127.0.0.1", Trust::DangerAcceptInvalidCerts),
+    ] {
+        let config = ClientConfig {
+            tls: TlsOptions {
+                trust,
+                server_name: None,
+            },
+            ..ClientConfig::new(Endpoint::TcpTls(format!("{host}:{port}")))
+        };
+        let (client, _events) =
+            Client::connect(config, LoginInfo::new("alice", Some("t"), None)).unwrap();
+        tokio::time::timeout(PROMPTLY, client.wait_for(ConnectionState::Online))
+            .await
+            .expect("online in time")
+            .unwrap();
+        client.logout().await;
+    }
+    assert_eq!(metrics.done.get(), 2);
+}
