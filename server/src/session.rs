@@ -36,7 +36,7 @@ pub enum PushError {
         max: usize,
     },
     /// The receiver's queue is full: it is not keeping up. Nothing was queued; a receiver
-    /// whose queue stays full is disconnected (see [`SessionHandle::push`]).
+    /// whose queue stays full is disconnected (see `SessionHandle::push`).
     #[error("receiver is not keeping up: its queue is full")]
     SlowConsumer,
 }
