@@ -127,7 +127,7 @@ fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsSetupError> {
             );
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
         }
     };
     Ok(Arc::new(config.with_no_client_auth()))
@@ -180,11 +180,20 @@ fn ca_file(path: &Path) -> Result<Arc<RootCertStore>, TlsSetupError> {
     Ok(Arc::new(roots))
 }
 
-/// [`Trust::DangerAcceptInvalidCerts`]: any certificate, any name, any date. The handshake's
-/// signatures are still checked, so the peer at least holds the key of the certificate it
-/// showed.
+/// The verifier behind [`Trust::DangerAcceptInvalidCerts`]: **any certificate, any name, any
+/// date; for tests against self-signed servers only.** The handshake's signatures are still
+/// checked with `provider`'s algorithms, so the peer at least holds the key of the certificate
+/// it showed. Public for test clients that need their own rustls configuration (a Java 8-like
+/// cipher list, say) with MobileIMSDK's trust-all behaviour.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+pub struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl AcceptAnyCertificate {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self(provider)
+    }
+}
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
