@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::tls::TlsConnector;
 use crate::transport::{self, Link, LinkEvent};
 
 /// How long a closing connection may take to flush its last packets (the logout) when the
@@ -85,12 +86,17 @@ impl Client {
     /// [`ClientEvent::LoginResponse`], or await [`Client::wait_for`] with
     /// [`ConnectionState::Online`].
     ///
+    /// Fails at once on a bad user id, or when a `tls://` or `wss://` endpoint's TLS cannot be
+    /// set up (unreadable CA file, no system roots); connection failures are reported as
+    /// events and retried instead.
+    ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn connect(
         config: ClientConfig,
         login: LoginInfo,
     ) -> Result<(Client, Events), ClientError> {
+        let tls = transport::tls_connector(&config)?;
         let now = now();
         let mut session = ClientSession::new(config.session.clone(), now);
         let user = login.login_user_id.clone().unwrap_or_default();
@@ -107,6 +113,7 @@ impl Client {
         let driver = Driver {
             session,
             config,
+            tls,
             link: None,
             next_link_id: 0,
             link_tx,
@@ -202,6 +209,8 @@ fn now() -> hongyan_shared::Instant {
 struct Driver {
     session: ClientSession,
     config: ClientConfig,
+    /// Built once, so every reconnection can resume the last TLS session.
+    tls: Option<TlsConnector>,
     link: Option<Link>,
     next_link_id: u64,
     link_tx: mpsc::Sender<(u64, LinkEvent)>,
@@ -292,7 +301,12 @@ impl Driver {
             self.closing.retain(|task| !task.is_finished());
             if command == TransportCommand::Open {
                 self.next_link_id += 1;
-                let link = transport::open(self.next_link_id, &self.config, self.link_tx.clone());
+                let link = transport::open(
+                    self.next_link_id,
+                    &self.config,
+                    self.tls.as_ref(),
+                    self.link_tx.clone(),
+                );
                 self.link = Some(link);
             }
         }

@@ -35,6 +35,9 @@
 //! - `metrics`: the server's counters and gauges, exported at `/metrics`.
 //! - [`token`]: bearer tokens (admin, metrics, webhook) and the generated admin token.
 //! - [`webhook`]: [`WebhookHooks`], the hooks that call an application backend over HTTP.
+//! - [`tls`]: TLS for the TCP gateway and the HTTP listener: certificates from PEM files,
+//!   reloaded without a restart, a bounded handshake stage, a self-signed development
+//!   certificate.
 
 mod api;
 pub mod config;
@@ -48,6 +51,7 @@ mod probes;
 mod registry;
 pub mod server;
 mod session;
+pub mod tls;
 pub mod token;
 pub mod webhook;
 

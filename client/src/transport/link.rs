@@ -29,6 +29,9 @@ pub(crate) enum LinkError {
     /// The address resolved to nothing.
     #[error("{0} resolves to no address")]
     NoAddress(String),
+    /// A `tls://` or `wss://` endpoint without its TLS connector (a bug in the driver).
+    #[error("no TLS connector for a TLS endpoint")]
+    NoTls,
     /// A socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
