@@ -1,0 +1,233 @@
+//! The write queue the SQL backends share: callers enqueue [`Job`]s without blocking, one
+//! writer drains them in batches, commits each batch once, then completes every caller.
+
+use std::sync::Arc;
+
+use hongyan_shared::UserId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::stats::Counters;
+use crate::{Limits, MessageId, NewMessage, Put, StoreError, StoreStats, StoredMessage};
+
+/// Where a job's result goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write waiting for the writer.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Store a message.
+    Put(NewMessage, Reply<Put>),
+    /// Remove a receiver's delivered messages.
+    Remove(UserId, Vec<MessageId>, Reply<u64>),
+    /// Remove all of a receiver's messages.
+    Erase(UserId, Reply<u64>),
+    /// Remove up to `limit` messages expired at `now_ms`.
+    Expire {
+        /// Milliseconds since the Unix epoch.
+        now_ms: i64,
+        /// The most messages to remove.
+        limit: usize,
+        /// The removed messages.
+        reply: Reply<Vec<StoredMessage>>,
+    },
+    /// Commit a small write, to prove the store can.
+    Probe(Reply<()>),
+    /// Commit what is queued before this, then stop the writer.
+    Close(oneshot::Sender<()>),
+}
+
+/// What a job did, before its batch committed.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// A put's outcome: refusals (quota) are outcomes too, they commit nothing.
+    Put(Result<Put, StoreError>),
+    /// How many messages a remove or erase removed.
+    Removed(u64),
+    /// What an expire removed.
+    Expired(Vec<StoredMessage>),
+    /// A probe or close that succeeded.
+    Nothing,
+}
+
+impl Job {
+    /// Answers the caller with `result`, counting it. `done` must be what applying this job
+    /// produced.
+    pub fn finish(self, result: Result<Done, StoreError>, counters: &Counters) {
+        match result {
+            Ok(done) => self.succeed(done, counters),
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Answers the caller with `error`.
+    pub fn fail(self, error: StoreError) {
+        // A caller that gave up (dropped its future) no longer listens: nothing to do then.
+        match self {
+            Job::Put(_, reply) => drop(reply.send(Err(error))),
+            Job::Remove(_, _, reply) | Job::Erase(_, reply) => drop(reply.send(Err(error))),
+            Job::Expire { reply, .. } => drop(reply.send(Err(error))),
+            Job::Probe(reply) => drop(reply.send(Err(error))),
+            Job::Close(reply) => drop(reply.send(())),
+        }
+    }
+
+    fn succeed(self, done: Done, counters: &Counters) {
+        match (self, done) {
+            (Job::Put(_, reply), Done::Put(outcome)) => {
+                match &outcome {
+                    Ok(Put::Stored(_)) => Counters::add(&counters.stored, 1),
+                    Ok(Put::AlreadyStored(_)) => Counters::add(&counters.duplicates, 1),
+                    Err(StoreError::QuotaExceeded { .. }) => {
+                        Counters::add(&counters.quota_refusals, 1);
+                    }
+                    Err(_) => {}
+                }
+                drop(reply.send(outcome));
+            }
+            (Job::Remove(_, _, reply), Done::Removed(n)) => {
+                Counters::add(&counters.removed, n);
+                drop(reply.send(Ok(n)));
+            }
+            (Job::Erase(_, reply), Done::Removed(n)) => {
+                Counters::add(&counters.erased, n);
+                drop(reply.send(Ok(n)));
+            }
+            (Job::Expire { reply, .. }, Done::Expired(messages)) => {
+                Counters::add(&counters.expired, messages.len() as u64);
+                drop(reply.send(Ok(messages)));
+            }
+            (Job::Probe(reply), Done::Nothing) => drop(reply.send(Ok(()))),
+            (Job::Close(reply), Done::Nothing) => drop(reply.send(())),
+            (job, done) => unreachable!("a writer answered {job:?} with {done:?}"),
+        }
+    }
+}
+
+/// The callers' end of the queue: enqueues without ever waiting for room.
+#[derive(Debug)]
+pub(crate) struct WriteQueue {
+    jobs: mpsc::Sender<Job>,
+    capacity: usize,
+    limits: Limits,
+    counters: Arc<Counters>,
+}
+
+impl WriteQueue {
+    /// A queue of `capacity` jobs and the writer's end of it.
+    pub fn new(
+        capacity: usize,
+        limits: Limits,
+        counters: Arc<Counters>,
+    ) -> (Self, mpsc::Receiver<Job>) {
+        let capacity = capacity.max(1);
+        let (jobs, receiver) = mpsc::channel(capacity);
+        let queue = WriteQueue {
+            jobs,
+            capacity,
+            limits,
+            counters,
+        };
+        (queue, receiver)
+    }
+
+    /// Checks `message` against the size limit, then queues it.
+    pub async fn put(&self, message: NewMessage) -> Result<Put, StoreError> {
+        check_message(&self.limits, &message)?;
+        self.submit(|reply| Job::Put(message, reply)).await
+    }
+
+    /// Queues a remove.
+    pub async fn remove(&self, receiver: &UserId, ids: &[MessageId]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.submit(|reply| Job::Remove(receiver.clone(), ids.to_vec(), reply))
+            .await
+    }
+
+    /// Queues an erase.
+    pub async fn erase(&self, receiver: &UserId) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::Erase(receiver.clone(), reply))
+            .await
+    }
+
+    /// Queues an expiry sweep.
+    pub async fn expire(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Job::Expire {
+            now_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a probe write.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.submit(Job::Probe).await
+    }
+
+    /// Queues a close and waits until the writer committed everything before it. Waits for
+    /// room in the queue: closing must not fail because the store is busy.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.jobs.send(Job::Close(reply)).await.is_ok() {
+            // An error means the writer already stopped, which is what we wait for.
+            let _ = done.await;
+        }
+    }
+
+    /// The counters, with the queue's current depth.
+    pub fn stats(&self) -> StoreStats {
+        let queued = self.capacity.saturating_sub(self.jobs.capacity());
+        self.counters.snapshot(queued as u64)
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, result) = oneshot::channel();
+        self.jobs
+            .try_send(job(reply))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    Counters::add(&self.counters.overloaded, 1);
+                    StoreError::Overloaded {
+                        capacity: self.capacity,
+                    }
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        // The writer answers every job it takes; a dropped reply means it stopped.
+        result.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+/// Fails a message the store would refuse anyway, before it costs a place in a batch: one
+/// above the size limit, or with a NUL in an id (PostgreSQL would reject it mid-batch).
+pub(crate) fn check_message(limits: &Limits, message: &NewMessage) -> Result<(), StoreError> {
+    if let Some(limit) = limits.max_content_bytes
+        && message.content.len() > limit
+    {
+        return Err(StoreError::TooLarge {
+            size: message.content.len(),
+            limit,
+        });
+    }
+    for (what, id) in [
+        ("receiver", message.receiver.as_str()),
+        ("sender", message.sender.as_str()),
+        ("fingerprint", message.fp.as_str()),
+    ] {
+        if id.contains('\0') {
+            return Err(StoreError::InvalidMessage(format!(
+                "the {what} contains a NUL character"
+            )));
+        }
+    }
+    Ok(())
+}
