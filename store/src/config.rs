@@ -48,6 +48,10 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// The most writes committed in one transaction (one group commit).
     pub max_batch: usize,
+    /// PostgreSQL only: how many writers commit in parallel, each for its own share of the
+    /// receivers (a receiver's writes always go through the same writer, in order). More
+    /// writers overlap PostgreSQL's commit latency; SQLite always has one.
+    pub writers: usize,
     /// How many connections serve reads (SQLite read connections, PostgreSQL pool size beside
     /// the writer's connection).
     pub readers: usize,
@@ -69,6 +73,7 @@ impl StoreConfig {
             default_sqlite_path: default_sqlite_path.into(),
             queue_capacity: 65_536,
             max_batch: 4_096,
+            writers: 4,
             readers: 4,
             timeout: Duration::from_secs(5),
             sqlite_max_page_count: None,

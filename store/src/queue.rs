@@ -1,6 +1,8 @@
-//! The write queue the SQL backends share: callers enqueue [`Job`]s without blocking, one
-//! writer drains them in batches, commits each batch once, then completes every caller.
+//! The write queue the SQL backends share: callers enqueue [`Job`]s without blocking, a
+//! writer per shard drains them in batches, commits each batch once, then completes every
+//! caller.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use hongyan_shared::UserId;
@@ -104,36 +106,43 @@ impl Job {
 }
 
 /// The callers' end of the queue: enqueues without ever waiting for room.
+///
+/// The queue may be split into shards, one writer each, by receiver: every job for one
+/// receiver goes through the same shard in the order it was queued, so a receiver's messages
+/// keep their acceptance order, while writers for different receivers commit in parallel.
 #[derive(Debug)]
 pub(crate) struct WriteQueue {
-    jobs: mpsc::Sender<Job>,
+    shards: Vec<mpsc::Sender<Job>>,
     capacity: usize,
     limits: Limits,
     counters: Arc<Counters>,
 }
 
 impl WriteQueue {
-    /// A queue of `capacity` jobs and the writer's end of it.
+    /// A queue of about `capacity` jobs in `shards` shards, and each shard's writer end.
     pub fn new(
         capacity: usize,
+        shards: usize,
         limits: Limits,
         counters: Arc<Counters>,
-    ) -> (Self, mpsc::Receiver<Job>) {
-        let capacity = capacity.max(1);
-        let (jobs, receiver) = mpsc::channel(capacity);
+    ) -> (Self, Vec<mpsc::Receiver<Job>>) {
+        let shards = shards.max(1);
+        let per_shard = capacity.div_ceil(shards).max(1);
+        let (senders, receivers) = (0..shards).map(|_| mpsc::channel(per_shard)).unzip();
         let queue = WriteQueue {
-            jobs,
-            capacity,
+            shards: senders,
+            capacity: per_shard * shards,
             limits,
             counters,
         };
-        (queue, receiver)
+        (queue, receivers)
     }
 
-    /// Checks `message` against the size limit, then queues it.
+    /// Checks `message` against the limits, then queues it.
     pub async fn put(&self, message: NewMessage) -> Result<Put, StoreError> {
         check_message(&self.limits, &message)?;
-        self.submit(|reply| Job::Put(message, reply)).await
+        let shard = self.shard_of(&message.receiver);
+        self.submit(shard, |reply| Job::Put(message, reply)).await
     }
 
     /// Queues a remove.
@@ -141,17 +150,21 @@ impl WriteQueue {
         if ids.is_empty() {
             return Ok(0);
         }
-        self.submit(|reply| Job::Remove(receiver.clone(), ids.to_vec(), reply))
-            .await
+        self.submit(self.shard_of(receiver), |reply| {
+            Job::Remove(receiver.clone(), ids.to_vec(), reply)
+        })
+        .await
     }
 
     /// Queues an erase.
     pub async fn erase(&self, receiver: &UserId) -> Result<u64, StoreError> {
-        self.submit(|reply| Job::Erase(receiver.clone(), reply))
-            .await
+        self.submit(self.shard_of(receiver), |reply| {
+            Job::Erase(receiver.clone(), reply)
+        })
+        .await
     }
 
-    /// Queues an expiry sweep.
+    /// Queues an expiry sweep (on the first shard: sweeps touch every receiver).
     pub async fn expire(
         &self,
         now_ms: i64,
@@ -160,7 +173,7 @@ impl WriteQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.submit(|reply| Job::Expire {
+        self.submit(0, |reply| Job::Expire {
             now_ms,
             limit,
             reply,
@@ -168,30 +181,51 @@ impl WriteQueue {
         .await
     }
 
-    /// Queues a probe write.
+    /// Queues a probe write on every shard: healthy means every writer can commit.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.submit(Job::Probe).await
+        let probes = (0..self.shards.len()).map(|shard| self.submit(shard, Job::Probe));
+        for result in futures_util::future::join_all(probes).await {
+            result?;
+        }
+        Ok(())
     }
 
-    /// Queues a close and waits until the writer committed everything before it. Waits for
-    /// room in the queue: closing must not fail because the store is busy.
+    /// Queues a close on every shard and waits until each writer committed everything queued
+    /// before it. Waits for room in the queue: closing must not fail because the store is busy.
     pub async fn close(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.jobs.send(Job::Close(reply)).await.is_ok() {
-            // An error means the writer already stopped, which is what we wait for.
-            let _ = done.await;
-        }
+        let closes = self.shards.iter().map(|shard| async move {
+            let (reply, done) = oneshot::channel();
+            if shard.send(Job::Close(reply)).await.is_ok() {
+                // An error means the writer already stopped, which is what we wait for.
+                let _ = done.await;
+            }
+        });
+        futures_util::future::join_all(closes).await;
     }
 
     /// The counters, with the queue's current depth.
     pub fn stats(&self) -> StoreStats {
-        let queued = self.capacity.saturating_sub(self.jobs.capacity());
-        self.counters.snapshot(queued as u64)
+        let free: usize = self.shards.iter().map(mpsc::Sender::capacity).sum();
+        self.counters
+            .snapshot(self.capacity.saturating_sub(free) as u64)
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+    fn shard_of(&self, receiver: &UserId) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        receiver.hash(&mut hasher);
+        (hasher.finish() % self.shards.len() as u64) as usize
+    }
+
+    async fn submit<T>(
+        &self,
+        shard: usize,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, StoreError> {
         let (reply, result) = oneshot::channel();
-        self.jobs
+        self.shards[shard]
             .try_send(job(reply))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => {

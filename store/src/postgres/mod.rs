@@ -1,8 +1,10 @@
 //! [`PostgresStore`]: messages in a PostgreSQL database, written with group commit.
 //!
 //! - `connection`: the pool, migrations, errors, rows.
-//! - `writer`: the writer task and its batches.
+//! - `writer`: the writer task: batching, failures, timeouts.
+//! - `batch`: one batch as one transaction in two pipelined round trips.
 
+mod batch;
 mod connection;
 mod writer;
 
@@ -27,8 +29,9 @@ use crate::{
 /// Messages in a PostgreSQL database, which several hongyan nodes may share.
 ///
 /// A put returns once its batch's transaction committed (PostgreSQL's own durability: WAL
-/// flushed with `synchronous_commit` at its default). One writer task batches all writes into
-/// one transaction of a few multi-row statements; reads go straight to the pool. Connections
+/// flushed with `synchronous_commit` at its default). Writer tasks, one per shard of
+/// receivers ([`StoreConfig::writers`]), batch the writes into transactions of a few
+/// pipelined multi-row statements; reads go straight to the pool. Connections
 /// are made on demand, so the store opens only if the database is reachable, and afterwards
 /// rides out restarts: calls fail with [`StoreError::Unavailable`] while it is down and succeed
 /// again once it is back, without reopening.
@@ -53,19 +56,29 @@ impl PostgresStore {
     /// or is newer than this build.
     pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
         let pg_config = crate::spec::parse_postgres_url(url)?;
-        let pool = connection::pool(pg_config, config.readers + 1, config.timeout)?;
+        let pool = connection::pool(
+            pg_config,
+            config.readers + config.writers.max(1),
+            config.timeout,
+        )?;
         connection::migrate(&pool).await?;
         let counters = Arc::new(Counters::default());
-        let (queue, jobs) =
-            WriteQueue::new(config.queue_capacity, config.limits, Arc::clone(&counters));
-        let writer = Writer::new(
-            pool.clone(),
+        let (queue, shards) = WriteQueue::new(
+            config.queue_capacity,
+            config.writers,
             config.limits,
-            config.max_batch,
-            config.timeout,
-            counters,
+            Arc::clone(&counters),
         );
-        tokio::spawn(writer.run(jobs));
+        for jobs in shards {
+            let writer = Writer::new(
+                pool.clone(),
+                config.limits,
+                config.max_batch,
+                config.timeout,
+                Arc::clone(&counters),
+            );
+            tokio::spawn(writer.run(jobs));
+        }
         tracing::info!(url = %crate::spec::redact(url), "postgres message store open");
         Ok(PostgresStore {
             pool,

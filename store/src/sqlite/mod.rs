@@ -59,8 +59,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))??;
 
         let counters = Arc::new(Counters::default());
-        let (queue, jobs) =
-            WriteQueue::new(config.queue_capacity, config.limits, Arc::clone(&counters));
+        // One shard, one writer: SQLite lets one transaction write at a time anyway.
+        let (queue, mut shards) = WriteQueue::new(
+            config.queue_capacity,
+            1,
+            config.limits,
+            Arc::clone(&counters),
+        );
+        let jobs = shards
+            .pop()
+            .expect("WriteQueue::new makes at least one shard");
         let writer = Writer::new(conn, config.limits, config.max_batch, counters);
         std::thread::Builder::new()
             .name("hongyan-sqlite-writer".to_owned())
