@@ -282,11 +282,17 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
+        // The pid file, not the flag, says whether a server may be running: a start that timed
+        // out may still have left one behind.
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        if !pid_file.exists() {
+            return;
+        }
+        *self.lock_running() = true;
         if let Err(error) = self.stop() {
             // Last resort, so no server outlives the test: kill the postmaster by its pid.
             tracing::warn!(%error, "pg_ctl stop failed; killing the server");
-            let pid_file = self.dir.path().join("data").join("postmaster.pid");
-            if let Some(pid) = std::fs::read_to_string(pid_file)
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|text| text.lines().next().map(str::to_owned))
             {
@@ -339,4 +345,18 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_postgresql_points_at_scripts_setup() {
+        assert!(
+            HarnessError::NotInstalled
+                .to_string()
+                .contains("scripts/setup")
+        );
+    }
 }

@@ -119,7 +119,7 @@ pub(super) async fn transact(
     }
 
     // Round trip 2.
-    let mut stored = ids_by_key(&stored)?;
+    let stored = ids_by_key(&stored)?;
     let held: HashMap<String, i64> = held
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
@@ -144,33 +144,20 @@ pub(super) async fn transact(
         client.batch_execute("COMMIT"),
     )?;
     let inserted = ids_by_key(&inserted)?;
-    // A row the insert skipped was stored by another transaction after all: find its id.
-    let skipped: Vec<&NewMessage> = inserts
-        .iter()
-        .filter(|m| !inserted.contains_key(&key_of(m)))
-        .copied()
-        .collect();
-    if !skipped.is_empty() {
-        let columns = InsertColumns::of(&skipped);
-        let rows = client
-            .query(
-                &st.find,
-                &[&columns.receivers, &columns.senders, &columns.fps],
-            )
-            .await?;
-        stored.extend(ids_by_key(&rows)?);
-    }
 
     for ((i, message), plan) in work.puts.iter().zip(plans) {
-        let key = key_of(message);
         let outcome = match plan {
             Plan::Stored(id) => Ok(Put::AlreadyStored(MessageId::new(id))),
             Plan::Refused(error) => Err(error),
-            Plan::Insert => match inserted.get(&key) {
-                Some(&id) => Ok(Put::Stored(MessageId::new(id))),
-                None => already(stored.get(&key)),
+            Plan::Insert | Plan::Repeat => match (inserted.get(&key_of(message)), plan) {
+                (Some(&id), Plan::Insert) => Ok(Put::Stored(MessageId::new(id))),
+                (Some(&id), _) => Ok(Put::AlreadyStored(MessageId::new(id))),
+                // The receiver's lock rules this out; should it happen, the message is stored
+                // by someone, and the sender's retransmission will be answered AlreadyStored.
+                (None, _) => Err(StoreError::Unavailable(
+                    "a concurrent transaction stored the same message; retry".to_owned(),
+                )),
             },
-            Plan::Repeat => already(inserted.get(&key).or(stored.get(&key))),
         };
         dones[*i] = Some(Done::Put(outcome));
     }
@@ -443,14 +430,6 @@ fn plan_puts(
             Plan::Insert
         })
         .collect()
-}
-
-/// A put whose message is stored under `id`, by this batch or before.
-fn already(id: Option<&i64>) -> Result<Put, StoreError> {
-    id.map(|&id| Put::AlreadyStored(MessageId::new(id)))
-        .ok_or_else(|| {
-            StoreError::Unavailable("postgres neither inserted nor found a message".to_owned())
-        })
 }
 
 /// What makes a message unique: `(receiver, sender, fp)`.

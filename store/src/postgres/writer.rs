@@ -88,12 +88,12 @@ impl Writer {
             Err(BatchError { error, per_job }) => {
                 Counters::add(&self.counters.commit_failures, 1);
                 if per_job && batch.len() > 1 {
-                    tracing::warn!(%error, jobs = batch.len(), "postgres group commit failed; retrying each write alone");
+                    tracing::debug!(%error, jobs = batch.len(), "postgres group commit failed; retrying each write alone");
                     for job in batch {
                         Box::pin(self.commit(vec![job])).await;
                     }
                 } else {
-                    tracing::warn!(%error, jobs = batch.len(), "postgres group commit failed");
+                    tracing::debug!(%error, jobs = batch.len(), "postgres group commit failed");
                     for job in batch {
                         job.fail(error.clone());
                     }

@@ -6,9 +6,10 @@
 //! queue up and form the next batch, so batches grow with the load and the fsync cost per
 //! message falls.
 //!
-//! If a batch fails (disk full, I/O error), nothing of it was committed; unless the cause
-//! fails everything alike (locked, I/O error), the writer then retries each job alone, so one
-//! job's failure, or a full disk that a remove relieves, does not fail the others. Every job gets its own outcome; none is dropped.
+//! If a batch fails, nothing of it was committed. Unless the cause fails everything alike
+//! (locked, I/O error), the writer then retries each job alone, so one job's failure, or a
+//! full disk that a remove relieves, does not fail the others. Every job gets an outcome; none
+//! is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,7 +94,8 @@ impl Writer {
             }
             Err(error) if batch.len() > 1 && !is_database_wide(&error) => {
                 Counters::add(&self.counters.commit_failures, 1);
-                tracing::warn!(%error, jobs = batch.len(), "sqlite group commit failed; retrying each write alone");
+                // The callers see the errors, and the server counts them: no log line per batch.
+                tracing::debug!(%error, jobs = batch.len(), "sqlite group commit failed; retrying each write alone");
                 for job in batch {
                     self.commit(vec![job]);
                 }
