@@ -3,9 +3,9 @@
 //! then a replay that pages every receiver's messages and removes them, as logins do.
 //!
 //! ```text
-//! cargo run --release -p hongyan-store --features testing --example throughput -- \
+//! cargo run --release -p hongyan-store --example throughput -- \
 //!     --store sqlite --messages 200000 --tasks 400
-//! cargo run --release -p hongyan-store --features testing --example throughput -- \
+//! cargo run --release -p hongyan-store --example throughput -- \
 //!     --store temp-postgres
 //! ```
 //!
