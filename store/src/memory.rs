@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the store's semantics without a disk, for tests and benchmarks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -130,9 +131,9 @@ impl MessageStore for MemoryStore {
         let Some(messages) = state.by_receiver.get(receiver) else {
             return Ok(Vec::new());
         };
-        let from = after.map_or(MessageId::new(i64::MIN), |a| MessageId::new(a.get() + 1));
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(messages
-            .range(from..)
+            .range((from, Bound::Unbounded))
             .map(|(_, m)| m)
             .filter(|m| !m.is_expired(now_ms))
             .take(limit)

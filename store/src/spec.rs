@@ -126,20 +126,39 @@ pub(crate) fn parse_postgres_url(url: &str) -> Result<tokio_postgres::Config, St
     Ok(config)
 }
 
-/// `url` with any password replaced by `***`, for logs and errors.
+/// `url` with any password (in the user info or a `password=` parameter) replaced by `***`,
+/// for logs and errors.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+    let mut redacted = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+                    None => base.to_owned(),
+                },
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
+    if let Some(query) = query {
+        let parameters: Vec<&str> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => parameter,
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
 }
 
 #[cfg(test)]
@@ -180,6 +199,13 @@ mod tests {
             .parse::<StoreSpec>()
             .unwrap_err();
         assert!(!error.to_string().contains("s3cret"), "{error}");
+        let spec: StoreSpec = "postgresql://app@db/im?password=s3cret&connect_timeout=3"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            spec.to_string(),
+            "postgresql://app@db/im?password=***&connect_timeout=3"
+        );
     }
 
     #[test]

@@ -367,6 +367,21 @@ async fn pending_pages_neither_skip_nor_repeat(kind: Kind) {
         }
     }
     assert_eq!(seen, expected);
+    let beyond = Some(MessageId::new(i64::MAX));
+    assert!(
+        store
+            .pending(&bob(), beyond, NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .pending(&bob(), None, NOW, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn concurrent_puts_are_all_acknowledged_and_all_stored(kind: Kind) {
