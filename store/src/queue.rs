@@ -105,6 +105,54 @@ impl Job {
     }
 }
 
+/// What a writer took from its shard in one go.
+pub(crate) struct Batch {
+    /// The jobs to commit together, in queue order.
+    pub jobs: Vec<Job>,
+    /// A close that came after them: the writer commits `jobs`, then [`Closing::finish`]es.
+    pub closing: Option<Closing>,
+}
+
+impl Batch {
+    /// `first` and whatever else is queued right now, up to `max` jobs in all, stopping at a
+    /// close.
+    pub fn gather(first: Job, jobs: &mut mpsc::Receiver<Job>, max: usize) -> Batch {
+        let mut batch = Batch {
+            jobs: Vec::new(),
+            closing: None,
+        };
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            if let Job::Close(reply) = job {
+                batch.closing = Some(Closing(reply));
+                break;
+            }
+            batch.jobs.push(job);
+            if batch.jobs.len() < max {
+                next = jobs.try_recv().ok();
+            }
+        }
+        batch
+    }
+}
+
+/// A close the writer received: once it committed what came before, it refuses what came
+/// after and answers the close.
+pub(crate) struct Closing(oneshot::Sender<()>);
+
+impl Closing {
+    /// Stops the shard: every job still queued fails with [`StoreError::Closed`], later sends
+    /// fail at once, and the closer is answered. Call it after releasing the database.
+    pub fn finish(self, jobs: &mut mpsc::Receiver<Job>) {
+        jobs.close();
+        while let Ok(job) = jobs.try_recv() {
+            job.fail(StoreError::Closed);
+        }
+        // A closer that stopped waiting has nothing to be told.
+        let _ = self.0.send(());
+    }
+}
+
 /// The callers' end of the queue: enqueues without ever waiting for room.
 ///
 /// The queue may be split into shards, one writer each, by receiver: every job for one

@@ -275,6 +275,7 @@ impl<'a> Work<'a> {
                 Job::Erase(receiver, _) => work.erases.push((i, receiver)),
                 Job::Expire { now_ms, limit, .. } => work.expires.push((i, *now_ms, *limit)),
                 Job::Probe(_) => work.probe = true,
+                // Never in a batch: `Batch::gather` stops at a close.
                 Job::Close(_) => {}
             }
         }

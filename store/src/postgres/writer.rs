@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{BatchError, transact};
 use super::connection::connect;
-use crate::queue::{Done, Job};
+use crate::queue::{Batch, Done, Job};
 use crate::stats::Counters;
 use crate::{Limits, StoreError};
 
@@ -50,28 +50,14 @@ impl Writer {
     /// was queued before.
     pub async fn run(self, mut jobs: mpsc::Receiver<Job>) {
         while let Some(first) = jobs.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            let batch = Batch::gather(first, &mut jobs, self.max_batch);
+            if !batch.jobs.is_empty() {
+                self.commit(batch.jobs).await;
             }
-            if let Some(at) = batch.iter().position(|job| matches!(job, Job::Close(_))) {
-                let mut after = batch.split_off(at);
-                let close = after.remove(0);
-                self.commit(batch).await;
-                jobs.close();
-                for job in after
-                    .into_iter()
-                    .chain(std::iter::from_fn(|| jobs.try_recv().ok()))
-                {
-                    job.fail(StoreError::Closed);
-                }
-                close.finish(Ok(Done::Nothing), &self.counters);
+            if let Some(closing) = batch.closing {
+                closing.finish(&mut jobs);
                 return;
             }
-            self.commit(batch).await;
         }
     }
 

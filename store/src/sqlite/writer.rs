@@ -20,7 +20,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::connection::{MESSAGE_COLUMNS, db_error, message_from_row};
-use crate::queue::{Done, Job};
+use crate::queue::{Batch, Done, Job};
 use crate::schema::epoch_ms;
 use crate::stats::Counters;
 use crate::{Limits, MessageId, NewMessage, Put, StoreError};
@@ -55,30 +55,16 @@ impl Writer {
     /// was queued before.
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         while let Some(first) = jobs.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            let batch = Batch::gather(first, &mut jobs, self.max_batch);
+            if !batch.jobs.is_empty() {
+                self.commit(batch.jobs);
             }
-            if let Some(at) = batch.iter().position(|job| matches!(job, Job::Close(_))) {
-                let mut after = batch.split_off(at);
-                let close = after.remove(0);
-                self.commit(batch);
-                jobs.close();
-                for job in after
-                    .into_iter()
-                    .chain(std::iter::from_fn(|| jobs.try_recv().ok()))
-                {
-                    job.fail(StoreError::Closed);
-                }
+            if let Some(closing) = batch.closing {
                 // Answer the close once the file is released, so a reopen finds it settled.
                 drop(self.conn);
-                close.finish(Ok(Done::Nothing), &self.counters);
+                closing.finish(&mut jobs);
                 return;
             }
-            self.commit(batch);
         }
     }
 
@@ -138,6 +124,7 @@ impl Writer {
                     probe(&tx)?;
                     Done::Nothing
                 }
+                // Never in a batch: `Batch::gather` stops at a close.
                 Job::Close(_) => Done::Nothing,
             };
             dones.push(done);

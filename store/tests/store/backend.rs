@@ -1,5 +1,18 @@
 //! A backend under test, and the helpers every test uses.
 
+/// `tests_for!(module, Kind, [test, …])`: a module of `#[tokio::test]`s, one per test
+/// function, each running it against the backend `Kind` within [`bounded`]'s deadline.
+macro_rules! tests_for {
+    ($module:ident, $kind:ident, [$($test:ident),* $(,)?]) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                crate::backend::bounded(super::$test(crate::backend::Kind::$kind)).await;
+            })*
+        }
+    };
+}
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

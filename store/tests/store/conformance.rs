@@ -8,27 +8,12 @@ use hongyan_store::{Limits, MessageId, MessageStore, Put, StoreError};
 
 use crate::backend::{Backend, Kind, NOW, message};
 
-/// Expands each test into one `#[tokio::test]` per backend module.
+/// Runs each test against every backend.
 macro_rules! every_backend {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                crate::backend::bounded(super::$test(crate::backend::Kind::Memory)).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                crate::backend::bounded(super::$test(crate::backend::Kind::Sqlite)).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                crate::backend::bounded(super::$test(crate::backend::Kind::Postgres)).await;
-            })*
-        }
+    ($($tests:tt)*) => {
+        tests_for!(memory, Memory, [$($tests)*]);
+        tests_for!(sqlite, Sqlite, [$($tests)*]);
+        tests_for!(postgres, Postgres, [$($tests)*]);
     };
 }
 

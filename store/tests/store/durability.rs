@@ -5,21 +5,11 @@ use hongyan_store::{Limits, MessageId, Put, StoreError};
 
 use crate::backend::{Backend, Kind, NOW, message};
 
-/// Expands each test into one `#[tokio::test]` per persistent backend.
+/// Runs each test against every backend that keeps messages across a reopen.
 macro_rules! persistent_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                crate::backend::bounded(super::$test(crate::backend::Kind::Sqlite)).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                crate::backend::bounded(super::$test(crate::backend::Kind::Postgres)).await;
-            })*
-        }
+    ($($tests:tt)*) => {
+        tests_for!(sqlite, Sqlite, [$($tests)*]);
+        tests_for!(postgres, Postgres, [$($tests)*]);
     };
 }
 

@@ -7,6 +7,7 @@
 //! - `failures`: a full disk, a database that goes away, a full queue: errors, never false
 //!   successes, and recovery without reopening.
 
+#[macro_use]
 mod backend;
 mod conformance;
 mod durability;
