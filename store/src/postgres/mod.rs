@@ -47,7 +47,7 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://…` or `postgresql://…`, libpq's URL
-    /// syntax), brings its schema up to date and starts the writer task. Must be called
+    /// syntax), brings its schema up to date and starts the writer tasks. Must be called
     /// within a tokio runtime.
     ///
     /// # Errors
