@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use hdrhistogram::Histogram;
-use hongyan_shared::{ClientEvent, ClientSession, Fingerprint};
+use hongyan_shared::{ClientEvent, ClientSession, Fingerprint, Outgoing};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use crate::peer::{Failure, Peer, Role, no_surprise};
 use crate::report::{C2cReport, Latency, Report, micros_histogram};
 use crate::seqset::SeqSet;
 use crate::target::{Target, seed};
-use crate::{BenchArgs, C2cArgs, Progress, source_ip};
+use crate::{BenchError, BenchOptions, C2cOptions, Progress, source_ip};
 
 /// Logins in progress at once while setting up the pairs.
 const LOGIN_CONCURRENCY: usize = 256;
@@ -64,7 +63,7 @@ impl Sender {
         {
             let content = self.content(now);
             let fp = session
-                .send(&self.to, content, 0, true, now)
+                .send(Outgoing::new(self.to.as_str(), content).with_typeu(0), now)
                 .map_err(|e| Failure::Send(e.to_string()))?;
             self.in_flight.insert(fp, now);
             self.seq += 1;
@@ -263,7 +262,7 @@ pub(crate) async fn collect(
 pub(crate) async fn log_in_all(
     target: &Target,
     users: Vec<(usize, String)>,
-    args: &BenchArgs,
+    args: &BenchOptions,
     timeout: Duration,
 ) -> (Vec<(usize, Peer)>, BTreeMap<String, usize>) {
     let limiter = Arc::new(Semaphore::new(LOGIN_CONCURRENCY));
@@ -291,18 +290,21 @@ pub(crate) async fn log_in_all(
 }
 
 pub(crate) async fn run(
-    args: &BenchArgs,
-    c2c: &C2cArgs,
+    args: &BenchOptions,
+    c2c: &C2cOptions,
     target: &Target,
     file_limit: u64,
     progress: &Progress,
-) -> anyhow::Result<Report> {
+) -> Result<Report, BenchError> {
     let pairs = c2c.pairs;
     let needed = 2 * pairs * target.fds_per_connection() + 64;
     if needed as u64 > file_limit {
-        bail!(
-            "{pairs} pairs need about {needed} open files, over this process's limit of {file_limit}"
-        );
+        return Err(BenchError::FileLimit {
+            what: format!("{pairs} pairs"),
+            needed,
+            limit: file_limit,
+            hint: "",
+        });
     }
     let prefix = &args.user_prefix;
     let login_timeout = Duration::from_secs(c2c.login_timeout);
@@ -330,11 +332,11 @@ pub(crate) async fn run(
         *failures.entry(kind).or_insert(0) += n;
     }
     if receivers.len() != pairs || senders.len() != pairs {
-        bail!(
-            "only {} receivers and {} senders of {pairs} pairs logged in: {failures:?}",
-            receivers.len(),
-            senders.len()
-        );
+        return Err(BenchError::Logins {
+            logged_in: receivers.len() + senders.len(),
+            wanted: 2 * pairs,
+            failures,
+        });
     }
 
     let shared = Arc::new(Shared::new());

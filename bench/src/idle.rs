@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use hongyan_shared::{ClientEvent, ClientSession};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::peer::{Failure, Peer, Role, no_surprise};
 use crate::report::{IdleReport, Latency, Report, micros_histogram};
 use crate::target::{Target, seed};
-use crate::{BenchArgs, IdleArgs, Progress, source_ip};
+use crate::{BenchError, BenchOptions, IdleOptions, Progress, source_ip};
 
 /// How long logged-out connections get to close before the run ends anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -46,19 +45,22 @@ struct Logins {
 }
 
 pub(crate) async fn run(
-    args: &BenchArgs,
-    idle: &IdleArgs,
+    args: &BenchOptions,
+    idle: &IdleOptions,
     target: &Target,
     file_limit: u64,
     progress: &Progress,
-) -> anyhow::Result<Report> {
+) -> Result<Report, BenchError> {
     let n = idle.connections;
     let needed = n * target.fds_per_connection() + 64;
     if needed as u64 > file_limit {
-        bail!(
-            "{n} connections need about {needed} open files here, over this process's limit of {file_limit}; \
-             run the server as its own process or spread the connections over several generators"
-        );
+        return Err(BenchError::FileLimit {
+            what: format!("{n} connections"),
+            needed,
+            limit: file_limit,
+            hint: "; run the server as its own process or spread the connections over several \
+                   generators",
+        });
     }
     let rss_before = target.rss();
     let stop = CancellationToken::new();

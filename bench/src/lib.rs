@@ -21,17 +21,24 @@
 //! - `s2c`: pushes through the server's HTTP API to R online receivers; reports pushes/s, the
 //!   API's answer time, delivery latency, duplicates, losses and CPU per 10,000 delivered.
 //!
+//! The crate is a library: [`measure`] runs [`BenchOptions`] and returns a [`Report`]; the
+//! `hongyan bench` command (`cli/`) parses the flags, spawns the in-process server for
+//! `--spawn`, and prints the report.
+//!
 //! # Layout
+//! - [`error`]: [`BenchError`], why a run could not be carried out.
 //! - `conn`: one bare connection (TCP frames, UDP datagrams, WebSocket text frames).
 //! - `peer`: the task that drives one [`ClientSession`](hongyan_shared::ClientSession) over a
 //!   connection, with its role in the scenario.
 //! - `idle`, `c2c`, `s2c`: the scenarios.
 //! - `probe`: CPU and memory of the server and of the generator, from `/proc`.
 //! - [`report`]: what a run measured, as a table or JSON.
-//! - `target`: the server under test, running elsewhere or spawned in this process.
+//! - `target`: the server under test, running elsewhere or spawned in this process
+//!   ([`ServerUnderTest`], [`Spawner`]).
 
 mod c2c;
 mod conn;
+pub mod error;
 mod idle;
 mod peer;
 mod probe;
@@ -41,190 +48,100 @@ mod seqset;
 mod target;
 
 use std::io::IsTerminal;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use anyhow::bail;
-use clap::{Args, Subcommand, ValueEnum};
 use hongyan_shared::{SenseMode, Transport};
 
+pub use error::{BenchError, BoxError};
 pub use report::Report;
-pub use target::{SpawnedServer, Spawner, Targets};
+pub use target::{ServerUnderTest, SpawnedServer, Spawner, Targets};
 
-/// `hongyan bench` options.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
+/// What one run does: a scenario and how its clients behave.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// What to measure.
-    #[command(subcommand)]
     pub scenario: Scenario,
     /// Transport to measure.
-    #[arg(long, short = 't', value_enum, default_value_t = Proto::Tcp, global = true)]
-    pub transport: Proto,
-    /// Start a hongyan server in this process (loopback, ephemeral ports) instead of using
-    /// `--tcp`/`--udp`/`--ws`. Its CPU is read from its own threads.
-    #[arg(long, global = true)]
-    pub spawn: bool,
-    /// TCP address of a running server.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:8901",
-        global = true
-    )]
-    pub tcp: SocketAddr,
-    /// UDP address of a running server.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:7901",
-        global = true
-    )]
-    pub udp: SocketAddr,
-    /// HTTP address of a running server (WebSocket at `/websocket`).
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:3000",
-        global = true
-    )]
-    pub ws: SocketAddr,
-    /// Process id of the running server, to read its CPU time and memory from `/proc`.
-    #[arg(long, value_name = "PID", global = true)]
-    pub server_pid: Option<u32>,
-    /// Print the report as JSON on stdout instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
+    pub transport: Transport,
     /// No progress line on stderr.
-    #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
-    /// User ids are `<prefix><n>`; give concurrent generators different prefixes.
-    #[arg(long, default_value = "b", global = true)]
+    /// User ids are `<prefix><n>`; concurrent generators need different prefixes.
     pub user_prefix: String,
     /// First source address; connections are spread over it and the following addresses.
-    #[arg(long, value_name = "IP", default_value = "127.0.0.1", global = true)]
     pub source_ip: Ipv4Addr,
     /// Connections per source address (each address has ~28,000 ephemeral ports).
-    #[arg(long, value_name = "N", default_value_t = 10_000, global = true)]
     pub per_source_ip: usize,
-    /// Client keepalive timing (MODE_3S … MODE_120S) [default: the Java clients' for the
-    /// transport: MODE_15S for TCP and WebSocket, MODE_3S for UDP]. The server's sense mode
-    /// must match, or it expires the sessions.
-    #[arg(long, value_name = "MODE", global = true)]
+    /// Client keepalive timing; `None` = the Java clients' for the transport (MODE_15S for TCP
+    /// and WebSocket, MODE_3S for UDP). The server's sense mode must match.
     pub sense_mode: Option<SenseMode>,
     /// Clients write after every packet they handle, as the Java clients do, instead of
-    /// answering everything already received with one write. The server then sees more, smaller
-    /// writes, and the generator needs about twice the CPU.
-    #[arg(long, global = true)]
+    /// answering everything already received with one write.
     pub unbatched: bool,
-    /// The server's admin token, for `s2c` (pushes through the HTTP API at `--ws`).
-    #[arg(
-        long,
-        env = "HONGYAN_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
+    /// The server's admin token, for `s2c` (pushes through the HTTP API).
     pub api_token: Option<String>,
 }
 
 /// What a run measures.
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Debug, Clone)]
 pub enum Scenario {
     /// N logged-in connections holding keepalives: logins/s, failures, RSS per connection.
-    Idle(IdleArgs),
+    Idle(IdleOptions),
     /// P sender/receiver pairs, W QoS messages in flight per sender: messages/s, latency, loss,
     /// server CPU per 10,000 delivered messages.
-    C2c(C2cArgs),
-    /// Pushes through the HTTP API (`POST /api/messages`, needs `--api-token`) to R online
-    /// receivers: pushes/s, API and delivery latency, loss, server CPU per 10,000 delivered.
-    S2c(S2cArgs),
+    C2c(C2cOptions),
+    /// Pushes through the HTTP API (`POST /api/messages`) to R online receivers: pushes/s, API
+    /// and delivery latency, loss, server CPU per 10,000 delivered.
+    S2c(S2cOptions),
 }
 
-/// `hongyan bench s2c` options.
-#[derive(Debug, Clone, Args)]
-pub struct S2cArgs {
-    /// Receivers, logged in over `--transport`; pushes go to them round robin.
-    #[arg(long, short = 'r', default_value_t = 100)]
-    pub receivers: usize,
-    /// HTTP requests in flight.
-    #[arg(long, short = 'c', default_value_t = 16)]
-    pub concurrency: usize,
-    /// Seconds of pushing.
-    #[arg(long, short = 'd', default_value_t = 10)]
-    pub duration: u64,
-    /// Bytes of `dataContent` per message.
-    #[arg(long, default_value_t = 100)]
-    pub size: usize,
-    /// Seconds to wait after pushing for the last deliveries.
-    #[arg(long, default_value_t = 20)]
-    pub drain: u64,
-    /// Seconds allowed for all logins.
-    #[arg(long, default_value_t = 10)]
-    pub login_timeout: u64,
-}
-
-/// `hongyan bench idle` options.
-#[derive(Debug, Clone, Args)]
-pub struct IdleArgs {
-    /// Connections to log in (at most 100,000 per generator process).
-    #[arg(long, short = 'n', default_value_t = 1000)]
+/// The `idle` scenario.
+#[derive(Debug, Clone)]
+pub struct IdleOptions {
+    /// Connections to log in (at most [`MAX_CONNECTIONS`] per generator process).
     pub connections: usize,
     /// Logins in progress at once.
-    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Seconds to hold the connections (with keepalives) after the last login.
-    #[arg(long, default_value_t = 20)]
     pub hold: u64,
     /// Seconds one connection may take to log in before it counts as a failure.
-    #[arg(long, default_value_t = 10)]
     pub login_timeout: u64,
 }
 
-/// `hongyan bench c2c` options.
-#[derive(Debug, Clone, Args)]
-pub struct C2cArgs {
+/// The `c2c` scenario.
+#[derive(Debug, Clone)]
+pub struct C2cOptions {
     /// Sender/receiver pairs.
-    #[arg(long, short = 'p', default_value_t = 100)]
     pub pairs: usize,
     /// QoS messages in flight per sender (sent, not yet acknowledged).
-    #[arg(long, short = 'w', default_value_t = 16)]
     pub window: usize,
     /// Seconds of sending.
-    #[arg(long, short = 'd', default_value_t = 10)]
     pub duration: u64,
     /// Messages per second over all senders (0 = as fast as the window allows).
-    #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Bytes of `dataContent` per message.
-    #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Seconds to wait after sending for the last acknowledgements and deliveries.
-    #[arg(long, default_value_t = 20)]
     pub drain: u64,
     /// Seconds allowed for all logins.
-    #[arg(long, default_value_t = 10)]
     pub login_timeout: u64,
 }
 
-/// The transports, as the command line names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Proto {
-    /// TCP, length-prefixed frames.
-    Tcp,
-    /// UDP, one packet per datagram.
-    Udp,
-    /// WebSocket text frames at `/websocket`.
-    Ws,
-}
-
-impl From<Proto> for Transport {
-    fn from(p: Proto) -> Self {
-        match p {
-            Proto::Tcp => Transport::Tcp,
-            Proto::Udp => Transport::Udp,
-            Proto::Ws => Transport::WebSocket,
-        }
-    }
+/// The `s2c` scenario.
+#[derive(Debug, Clone)]
+pub struct S2cOptions {
+    /// Receivers, logged in over the run's transport; pushes go to them round robin.
+    pub receivers: usize,
+    /// HTTP requests in flight.
+    pub concurrency: usize,
+    /// Seconds of pushing.
+    pub duration: u64,
+    /// Bytes of `dataContent` per message.
+    pub size: usize,
+    /// Seconds to wait after pushing for the last deliveries.
+    pub drain: u64,
+    /// Seconds allowed for all logins.
+    pub login_timeout: u64,
 }
 
 /// Most connections one generator process opens (drive more from several processes).
@@ -232,50 +149,43 @@ pub const MAX_CONNECTIONS: usize = 100_000;
 /// Longest a scenario's own phases may be set to, in seconds.
 pub const MAX_SECONDS: u64 = 600;
 
-/// Runs `args` and prints the report. `spawner` starts the in-process server for `--spawn`
-/// (the `hongyan` binary passes one built on `hongyan_server::Server::bind`).
-pub async fn run(args: BenchArgs, spawner: Option<Spawner>) -> anyhow::Result<()> {
-    let json = args.json;
-    let report = measure(args, spawner).await?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        std::io::Write::write_all(&mut out, b"\n")?;
-    } else {
-        report.write_table(&mut out)?;
-    }
-    Ok(())
-}
-
-/// Runs `args` and returns what it measured, without printing it.
-pub async fn measure(args: BenchArgs, spawner: Option<Spawner>) -> anyhow::Result<Report> {
-    check_bounds(&args)?;
+/// Runs `options` against `server` and returns what it measured.
+pub async fn measure(options: BenchOptions, server: ServerUnderTest) -> Result<Report, BenchError> {
+    check_bounds(&options, &server)?;
     let limit = probe::raise_file_limit();
-    let target = target::Target::open(&args, spawner).await?;
-    let progress = Progress::new(args.quiet);
-    let result = match &args.scenario {
-        Scenario::Idle(idle) => idle::run(&args, idle, &target, limit, &progress).await,
-        Scenario::C2c(c2c) => c2c::run(&args, c2c, &target, limit, &progress).await,
-        Scenario::S2c(s2c) => s2c::run(&args, s2c, &target, limit, &progress).await,
+    let target = target::Target::open(&options, server).await?;
+    let progress = Progress::new(options.quiet);
+    let result = match &options.scenario {
+        Scenario::Idle(idle) => idle::run(&options, idle, &target, limit, &progress).await,
+        Scenario::C2c(c2c) => c2c::run(&options, c2c, &target, limit, &progress).await,
+        Scenario::S2c(s2c) => s2c::run(&options, s2c, &target, limit, &progress).await,
     };
     progress.done();
     target.stop().await;
     result
 }
 
-fn check_bounds(args: &BenchArgs) -> anyhow::Result<()> {
-    for addr in [args.tcp, args.udp, args.ws] {
-        if !addr.ip().is_loopback() {
-            bail!("{addr} is not a loopback address: hongyan bench only targets 127.0.0.0/8");
+fn check_bounds(options: &BenchOptions, server: &ServerUnderTest) -> Result<(), BenchError> {
+    let refuse = |why: String| Err(BenchError::Options(why));
+    if let ServerUnderTest::Running { tcp, udp, ws, .. } = server {
+        for addr in [tcp, udp, ws] {
+            if !addr.ip().is_loopback() {
+                return refuse(format!(
+                    "{addr} is not a loopback address: hongyan bench only targets 127.0.0.0/8"
+                ));
+            }
         }
     }
-    if !args.source_ip.is_loopback() {
-        bail!("source address {} is not in 127.0.0.0/8", args.source_ip);
+    if !options.source_ip.is_loopback() {
+        return refuse(format!(
+            "source address {} is not in 127.0.0.0/8",
+            options.source_ip
+        ));
     }
-    if args.per_source_ip == 0 {
-        bail!("--per-source-ip must be positive");
+    if options.per_source_ip == 0 {
+        return refuse("--per-source-ip must be positive".into());
     }
-    let (connections, seconds) = match &args.scenario {
+    let (connections, seconds) = match &options.scenario {
         Scenario::Idle(a) => (a.connections, a.hold.max(a.login_timeout)),
         Scenario::C2c(a) => (a.pairs * 2, a.duration.max(a.drain).max(a.login_timeout)),
         Scenario::S2c(a) => (
@@ -284,26 +194,30 @@ fn check_bounds(args: &BenchArgs) -> anyhow::Result<()> {
         ),
     };
     if connections == 0 || connections > MAX_CONNECTIONS {
-        bail!("between 1 and {MAX_CONNECTIONS} connections per generator process");
+        return refuse(format!(
+            "between 1 and {MAX_CONNECTIONS} connections per generator process"
+        ));
     }
     if seconds > MAX_SECONDS {
-        bail!("phases are limited to {MAX_SECONDS} s");
+        return refuse(format!("phases are limited to {MAX_SECONDS} s"));
     }
-    if let Scenario::C2c(a) = &args.scenario
+    if let Scenario::C2c(a) = &options.scenario
         && (a.window == 0 || a.size < 40 || a.size > 4096)
     {
-        bail!("--window must be positive and --size between 40 and 4096 bytes");
+        return refuse("--window must be positive and --size between 40 and 4096 bytes".into());
     }
-    if let Scenario::S2c(a) = &args.scenario
+    if let Scenario::S2c(a) = &options.scenario
         && (a.receivers == 0 || a.concurrency == 0 || a.size < 40 || a.size > 4096)
     {
-        bail!("s2c needs receivers and concurrency, and --size between 40 and 4096 bytes");
+        return refuse(
+            "s2c needs receivers and concurrency, and --size between 40 and 4096 bytes".into(),
+        );
     }
     Ok(())
 }
 
 /// The source address of connection `i`.
-pub(crate) fn source_ip(args: &BenchArgs, i: usize) -> Ipv4Addr {
+pub(crate) fn source_ip(args: &BenchOptions, i: usize) -> Ipv4Addr {
     let offset = u32::try_from(i / args.per_source_ip).unwrap_or(u32::MAX);
     Ipv4Addr::from(u32::from(args.source_ip).saturating_add(offset))
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::c2c::{Receiver, Shared, collect, content, log_in_all};
 use crate::report::{Latency, Report, S2cReport, micros_histogram};
 use crate::target::Target;
-use crate::{BenchArgs, Progress, S2cArgs};
+use crate::{BenchError, BenchOptions, Progress, S2cOptions};
 
 struct Pusher {
     sent: u64,
@@ -29,21 +28,27 @@ struct PushResult {
 }
 
 pub(crate) async fn run(
-    args: &BenchArgs,
-    s2c: &S2cArgs,
+    args: &BenchOptions,
+    s2c: &S2cOptions,
     target: &Target,
     file_limit: u64,
     progress: &Progress,
-) -> anyhow::Result<Report> {
+) -> Result<Report, BenchError> {
     let Some(token) = args.api_token.clone() else {
-        bail!("s2c pushes through the HTTP API: give the server's admin token with --api-token");
+        return Err(BenchError::Options(
+            "s2c pushes through the HTTP API: give the server's admin token with --api-token"
+                .into(),
+        ));
     };
     let n = s2c.receivers;
     let needed = n * target.fds_per_connection() + s2c.concurrency + 64;
     if needed as u64 > file_limit {
-        bail!(
-            "{n} receivers need about {needed} open files, over this process's limit of {file_limit}"
-        );
+        return Err(BenchError::FileLimit {
+            what: format!("{n} receivers"),
+            needed,
+            limit: file_limit,
+            hint: "",
+        });
     }
     let prefix = &args.user_prefix;
     progress.show(&format!("[s2c] logging in {n} receivers"));
@@ -55,19 +60,23 @@ pub(crate) async fn run(
     )
     .await;
     if receivers.len() != n {
-        bail!(
-            "only {} of {n} receivers logged in: {failures:?}",
-            receivers.len()
-        );
+        return Err(BenchError::Logins {
+            logged_in: receivers.len(),
+            wanted: n,
+            failures,
+        });
     }
     let Some(http) = target.http else {
-        bail!("the server has no HTTP listener for the API");
+        return Err(BenchError::NoListener("HTTP (API)"));
     };
     let url = format!("http://{http}/api/messages");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(s2c.concurrency)
         .build()
-        .context("http client")?;
+        .map_err(|e| BenchError::Setup {
+            what: "the HTTP client",
+            source: e.into(),
+        })?;
 
     let shared = Arc::new(Shared::new());
     let stop = CancellationToken::new();

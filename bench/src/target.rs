@@ -6,15 +6,32 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use anyhow::{Context, anyhow, bail};
 use hongyan_shared::Transport;
 use tokio_util::sync::CancellationToken;
 
-use crate::BenchArgs;
 use crate::probe::{self, Cpu};
+use crate::{BenchError, BenchOptions, BoxError};
 
 /// Name of the in-process server's runtime threads.
 pub(crate) const SERVER_THREAD: &str = "hy-bench-server";
+
+/// The server a run measures.
+pub enum ServerUnderTest {
+    /// A server already running at these addresses.
+    Running {
+        /// Its TCP gateway.
+        tcp: SocketAddr,
+        /// Its UDP gateway.
+        udp: SocketAddr,
+        /// Its HTTP listener, with the WebSocket gateway at `/websocket` and the API.
+        ws: SocketAddr,
+        /// Its process id, to read its CPU time and memory from `/proc`.
+        pid: Option<u32>,
+    },
+    /// A server started in this process by the spawner, on a runtime of its own whose threads
+    /// are named so that its CPU time can be told from the generator's.
+    Spawned(Spawner),
+}
 
 /// Where a server listens.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,12 +54,16 @@ pub struct SpawnedServer {
 }
 
 /// Binds a loopback server (every gateway on `127.0.0.1:0`) that serves until the token is
-/// cancelled. It runs on a runtime of its own, on threads only it uses.
+/// cancelled. It is called on a runtime of its own, on threads only the server uses.
 ///
-/// The bench crate cannot name `hongyan_server` (the server's binary depends on this crate), so
-/// the binary hands its bind function in.
-pub type Spawner =
-    fn(CancellationToken) -> Pin<Box<dyn Future<Output = anyhow::Result<SpawnedServer>> + Send>>;
+/// This crate does not depend on the server: the `hongyan` command, which has both, hands
+/// its bind function in.
+pub type Spawner = Box<
+    dyn FnOnce(
+            CancellationToken,
+        ) -> Pin<Box<dyn Future<Output = Result<SpawnedServer, BoxError>> + Send>>
+        + Send,
+>;
 
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
@@ -53,42 +74,44 @@ pub(crate) struct Target {
     pub(crate) server: Option<Cpu>,
     pub(crate) generator: Cpu,
     pub(crate) spawned: bool,
-    /// Whether clients answer a burst with one write (see `BenchArgs::unbatched`).
+    /// Whether clients answer a burst with one write (see `BenchOptions::unbatched`).
     pub(crate) batch: bool,
     stop: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
 impl Target {
-    pub(crate) async fn open(args: &BenchArgs, spawner: Option<Spawner>) -> anyhow::Result<Self> {
-        let transport = Transport::from(args.transport);
-        if !args.spawn {
-            let addr = match transport {
-                Transport::Tcp => args.tcp,
-                Transport::Udp => args.udp,
-                Transport::WebSocket => args.ws,
-            };
-            let server = match args.server_pid {
-                Some(pid) => {
-                    let cpu = Cpu::Process(pid);
-                    cpu.seconds()
-                        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-                    Some(cpu)
-                }
-                None => None,
-            };
-            return Ok(Self {
-                addr,
-                transport,
-                http: Some(args.ws),
-                server,
-                generator: Cpu::Process(std::process::id()),
-                spawned: false,
-                batch: !args.unbatched,
-                stop: None,
-            });
-        }
-        let Some(spawner) = spawner else {
-            bail!("--spawn needs a build that embeds the server (run it as `hongyan bench`)");
+    pub(crate) async fn open(
+        args: &BenchOptions,
+        server: ServerUnderTest,
+    ) -> Result<Self, BenchError> {
+        let transport = args.transport;
+        let spawner = match server {
+            ServerUnderTest::Running { tcp, udp, ws, pid } => {
+                let addr = match transport {
+                    Transport::Tcp => tcp,
+                    Transport::Udp => udp,
+                    Transport::WebSocket => ws,
+                };
+                let server = match pid {
+                    Some(pid) => {
+                        let cpu = Cpu::Process(pid);
+                        cpu.seconds().ok_or(BenchError::ServerPid(pid))?;
+                        Some(cpu)
+                    }
+                    None => None,
+                };
+                return Ok(Self {
+                    addr,
+                    transport,
+                    http: Some(ws),
+                    server,
+                    generator: Cpu::Process(std::process::id()),
+                    spawned: false,
+                    batch: !args.unbatched,
+                    stop: None,
+                });
+            }
+            ServerUnderTest::Spawned(spawner) => spawner,
         };
         let token = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -104,7 +127,10 @@ impl Target {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = tx.send(Err(anyhow!(e).context("server runtime")));
+                        let _ = tx.send(Err(BenchError::Setup {
+                            what: "the server runtime",
+                            source: e.into(),
+                        }));
                         return;
                     }
                 };
@@ -115,21 +141,23 @@ impl Target {
                             spawned.serve.await;
                         }
                         Err(e) => {
-                            let _ = tx.send(Err(e));
+                            let _ = tx.send(Err(BenchError::Spawn(e)));
                         }
                     }
                 });
             })
-            .context("starting the server thread")?;
-        let targets = rx.await.context("the server thread died")??;
-        let addr = match transport {
-            Transport::Tcp => targets.tcp,
-            Transport::Udp => targets.udp,
-            Transport::WebSocket => targets.ws,
-        }
-        .with_context(|| format!("the spawned server has no {transport} gateway"))?;
+            .map_err(|e| BenchError::Setup {
+                what: "the server thread",
+                source: e.into(),
+            })?;
+        let targets = rx.await.map_err(|e| BenchError::Spawn(e.into()))??;
+        let (addr, listener) = match transport {
+            Transport::Tcp => (targets.tcp, "TCP"),
+            Transport::Udp => (targets.udp, "UDP"),
+            Transport::WebSocket => (targets.ws, "WebSocket"),
+        };
         Ok(Self {
-            addr,
+            addr: addr.ok_or(BenchError::NoListener(listener))?,
             transport,
             http: targets.ws,
             server: Some(Cpu::Threads {
@@ -201,7 +229,11 @@ impl Target {
     }
 
     /// How this run's clients connect to this target.
-    pub(crate) fn dial(&self, args: &BenchArgs, timeout: std::time::Duration) -> crate::peer::Dial {
+    pub(crate) fn dial(
+        &self,
+        args: &BenchOptions,
+        timeout: std::time::Duration,
+    ) -> crate::peer::Dial {
         crate::peer::Dial {
             transport: self.transport,
             target: self.addr,

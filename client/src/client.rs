@@ -9,13 +9,14 @@ use futures_util::Stream;
 use hongyan_shared::client::{
     ClientEvent, ClientSession, ConnectionState, SendError, TransportCommand,
 };
-use hongyan_shared::{Fingerprint, LoginInfo, UserId};
+use hongyan_shared::{Fingerprint, LoginInfo, Outgoing, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::tls::TlsConnector;
 use crate::transport::{self, Link, LinkEvent};
 
 /// How long a closing connection may take to flush its last packets (the logout) when the
@@ -27,35 +28,6 @@ const COMMAND_CAPACITY: usize = 256;
 
 /// Reports buffered from connection tasks to the driver.
 const LINK_EVENT_CAPACITY: usize = 1024;
-
-/// A message for [`Client::send`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The receiver's user id, or `"0"` for the server (C2S).
-    pub to: String,
-    /// The application content (`dataContent`).
-    pub content: String,
-    /// The application sub-type (`typeu`); the framework never reads it.
-    pub typeu: i32,
-    /// Whether the message is retransmitted until acknowledged. On by default, as in the Java
-    /// SDK.
-    pub qos: bool,
-    /// A fingerprint of the application's choosing; `None` makes a fresh UUIDv4.
-    pub fp: Option<Fingerprint>,
-}
-
-impl Outgoing {
-    /// A QoS message with `typeu` -1, as the Java SDK's `sendCommonData(content, to)` sends.
-    pub fn new(to: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            to: to.into(),
-            content: content.into(),
-            typeu: -1,
-            qos: true,
-            fp: None,
-        }
-    }
-}
 
 #[derive(Debug)]
 enum Command {
@@ -114,12 +86,17 @@ impl Client {
     /// [`ClientEvent::LoginResponse`], or await [`Client::wait_for`] with
     /// [`ConnectionState::Online`].
     ///
+    /// Fails at once on a bad user id, or when a `tls://` or `wss://` endpoint's TLS cannot be
+    /// set up (unreadable CA file, no system roots); connection failures are reported as
+    /// events and retried instead.
+    ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn connect(
         config: ClientConfig,
         login: LoginInfo,
     ) -> Result<(Client, Events), ClientError> {
+        let tls = transport::tls_connector(&config)?;
         let now = now();
         let mut session = ClientSession::new(config.session.clone(), now);
         let user = login.login_user_id.clone().unwrap_or_default();
@@ -136,6 +113,7 @@ impl Client {
         let driver = Driver {
             session,
             config,
+            tls,
             link: None,
             next_link_id: 0,
             link_tx,
@@ -185,11 +163,8 @@ impl Client {
         content: impl Into<String>,
         typeu: i32,
     ) -> Result<Fingerprint, ClientError> {
-        self.send(Outgoing {
-            typeu,
-            ..Outgoing::new(to, content)
-        })
-        .await
+        self.send(Outgoing::new(to, content).with_typeu(typeu))
+            .await
     }
 
     /// Sends `content` to the server (C2S, `to` = `"0"`) with QoS, returning its fingerprint.
@@ -198,14 +173,12 @@ impl Client {
         content: impl Into<String>,
         typeu: i32,
     ) -> Result<Fingerprint, ClientError> {
-        self.send(Outgoing {
-            typeu,
-            ..Outgoing::new(UserId::SERVER, content)
-        })
-        .await
+        self.send(Outgoing::new(UserId::SERVER, content).with_typeu(typeu))
+            .await
     }
 
-    /// Sends any message, returning its fingerprint.
+    /// Sends any message (QoS or not, any `typeu`, a fingerprint of the application's
+    /// choosing), returning its fingerprint.
     pub async fn send(&self, message: Outgoing) -> Result<Fingerprint, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.commands
@@ -236,6 +209,8 @@ fn now() -> hongyan_shared::Instant {
 struct Driver {
     session: ClientSession,
     config: ClientConfig,
+    /// Built once, so every reconnection can resume the last TLS session.
+    tls: Option<TlsConnector>,
     link: Option<Link>,
     next_link_id: u64,
     link_tx: mpsc::Sender<(u64, LinkEvent)>,
@@ -285,24 +260,7 @@ impl Driver {
     fn command(&mut self, command: Command) {
         match command {
             Command::Send { message, reply } => {
-                let now = now();
-                let result = match message.fp {
-                    Some(fp) => self.session.send_with_fingerprint(
-                        &message.to,
-                        message.content,
-                        message.typeu,
-                        message.qos,
-                        fp,
-                        now,
-                    ),
-                    None => self.session.send(
-                        &message.to,
-                        message.content,
-                        message.typeu,
-                        message.qos,
-                        now,
-                    ),
-                };
+                let result = self.session.send(message, now());
                 // The caller may have given up waiting; the message is sent regardless.
                 let _ = reply.send(result);
             }
@@ -343,7 +301,12 @@ impl Driver {
             self.closing.retain(|task| !task.is_finished());
             if command == TransportCommand::Open {
                 self.next_link_id += 1;
-                let link = transport::open(self.next_link_id, &self.config, self.link_tx.clone());
+                let link = transport::open(
+                    self.next_link_id,
+                    &self.config,
+                    self.tls.as_ref(),
+                    self.link_tx.clone(),
+                );
                 self.link = Some(link);
             }
         }

@@ -10,14 +10,20 @@ use hongyan_shared::client::SessionConfig;
 use hongyan_shared::codec::frame::DEFAULT_MAX_BODY;
 use hongyan_shared::{SenseMode, Transport};
 
+use crate::tls::TlsOptions;
+
 /// The server to talk to, and over which transport.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `host:port` of a TCP gateway (MobileIMSDK default port 8901).
     Tcp(String),
+    /// `host:port` of a TCP gateway that speaks TLS (MobileIMSDK v6.3+ with `sslContext`):
+    /// TLS from the first byte, the same frames inside. Written `tls://host:port`.
+    TcpTls(String),
     /// `host:port` of a UDP gateway (default port 7901).
     Udp(String),
-    /// A `ws://` URL of a WebSocket gateway, e.g. `ws://127.0.0.1:3000/websocket`.
+    /// A `ws://` or `wss://` URL of a WebSocket gateway, e.g.
+    /// `ws://127.0.0.1:3000/websocket`.
     WebSocket(String),
 }
 
@@ -25,7 +31,7 @@ impl Endpoint {
     /// The transport this endpoint uses.
     pub fn transport(&self) -> Transport {
         match self {
-            Self::Tcp(_) => Transport::Tcp,
+            Self::Tcp(_) | Self::TcpTls(_) => Transport::Tcp,
             Self::Udp(_) => Transport::Udp,
             Self::WebSocket(_) => Transport::WebSocket,
         }
@@ -34,7 +40,16 @@ impl Endpoint {
     /// The address or URL.
     pub fn address(&self) -> &str {
         match self {
-            Self::Tcp(a) | Self::Udp(a) | Self::WebSocket(a) => a,
+            Self::Tcp(a) | Self::TcpTls(a) | Self::Udp(a) | Self::WebSocket(a) => a,
+        }
+    }
+
+    /// Whether the connection is TLS (`tls://` or `wss://`).
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            Self::TcpTls(_) => true,
+            Self::WebSocket(url) => url.starts_with("wss://"),
+            Self::Tcp(_) | Self::Udp(_) => false,
         }
     }
 }
@@ -43,15 +58,20 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp(a) => write!(f, "tcp://{a}"),
+            Self::TcpTls(a) => write!(f, "tls://{a}"),
             Self::Udp(a) => write!(f, "udp://{a}"),
             Self::WebSocket(a) => f.write_str(a),
         }
     }
 }
 
-/// A string that is not `tcp://host:port`, `udp://host:port` or `ws://…`.
+/// A string that is not `tcp://host:port`, `tls://host:port`, `udp://host:port`, `ws://…` or
+/// `wss://…`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an endpoint: use tcp://host:port, udp://host:port or ws://host:port/path")]
+#[error(
+    "{0:?} is not an endpoint: use tcp://host:port, tls://host:port, udp://host:port, \
+     ws://host:port/path or wss://host:port/path"
+)]
 pub struct BadEndpoint(pub String);
 
 impl FromStr for Endpoint {
@@ -60,6 +80,8 @@ impl FromStr for Endpoint {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(addr) = s.strip_prefix("tcp://") {
             Ok(Self::Tcp(addr.to_owned()))
+        } else if let Some(addr) = s.strip_prefix("tls://") {
+            Ok(Self::TcpTls(addr.to_owned()))
         } else if let Some(addr) = s.strip_prefix("udp://") {
             Ok(Self::Udp(addr.to_owned()))
         } else if s.starts_with("ws://") || s.starts_with("wss://") {
@@ -89,8 +111,12 @@ pub struct ClientConfig {
     /// The largest WebSocket message accepted from the server (the reference server's limit is
     /// 65 536).
     pub max_ws_message: usize,
-    /// How long opening a connection may take (Java TCP client: 5000 ms).
+    /// How long opening a connection may take, TLS handshake included (Java TCP client:
+    /// 5000 ms).
     pub connect_timeout: Duration,
+    /// How a `tls://` or `wss://` endpoint's certificate is checked (default: against the
+    /// system's root certificates). Unused by plain endpoints.
+    pub tls: TlsOptions,
     /// Capacity of the event channel. When the application falls this far behind, the client
     /// waits for it (keepalives wait too), so read events promptly.
     pub event_capacity: usize,
@@ -108,6 +134,7 @@ impl ClientConfig {
             max_udp_datagram: 65_535,
             max_ws_message: 65_536,
             connect_timeout: Duration::from_millis(5000),
+            tls: TlsOptions::default(),
             event_capacity: 1024,
         }
     }
@@ -144,7 +171,26 @@ mod tests {
             "ws://h:3000/websocket".parse(),
             Ok(Endpoint::WebSocket("ws://h:3000/websocket".into()))
         );
+        assert_eq!(
+            "tls://h:8901".parse(),
+            Ok(Endpoint::TcpTls("h:8901".into()))
+        );
         assert!("http://h".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn tls_endpoints_say_so() {
+        for (url, tls) in [
+            ("tcp://h:1", false),
+            ("tls://h:1", true),
+            ("udp://h:1", false),
+            ("ws://h/websocket", false),
+            ("wss://h/websocket", true),
+        ] {
+            let endpoint: Endpoint = url.parse().unwrap();
+            assert_eq!(endpoint.uses_tls(), tls, "{url}");
+            assert_eq!(endpoint.to_string(), url);
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use hongyan_shared::client::{LoginError, SendError};
 
+use crate::tls::TlsSetupError;
+
 /// Why a [`Client`](crate::Client) call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -12,6 +14,10 @@ pub enum ClientError {
     /// large, duplicate fingerprint).
     #[error(transparent)]
     Send(#[from] SendError),
+    /// TLS could not be set up for a `tls://` or `wss://` endpoint (CA file, system roots,
+    /// server name).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// The session has ended (logout, kickout, refused login), so the client accepts no more
     /// commands.
     #[error("the client session has ended")]

@@ -65,20 +65,24 @@
 //!
 //! # Layout
 //! - [`config`]: [`ClientConfig`] and [`Endpoint`]: where to connect, sense mode, relogin
-//!   interval, retransmit schedule and frame limits.
+//!   interval, retransmit schedule, frame limits, TLS.
+//! - [`tls`]: [`TlsOptions`] and [`Trust`]: which certificates a `tls://` or `wss://`
+//!   connection accepts.
 //! - `client.rs`: the application's [`Client`] handle, its [`Events`] stream, and the driver
 //!   task that owns the session and its connections.
-//! - `transport/`: one task per connection: TCP frames, UDP datagrams, WebSocket text frames.
-//! - [`chat`]: `hongyan chat`, the terminal client (human or JSON lines).
+//! - `transport/`: one task per connection: TCP frames (plain or TLS), UDP datagrams,
+//!   WebSocket text frames (`ws://` or `wss://`).
 //! - [`error`]: the client's error type, [`ClientError`].
 
-pub mod chat;
 mod client;
 pub mod config;
 pub mod error;
+pub mod tls;
 mod transport;
 
-pub use client::{Client, Events, Outgoing};
+pub use client::{Client, Events};
 pub use config::{ClientConfig, Endpoint};
 pub use error::ClientError;
+pub use hongyan_shared::Outgoing;
 pub use hongyan_shared::client::{ClientEvent, ConnectionState, ReceivedMessage};
+pub use tls::{TlsOptions, TlsSetupError, Trust};

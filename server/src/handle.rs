@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hongyan_shared::{Fingerprint, Kickout, Packet, UserId, codes};
+use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
 use tokio::sync::oneshot;
 
 use crate::core::Core;
@@ -16,34 +16,6 @@ use crate::session::{Outbound, PushError};
 #[derive(Clone)]
 pub struct ServerHandle {
     core: Arc<Core>,
-}
-
-/// A message the server sends to a user (S2C, `from "0"`).
-#[derive(Debug, Clone)]
-pub struct Push {
-    /// The receiver.
-    pub to: UserId,
-    /// `dataContent`.
-    pub content: String,
-    /// `typeu` (-1 = unset).
-    pub typeu: i32,
-    /// Ask the client to acknowledge, with retransmission (MobileIMSDK's default: true).
-    pub qos: bool,
-    /// A fingerprint of the caller's choosing; a fresh UUID when `None` and `qos` is set.
-    pub fp: Option<Fingerprint>,
-}
-
-impl Push {
-    /// A QoS message with `typeu` -1, as `LocalSendHelper.sendData(uid, text)` sends.
-    pub fn new(to: impl Into<UserId>, content: impl Into<String>) -> Self {
-        Self {
-            to: to.into(),
-            content: content.into(),
-            typeu: -1,
-            qos: true,
-            fp: None,
-        }
-    }
 }
 
 /// A message handed to the receiver's session.
@@ -72,9 +44,11 @@ impl ServerHandle {
         Self { core }
     }
 
-    /// Sends `push` to its receiver's online session. Fails with [`PushError::Offline`] when
-    /// the user is not online; the application may then store it for later.
-    pub fn send(&self, push: Push) -> Result<Sent, PushError> {
+    /// Sends `push` to its receiver's online session (S2C, from `"0"`). Without a fingerprint
+    /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does. Fails
+    /// with [`PushError::Offline`] when the user is not online; the application may then store
+    /// it for later.
+    pub fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
         let online = self.core.session_of(&push.to).ok_or(PushError::Offline)?;
         let fp = match (push.qos, push.fp) {
             (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),

@@ -1,4 +1,5 @@
 //! hongyan's server: a MobileIMSDK v6-compatible IM server over TCP, UDP and WebSocket.
+//! Section numbers (`§4.3`) refer to `docs/PROTOCOL.md`, the protocol as hongyan implements it.
 //!
 //! The server is a library first: bind it, then serve it until a shutdown signal.
 //!
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and how `hongyan serve` layers flags, environment and a TOML file.
+//! - [`config`]: [`Config`], the one definition of every server setting: its TOML key, help
+//!   text and default (the `hongyan` command in `cli/` builds its flags from it).
 //! - [`server`]: [`Server::bind`] and [`Bound::serve`]: listeners, tasks, graceful shutdown.
 //! - [`engine`]: the protocol core's public face, for embedding code that brings its own
 //!   transport and for deterministic tests: the core, a session, the pipe, the clock.
@@ -39,6 +41,9 @@
 //! - `metrics`: the server's counters and gauges, exported at `/metrics`.
 //! - [`token`]: bearer tokens (admin, metrics, webhook) and the generated admin token.
 //! - [`webhook`]: [`WebhookHooks`], the hooks that call an application backend over HTTP.
+//! - [`tls`]: TLS for the TCP gateway and the HTTP listener: certificates from PEM files,
+//!   reloaded without a restart, a bounded handshake stage, a self-signed development
+//!   certificate.
 
 mod api;
 mod clock;
@@ -56,11 +61,14 @@ mod probes;
 mod registry;
 pub mod server;
 mod session;
+pub mod tls;
 pub mod token;
 pub mod webhook;
 
-pub use config::{Config, ServeArgs};
-pub use handle::{Delivery, Push, Sent, ServerHandle};
+pub use config::Config;
+pub use handle::{Delivery, Sent, ServerHandle};
+/// The message [`ServerHandle::send`] takes: the same type the clients send.
+pub use hongyan_shared::Outgoing;
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
 /// The metrics library whose registry [`Hooks::register_metrics`] receives.
 pub use prometheus_client;

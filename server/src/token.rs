@@ -144,20 +144,6 @@ impl<'de> serde::Deserialize<'de> for BearerToken {
     }
 }
 
-/// Where `hongyan serve` keeps state between runs unless `--state-dir` (`HONGYAN_STATE_DIR`)
-/// says otherwise: `$XDG_STATE_HOME/hongyan`, else `$HOME/.local/state/hongyan`, else
-/// `./.hongyan`.
-pub fn default_state_dir() -> PathBuf {
-    let non_empty = |var| std::env::var_os(var).filter(|v| !v.is_empty());
-    if let Some(state) = non_empty("XDG_STATE_HOME") {
-        PathBuf::from(state).join("hongyan")
-    } else if let Some(home) = non_empty("HOME") {
-        PathBuf::from(home).join(".local/state/hongyan")
-    } else {
-        PathBuf::from(".hongyan")
-    }
-}
-
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;

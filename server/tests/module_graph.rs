@@ -1,9 +1,10 @@
 //! No module of the server library imports a module that imports it back.
 //!
 //! Each file under `src/` is a module (`core/mod.rs` is `crate::core`, `core/login.rs` is
-//! `crate::core::login`); every `crate::…`, `super::…` and `self::…` path in its code — `use`
-//! declarations and paths written inline alike, comments and strings excluded — is an edge to
-//! the longest module that path names. A cycle in that graph fails the test with its path.
+//! `crate::core::login`), and so is each inline module in it (`mod tests { … }`); every
+//! `crate::…`, `super::…` and `self::…` path in its code — `use` declarations and paths written
+//! inline alike, comments and strings excluded — is an edge to the longest module that path
+//! names. A cycle in that graph fails the test with its path.
 //! Declaring a child (`mod login;`) is containment, not an import: a parent may hold its
 //! children, but if it also imports from a child that imports from it, that is a cycle.
 
@@ -103,26 +104,31 @@ fn a_child_using_its_parent_that_uses_it_back_is_a_cycle() {
 }
 
 #[test]
-fn paths_in_inline_modules_resolve_from_the_inline_module() {
+fn an_inline_module_is_a_module_of_its_own() {
     let sources = [
         (
             "core/mod.rs",
             "mod login;\n#[cfg(test)]\nmod tests {\n    use super::*;\n    use super::super::registry::R;\n}\n",
         ),
         ("core/login.rs", "fn f() { crate::registry::register(); }\n"),
-        ("registry.rs", "pub(crate) struct R;\n"),
+        ("registry.rs", "pub(crate) struct R;\n#[cfg(test)]\nmod tests { use crate::core::login; }\n"),
         ("lib.rs", "mod core;\nmod registry;\n"),
     ]
     .map(|(path, text)| (PathBuf::from(path), text.to_owned()));
     let graph = module_graph(&sources);
     assert_eq!(
-        graph["crate::core"],
-        BTreeSet::from(["crate::registry".to_owned()]),
-        "`super` in `core::tests` is `core` itself, `super::super` the crate"
+        graph["crate::core::tests"],
+        BTreeSet::from(["crate::core".to_owned(), "crate::registry".to_owned()]),
+        "`super` in `core::tests` is `core`, `super::super` the crate"
     );
+    assert!(graph["crate::core"].is_empty());
     assert_eq!(
-        graph["crate::core::login"],
-        BTreeSet::from(["crate::registry".to_owned()])
+        graph["crate::registry::tests"],
+        BTreeSet::from(["crate::core::login".to_owned()])
+    );
+    assert!(
+        cycles(&graph).is_empty(),
+        "a test module using what uses its parent is no cycle"
     );
 }
 
@@ -170,31 +176,87 @@ fn module_of(file: &Path) -> Vec<String> {
     path
 }
 
+/// What one file declares and imports.
+struct ParsedFile {
+    /// The module the file defines.
+    module: Vec<String>,
+    /// Its inline modules, relative to it.
+    inline: Vec<Vec<String>>,
+    /// Each path it names, with the inline module it appears in.
+    paths: Vec<(Vec<String>, Vec<String>)>,
+}
+
 fn module_graph(sources: &[(PathBuf, String)]) -> Graph {
-    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(f, _)| module_of(f)).collect();
+    // Every module: each file's, and each inline module (`mod tests { … }`) within it.
+    let parsed: Vec<ParsedFile> = sources
+        .iter()
+        .map(|(file, text)| {
+            let code = strip_comments_and_strings(text);
+            ParsedFile {
+                module: module_of(file),
+                inline: inline_modules(&code),
+                paths: imported_paths(&code),
+            }
+        })
+        .collect();
+    let mut modules: BTreeSet<Vec<String>> = BTreeSet::new();
+    for file in &parsed {
+        modules.insert(file.module.clone());
+        for scope in &file.inline {
+            modules.insert([file.module.clone(), scope.clone()].concat());
+        }
+    }
     let mut graph = Graph::new();
-    for (file, text) in sources {
-        let here = module_of(file);
-        let edges = graph.entry(here.join("::")).or_default();
-        for (scope, path) in imported_paths(&strip_comments_and_strings(text)) {
-            let mut base = here.clone();
-            base.extend(scope);
-            let Some(absolute) = absolute(&base, &path) else {
+    for module in &modules {
+        graph.entry(module.join("::")).or_default();
+    }
+    for file in &parsed {
+        for (scope, path) in &file.paths {
+            let from = [file.module.clone(), scope.clone()].concat();
+            let Some(absolute) = absolute(&from, path) else {
                 continue;
             };
-            // The longest prefix that is a module (file) of the crate.
+            // The longest prefix that is a module of the crate.
             let target = (1..=absolute.len())
                 .rev()
                 .map(|n| absolute[..n].to_vec())
                 .find(|prefix| modules.contains(prefix));
             if let Some(target) = target
-                && target != here
+                && target != from
             {
-                edges.insert(target.join("::"));
+                graph
+                    .entry(from.join("::"))
+                    .or_default()
+                    .insert(target.join("::"));
             }
         }
     }
     graph
+}
+
+/// The inline modules of a file (`mod tests { … }` → `["tests"]`), nested ones as paths.
+fn inline_modules(code: &str) -> Vec<Vec<String>> {
+    let tokens = tokenize(code);
+    let mut found = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match token.as_str() {
+            "{" => depth += 1,
+            "}" => {
+                if open.last().is_some_and(|(_, d)| *d == depth) {
+                    open.pop();
+                }
+                depth = depth.saturating_sub(1);
+            }
+            "mod" if tokens.get(i + 2).is_some_and(|t| t == "{") => {
+                open.push((tokens[i + 1].clone(), depth + 1));
+                found.push(open.iter().map(|(m, _)| m.clone()).collect());
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Makes `path` (starting with `crate`, `super` or `self`) absolute from module `base`.

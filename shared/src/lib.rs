@@ -5,16 +5,23 @@
 //! so the same code runs in the server, in native clients and in the browser (wasm32), and
 //! every protocol rule can be tested deterministically.
 //!
+//! Section numbers (`§4.3`) refer to `docs/PROTOCOL.md`, the protocol as hongyan implements it.
+//!
 //! # Layout
 //! - [`packet`]: the `Protocal` envelope ([`Packet`]), its [`PacketType`]s, the payload
 //!   documents ([`LoginInfo`], [`LoginResponse`], [`ErrorResponse`], [`Kickout`]), the
-//!   identifier newtypes ([`UserId`], [`Fingerprint`]) and the protocol [`codes`].
+//!   identifier newtypes ([`UserId`], [`Fingerprint`]), the protocol [`codes`], and
+//!   [`Outgoing`], the message an application sends (client, browser and server alike).
 //! - [`codec`]: the JSON codec ([`codec::json`], Gson-exact output, lenient input) and the TCP
-//!   frame codec ([`codec::frame`]).
+//!   frame codec ([`codec::frame`]). It knows bytes and JSON, not packets.
 //! - [`qos`]: the retransmitting [`SendQueue`] and the receiver's [`DedupWindow`].
 //! - [`sense`]: sense modes, keepalive timings and the [`Transport`] enum.
 //! - [`client`]: the client session state machine ([`ClientSession`]) that the native and
 //!   browser clients drive.
+//!
+//! Dependencies run one way: `client` uses `qos`, `sense`, `packet` and `codec`; `packet` uses
+//! `codec`; `codec`, `qos` and `sense` use none of the others. Modules import each other by
+//! their own paths: the re-exports below are for users of the crate.
 
 pub mod client;
 pub mod codec;
@@ -28,8 +35,8 @@ pub use client::{
 pub use codec::frame::{FrameCodec, FrameError};
 pub use codec::json::DecodeError;
 pub use packet::{
-    ErrorResponse, Fingerprint, KeepAlive, Kickout, LoginInfo, LoginResponse, Packet, PacketType,
-    UserId, codes,
+    ErrorResponse, Fingerprint, KeepAlive, Kickout, LoginInfo, LoginResponse, Outgoing, Packet,
+    PacketTooLarge, PacketType, UserId, codes,
 };
 pub use qos::{DedupConfig, DedupWindow, Retransmit, RetransmitSchedule, SendQueue};
 pub use sense::{KeepAliveTiming, SenseMode, Transport};

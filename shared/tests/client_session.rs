@@ -8,8 +8,8 @@ use hongyan_shared::client::{
     TransportCommand,
 };
 use hongyan_shared::{
-    ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Packet, PacketType,
-    Transport,
+    DedupConfig, ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing,
+    Packet, PacketTooLarge, PacketType, Transport,
 };
 
 const FIRST_LOGIN_TIME: i64 = 1_795_892_259_638;
@@ -286,7 +286,10 @@ fn a_301_stops_keepalives_and_relogs_in_after_one_interval() {
 #[test]
 fn a_kickout_ends_the_session_without_relogin_and_reports_pending_messages_lost() {
     let mut h = Harness::tcp().online();
-    let fp = h.session.send("bob", "hi", 0, true, h.at(10)).unwrap();
+    let fp = h
+        .session
+        .send(Outgoing::new("bob", "hi"), h.at(10))
+        .unwrap();
     h.transmits();
     let kickout = Kickout {
         code: 1,
@@ -316,7 +319,7 @@ fn logout_sends_type_3_before_closing() {
     assert_eq!(h.transport(), [TransportCommand::Close]);
     assert_eq!(h.session.state(), ConnectionState::Offline);
     assert_eq!(
-        h.session.send("bob", "x", 0, true, h.at(200)),
+        h.session.send(Outgoing::new("bob", "x"), h.at(200)),
         Err(SendError::NotLoggedIn)
     );
 }
@@ -386,7 +389,10 @@ fn without_auto_relogin_a_lost_link_ends_the_session() {
 #[test]
 fn a_qos_message_is_sent_three_times_then_reported_lost() {
     let mut h = Harness::tcp().online();
-    let fp = h.session.send("bob", "hi", 5, true, h.at(0)).unwrap();
+    let fp = h
+        .session
+        .send(Outgoing::new("bob", "hi").with_typeu(5), h.at(0))
+        .unwrap();
     let first = h.transmits();
     assert_eq!(first.len(), 1);
     assert!(first[0].qos);
@@ -417,7 +423,7 @@ fn a_qos_message_is_sent_three_times_then_reported_lost() {
 #[test]
 fn an_ack_reports_delivery_once_and_stops_retransmission() {
     let mut h = Harness::tcp().online();
-    let fp = h.session.send("0", "c2s", 0, true, h.at(0)).unwrap();
+    let fp = h.session.send(Outgoing::new("0", "c2s"), h.at(0)).unwrap();
     h.transmits();
     h.receive(Packet::ack("0", "alice", &fp, false), 50);
     h.receive(Packet::ack("0", "alice", &fp, false), 60);
@@ -434,7 +440,7 @@ fn an_ack_reports_delivery_once_and_stops_retransmission() {
 #[test]
 fn an_ack_after_the_loss_report_is_not_reported() {
     let mut h = Harness::tcp().online();
-    let fp = h.session.send("0", "c2s", 0, true, h.at(0)).unwrap();
+    let fp = h.session.send(Outgoing::new("0", "c2s"), h.at(0)).unwrap();
     h.run_until(15_000);
     assert!(
         h.events()
@@ -448,7 +454,7 @@ fn an_ack_after_the_loss_report_is_not_reported() {
 #[test]
 fn the_retransmit_schedule_keeps_running_while_offline() {
     let mut h = Harness::tcp().online();
-    h.session.send("bob", "hi", 0, true, h.at(0)).unwrap();
+    h.session.send(Outgoing::new("bob", "hi"), h.at(0)).unwrap();
     h.session.handle_disconnected(h.at(1000));
     for t in (1000..=16_000).step_by(100) {
         h.run_until(t);
@@ -467,9 +473,15 @@ fn the_retransmit_schedule_keeps_running_while_offline() {
 fn a_qos_message_sent_while_reconnecting_leaves_as_soon_as_the_login_succeeds() {
     let mut h = Harness::tcp().online();
     h.session.handle_disconnected(h.at(100));
-    let fp = h.session.send("bob", "later", 0, true, h.at(200)).unwrap();
+    let fp = h
+        .session
+        .send(Outgoing::new("bob", "later"), h.at(200))
+        .unwrap();
     assert_eq!(
-        h.session.send("bob", "now or never", 0, false, h.at(200)),
+        h.session.send(
+            Outgoing::new("bob", "now or never").with_qos(false),
+            h.at(200)
+        ),
         Err(SendError::NotOnline)
     );
     h.run_until(200);
@@ -487,8 +499,8 @@ fn a_message_over_the_transport_limit_is_refused() {
     config.max_packet_len = 200;
     let mut h = Harness::new(config).online();
     assert!(matches!(
-        h.session.send("bob", "x".repeat(200), 0, true, h.t0),
-        Err(SendError::TooLarge { max: 200, .. })
+        h.session.send(Outgoing::new("bob", "x".repeat(200)), h.t0),
+        Err(SendError::TooLarge(PacketTooLarge { max: 200, .. }))
     ));
     assert_eq!(h.session.pending(), 0);
 }
@@ -496,13 +508,13 @@ fn a_message_over_the_transport_limit_is_refused() {
 #[test]
 fn fingerprints_are_uuid_v4_and_distinct() {
     let mut h = Harness::tcp().online();
-    let a = h.session.send("bob", "1", 0, true, h.t0).unwrap();
-    let b = h.session.send("bob", "2", 0, true, h.t0).unwrap();
+    let a = h.session.send(Outgoing::new("bob", "1"), h.t0).unwrap();
+    let b = h.session.send(Outgoing::new("bob", "2"), h.t0).unwrap();
     assert_ne!(a, b);
     assert_eq!(a.as_str().len(), 36);
     assert_eq!(
         h.session
-            .send_with_fingerprint("bob", "3", 0, true, a.clone(), h.t0),
+            .send(Outgoing::new("bob", "3").with_fingerprint(a.clone()), h.t0),
         Err(SendError::DuplicateFingerprint(a))
     );
 }
@@ -578,6 +590,32 @@ fn dedup_survives_a_relogin() {
             .any(|e| matches!(e, ClientEvent::MessageReceived(_))),
         "the server's retransmission after the relogin is a duplicate"
     );
+}
+
+/// The session's promise is "once while it remembers the fingerprint" (§6.3): an application
+/// that keeps messages longer (the browser's conversation) drops later copies itself.
+#[test]
+fn a_copy_after_the_dedup_lifetime_is_delivered_again() {
+    let mut config = SessionConfig::new(Transport::Tcp, 7);
+    config.dedup = DedupConfig {
+        lifetime: ms(1000),
+        sweep_interval: ms(1000),
+        ..DedupConfig::default()
+    };
+    let mut h = Harness::new(config).online();
+    let message = Packet::common_data("bob", "alice", "late", Some("fp-late".into()), 0);
+    h.receive(message.clone(), 10);
+    h.receive(message.clone(), 500);
+    let received = |events: Vec<ClientEvent>| {
+        events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::MessageReceived(_)))
+            .count()
+    };
+    assert_eq!(received(h.events()), 1);
+    h.run_until(2500);
+    h.receive(message, 2600);
+    assert_eq!(received(h.events()), 1, "forgotten after its lifetime");
 }
 
 #[test]

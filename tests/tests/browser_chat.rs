@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hongyan_client::{Client, ClientConfig, ClientEvent, ConnectionState, Endpoint};
-use hongyan_server::Push;
+use hongyan_server::Outgoing;
 use hongyan_shared::LoginInfo;
 use hongyan_tests::TestServer;
 use hongyan_tests::browser::{BROWSER_WAIT, Driver, page_url, serve_web_client};
@@ -120,7 +120,7 @@ async fn server_messages_show_as_system_messages_once() {
     let notice = "Maintenance at 03:00 UTC";
     let sent = server
         .handle
-        .send(Push::new("alice", notice))
+        .send(Outgoing::new("alice", notice))
         .expect("alice is online");
     assert!(
         matches!(

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hongyan_client::chat::{self, ChatArgs};
+use hongyan_cli::chat::{self, ChatArgs};
 use hongyan_tests::{Event, TestServer, WAIT};
 use serde_json::Value;
 use tokio::sync::mpsc;

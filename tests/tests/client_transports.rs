@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use client_support::{endpoint, fast, next_matching, online, until_end};
 use hongyan_client::{Client, ClientEvent, ConnectionState};
-use hongyan_server::Push;
+use hongyan_server::Outgoing;
 use hongyan_shared::{LoginInfo, Transport, UserId};
 use hongyan_tests::{Event, TestServer, WAIT, on_each_transport};
 
@@ -50,7 +50,7 @@ async fn c2c_c2s_and_s2c_arrive_and_are_reported_delivered(t: Transport) {
 
     let sent = server
         .handle
-        .send(Push::new("bob", "from the server"))
+        .send(Outgoing::new("bob", "from the server"))
         .unwrap();
     let received = next_matching(&mut bob_events, WAIT, |e| {
         matches!(e, ClientEvent::MessageReceived(_))

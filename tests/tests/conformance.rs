@@ -1,5 +1,6 @@
-//! The conformance scenarios of §11.1 of the protocol reference, over TCP, UDP and WebSocket.
-//! Where UDP or a hardening rule deliberately differs, the scenario says so.
+//! The protocol's observable behaviour (docs/PROTOCOL.md §3–§6), scenario by scenario, over
+//! TCP, UDP and WebSocket. Where UDP or a hardening rule deliberately differs, the scenario
+//! says so.
 
 use std::time::Duration;
 
@@ -361,7 +362,7 @@ async fn server_push_with_qos_is_acked_and_reported_delivered(t: Transport) {
     let mut bob = server.logged_in(t, "bob").await;
     let sent = server
         .handle
-        .send(hongyan_server::Push::new("bob", "hello from server"))
+        .send(hongyan_server::Outgoing::new("bob", "hello from server"))
         .unwrap();
     let fp = sent.fp.clone().unwrap();
     let push = bob.expect(PacketType::CommonData).await;

@@ -1,4 +1,4 @@
-//! Where hongyan deliberately differs from the reference server (§10.2), each rule tested.
+//! Where hongyan deliberately differs from the reference server (§8.1), each rule tested.
 //! Real MobileIMSDK clients never notice: they only ever do what these rules allow.
 
 use std::collections::HashSet;

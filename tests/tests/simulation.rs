@@ -39,11 +39,13 @@ use futures_util::FutureExt;
 use hongyan_server::engine::{
     Clock, Core, Flow, ManualClock, MemoryPipe, Outbox, PipeProperties, Session,
 };
-use hongyan_server::{Config, Delivery, Hooks, Push, Sent, ServerHandle, SessionInfo};
+use hongyan_server::{Config, Delivery, Hooks, Sent, ServerHandle, SessionInfo};
 use hongyan_shared::client::{
     ClientEvent, ClientSession, ConnectionState, SessionConfig, TransportCommand,
 };
-use hongyan_shared::{Fingerprint, Instant, LoginInfo, Packet, PacketType, Transport, UserId};
+use hongyan_shared::{
+    Fingerprint, Instant, LoginInfo, Outgoing, Packet, PacketType, Transport, UserId,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -557,7 +559,10 @@ impl Sim {
         match action {
             Action::Send { from, to } => {
                 let content = format!("{} -> {to} #{}", self.peers[from].user, self.seq);
-                if let Ok(fp) = self.peers[from].session.send(&to, content, 0, true, now) {
+                if let Ok(fp) = self.peers[from]
+                    .session
+                    .send(Outgoing::new(to.as_str(), content), now)
+                {
                     self.peers[from].sent.insert(
                         fp,
                         Outcome {
@@ -570,10 +575,8 @@ impl Sim {
             }
             Action::ServerSend { to } => {
                 let fp = Fingerprint::from_random(self.rng.random());
-                let push = Push {
-                    fp: Some(fp.clone()),
-                    ..Push::new(self.peers[to].user.as_str(), format!("s2c {fp}"))
-                };
+                let push = Outgoing::new(self.peers[to].user.as_str(), format!("s2c {fp}"))
+                    .with_fingerprint(fp.clone());
                 if let Ok(sent) = self.server.handle.send(push) {
                     self.s2c_sent.push(S2cSent { to, fp, sent });
                 }

@@ -1,4 +1,4 @@
-//! The captured MobileIMSDK sessions of `protocol/wire-samples.md`, replayed: every `C>S`
+//! The captured MobileIMSDK sessions (docs/PROTOCOL.md §1.4), replayed: every `C>S`
 //! packet is sent byte for byte, and every `S>C` answer is checked field by field (only the
 //! server clock in `firstLoginTime` differs).
 

@@ -5,10 +5,10 @@
 #![cfg(target_arch = "wasm32")]
 
 use futures::channel::mpsc::UnboundedReceiver;
-use hongyan_shared::{Fingerprint, UserId};
+use hongyan_shared::{Fingerprint, Outgoing, UserId};
 use hongyan_web::components::Chat;
 use hongyan_web::session::{Command, SessionHandle};
-use hongyan_web::state::{ChatState, Outgoing, SessionUpdate};
+use hongyan_web::state::{ChatState, SessionUpdate};
 use leptos::mount::mount_to;
 use leptos::prelude::*;
 use leptos::task::tick;
@@ -150,9 +150,13 @@ async fn sent_message_shows_sending_then_delivered() {
     let Some(Command::Send(outgoing)) = app.next_command() else {
         panic!("the composer sends a message");
     };
-    assert_eq!(outgoing.text, "hello 👋 世界");
+    assert_eq!(outgoing.content, "hello 👋 世界");
     assert_eq!(outgoing.to, UserId::from("bob"));
-    let row = format!("li.message[data-fp=\"{}\"]", outgoing.fp);
+    assert!(outgoing.qos, "the browser sends with QoS");
+    let fp = outgoing
+        .fp
+        .expect("the composer gives each message its fingerprint");
+    let row = format!("li.message[data-fp=\"{fp}\"]");
     assert_eq!(
         app.get(&row).get_attribute("data-status").as_deref(),
         Some("sending")
@@ -166,8 +170,7 @@ async fn sent_message_shows_sending_then_delivered() {
         "the composer is cleared"
     );
 
-    app.state
-        .update(|s| s.apply(SessionUpdate::Delivered(outgoing.fp.clone())));
+    app.state.update(|s| s.apply(SessionUpdate::Delivered(fp)));
     tick().await;
     assert_eq!(
         app.get(&row).get_attribute("data-status").as_deref(),
@@ -179,11 +182,7 @@ async fn sent_message_shows_sending_then_delivered() {
 async fn lost_message_offers_a_retry_under_the_same_fingerprint() {
     let mut state = chatting_alice();
     state.select(UserId::from("bob"));
-    state.record_outgoing(&Outgoing {
-        to: UserId::from("bob"),
-        text: "are you there?".to_owned(),
-        fp: fp(1),
-    });
+    state.record_outgoing(&Outgoing::new("bob", "are you there?").with_fingerprint(fp(1)));
     state.apply(SessionUpdate::Lost(fp(1)));
     let mut app = Mounted::new(state);
     tick().await;
@@ -192,7 +191,7 @@ async fn lost_message_offers_a_retry_under_the_same_fingerprint() {
     app.get(".retry").click();
     tick().await;
     match app.next_command() {
-        Some(Command::Send(again)) => assert_eq!(again.fp, fp(1)),
+        Some(Command::Send(again)) => assert_eq!(again.fp, Some(fp(1))),
         other => panic!("expected a resend, got {other:?}"),
     }
     assert_eq!(app.count(".retry"), 0);

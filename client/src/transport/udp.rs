@@ -7,7 +7,7 @@ use hongyan_shared::Packet;
 use tokio::net::{UdpSocket, lookup_host};
 use tokio::sync::mpsc;
 
-use super::{LinkError, LinkEvent, LinkReporter, with_timeout};
+use super::link::{LinkError, LinkEvent, LinkReporter, with_timeout};
 use crate::config::ClientConfig;
 
 pub(super) async fn run(

@@ -5,13 +5,13 @@ use std::collections::HashSet;
 
 use axum::extract::State;
 use futures_util::future::join_all;
-use hongyan_shared::{Fingerprint, UserId};
+use hongyan_shared::{Fingerprint, Outgoing, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::Json;
-use crate::handle::{Delivery, Push, Sent};
+use crate::handle::{Delivery, Sent};
 use crate::http::state::HttpState;
 use crate::session::PushError;
 
@@ -191,7 +191,7 @@ pub(crate) async fn push(
             fp: fp.as_str().to_owned(),
         });
     }
-    let push = Push {
+    let push = Outgoing {
         to,
         content: request.content,
         typeu: request.typeu,
@@ -247,7 +247,7 @@ pub(crate) async fn push_batch(
     let sends: Vec<_> = receivers
         .into_iter()
         .map(|to| {
-            let push = Push {
+            let push = Outgoing {
                 to,
                 content: request.content.clone(),
                 typeu: request.typeu,

@@ -7,7 +7,8 @@ use reqwest::Url;
 
 use crate::token::BearerToken;
 
-/// Where and how to call the backend.
+/// Where and how to call the backend; the defaults are [`Config`](crate::config::Config)'s
+/// (see `WebhookConfig::new`, defined next to them).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     /// The base URL; the endpoints are `{url}/verify`, `{url}/offline` and `{url}/events`.
@@ -15,31 +16,16 @@ pub struct WebhookConfig {
     /// Sent as `Authorization: Bearer <token>` with every request, if set.
     pub token: Option<BearerToken>,
     /// Deadline of one attempt, from waiting for a request slot to reading the answer.
-    /// Default 3 s.
     pub timeout: Duration,
     /// Most requests in flight at once; further calls wait for a slot (within their deadline).
-    /// Default 64.
     pub concurrency: usize,
-    /// Events queued for delivery before further ones are dropped (and counted). Default
-    /// 10000.
+    /// Events queued for delivery before further ones are dropped (and counted).
     pub event_queue: usize,
-    /// Which events to send to `/events`. Default all.
+    /// Which events to send to `/events`.
     pub events: EventKinds,
 }
 
 impl WebhookConfig {
-    /// The defaults for a backend at `url`.
-    pub fn new(url: Url) -> Self {
-        Self {
-            url,
-            token: None,
-            timeout: Duration::from_secs(3),
-            concurrency: 64,
-            event_queue: 10_000,
-            events: EventKinds::ALL,
-        }
-    }
-
     /// Parses a base URL, which must be `http` or `https`.
     pub fn parse_url(url: &str) -> Result<Url, String> {
         let parsed = Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -133,11 +119,21 @@ impl FromStr for EventKinds {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for EventKinds {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+/// `all`, `none`, or the names separated by commas: what [`FromStr`] reads back.
+impl std::fmt::Display for EventKinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::ALL => f.write_str("all"),
+            Self::NONE => f.write_str("none"),
+            kinds => {
+                let names: Vec<_> = EventKind::ALL
+                    .into_iter()
+                    .filter(|&k| kinds.contains(k))
+                    .map(EventKind::name)
+                    .collect();
+                f.write_str(&names.join(","))
+            }
+        }
     }
 }
 

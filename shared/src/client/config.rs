@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::codec::frame::DEFAULT_MAX_BODY;
-use crate::{DedupConfig, KeepAliveTiming, RetransmitSchedule, SenseMode, Transport};
+use crate::qos::{DedupConfig, RetransmitSchedule};
+use crate::sense::{KeepAliveTiming, SenseMode, Transport};
 
 /// The Java clients' keepalive-timeout checker period (`NETWORK_CONNECTION_TIME_OUT_CHECK_INTERVAL`).
 pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_millis(2000);
@@ -39,8 +40,10 @@ pub struct SessionConfig {
     /// How long received fingerprints are remembered to drop duplicates (§6.3).
     pub dedup: DedupConfig,
     /// The longest packet JSON the session will send; longer messages are refused by
-    /// [`ClientSession::send`](super::ClientSession::send). Defaults: TCP 6144 (the frame body
-    /// limit), UDP 2048 (the server's datagram buffer), WebSocket 65536.
+    /// [`ClientSession::send`](super::ClientSession::send) (and
+    /// [`Outgoing::check_size`](crate::Outgoing::check_size) tells before sending). Defaults:
+    /// TCP 6144 (the frame body limit), UDP 2048 (the server's datagram buffer), WebSocket
+    /// 65536.
     pub max_packet_len: usize,
     /// Seeds the generator that makes message fingerprints. The driver must draw it from a real
     /// entropy source: fingerprints of two clients must not collide, since servers key

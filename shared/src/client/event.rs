@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Fingerprint, Kickout, Packet, UserId};
+use crate::packet::{Fingerprint, Kickout, Packet, UserId};
 
 /// Where the session stands, from the application's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

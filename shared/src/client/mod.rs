@@ -1,13 +1,13 @@
 //! The client side of the protocol as a sans-IO state machine ([`ClientSession`]): login,
 //! keepalive, link-loss detection, auto-relogin, kickout, logout, QoS sending and
-//! duplicate-free receiving (§4.7, §5, §6.1, §6.3 of the reference).
+//! duplicate-free receiving (§4.7, §5, §6.1, §6.3).
 //!
 //! The session never touches a socket or a clock. A driver (the native `hongyan-client`, the
 //! browser client, or a test) feeds it what happens and carries out what it asks:
 //!
 //! ```
 //! use hongyan_shared::client::{ClientEvent, ClientSession, ConnectionState, SessionConfig, TransportCommand};
-//! use hongyan_shared::{Instant, LoginInfo, LoginResponse, Packet, PacketType, Transport};
+//! use hongyan_shared::{Instant, LoginInfo, LoginResponse, Outgoing, Packet, PacketType, Transport};
 //!
 //! let t0 = Instant::now();
 //! let mut session = ClientSession::new(SessionConfig::new(Transport::Tcp, 42), t0);
@@ -25,7 +25,7 @@
 //! assert_eq!(session.state(), ConnectionState::Online);
 //!
 //! // A QoS message leaves at once and is tracked until the server acknowledges it.
-//! let fp = session.send("bob", "hello", 0, true, t0).unwrap();
+//! let fp = session.send(Outgoing::new("bob", "hello"), t0).unwrap();
 //! let message = session.poll_transmit().unwrap();
 //! assert_eq!(message.fp.as_ref(), Some(&fp));
 //! session.handle_packet(Packet::ack("bob", "alice", &fp, false), t0);

@@ -6,10 +6,13 @@ use std::collections::VecDeque;
 use super::config::SessionConfig;
 use super::event::{ClientEvent, ConnectionState, ReceivedMessage, TransportCommand};
 use super::rng::SplitMix64;
-use crate::{
-    DedupWindow, ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Packet,
-    PacketType, Retransmit, SendQueue, UserId, codes,
+use web_time::Instant;
+
+use crate::packet::{
+    ErrorResponse, Fingerprint, Kickout, LoginInfo, LoginResponse, Outgoing, Packet,
+    PacketTooLarge, PacketType, UserId, codes,
 };
+use crate::qos::{DedupWindow, Retransmit, SendQueue};
 
 /// Why a login could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,14 +37,10 @@ pub enum SendError {
     /// The fingerprint is already awaiting acknowledgement.
     #[error("fingerprint {0} is already pending")]
     DuplicateFingerprint(Fingerprint),
-    /// The packet would exceed the transport's limit ([`SessionConfig::max_packet_len`]).
-    #[error("packet of {len} bytes exceeds the {max}-byte limit")]
-    TooLarge {
-        /// The encoded packet length.
-        len: usize,
-        /// The configured limit.
-        max: usize,
-    },
+    /// The packet would exceed the transport's limit ([`SessionConfig::max_packet_len`]);
+    /// [`Outgoing::check_size`] tells before sending.
+    #[error(transparent)]
+    TooLarge(#[from] PacketTooLarge),
 }
 
 /// Whether the session's transport is up, as far as the session knows.
@@ -175,55 +174,34 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Sends `content` to `to` (`"0"` for the server) with application sub-type `typeu`,
-    /// returning the message's fingerprint.
+    /// Sends `message`, returning its fingerprint: the one the message carries, or a fresh
+    /// UUIDv4 when it has none.
     ///
-    /// With `qos` the message is retransmitted until acknowledged and ends with exactly one
+    /// With QoS the message is retransmitted until acknowledged and ends with exactly one
     /// [`ClientEvent::MessageDelivered`] or [`ClientEvent::MessagesLost`]; it may be sent while
     /// the session is connecting or reconnecting, and leaves as soon as it is online. Without
-    /// `qos` the packet still carries the fingerprint (for the application's bookkeeping) but
-    /// nobody acknowledges it, and it is refused unless the session is online.
-    pub fn send(
-        &mut self,
-        to: &str,
-        content: impl Into<String>,
-        typeu: i32,
-        qos: bool,
-        now: Instant,
-    ) -> Result<Fingerprint, SendError> {
-        let fp = Fingerprint::from_random(self.rng.next_u128());
-        self.send_with_fingerprint(to, content, typeu, qos, fp, now)
-    }
-
-    /// [`send`](Self::send) with a fingerprint chosen by the application, e.g. to resend a
-    /// message under its original fingerprint after a restart.
-    pub fn send_with_fingerprint(
-        &mut self,
-        to: &str,
-        content: impl Into<String>,
-        typeu: i32,
-        qos: bool,
-        fp: Fingerprint,
-        now: Instant,
-    ) -> Result<Fingerprint, SendError> {
+    /// QoS the packet still carries the fingerprint (for the application's bookkeeping) but
+    /// nobody acknowledges it, and it is refused unless the session is online. A fingerprint
+    /// chosen by the application lets it send a message again under its first one (e.g. after
+    /// a restart), so that a receiver that has it already drops the copy; it is refused while
+    /// a QoS message with the same fingerprint is still pending.
+    pub fn send(&mut self, mut message: Outgoing, now: Instant) -> Result<Fingerprint, SendError> {
+        let fp = message
+            .fp
+            .get_or_insert_with(|| Fingerprint::from_random(self.rng.next_u128()))
+            .clone();
         let Some(from) = self.user_id() else {
             return Err(SendError::NotLoggedIn);
         };
-        if !qos && !self.is_online() {
+        if !message.qos && !self.is_online() {
             return Err(SendError::NotOnline);
         }
-        if qos && self.send_queue.contains(&fp) {
+        if message.qos && self.send_queue.contains(&fp) {
             return Err(SendError::DuplicateFingerprint(fp));
         }
-        let mut packet = Packet::common_data(from.as_str(), to, content, Some(fp.clone()), typeu);
-        packet.qos = qos;
-        let len = packet.to_json().len();
-        if len > self.config.max_packet_len {
-            return Err(SendError::TooLarge {
-                len,
-                max: self.config.max_packet_len,
-            });
-        }
+        message.check_size(from, self.config.max_packet_len)?;
+        let qos = message.qos;
+        let packet = message.into_packet(from);
         if qos {
             self.send_queue.insert(fp.clone(), packet.clone(), now);
         }

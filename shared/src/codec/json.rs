@@ -1,14 +1,15 @@
 //! The JSON codec: strict in what it writes, lenient in what it reads.
 //!
+//! This module knows JSON and Gson, not packets: the packet and its payloads describe their
+//! own members with its writer and lenient readers (`packet/wire.rs`, `packet/payload.rs`), so
+//! the dependency runs one way, from `packet` to `codec`.
+//!
 //! Writing follows §1.2 byte for byte: the reference's key order, `null` members left out,
 //! compact output, and Gson's HTML-safe escapes (`<>&='` as `\u003c`…). Reading follows §1.3:
 //! any key order, unknown keys ignored, missing and `null` keys as the Java zero values, numbers
 //! accepted for strings and numeric strings for integers, as Gson's lenient reader does.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-
-use crate::packet::{Fingerprint, Packet, PacketType, UserId};
 
 /// Why a packet or payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -27,29 +28,6 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct WirePacket {
-    #[serde(deserialize_with = "lenient::bool")]
-    bridge: bool,
-    #[serde(rename = "type", deserialize_with = "lenient::i32")]
-    kind: i32,
-    #[serde(rename = "dataContent", deserialize_with = "lenient::opt_string")]
-    data_content: Option<String>,
-    #[serde(deserialize_with = "lenient::opt_string")]
-    from: Option<UserId>,
-    #[serde(deserialize_with = "lenient::opt_string")]
-    to: Option<UserId>,
-    #[serde(deserialize_with = "lenient::opt_string")]
-    fp: Option<Fingerprint>,
-    #[serde(rename = "QoS", deserialize_with = "lenient::bool")]
-    qos: bool,
-    #[serde(deserialize_with = "lenient::i32")]
-    typeu: i32,
-    #[serde(deserialize_with = "lenient::i64")]
-    sm: i64,
-}
-
 /// Checks that `body` holds a JSON object before serde sees it: serde would also accept an
 /// array for a struct, which Gson does not.
 fn expect_object(body: &[u8]) -> Result<(), DecodeError> {
@@ -61,45 +39,11 @@ fn expect_object(body: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
-pub(crate) fn decode_packet(body: &[u8]) -> Result<Packet, DecodeError> {
+/// Decodes one JSON object (a packet body or a payload document) into `T`, whose fields use
+/// the `lenient` readers.
+pub(crate) fn decode_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     expect_object(body)?;
-    let wire: WirePacket = serde_json::from_slice(body)?;
-    Ok(Packet {
-        bridge: wire.bridge,
-        kind: PacketType::from_code(wire.kind),
-        data_content: wire.data_content,
-        from: wire.from,
-        to: wire.to,
-        fp: wire.fp,
-        qos: wire.qos,
-        typeu: wire.typeu,
-        sm: wire.sm,
-    })
-}
-
-pub(crate) fn decode_payload<T: DeserializeOwned>(data_content: &str) -> Result<T, DecodeError> {
-    expect_object(data_content.as_bytes())?;
-    Ok(serde_json::from_str(data_content)?)
-}
-
-pub(crate) fn encode_packet(packet: &Packet, out: &mut Vec<u8>) {
-    out.reserve(
-        112 + packet
-            .data_content
-            .as_ref()
-            .map_or(0, |d| d.len() + d.len() / 8),
-    );
-    let mut w = JsonWriter::begin(out);
-    w.bool("bridge", packet.bridge);
-    w.int("type", i64::from(packet.kind.code()));
-    w.str("dataContent", packet.data_content.as_deref());
-    w.str("from", packet.from.as_ref().map(UserId::as_str));
-    w.str("to", packet.to.as_ref().map(UserId::as_str));
-    w.str("fp", packet.fp.as_ref().map(Fingerprint::as_str));
-    w.bool("QoS", packet.qos);
-    w.int("typeu", i64::from(packet.typeu));
-    w.int("sm", packet.sm);
-    w.end();
+    Ok(serde_json::from_slice(body)?)
 }
 
 /// Builds a JSON object as a `String` with `fill` adding its members.
@@ -119,7 +63,8 @@ pub(crate) struct JsonWriter<'a> {
 }
 
 impl<'a> JsonWriter<'a> {
-    fn begin(out: &'a mut Vec<u8>) -> Self {
+    /// Opens an object at the end of `out`.
+    pub(crate) fn begin(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         Self { out, first: true }
     }
@@ -166,7 +111,8 @@ impl<'a> JsonWriter<'a> {
         }
     }
 
-    fn end(self) {
+    /// Closes the object.
+    pub(crate) fn end(self) {
         self.out.push(b'}');
     }
 }

@@ -1,4 +1,4 @@
-//! Protocol type codes (§2 of the reference).
+//! Protocol type codes (§2).
 
 /// The `type` of a packet. Unknown codes are kept, so they can be logged and ignored as the
 /// reference does, instead of failing the whole packet.

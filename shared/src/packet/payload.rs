@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::UserId;
+use super::ids::UserId;
 use crate::codec::json::{self, DecodeError};
 
 /// Numeric codes shared by clients and server (§4.6).
@@ -53,7 +53,7 @@ impl LoginInfo {
 
     /// Decodes a login payload.
     pub fn decode(data_content: &str) -> Result<Self, DecodeError> {
-        json::decode_payload(data_content)
+        json::decode_object(data_content.as_bytes())
     }
 
     /// The payload's JSON, in Gson's key order.
@@ -93,7 +93,7 @@ impl LoginResponse {
 
     /// Decodes a login-response payload.
     pub fn decode(data_content: &str) -> Result<Self, DecodeError> {
-        json::decode_payload(data_content)
+        json::decode_object(data_content.as_bytes())
     }
 
     /// The payload's JSON.
@@ -124,7 +124,7 @@ pub struct ErrorResponse {
 impl ErrorResponse {
     /// Decodes an error payload.
     pub fn decode(data_content: &str) -> Result<Self, DecodeError> {
-        json::decode_payload(data_content)
+        json::decode_object(data_content.as_bytes())
     }
 
     /// The payload's JSON.
@@ -151,7 +151,7 @@ pub struct Kickout {
 impl Kickout {
     /// Decodes a kickout payload.
     pub fn decode(data_content: &str) -> Result<Self, DecodeError> {
-        json::decode_payload(data_content)
+        json::decode_object(data_content.as_bytes())
     }
 
     /// The payload's JSON.

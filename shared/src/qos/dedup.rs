@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::Instant;
+use web_time::Instant;
 
 /// How long fingerprints are remembered and how many at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

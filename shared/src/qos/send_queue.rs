@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::Instant;
+use web_time::Instant;
 
 /// When a [`SendQueue`] retransmits and when it gives up.
 ///

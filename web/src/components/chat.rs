@@ -2,7 +2,10 @@
 
 use leptos::prelude::*;
 
-use super::{Composer, ConversationList, NewChat, Thread, use_chat_state, use_session};
+use super::composer::Composer;
+use super::context::{use_chat_state, use_session};
+use super::conversations::{ConversationList, NewChat};
+use super::thread::Thread;
 
 /// The connection status as a coloured badge (`#status`, `data-state` = the status key).
 #[component]

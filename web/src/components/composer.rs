@@ -1,11 +1,12 @@
 //! The message box.
 
+use hongyan_shared::Outgoing;
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
-use super::{use_chat_state, use_session};
+use super::context::{use_chat_state, use_session};
 use crate::session::new_fingerprint;
-use crate::state::{ComposeError, Outgoing, check_outgoing};
+use crate::state::{ComposeError, check_outgoing};
 
 /// A text area and a send button (`#composer`). Enter sends, Shift+Enter breaks the line, and
 /// Enter that confirms an IME composition (Chinese, Japanese…) does neither.
@@ -21,16 +22,15 @@ pub fn Composer() -> impl IntoView {
         let outcome = state.with_untracked(|s| {
             let me = s.me().ok_or(ComposeError::NoPeer)?;
             let peer = s.selected().ok_or(ComposeError::NoPeer)?;
-            text.with_untracked(|t| check_outgoing(me, peer, t))?;
-            Ok::<_, ComposeError>(peer.clone())
+            let outgoing = Outgoing::new(peer.clone(), text.get_untracked());
+            check_outgoing(me, &outgoing)?;
+            Ok::<_, ComposeError>(outgoing)
         });
         match outcome {
-            Ok(to) => {
-                let outgoing = Outgoing {
-                    to,
-                    text: text.get_untracked(),
-                    fp: new_fingerprint(),
-                };
+            Ok(outgoing) => {
+                // Chosen here, not by the session, so the recorded message can follow the
+                // session's reports on it.
+                let outgoing = outgoing.with_fingerprint(new_fingerprint());
                 state.update(|s| {
                     s.record_outgoing(&outgoing);
                 });

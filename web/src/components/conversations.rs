@@ -4,7 +4,7 @@ use hongyan_shared::UserId;
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
-use super::use_chat_state;
+use super::context::use_chat_state;
 use crate::state::{Author, ChatState, Conversation, Delivery};
 
 /// What one row of the list shows; a change in any of it re-renders the row.

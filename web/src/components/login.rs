@@ -3,7 +3,7 @@
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
-use super::{use_chat_state, use_session};
+use super::context::{use_chat_state, use_session};
 use crate::state::{ConnectionStatus, LoginForm, default_server_url};
 
 /// The server URL for this page: its own origin at `/websocket`.

@@ -7,9 +7,12 @@
 //! - `conversations.rs`: [`ConversationList`] with unread counts, and [`NewChat`].
 //! - `thread.rs`: [`Thread`], the messages of the open conversation with their ticks.
 //! - `composer.rs`: [`Composer`], the message box.
+//! - `context.rs`: how the components reach the state and the session handle that [`Chat`]
+//!   provides.
 
 mod chat;
 mod composer;
+mod context;
 mod conversations;
 mod login;
 mod thread;
@@ -65,14 +68,4 @@ pub fn Chat(
             </Show>
         </div>
     }
-}
-
-/// The state signal from context.
-fn use_chat_state() -> RwSignal<ChatState> {
-    expect_context::<RwSignal<ChatState>>()
-}
-
-/// The session handle from context.
-fn use_session() -> SessionHandle {
-    expect_context::<SessionHandle>()
 }

@@ -3,7 +3,7 @@
 use leptos::html;
 use leptos::prelude::*;
 
-use super::{use_chat_state, use_session};
+use super::context::{use_chat_state, use_session};
 use crate::state::{Author, ChatMessage, Delivery, MessageId, display_name};
 
 /// The messages with the selected peer, oldest first (`#thread`); each `li.message` has

@@ -15,7 +15,9 @@ use hongyan_shared::client::{ClientSession, SessionConfig, TransportCommand};
 use hongyan_shared::{Instant, Packet, Transport};
 use leptos::prelude::*;
 
-use super::{Command, SessionHandle, random_u64, updates_for};
+use super::entropy::random_u64;
+use super::events::updates_for;
+use super::handle::{Command, SessionHandle};
 use crate::state::{ChatState, SessionUpdate};
 
 /// Starts the driver on the browser's event loop and returns the handle that commands it.
@@ -115,24 +117,20 @@ impl Driver {
                 }
             }
             Command::Send(outgoing) => {
+                let fp = outgoing.fp.clone();
                 let result = match &mut self.session {
                     Some(session) => session
-                        .send_with_fingerprint(
-                            outgoing.to.as_str(),
-                            outgoing.text,
-                            -1,
-                            true,
-                            outgoing.fp.clone(),
-                            now,
-                        )
+                        .send(outgoing, now)
                         .map(drop)
                         .map_err(|e| e.to_string()),
                     None => Err("not logged in".to_owned()),
                 };
                 if let Err(error) = result {
+                    log::warn!("message {fp:?} not sent: {error}");
                     // Never drop a message silently: the UI shows it lost, with a retry.
-                    log::warn!("message {} not sent: {error}", outgoing.fp);
-                    self.update(SessionUpdate::Lost(outgoing.fp));
+                    if let Some(fp) = fp {
+                        self.update(SessionUpdate::Lost(fp));
+                    }
                 }
             }
             Command::Logout => match &mut self.session {

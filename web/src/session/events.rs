@@ -42,11 +42,11 @@ pub fn updates_for(event: ClientEvent) -> Vec<SessionUpdate> {
 mod tests {
     use hongyan_shared::client::{ClientSession, SessionConfig, TransportCommand};
     use hongyan_shared::{
-        Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Packet, Transport, codes,
+        Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing, Packet, Transport, codes,
     };
 
     use super::*;
-    use crate::state::{ChatState, ConnectionStatus, Delivery, Outgoing};
+    use crate::state::{ChatState, ConnectionStatus, Delivery};
 
     /// A real session with a scripted server, its events applied to a [`ChatState`] the way
     /// the driver applies them.
@@ -100,22 +100,9 @@ mod tests {
         }
 
         fn send(&mut self, to: &str, text: &str, n: u128) -> Fingerprint {
-            let outgoing = Outgoing {
-                to: to.into(),
-                text: text.to_owned(),
-                fp: Fingerprint::from_random(n),
-            };
+            let outgoing = Outgoing::new(to, text).with_fingerprint(Fingerprint::from_random(n));
             self.state.record_outgoing(&outgoing);
-            self.session
-                .send_with_fingerprint(
-                    outgoing.to.as_str(),
-                    outgoing.text,
-                    -1,
-                    true,
-                    outgoing.fp,
-                    self.now,
-                )
-                .unwrap()
+            self.session.send(outgoing, self.now).unwrap()
         }
 
         fn delivery(&self, peer: &str) -> Option<Delivery> {

@@ -2,6 +2,7 @@
 //! [`SessionHandle`], the session's events come out as [`SessionUpdate`]s applied to the
 //! [`ChatState`](crate::state::ChatState) signal.
 //!
+//! - `handle.rs`: the [`Command`]s the UI sends and the [`SessionHandle`] it sends them with.
 //! - `driver.rs`: the task that owns the session and the gloo-net WebSocket (wasm32).
 //! - `events.rs`: the pure mapping from [`ClientEvent`]s to [`SessionUpdate`]s.
 //! - `entropy.rs`: fingerprints and session seeds from `crypto.getRandomValues`.
@@ -13,66 +14,9 @@
 mod driver;
 mod entropy;
 mod events;
-
-use futures::channel::mpsc;
+mod handle;
 
 pub use driver::spawn;
 pub use entropy::{new_fingerprint, random_u64};
 pub use events::updates_for;
-
-use crate::state::{LoginRequest, Outgoing};
-
-/// What the UI asks of the session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Log in (replacing any finished session) and stay logged in.
-    Login(LoginRequest),
-    /// Send a QoS message under the given fingerprint.
-    Send(Outgoing),
-    /// Log out: the session sends a logout and ends.
-    Logout,
-    /// The app is being torn down: log out and stop the driver.
-    Shutdown,
-}
-
-/// The UI's end of the session driver. Cheap to clone; every clone talks to the same driver.
-#[derive(Clone, Debug)]
-pub struct SessionHandle {
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl SessionHandle {
-    /// A handle whose commands arrive on the returned receiver instead of a driver: for tests
-    /// of the components, and for the driver itself.
-    pub fn detached() -> (Self, mpsc::UnboundedReceiver<Command>) {
-        let (commands, receiver) = mpsc::unbounded();
-        (Self { commands }, receiver)
-    }
-
-    /// Queues `command` for the driver. After the driver stopped this does nothing.
-    pub fn command(&self, command: Command) {
-        if self.commands.unbounded_send(command).is_err() {
-            log::debug!("session driver has stopped; command dropped");
-        }
-    }
-
-    /// Logs in with a validated form.
-    pub fn login(&self, request: LoginRequest) {
-        self.command(Command::Login(request));
-    }
-
-    /// Sends a message the UI has already recorded as `Sending`.
-    pub fn send(&self, outgoing: Outgoing) {
-        self.command(Command::Send(outgoing));
-    }
-
-    /// Logs out.
-    pub fn logout(&self) {
-        self.command(Command::Logout);
-    }
-
-    /// Stops the driver (logging out first).
-    pub fn shutdown(&self) {
-        self.command(Command::Shutdown);
-    }
-}
+pub use handle::{Command, SessionHandle};

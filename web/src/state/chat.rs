@@ -4,12 +4,10 @@
 //! feed it the user's actions, and the view only reads it. It never touches the DOM, so all of
 //! the rules below are unit-tested natively.
 
-use hongyan_shared::{Fingerprint, Packet, UserId};
+use hongyan_shared::client::SERVER_WS_MAX_FRAME;
+use hongyan_shared::{Fingerprint, Outgoing, PacketTooLarge, UserId};
 
-use super::ConnectionStatus;
-
-/// The largest WebSocket text frame the server accepts (§3.3 of the protocol notes).
-pub const MAX_FRAME_BYTES: usize = 65_536;
+use super::connection::ConnectionStatus;
 
 /// What the session driver reports to the UI.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,11 +153,8 @@ pub enum ComposeError {
     #[error("type a message first")]
     Empty,
     /// The encoded packet would exceed the server's frame limit.
-    #[error("the message is too long ({bytes} bytes encoded, the limit is {MAX_FRAME_BYTES})")]
-    TooLong {
-        /// The size the packet would have on the wire.
-        bytes: usize,
-    },
+    #[error("the message is too long ({} bytes encoded, the limit is {})", .0.len, .0.max)]
+    TooLong(#[from] PacketTooLarge),
     /// No conversation is open.
     #[error("choose someone to talk to")]
     NoPeer,
@@ -168,38 +163,20 @@ pub enum ComposeError {
     BadPeer(String),
 }
 
-/// Checks that `text` can travel from `me` to `peer` in one WebSocket frame.
-pub fn check_outgoing(me: &UserId, peer: &UserId, text: &str) -> Result<(), ComposeError> {
+/// Checks that `message` can be sent by `me` as typed: to a real peer, not blank, and in one
+/// WebSocket frame. The size rule is the shared session's own
+/// ([`Outgoing::check_size`] against the limit of a WebSocket session), so the composer tells
+/// the user at once what the session would refuse.
+pub fn check_outgoing(me: &UserId, message: &Outgoing) -> Result<(), ComposeError> {
+    let peer = &message.to;
     if peer.as_str().is_empty() || peer.as_str() == UserId::UNSET {
         return Err(ComposeError::BadPeer(peer.to_string()));
     }
-    if text.trim().is_empty() {
+    if message.content.trim().is_empty() {
         return Err(ComposeError::Empty);
     }
-    // The fingerprint's length is fixed, so any fingerprint gives the exact size.
-    let packet = Packet::common_data(
-        me.as_str(),
-        peer.as_str(),
-        text,
-        Some(Fingerprint::from_random(0)),
-        -1,
-    );
-    let bytes = packet.to_json().len();
-    if bytes > MAX_FRAME_BYTES {
-        return Err(ComposeError::TooLong { bytes });
-    }
+    message.check_size(me, SERVER_WS_MAX_FRAME)?;
     Ok(())
-}
-
-/// A message the UI asks the session to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The receiver.
-    pub to: UserId,
-    /// The text.
-    pub text: String,
-    /// The fingerprint to send it under (kept on retry, so the receiver can de-duplicate).
-    pub fp: Fingerprint,
 }
 
 /// The state of the chat screen.
@@ -279,15 +256,16 @@ impl ChatState {
         self.give_up_pending();
     }
 
-    /// Records a message the user just sent, in state `Sending`.
+    /// Records a message the user just sent, in state `Sending`. It is followed by the
+    /// session's reports on its fingerprint, so the UI gives it one before sending.
     pub fn record_outgoing(&mut self, outgoing: &Outgoing) -> MessageId {
         let id = self.fresh_id();
         let index = self.index_or_insert(&outgoing.to, true);
         self.conversations[index].messages.push(ChatMessage {
             id,
-            fp: Some(outgoing.fp.clone()),
+            fp: outgoing.fp.clone(),
             author: Author::Me,
-            text: outgoing.text.clone(),
+            text: outgoing.content.clone(),
             delivery: Some(Delivery::Sending),
         });
         id
@@ -301,12 +279,11 @@ impl ChatState {
             if message.delivery != Some(Delivery::Lost) {
                 return None;
             }
+            let fp = message.fp.clone()?;
             message.delivery = Some(Delivery::Sending);
-            Some(Outgoing {
-                to: conversation.peer.clone(),
-                text: message.text.clone(),
-                fp: message.fp.clone()?,
-            })
+            Some(
+                Outgoing::new(conversation.peer.clone(), message.text.clone()).with_fingerprint(fp),
+            )
         })
     }
 
@@ -348,6 +325,11 @@ impl ChatState {
         } else {
             Author::Peer
         };
+        // The session delivers each QoS message once, across reconnects too, but only while
+        // it remembers the fingerprint: for its dedup lifetime (10 to 15 minutes, §6.3), and
+        // not into a new session after a logout or kickout. The conversation keeps messages
+        // longer than that, and a sender's retry of a message reported lost (same fingerprint,
+        // see `retry`) may come later, so a copy of a message already shown is dropped here.
         if let (Some(fp), Some(conversation)) = (&fp, self.conversation(&from)) {
             let seen = conversation
                 .messages
@@ -448,11 +430,7 @@ mod tests {
     }
 
     fn send(state: &mut ChatState, to: &str, text: &str, n: u128) -> MessageId {
-        state.record_outgoing(&Outgoing {
-            to: UserId::from(to),
-            text: text.to_owned(),
-            fp: fp(n),
-        })
+        state.record_outgoing(&Outgoing::new(to, text).with_fingerprint(fp(n)))
     }
 
     fn received(from: &str, n: Option<u128>, text: &str) -> SessionUpdate {
@@ -505,14 +483,14 @@ mod tests {
         assert_eq!(state.retry(id), None, "only lost messages can be retried");
         state.apply(SessionUpdate::Lost(fp(9)));
         let again = state.retry(id).expect("a lost message can be retried");
-        assert_eq!(again.fp, fp(9));
-        assert_eq!(again.to, UserId::from("bob"));
-        assert_eq!(again.text, "again");
+        assert_eq!(again, Outgoing::new("bob", "again").with_fingerprint(fp(9)));
         assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
     }
 
+    /// Copies the session drops never get here; this is a later one it has forgotten (a
+    /// retry after its dedup lifetime, or after a new login).
     #[test]
-    fn retransmitted_message_appears_once() {
+    fn a_message_already_in_the_conversation_appears_once() {
         let mut state = logged_in("bob");
         state.apply(received("alice", Some(5), "hello"));
         state.apply(received("alice", Some(5), "hello"));
@@ -665,17 +643,23 @@ mod tests {
     #[test]
     fn outgoing_text_must_fit_one_frame() {
         let me = UserId::from("alice");
-        let bob = UserId::from("bob");
-        assert_eq!(check_outgoing(&me, &bob, "  \n"), Err(ComposeError::Empty));
-        assert_eq!(check_outgoing(&me, &bob, "你好 👋"), Ok(()));
+        let to_bob = |text: &str| Outgoing::new("bob", text).with_fingerprint(fp(1));
+        assert_eq!(
+            check_outgoing(&me, &to_bob("  \n")),
+            Err(ComposeError::Empty)
+        );
+        assert_eq!(check_outgoing(&me, &to_bob("你好 👋")), Ok(()));
         // '<' is escaped to six bytes by the Gson-compatible encoder.
-        let angle_brackets = "<".repeat(MAX_FRAME_BYTES / 6);
+        let angle_brackets = "<".repeat(SERVER_WS_MAX_FRAME / 6);
         assert!(matches!(
-            check_outgoing(&me, &bob, &angle_brackets),
-            Err(ComposeError::TooLong { .. })
+            check_outgoing(&me, &to_bob(&angle_brackets)),
+            Err(ComposeError::TooLong(PacketTooLarge {
+                max: SERVER_WS_MAX_FRAME,
+                ..
+            }))
         ));
         assert_eq!(
-            check_outgoing(&me, &UserId::from(""), "x"),
+            check_outgoing(&me, &Outgoing::new("", "x")),
             Err(ComposeError::BadPeer(String::new()))
         );
     }

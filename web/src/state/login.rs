@@ -2,7 +2,7 @@
 
 use hongyan_shared::{LoginInfo, UserId};
 
-/// The WebSocket path of a MobileIMSDK server (§3.3 of the protocol notes).
+/// The WebSocket path of a MobileIMSDK server (docs/PROTOCOL.md §3.3).
 pub const WEBSOCKET_PATH: &str = "/websocket";
 
 /// The server URL a page loaded from `protocol//host` uses by default: the same origin at

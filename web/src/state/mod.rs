@@ -6,8 +6,8 @@ mod connection;
 mod login;
 
 pub use chat::{
-    Author, ChatMessage, ChatState, ComposeError, Conversation, Delivery, MAX_FRAME_BYTES,
-    MessageId, Outgoing, SessionUpdate, check_outgoing, display_name,
+    Author, ChatMessage, ChatState, ComposeError, Conversation, Delivery, MessageId, SessionUpdate,
+    check_outgoing, display_name,
 };
 pub use connection::ConnectionStatus;
 pub use login::{LoginForm, LoginFormError, LoginRequest, WEBSOCKET_PATH, default_server_url};

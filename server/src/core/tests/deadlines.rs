@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
+use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, Transport};
 
 use super::harness::{Event, Harness, data, kinds};
+use crate::Delivery;
 use crate::core::Flow;
-use crate::{Delivery, Push};
 
 #[test]
 fn a_silent_session_expires_and_traffic_moves_its_deadline() {
@@ -59,10 +59,7 @@ fn an_unacknowledged_push_is_sent_again_then_reported_lost() {
     let fp = Fingerprint::new("fp-1");
     let sent = h
         .handle()
-        .send(Push {
-            fp: Some(fp.clone()),
-            ..Push::new("bob", "hello")
-        })
+        .send(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
         .unwrap();
     h.deliver(&mut bob);
     assert_eq!(kinds(&bob.written()), [PacketType::CommonData]);

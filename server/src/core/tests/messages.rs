@@ -2,10 +2,9 @@
 
 use std::sync::atomic::Ordering;
 
-use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
+use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, Transport};
 
 use super::harness::{Event, Harness, data, kinds};
-use crate::Push;
 use crate::core::Flow;
 
 #[test]
@@ -162,10 +161,7 @@ fn an_ack_settles_only_a_packet_sent_to_the_user_who_acks() {
     let fp = Fingerprint::new("fp-1");
     let sent = h
         .handle()
-        .send(Push {
-            fp: Some(fp.clone()),
-            ..Push::new("bob", "hello")
-        })
+        .send(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
         .unwrap();
     h.receive(&mut alice, &Packet::ack("alice", "0", &fp, false));
     assert!(

@@ -281,5 +281,8 @@ fn the_runtime_has_as_many_workers_as_configured() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("workers must be positive"), "{err}");
+    assert!(
+        err.contains("invalid `workers` from flag --workers: must be positive"),
+        "{err}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `hongyan chat`: an interactive terminal client, and a line-oriented one for scripts.
+//! `hongyan chat`: an interactive terminal client, and a line-oriented one for scripts, on
+//! the `hongyan-client` library.
 //!
 //! Human mode prints status lines (`* online`, `* link lost, reconnecting`, `* kicked out`),
 //! incoming messages as `<bob> text`, and delivery ticks (`✓` delivered, `✗` lost) under the
@@ -22,7 +23,7 @@ use hongyan_shared::{Fingerprint, LoginInfo, SenseMode, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Client, ClientConfig, Endpoint, Outgoing};
+use hongyan_client::{Client, ClientConfig, Endpoint, Outgoing};
 
 /// Arguments of `hongyan chat`.
 #[derive(Debug, Clone, clap::Args)]

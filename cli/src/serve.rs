@@ -1,0 +1,100 @@
+//! `hongyan serve`: loads the settings, builds the runtime they ask for, makes sure the API
+//! has an admin token, picks the hooks, and serves until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hongyan_server::{BearerToken, Hooks, LoggingHooks, Server, TokenOrigin, WebhookHooks};
+
+pub use crate::settings::ServeArgs;
+use crate::settings::ServeSettings;
+
+/// Runs `hongyan serve` until it is stopped.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // The settings decide the runtime, so they are read before one exists.
+    let settings = args.load()?;
+    crate::process::runtime(settings.process.workers)?.block_on(serve(settings))
+}
+
+async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
+    ensure_admin_token(&mut settings)?;
+    let config = settings.server;
+    let webhooks = match config.webhook() {
+        Some(webhook) => {
+            tracing::info!(backend = %webhook.url.origin().ascii_serialization(),
+                "webhooks: logins are verified by the backend");
+            Some(Arc::new(
+                WebhookHooks::new(&webhook).context("starting the webhooks")?,
+            ))
+        }
+        None => {
+            tracing::warn!(
+                "built-in hooks: EVERY LOGIN IS ACCEPTED; do not expose this server to untrusted \
+                 clients (set --webhook-url to verify logins in your backend)"
+            );
+            None
+        }
+    };
+    let hooks: Arc<dyn Hooks> = match &webhooks {
+        Some(webhooks) => webhooks.clone(),
+        None => Arc::new(LoggingHooks),
+    };
+    let bound = Server::bind(config, hooks)
+        .await
+        .context("starting hongyan")?;
+    bound.serve(shutdown_signal()).await?;
+    if let Some(webhooks) = webhooks
+        && !webhooks.flush(Duration::from_secs(5)).await
+    {
+        tracing::warn!("some webhook events were not delivered before exit");
+    }
+    Ok(())
+}
+
+/// Without a configured admin token, generates one on first start (printed once) and reuses
+/// it on later starts, so the API is never open.
+fn ensure_admin_token(settings: &mut ServeSettings) -> anyhow::Result<()> {
+    if settings.server.admin_token.is_some() {
+        return Ok(());
+    }
+    let file = settings.state_dir().join("admin-token");
+    let (token, origin) =
+        BearerToken::load_or_create(&file).context("preparing the admin token for /api")?;
+    match origin {
+        TokenOrigin::Created(path) => eprintln!(
+            "\nhongyan: generated an admin token for the HTTP API (/api). It is shown once; it \
+             is kept in {} (owner-only) and reused on restart:\n\n    {}\n\nSend it as \
+             `Authorization: Bearer <token>`.\n",
+            path.display(),
+            token.expose()
+        ),
+        TokenOrigin::Loaded(path) => {
+            tracing::info!(path = %path.display(), "admin token for /api loaded");
+        }
+    }
+    settings.server.admin_token = Some(token);
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,306 @@
+//! Server configuration: [`Config`], the one definition of every server setting.
+//!
+//! Each user setting is one field. Its serde name is the TOML key (and, in `hongyan serve`,
+//! the flag `--kebab-name` and the environment variable `HONGYAN_UPPER_NAME`), its doc comment
+//! is the help text, and its default is in [`Config::default`]. A setting whose default is
+//! none says what none means, in a closing `[default: …]` of its doc comment; every other
+//! default is rendered from its value. Knobs that are not user settings (the S2C
+//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface.
+//!
+//! - `format`: how values are written: addresses that may be `off`, sense modes by name,
+//!   durations in whole seconds or milliseconds, counts that must be positive.
+
+mod format;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
+use reqwest::Url;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::token::BearerToken;
+use crate::webhook::{EventKinds, WebhookConfig};
+
+/// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
+/// when nothing is configured; deserializing fills what is not given from it, and refuses
+/// unknown keys and bad values (an address that is not one, a UDP sense mode UDP does not
+/// have, a zero where a count must be positive).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TCP gateway address, or `off`.
+    #[serde(with = "format::listen")]
+    #[schemars(with = "String")]
+    pub tcp_addr: Option<SocketAddr>,
+    /// UDP gateway address, or `off`.
+    #[serde(with = "format::listen")]
+    #[schemars(with = "String")]
+    pub udp_addr: Option<SocketAddr>,
+    /// HTTP address (WebSocket at `/websocket`, the H5 client at `/`, the API at `/api`), or
+    /// `off`.
+    #[serde(with = "format::listen")]
+    #[schemars(with = "String")]
+    pub http_addr: Option<SocketAddr>,
+    /// TCP sense mode (MODE_3S … MODE_120S, as the clients' `ConfigEntity.setSenseMode`): how
+    /// long a silent session lives. [default: none (20 s expiry)]
+    #[serde(with = "format::sense_mode")]
+    #[schemars(with = "Option<String>")]
+    pub tcp_sense_mode: Option<SenseMode>,
+    /// UDP sense mode (MODE_3S, MODE_10S, MODE_30S, MODE_60S or MODE_120S). [default: none
+    /// (10 s expiry)]
+    #[serde(with = "format::udp_sense_mode")]
+    #[schemars(with = "Option<String>")]
+    pub udp_sense_mode: Option<SenseMode>,
+    /// WebSocket sense mode (MODE_3S … MODE_120S). [default: none (20 s expiry)]
+    #[serde(with = "format::sense_mode")]
+    #[schemars(with = "Option<String>")]
+    pub ws_sense_mode: Option<SenseMode>,
+    /// Largest TCP frame body in bytes, both ways; clients must use the same
+    /// (`TCP_FRAME_MAX_BODY_LENGTH`).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub max_frame_body: usize,
+    /// Largest UDP datagram accepted, in bytes; a larger one closes its pseudo-session, as in
+    /// the reference.
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub udp_max_inbound: usize,
+    /// Largest UDP datagram sent, in bytes; the Java and Android UDP clients read at most 1024.
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub udp_max_outbound: usize,
+    /// Largest WebSocket message accepted and sent, in bytes.
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub ws_max_message: usize,
+    /// Most TCP + WebSocket connections at once; further ones are refused.
+    pub max_connections: usize,
+    /// Most UDP pseudo-sessions at once; datagrams from further addresses are dropped.
+    pub max_udp_sessions: usize,
+    /// Packets queued per session; what does not fit is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    pub outbox_capacity: usize,
+    /// Seconds a session's full queue may drain nothing before the session is closed as a
+    /// receiver that stopped reading.
+    #[serde(rename = "slow_consumer_secs", with = "format::secs")]
+    #[schemars(with = "u64")]
+    pub slow_consumer_stall: Duration,
+    /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry). Not
+    /// a user setting.
+    #[serde(skip)]
+    pub s2c_schedule: RetransmitSchedule,
+    /// C2S fingerprints remembered to drop duplicates; when full, the oldest are forgotten.
+    #[serde(rename = "dedup_capacity", with = "format::dedup_capacity")]
+    #[schemars(with = "usize")]
+    pub dedup: DedupConfig,
+    /// Stamp `sm` (server time in ms) on every packet sent.
+    pub server_timestamp: bool,
+    /// Directory of the built H5 client, served at `/`. [default: none; `hongyan serve` uses
+    /// `dist` if it exists]
+    pub web_dir: Option<PathBuf>,
+    /// Bearer token for the HTTP API at `/api`; without one the API answers 503. [default:
+    /// none; `hongyan serve` generates one on first start, prints it once and keeps it in the
+    /// state dir]
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub admin_token: Option<BearerToken>,
+    /// Bearer token required by `/metrics`. [default: none (`/metrics` is public)]
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub metrics_token: Option<BearerToken>,
+    /// Base URL of the application backend: hongyan POSTs to `<url>/verify`, `<url>/offline`
+    /// and `<url>/events` (see docs/INTEGRATION.md). [default: none: built-in hooks, every
+    /// login accepted]
+    #[serde(with = "format::webhook_url")]
+    #[schemars(with = "Option<String>")]
+    pub webhook_url: Option<Url>,
+    /// Bearer token hongyan sends to the webhooks. [default: none]
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub webhook_token: Option<BearerToken>,
+    /// Deadline of one webhook attempt in milliseconds, from waiting for a request slot to
+    /// reading the answer.
+    #[serde(rename = "webhook_timeout_ms", with = "format::positive_millis")]
+    #[schemars(with = "u64")]
+    pub webhook_timeout: Duration,
+    /// Most webhook requests in flight at once.
+    #[serde(deserialize_with = "format::positive")]
+    pub webhook_concurrency: usize,
+    /// Events queued for delivery before further ones are dropped (and counted).
+    #[serde(deserialize_with = "format::positive")]
+    pub webhook_event_queue: usize,
+    /// Events sent to `<url>/events`: `all`, `none`, or a list of login, logout, c2s,
+    /// c2cDelivered, s2cDelivered, s2cLost.
+    #[serde(with = "format::display")]
+    #[schemars(with = "String", extend("value_name" = "LIST"))]
+    pub webhook_events: EventKinds,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tcp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8901))),
+            udp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 7901))),
+            http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 3000))),
+            tcp_sense_mode: None,
+            udp_sense_mode: None,
+            ws_sense_mode: None,
+            max_frame_body: hongyan_shared::codec::frame::DEFAULT_MAX_BODY,
+            udp_max_inbound: 2048,
+            udp_max_outbound: 1024,
+            ws_max_message: 65536,
+            max_connections: 50_000,
+            max_udp_sessions: 100_000,
+            outbox_capacity: 256,
+            slow_consumer_stall: Duration::from_secs(10),
+            s2c_schedule: RetransmitSchedule::SERVER,
+            dedup: DedupConfig::default(),
+            server_timestamp: false,
+            web_dir: None,
+            admin_token: None,
+            metrics_token: None,
+            webhook_url: None,
+            webhook_token: None,
+            webhook_timeout: Duration::from_secs(3),
+            webhook_concurrency: 64,
+            webhook_event_queue: 10_000,
+            webhook_events: EventKinds::ALL,
+        }
+    }
+}
+
+impl Config {
+    /// Every gateway on `127.0.0.1` with an ephemeral port: what tests use.
+    pub fn loopback() -> Self {
+        let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        Self {
+            tcp_addr: any,
+            udp_addr: any,
+            http_addr: any,
+            ..Self::default()
+        }
+    }
+
+    /// The backend to call instead of the built-in hooks, if [`webhook_url`](Self::webhook_url)
+    /// is set: `hongyan serve` then runs [`WebhookHooks`](crate::webhook::WebhookHooks) with it.
+    pub fn webhook(&self) -> Option<WebhookConfig> {
+        let url = self.webhook_url.clone()?;
+        Some(WebhookConfig {
+            url,
+            token: self.webhook_token.clone(),
+            timeout: self.webhook_timeout,
+            concurrency: self.webhook_concurrency,
+            event_queue: self.webhook_event_queue,
+            events: self.webhook_events,
+        })
+    }
+
+    /// How long a session of `transport` may stay silent before the server closes it.
+    pub fn idle_expiry(&self, transport: Transport) -> Duration {
+        let mode = match transport {
+            Transport::Tcp => self.tcp_sense_mode,
+            Transport::Udp => self.udp_sense_mode,
+            Transport::WebSocket => self.ws_sense_mode,
+        };
+        mode.map_or_else(
+            || transport.default_timing().server_expire,
+            |mode| mode.timing(transport).server_expire,
+        )
+    }
+
+    /// The largest packet body the server may send over `transport`.
+    pub fn max_outbound(&self, transport: Transport) -> usize {
+        match transport {
+            Transport::Tcp => self.max_frame_body,
+            Transport::Udp => self.udp_max_outbound,
+            Transport::WebSocket => self.ws_max_message,
+        }
+    }
+}
+
+// Here rather than in `webhook`, next to the defaults it reads, so that `webhook` need not
+// import this module, which imports it.
+impl WebhookConfig {
+    /// The defaults (those of [`Config`]) for a backend at `url`.
+    pub fn new(url: Url) -> Self {
+        let defaults = Config {
+            webhook_url: Some(url),
+            ..Config::default()
+        };
+        defaults
+            .webhook()
+            .expect("a config with a webhook URL has a webhook")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<Config, String> {
+        toml::from_str(toml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_key_is_optional_and_missing_ones_take_the_defaults() {
+        let config = parse("udp_addr = \"off\"\ntcp_sense_mode = \"MODE_5S\"\n").unwrap();
+        assert_eq!(config.udp_addr, None);
+        assert_eq!(config.tcp_sense_mode, Some(SenseMode::S5));
+        assert_eq!(config.tcp_addr, Config::default().tcp_addr);
+        assert_eq!(config.max_frame_body, Config::default().max_frame_body);
+    }
+
+    #[test]
+    fn values_in_human_units_become_their_rust_types() {
+        let config = parse(
+            "slow_consumer_secs = 3\nwebhook_timeout_ms = 250\ndedup_capacity = 7\n\
+             webhook_events = \"login,s2cLost\"\nwebhook_url = \"http://127.0.0.1:9/hooks\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.slow_consumer_stall, Duration::from_secs(3));
+        assert_eq!(config.dedup.capacity, 7);
+        assert_eq!(config.dedup.lifetime, DedupConfig::default().lifetime);
+        let webhook = config.webhook().expect("a URL turns the webhooks on");
+        assert_eq!(webhook.timeout, Duration::from_millis(250));
+        assert_eq!(webhook.events.to_string(), "login,s2cLost");
+        assert_eq!(webhook.url.as_str(), "http://127.0.0.1:9/hooks");
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused_with_a_reason() {
+        for (toml, reason) in [
+            ("tcp_addr = \"nonsense\"", "not an address"),
+            ("udp_sense_mode = \"MODE_5S\"", "does not exist for UDP"),
+            ("ws_sense_mode = \"MODE_7S\"", "unknown sense mode"),
+            ("max_frame_body = 0", "must be positive"),
+            ("webhook_timeout_ms = 0", "must be positive"),
+            ("webhook_url = \"backend:8080\"", "http:// or https://"),
+            (
+                "webhook_events = \"login,logins\"",
+                "unknown event \"logins\"",
+            ),
+            ("admin_token = \"two words\"", "visible ASCII"),
+            ("tcp_adr = \"off\"", "unknown field"),
+            ("s2c_schedule = 1", "unknown field"),
+        ] {
+            let error = parse(toml).expect_err(toml);
+            assert!(error.contains(reason), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_survive_a_round_trip() {
+        let text = serde_json::to_string(&Config::default()).unwrap();
+        let back: Config = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    }
+
+    #[test]
+    fn secrets_are_never_serialized() {
+        let config = Config {
+            admin_token: Some(BearerToken::new("s3cret").unwrap()),
+            ..Config::default()
+        };
+        assert!(!serde_json::to_string(&config).unwrap().contains("s3cret"));
+    }
+}

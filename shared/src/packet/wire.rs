@@ -1,0 +1,65 @@
+//! The packet's JSON form: the members the reference writes, in its order (§1.2), and the
+//! lenient reading of what arrives (§1.3). Built on the codec's writer and readers; the
+//! envelope converts to and from these.
+
+use serde::Deserialize;
+
+use super::ids::{Fingerprint, UserId};
+use super::kind::PacketType;
+use crate::codec::json::{JsonWriter, lenient};
+
+/// A decoded packet body, before the type code becomes a [`PacketType`].
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(super) struct WirePacket {
+    #[serde(deserialize_with = "lenient::bool")]
+    pub(super) bridge: bool,
+    #[serde(rename = "type", deserialize_with = "lenient::i32")]
+    pub(super) kind: i32,
+    #[serde(rename = "dataContent", deserialize_with = "lenient::opt_string")]
+    pub(super) data_content: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub(super) from: Option<UserId>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub(super) to: Option<UserId>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub(super) fp: Option<Fingerprint>,
+    #[serde(rename = "QoS", deserialize_with = "lenient::bool")]
+    pub(super) qos: bool,
+    #[serde(deserialize_with = "lenient::i32")]
+    pub(super) typeu: i32,
+    #[serde(deserialize_with = "lenient::i64")]
+    pub(super) sm: i64,
+}
+
+/// A packet's members by reference: what is encoded, whether it comes from a whole
+/// [`Packet`](super::Packet) or from a message being measured before it is sent.
+pub(super) struct WireFields<'a> {
+    pub(super) bridge: bool,
+    pub(super) kind: PacketType,
+    pub(super) data_content: Option<&'a str>,
+    pub(super) from: Option<&'a str>,
+    pub(super) to: Option<&'a str>,
+    pub(super) fp: Option<&'a str>,
+    pub(super) qos: bool,
+    pub(super) typeu: i32,
+    pub(super) sm: i64,
+}
+
+impl WireFields<'_> {
+    /// Appends the JSON object to `out`: Gson's key order, `None` members left out.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(112 + self.data_content.map_or(0, |d| d.len() + d.len() / 8));
+        let mut w = JsonWriter::begin(out);
+        w.bool("bridge", self.bridge);
+        w.int("type", i64::from(self.kind.code()));
+        w.str("dataContent", self.data_content);
+        w.str("from", self.from);
+        w.str("to", self.to);
+        w.str("fp", self.fp);
+        w.bool("QoS", self.qos);
+        w.int("typeu", i64::from(self.typeu));
+        w.int("sm", self.sm);
+        w.end();
+    }
+}

@@ -1,0 +1,189 @@
+//! [`PostgresStore`]: messages in a PostgreSQL database, written with group commit.
+//!
+//! - `connection`: the pool, migrations, errors, rows.
+//! - `writer`: the writer task: batching, failures, timeouts.
+//! - `batch`: one batch as one transaction in two pipelined round trips.
+
+mod batch;
+mod connection;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use hongyan_shared::UserId;
+use tokio_postgres::Row;
+
+pub(crate) use self::connection::describe as describe_error;
+use self::connection::{MESSAGE_COLUMNS, connect, message_from_row, pg_error};
+use self::writer::Writer;
+use crate::queue::WriteQueue;
+use crate::stats::Counters;
+use crate::{
+    BackendKind, MessageId, MessageStore, NewMessage, Put, StoreConfig, StoreError, StoreStats,
+    StoredMessage,
+};
+
+/// Messages in a PostgreSQL database, which several hongyan nodes may share.
+///
+/// A put returns once its batch's transaction committed (PostgreSQL's own durability: WAL
+/// flushed with `synchronous_commit` at its default). Writer tasks, one per shard of
+/// receivers ([`StoreConfig::writers`]), batch the writes into transactions of a few
+/// pipelined multi-row statements; reads go straight to the pool. Connections
+/// are made on demand, so the store opens only if the database is reachable, and afterwards
+/// rides out restarts: calls fail with [`StoreError::Unavailable`] while it is down and succeed
+/// again once it is back, without reopening.
+///
+/// Connections are not encrypted (`sslmode=require` is refused when the setting is parsed):
+/// reach a remote database over a private network or a local socket.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Pool,
+    queue: WriteQueue,
+    timeout: Duration,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`, libpq's URL
+    /// syntax), brings its schema up to date and starts the writer tasks. Must be called
+    /// within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidSpec`] for a URL that does not parse, [`StoreError::Unavailable`]
+    /// when the database cannot be reached, [`StoreError::Schema`] when it cannot be migrated
+    /// or is newer than this build.
+    pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        let pg_config = crate::spec::parse_postgres_url(url)?;
+        let pool = connection::pool(
+            pg_config,
+            config.readers + config.writers.max(1),
+            config.timeout,
+        )?;
+        connection::migrate(&pool).await?;
+        let counters = Arc::new(Counters::default());
+        let (queue, shards) = WriteQueue::new(
+            config.queue_capacity,
+            config.writers,
+            config.limits,
+            Arc::clone(&counters),
+        );
+        for jobs in shards {
+            let writer = Writer::new(
+                pool.clone(),
+                config.limits,
+                config.max_batch,
+                config.timeout,
+                Arc::clone(&counters),
+            );
+            tokio::spawn(writer.run(jobs));
+        }
+        tracing::info!(url = %crate::spec::redact(url), "postgres message store open");
+        Ok(PostgresStore {
+            pool,
+            queue,
+            timeout: config.timeout,
+        })
+    }
+
+    /// Runs one read query on a pooled connection, within the timeout; a connection that
+    /// failed is discarded.
+    async fn read(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = connect(&self.pool).await?;
+        let query = async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        };
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(error)) => {
+                drop(Object::take(client));
+                Err(pg_error(&error))
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(StoreError::Unavailable(format!(
+                    "postgres did not answer within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MessageStore for PostgresStore {
+    async fn put(&self, message: NewMessage) -> Result<Put, StoreError> {
+        self.queue.put(message).await
+    }
+
+    async fn pending(
+        &self,
+        receiver: &UserId,
+        after: Option<MessageId>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let after = after.map_or(0, MessageId::get);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM hongyan_pending
+             WHERE receiver = $1 AND id > $2 AND (expires_at IS NULL OR expires_at > $3)
+             ORDER BY id LIMIT $4"
+        );
+        self.read(&sql, &[&receiver.as_str(), &after, &now_ms, &limit])
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    async fn remove(&self, receiver: &UserId, ids: &[MessageId]) -> Result<u64, StoreError> {
+        self.queue.remove(receiver, ids).await
+    }
+
+    async fn count(&self, receiver: &UserId) -> Result<u64, StoreError> {
+        let rows = self
+            .read(
+                "SELECT COUNT(*) FROM hongyan_pending WHERE receiver = $1",
+                &[&receiver.as_str()],
+            )
+            .await?;
+        let count: i64 = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("COUNT(*) returned no row".to_owned()))?
+            .try_get(0)
+            .map_err(|e| pg_error(&e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn erase(&self, receiver: &UserId) -> Result<u64, StoreError> {
+        self.queue.erase(receiver).await
+    }
+
+    async fn expire(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        self.queue.expire(now_ms, limit).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.queue.probe().await
+    }
+
+    async fn close(&self) {
+        self.queue.close().await;
+        self.pool.close();
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.queue.stats()
+    }
+
+    fn backend(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+}

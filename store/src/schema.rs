@@ -1,0 +1,140 @@
+//! The schema both SQL backends share, as numbered migrations.
+//!
+//! Each [`Migration`] is written once per dialect and describes the same tables. A store
+//! applies, on open and in one transaction, every migration newer than the database's
+//! version, recording each in `hongyan_migrations`; a database newer than this build is
+//! refused rather than guessed at. Tables carry a `hongyan_` prefix because a PostgreSQL
+//! database may be shared with other applications.
+//!
+//! # Tables (version 1)
+//! - `hongyan_pending`: messages not yet delivered, one row per message. `id` is the
+//!   acceptance order (never reused); `(receiver, sender, fp)` is unique, which makes `put`
+//!   idempotent; `(receiver, id)` serves replay; `expires_at` (partial) serves expiry.
+//!   `content` is bytes (the UTF-8 of the body), not text: PostgreSQL's text cannot hold the
+//!   NUL character a Java client may send, and a body must come back exactly as it went in.
+//! - `hongyan_health`: the scratch row [`MessageStore::health`](crate::MessageStore::health)
+//!   writes.
+//! - `hongyan_migrations`: which migrations ran, and when.
+//!
+//! # Room for history (issue 12)
+//! Conversation history will be a migration of its own that adds tables
+//! (`hongyan_conversations` with the next sequence number, `hongyan_history` keyed by
+//! `(conversation, seq)` with a retention period) and, if delivery should point into
+//! history, a nullable column on `hongyan_pending`. Nothing here needs rewriting: pending stays
+//! the small, hot table of undelivered messages, and retention 0 simply writes no history.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One step of the schema.
+#[derive(Debug)]
+pub(crate) struct Migration {
+    /// The version the database has once this ran; versions count up from 1 without gaps.
+    pub version: i64,
+    /// What the step does, recorded beside its version.
+    pub name: &'static str,
+    /// The step in SQLite's dialect.
+    pub sqlite: &'static str,
+    /// The step in PostgreSQL's dialect.
+    pub postgres: &'static str,
+}
+
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "pending messages",
+    sqlite: "
+        CREATE TABLE hongyan_pending (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver    TEXT    NOT NULL,
+            sender      TEXT    NOT NULL,
+            fp          TEXT    NOT NULL,
+            typeu       INTEGER NOT NULL,
+            content     BLOB    NOT NULL,
+            accepted_at INTEGER NOT NULL,
+            expires_at  INTEGER
+        );
+        CREATE UNIQUE INDEX hongyan_pending_by_key ON hongyan_pending (receiver, sender, fp);
+        CREATE INDEX hongyan_pending_by_receiver ON hongyan_pending (receiver, id);
+        CREATE INDEX hongyan_pending_by_expiry ON hongyan_pending (expires_at)
+            WHERE expires_at IS NOT NULL;
+        CREATE TABLE hongyan_health (
+            id        INTEGER PRIMARY KEY,
+            probed_at INTEGER NOT NULL,
+            pad       BLOB
+        );
+    ",
+    postgres: "
+        CREATE TABLE hongyan_pending (
+            id          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            receiver    TEXT    NOT NULL,
+            sender      TEXT    NOT NULL,
+            fp          TEXT    NOT NULL,
+            typeu       INTEGER NOT NULL,
+            content     BYTEA   NOT NULL,
+            accepted_at BIGINT  NOT NULL,
+            expires_at  BIGINT
+        );
+        CREATE UNIQUE INDEX hongyan_pending_by_key ON hongyan_pending (receiver, sender, fp);
+        CREATE INDEX hongyan_pending_by_receiver ON hongyan_pending (receiver, id);
+        CREATE INDEX hongyan_pending_by_expiry ON hongyan_pending (expires_at)
+            WHERE expires_at IS NOT NULL;
+        CREATE TABLE hongyan_health (
+            id        BIGINT PRIMARY KEY,
+            probed_at BIGINT NOT NULL,
+            pad       BYTEA
+        );
+        INSERT INTO hongyan_health (id, probed_at) VALUES (1, 0);
+    ",
+}];
+
+/// The version a database has once every migration ran.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The migrations a database at `current` still needs, or why it cannot be opened.
+pub(crate) fn missing(current: i64) -> Result<&'static [Migration], String> {
+    let latest = latest_version();
+    if current > latest {
+        return Err(format!(
+            "the database is at schema version {current}, newer than this build of hongyan \
+             knows ({latest}): upgrade hongyan, or point it at another database"
+        ));
+    }
+    let done = MIGRATIONS.partition_point(|m| m.version <= current);
+    Ok(&MIGRATIONS[done..])
+}
+
+/// SQL that creates the migrations table if it is missing; the same in both dialects.
+pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS hongyan_migrations (
+        version    BIGINT PRIMARY KEY,
+        name       TEXT   NOT NULL,
+        applied_at BIGINT NOT NULL
+    )";
+
+/// Milliseconds since the Unix epoch, for bookkeeping columns (`applied_at`, `probed_at`).
+pub(crate) fn epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up_from_one_without_gaps() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn a_database_newer_than_this_build_is_refused() {
+        assert!(missing(latest_version() + 1).is_err());
+        assert!(missing(latest_version()).unwrap().is_empty());
+        assert_eq!(missing(0).unwrap().len(), MIGRATIONS.len());
+    }
+}
