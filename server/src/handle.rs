@@ -7,7 +7,7 @@ use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
 use tokio::sync::oneshot;
 
 use crate::core::Core;
-pub use crate::core::s2c::Delivery;
+pub use crate::core::Delivery;
 use crate::metrics::{Direction, KickReason};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
@@ -38,7 +38,9 @@ impl Sent {
 }
 
 impl ServerHandle {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    /// The send API of the server whose protocol core is `core` (a server built with
+    /// [`Server::bind`](crate::Server::bind) hands it out as [`Bound::handle`](crate::Bound::handle)).
+    pub fn new(core: Arc<Core>) -> Self {
         Self { core }
     }
 
@@ -47,7 +49,7 @@ impl ServerHandle {
     /// with [`PushError::Offline`] when the user is not online; the application may then store
     /// it for later.
     pub fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
-        let online = self.core.registry.get(&push.to).ok_or(PushError::Offline)?;
+        let online = self.core.session_of(&push.to).ok_or(PushError::Offline)?;
         let fp = match (push.qos, push.fp) {
             (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),
             (_, fp) => fp,
@@ -64,15 +66,17 @@ impl ServerHandle {
         let receipt = match (&fp, push.qos) {
             (Some(fp), true) => {
                 let (tx, rx) = oneshot::channel();
-                self.core.push_qos(&online, &push.to, fp, body, Some(tx))?;
+                let now = self.core.clock.now();
+                self.core
+                    .push_qos(&online, &push.to, fp, body, Some(tx), now)?;
                 Some(rx)
             }
             _ => {
-                online.push(Outbound::Packet(body))?;
+                online.push(Outbound::packet(body), &*self.core.clock)?;
                 None
             }
         };
-        self.core.metrics.message(Direction::S2c);
+        self.core.metrics.message(Direction::s2c);
         Ok(Sent { fp, receipt })
     }
 
@@ -84,7 +88,7 @@ impl ServerHandle {
 
     /// Kicks `user` with an application-defined code (use codes above 100).
     pub fn kick_with_code(&self, user: &UserId, code: i32, reason: Option<&str>) -> bool {
-        let Some(online) = self.core.registry.get(user) else {
+        let Some(online) = self.core.session_of(user) else {
             return false;
         };
         let mut packet = Packet::kickout(
@@ -96,11 +100,14 @@ impl ServerHandle {
         );
         let body = self.core.encode(&mut packet);
         self.core.metrics.kickout(if code == codes::KICKOUT_ADMIN {
-            KickReason::Admin
+            KickReason::admin
         } else {
-            KickReason::Application
+            KickReason::application
         });
-        if online.push(Outbound::Kick { body, code }).is_err() {
+        if online
+            .push(Outbound::kick(body, code), &*self.core.clock)
+            .is_err()
+        {
             online.close();
         }
         true
@@ -108,7 +115,7 @@ impl ServerHandle {
 
     /// Whether `user` is online.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.core.registry.get(user).is_some()
+        self.core.session_of(user).is_some()
     }
 
     /// Where and since when `user` is online.

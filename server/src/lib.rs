@@ -19,12 +19,18 @@
 //! - [`config`]: [`Config`], the one definition of every server setting: its TOML key, help
 //!   text and default (the `hongyan` command in `cli/` builds its flags from it).
 //! - [`server`]: [`Server::bind`] and [`Bound::serve`]: listeners, tasks, graceful shutdown.
-//! - `gateway`: TCP, UDP and WebSocket adapters and the one session loop they share
-//!   (`gateway::driver`). No protocol decisions live there.
+//! - [`engine`]: the protocol core's public face, for embedding code that brings its own
+//!   transport and for deterministic tests: the core, a session, the pipe, the clock.
 //! - `core`: every protocol rule: dispatch, login and duplicate logins, C2S/C2C/ACK routing,
-//!   the server's retransmission queue.
+//!   kickouts, idle expiry, the server's retransmission queue.
+//! - `pipe`: the [`Pipe`](engine::Pipe) below the core: how a session's packets reach its
+//!   peer, and the properties that make transports differ.
+//! - `clock`: the one [`Clock`](engine::Clock) the core reads.
+//! - `gateway`: TCP, UDP and WebSocket pipes (and an in-memory one) and the one session loop
+//!   they share (`gateway::driver`). No protocol decisions live there.
 //! - `registry`: the online map, `user → session`.
-//! - `session`: a session's own state and the handle others use to reach it.
+//! - `session`: a session's own state, its outbox and the handle others use to reach it.
+//! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
 //!   messages, observe events).
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
@@ -40,13 +46,17 @@
 //!   certificate.
 
 mod api;
+mod clock;
 pub mod config;
 mod core;
+pub mod engine;
 mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+mod mailbox;
 mod metrics;
+mod pipe;
 mod probes;
 mod registry;
 pub mod server;

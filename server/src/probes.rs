@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::auth::authorized;
 use crate::api::error::AppError;
-use crate::http::HttpState;
+use crate::http::state::HttpState;
 
 /// The OpenMetrics text format, which Prometheus negotiates and parses.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

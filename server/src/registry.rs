@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use hongyan_shared::{Transport, UserId};
 
 use crate::hooks::{SessionId, SessionInfo};
-use crate::metrics;
+use crate::metrics::PerTransport;
 use crate::session::SessionHandle;
 
 /// A user's online session as the registry records it.
@@ -49,9 +49,9 @@ pub struct OnlineInfo {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     online: Mutex<HashMap<UserId, Online>>,
-    /// Online users per transport (indexed like [`metrics::TRANSPORTS`]); changed only under
-    /// the map's lock, so it always matches the map.
-    by_transport: [AtomicUsize; 3],
+    /// Online users per transport; changed only under the map's lock, so it always matches
+    /// the map.
+    by_transport: PerTransport<AtomicUsize>,
 }
 
 impl Registry {
@@ -62,19 +62,24 @@ impl Registry {
     }
 
     /// Registers `session` as `user`'s online session by the rules of §4.3, comparing the
-    /// login's raw `firstLoginTime` (`requested`) with the one stored for the current session.
+    /// login's raw `firstLoginTime` (`requested`) with the one stored for the current session:
+    /// a login without one (≤ 0) or with a later one is a new client instance, which kicks the
+    /// current session; an equal one is the same instance reconnecting, which displaces it
+    /// without a kick; an earlier one is a stale instance, refused. `answered` is the
+    /// `firstLoginTime` the login was answered with, `since` when it logged in.
     pub(crate) fn register(
         &self,
         user: &UserId,
         session: &SessionHandle,
         requested: i64,
         answered: i64,
+        since: SystemTime,
     ) -> Registration {
         let mut map = self.map();
         let online = Online {
             session: session.clone(),
             first_login_time: answered,
-            since: SystemTime::now(),
+            since,
         };
         match map.get_mut(user) {
             Some(old) if old.session.info.id != session.info.id => {
@@ -137,15 +142,13 @@ impl Registry {
         self.map().len()
     }
 
-    /// Online users per transport, indexed like [`metrics::TRANSPORTS`].
-    pub(crate) fn count_by_transport(&self) -> [usize; 3] {
-        self.by_transport
-            .each_ref()
-            .map(|n| n.load(Ordering::Relaxed))
+    /// Online users per transport.
+    pub(crate) fn count_by_transport(&self) -> PerTransport<usize> {
+        self.by_transport.map(|n| n.load(Ordering::Relaxed))
     }
 
     fn count(&self, transport: Transport) -> &AtomicUsize {
-        &self.by_transport[metrics::transport_index(transport)]
+        self.by_transport.get(transport)
     }
 
     /// A page of online users in id order: those after `after`, at most `limit`.
@@ -170,5 +173,167 @@ impl Registry {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use hongyan_shared::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::pipe::PipeProperties;
+    use crate::session::{Session, SessionLimits};
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// The handle of a fresh session `id` on `transport`.
+    fn session(id: u64, transport: Transport) -> SessionHandle {
+        let info = SessionInfo {
+            id: SessionId(id),
+            transport,
+            peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+        };
+        let limits = SessionLimits {
+            outbox_capacity: 4,
+            stall_limit: Duration::from_secs(10),
+            idle_expiry: Duration::from_secs(20),
+        };
+        let properties = PipeProperties::of(transport, 1024);
+        let (session, _outbox) = Session::new(
+            info,
+            properties,
+            limits,
+            CancellationToken::new(),
+            Instant::now(),
+        );
+        session.handle
+    }
+
+    fn alice() -> UserId {
+        UserId::new("alice")
+    }
+
+    /// What a registration did, in a comparable form: `Registered(displaced id, kicked)`.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        Registered(Option<(u64, bool)>),
+        Stale,
+    }
+
+    fn register(
+        registry: &Registry,
+        session: &SessionHandle,
+        requested: i64,
+        answered: i64,
+    ) -> Outcome {
+        let since = crate::clock::system_time(answered);
+        match registry.register(&alice(), session, requested, answered, since) {
+            Registration::Registered { displaced } => {
+                Outcome::Registered(displaced.map(|(old, kick)| (old.info.id.0, kick)))
+            }
+            Registration::Stale => Outcome::Stale,
+        }
+    }
+
+    fn current(registry: &Registry) -> (u64, i64) {
+        let info = registry.info(&alice()).expect("alice is online");
+        (info.session.id.0, info.first_login_time)
+    }
+
+    #[test]
+    fn a_new_user_is_registered_and_counted_by_transport() {
+        let registry = Registry::default();
+        let udp = session(1, Transport::Udp);
+        assert_eq!(register(&registry, &udp, 0, T0), Outcome::Registered(None));
+        assert_eq!(current(&registry), (1, T0));
+        assert_eq!(
+            registry.info(&alice()).unwrap().since,
+            crate::clock::system_time(T0)
+        );
+        assert_eq!(registry.count_by_transport().udp, 1);
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn the_same_session_logging_in_again_displaces_nothing() {
+        let registry = Registry::default();
+        let tcp = session(1, Transport::Tcp);
+        register(&registry, &tcp, 0, T0);
+        assert_eq!(register(&registry, &tcp, T0, T0), Outcome::Registered(None));
+        assert_eq!(current(&registry), (1, T0));
+        assert_eq!(registry.count_by_transport().tcp, 1);
+    }
+
+    #[test]
+    fn another_session_without_a_first_login_time_kicks_the_old_one() {
+        for requested in [0, -1] {
+            let registry = Registry::default();
+            register(&registry, &session(1, Transport::Tcp), 0, T0);
+            assert_eq!(
+                register(&registry, &session(2, Transport::Udp), requested, T0 + 5),
+                Outcome::Registered(Some((1, true))),
+                "requested {requested}"
+            );
+            assert_eq!(current(&registry), (2, T0 + 5));
+            let counts = registry.count_by_transport();
+            assert_eq!(
+                (counts.tcp, counts.udp),
+                (0, 1),
+                "moved to the new transport"
+            );
+        }
+    }
+
+    #[test]
+    fn a_later_first_login_time_is_a_newer_instance_that_kicks_the_old_one() {
+        let registry = Registry::default();
+        register(&registry, &session(1, Transport::Tcp), 0, T0);
+        assert_eq!(
+            register(&registry, &session(2, Transport::Tcp), T0 + 1, T0 + 1),
+            Outcome::Registered(Some((1, true)))
+        );
+        assert_eq!(current(&registry), (2, T0 + 1));
+    }
+
+    #[test]
+    fn an_equal_first_login_time_is_the_same_instance_which_displaces_without_a_kick() {
+        let registry = Registry::default();
+        register(&registry, &session(1, Transport::Udp), 0, T0);
+        assert_eq!(
+            register(&registry, &session(2, Transport::Udp), T0, T0),
+            Outcome::Registered(Some((1, false)))
+        );
+        assert_eq!(current(&registry), (2, T0));
+    }
+
+    #[test]
+    fn an_earlier_first_login_time_is_a_stale_instance_that_is_refused() {
+        let registry = Registry::default();
+        register(&registry, &session(1, Transport::Tcp), T0 + 10, T0 + 10);
+        assert_eq!(
+            register(&registry, &session(2, Transport::Tcp), T0, T0),
+            Outcome::Stale
+        );
+        assert_eq!(current(&registry), (1, T0 + 10), "the newer instance stays");
+        assert_eq!(registry.count_by_transport().tcp, 1);
+    }
+
+    #[test]
+    fn only_the_current_session_takes_its_user_offline() {
+        let registry = Registry::default();
+        register(&registry, &session(1, Transport::Tcp), 0, T0);
+        register(&registry, &session(2, Transport::Tcp), T0, T0);
+        assert!(
+            !registry.remove_if_current(&alice(), SessionId(1)),
+            "displaced"
+        );
+        assert_eq!(current(&registry), (2, T0));
+        assert!(registry.remove_if_current(&alice(), SessionId(2)));
+        assert!(registry.info(&alice()).is_none());
+        assert_eq!(registry.count_by_transport().tcp, 0);
     }
 }

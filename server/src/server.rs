@@ -10,12 +10,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::core::{self, Core};
 use crate::gateway::{tcp, udp};
 use crate::handle::ServerHandle;
 use crate::hooks::Hooks;
-use crate::http::{self, HttpState};
+use crate::http::{self, state::HttpState};
 
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -69,7 +70,7 @@ impl Server {
             None => None,
         };
         let limiter = Arc::new(Semaphore::new(config.max_connections));
-        let core = Arc::new(Core::new(config, hooks));
+        let core = Arc::new(Core::new(config, hooks, Arc::new(SystemClock)));
         Ok(Bound {
             handle: ServerHandle::new(core.clone()),
             core,
@@ -144,7 +145,7 @@ impl Bound {
         let services = TaskTracker::new();
         let sessions = Arc::new(udp::UdpSessions::default());
 
-        services.spawn(core::s2c::run(self.core.clone(), token.clone()));
+        services.spawn(core::run_retransmission(self.core.clone(), token.clone()));
         if let Some(listener) = self.tcp {
             tracing::info!(addr = ?listener.local_addr().ok(), "tcp gateway listening");
             services.spawn(tcp::serve(

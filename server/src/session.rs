@@ -1,24 +1,44 @@
-//! A session's state (owned by its task) and its handle (held by everybody else).
+//! A session's state (owned by the task that runs it), its handle (held by everybody else) and
+//! its outbox between the two.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use hongyan_shared::{Transport, UserId};
-use tokio::sync::Notify;
+use hongyan_shared::{Instant, UserId};
 use tokio_util::sync::CancellationToken;
 
-use crate::hooks::{SessionId, SessionInfo};
+use crate::clock::Clock;
+use crate::hooks::SessionInfo;
+use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
+use crate::pipe::PipeProperties;
 
-/// What other tasks ask a session to send.
+/// Something another task asked a session to write: an encoded packet, or a kickout, which
+/// the core carries out by the rules of the session's pipe.
 #[derive(Debug)]
-pub(crate) enum Outbound {
+pub struct Outbound(pub(crate) OutboundKind);
+
+#[derive(Debug)]
+pub(crate) enum OutboundKind {
     /// An encoded packet body.
     Packet(Bytes),
-    /// An encoded kickout; TCP and WebSocket sessions close after writing it.
+    /// An encoded kickout with its code.
     Kick { body: Bytes, code: i32 },
+}
+
+impl Outbound {
+    pub(crate) fn packet(body: Bytes) -> Self {
+        Self(OutboundKind::Packet(body))
+    }
+
+    pub(crate) fn kick(body: Bytes, code: i32) -> Self {
+        Self(OutboundKind::Kick { body, code })
+    }
+
+    fn len(&self) -> usize {
+        match &self.0 {
+            OutboundKind::Packet(body) | OutboundKind::Kick { body, .. } => body.len(),
+        }
+    }
 }
 
 /// Why a packet could not be handed to a session.
@@ -36,7 +56,8 @@ pub enum PushError {
         max: usize,
     },
     /// The receiver's queue is full: it is not keeping up. Nothing was queued; a receiver
-    /// whose queue stays full is disconnected (see `SessionHandle::push`).
+    /// whose queue stays full, with nothing taken, for the configured slow-consumer stall is
+    /// disconnected.
     #[error("receiver is not keeping up: its queue is full")]
     SlowConsumer,
 }
@@ -45,7 +66,9 @@ pub enum PushError {
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
     pub(crate) info: SessionInfo,
-    pub(crate) max_outbound: usize,
+    /// Whether the session's pipe is connection-less (a UDP pseudo-session).
+    pub(crate) connectionless: bool,
+    max_outbound: usize,
     outbox: Mailbox<Outbound>,
     /// How long the outbox may stay full, with nothing taken from it, before the session is
     /// closed as stuck.
@@ -54,22 +77,21 @@ pub(crate) struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// Queues `body` for the session without waiting. A full queue refuses it, so the caller
+    /// Queues `out` for the session without waiting. A full queue refuses it, so the caller
     /// neither acknowledges nor counts it as sent: one slow consumer must not hold memory or
     /// stall its senders. A brief backlog (a receiver descheduled for a moment) costs only
     /// what does not fit, which QoS senders retransmit; a queue that stays full, with nothing
-    /// taken, for `stall_limit` means a receiver that stopped reading, and closes it.
-    pub(crate) fn push(&self, out: Outbound) -> Result<(), PushError> {
-        let len = match &out {
-            Outbound::Packet(b) | Outbound::Kick { body: b, .. } => b.len(),
-        };
+    /// taken, for `stall_limit` means a receiver that stopped reading, and closes it. `clock`
+    /// is read only when the queue is full.
+    pub(crate) fn push(&self, out: Outbound, clock: &dyn Clock) -> Result<(), PushError> {
+        let len = out.len();
         if len > self.max_outbound {
             return Err(PushError::TooLarge {
                 len,
                 max: self.max_outbound,
             });
         }
-        match self.outbox.push(out) {
+        match self.outbox.push(out, || clock.now()) {
             Ok(()) => Ok(()),
             Err(Refused::Full { full_for, .. }) => {
                 if full_for >= self.stall_limit {
@@ -87,10 +109,29 @@ impl SessionHandle {
     }
 }
 
-/// A session's own state, owned by the task that runs it.
+/// The receiving end of a session's outbox: what other tasks queued for it, to hand to
+/// [`Core::handle_outbound`](crate::engine::Core::handle_outbound).
 #[derive(Debug)]
-pub(crate) struct Session {
-    pub(crate) info: SessionInfo,
+pub struct Outbox(MailboxReceiver<Outbound>);
+
+impl Outbox {
+    /// The next item, waiting for one. Cancel-safe. Returns `Some` always; the `Option` lets
+    /// `select!` patterns read like a channel's.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.0.recv().await
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.0.try_recv()
+    }
+}
+
+/// One session's protocol state, owned by the task that runs it. Opened by
+/// [`Core::open_session`](crate::engine::Core::open_session).
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) properties: PipeProperties,
     /// The user this session logged in as (the reference's session attribute); it may no
     /// longer be the user's mapped session (§4.1 "displaced").
     pub(crate) user: Option<UserId>,
@@ -98,191 +139,68 @@ pub(crate) struct Session {
     pub(crate) first_login_time: i64,
     /// Set when the server kicked this session while it was the user's online session.
     pub(crate) kick_code: Option<i32>,
+    /// When a packet last arrived: idle expiry counts from here.
+    pub(crate) last_inbound: Instant,
+    /// How long the session may stay silent.
+    pub(crate) idle_expiry: Duration,
     pub(crate) handle: SessionHandle,
+}
+
+/// How a session is opened: everything [`Session::new`] needs besides its own id and pipe.
+pub(crate) struct SessionLimits {
+    pub(crate) outbox_capacity: usize,
+    pub(crate) stall_limit: Duration,
+    pub(crate) idle_expiry: Duration,
 }
 
 impl Session {
     /// A new, unauthenticated session and the receiving end of its outbox.
     pub(crate) fn new(
-        id: SessionId,
-        transport: Transport,
-        peer: SocketAddr,
-        max_outbound: usize,
-        outbox_capacity: usize,
-        stall_limit: Duration,
+        info: SessionInfo,
+        properties: PipeProperties,
+        limits: SessionLimits,
         close: CancellationToken,
-    ) -> (Self, MailboxReceiver<Outbound>) {
-        let (tx, rx) = Mailbox::new(outbox_capacity);
-        let info = SessionInfo {
-            id,
-            transport,
-            peer,
-        };
+        now: Instant,
+    ) -> (Self, Outbox) {
+        let (tx, rx) = Mailbox::new(limits.outbox_capacity);
         let handle = SessionHandle {
             info,
-            max_outbound,
+            connectionless: properties.connectionless,
+            max_outbound: properties.max_outbound,
             outbox: tx,
-            stall_limit,
+            stall_limit: limits.stall_limit,
             close,
         };
-        (
-            Self {
-                info,
-                user: None,
-                first_login_time: -1,
-                kick_code: None,
-                handle,
-            },
-            rx,
-        )
-    }
-}
-
-/// A bounded queue from any number of tasks to one: a session's outbox, a UDP pseudo-session's
-/// inbox. Unlike tokio's `mpsc`, which allocates a 32-slot block per channel up front, an idle
-/// mailbox holds no buffer at all: with tens of thousands of idle sessions that is most of a
-/// session's memory.
-#[derive(Debug)]
-pub(crate) struct Mailbox<T> {
-    shared: Arc<MailboxShared<T>>,
-}
-
-impl<T> Clone for Mailbox<T> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct MailboxShared<T> {
-    state: Mutex<MailboxState<T>>,
-    ready: Notify,
-    capacity: usize,
-}
-
-#[derive(Debug)]
-struct MailboxState<T> {
-    items: VecDeque<T>,
-    /// False once the receiver is gone.
-    open: bool,
-    /// When a push last found the mailbox full; cleared when the receiver takes an item.
-    full_since: Option<Instant>,
-}
-
-/// Why an item was not queued; a closed mailbox gives the item back.
-#[derive(Debug)]
-pub(crate) enum Refused<T> {
-    /// The mailbox holds `capacity` items (the item is dropped).
-    Full {
-        /// How long the receiver has taken nothing from the full mailbox.
-        full_for: Duration,
-    },
-    /// The receiver is gone.
-    Closed(T),
-}
-
-/// The receiving end of a [`Mailbox`]; dropping it closes the mailbox.
-#[derive(Debug)]
-pub(crate) struct MailboxReceiver<T> {
-    shared: Arc<MailboxShared<T>>,
-}
-
-impl<T> MailboxShared<T> {
-    fn lock(&self) -> MutexGuard<'_, MailboxState<T>> {
-        self.state
-            .lock()
-            .expect("mailbox lock is never held across a panic-prone section")
-    }
-}
-
-impl<T> Mailbox<T> {
-    /// A mailbox for at most `capacity` items.
-    pub(crate) fn new(capacity: usize) -> (Self, MailboxReceiver<T>) {
-        let shared = Arc::new(MailboxShared {
-            state: Mutex::new(MailboxState {
-                items: VecDeque::new(),
-                open: true,
-                full_since: None,
-            }),
-            ready: Notify::new(),
-            capacity,
-        });
-        (
-            Self {
-                shared: shared.clone(),
-            },
-            MailboxReceiver { shared },
-        )
+        let session = Self {
+            properties,
+            user: None,
+            first_login_time: -1,
+            kick_code: None,
+            last_inbound: now,
+            idle_expiry: limits.idle_expiry,
+            handle,
+        };
+        (session, Outbox(rx))
     }
 
-    /// Queues `item` without waiting.
-    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
-        {
-            let mut state = self.shared.lock();
-            if !state.open {
-                return Err(Refused::Closed(item));
-            }
-            if state.items.len() >= self.shared.capacity {
-                // The clock is read only here, off the path of a mailbox that keeps up.
-                let now = Instant::now();
-                let since = *state.full_since.get_or_insert(now);
-                return Err(Refused::Full {
-                    full_for: now - since,
-                });
-            }
-            state.items.push_back(item);
-        }
-        // Stores a permit when the receiver is not waiting, so no wakeup is lost.
-        self.shared.ready.notify_one();
-        Ok(())
+    /// What hooks are told about this session.
+    pub fn info(&self) -> SessionInfo {
+        self.handle.info
     }
 
-    /// Whether both are the same mailbox.
-    pub(crate) fn same_mailbox(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
-}
-
-impl<T> MailboxReceiver<T> {
-    /// The next item, waiting for one. Cancel-safe: an item is only taken when it is returned.
-    /// Returns `Some` always; the `Option` lets `select!` patterns read like a channel's.
-    pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            if let Some(item) = self.try_recv() {
-                return Some(item);
-            }
-            self.shared.ready.notified().await;
-        }
+    /// The user this session logged in as, if it did (it may since have been displaced).
+    pub fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
     }
 
-    /// The next item if one is queued.
-    pub(crate) fn try_recv(&mut self) -> Option<T> {
-        let mut state = self.shared.lock();
-        let item = state.items.pop_front();
-        if item.is_some() {
-            state.full_since = None;
-        }
-        if state.items.is_empty() && state.items.capacity() > 64 {
-            // A burst is over: give its memory back rather than keep it for an idle session.
-            state.items = VecDeque::new();
-        }
-        item
+    /// Whether somebody asked the session to close (a duplicate login that could not tell it,
+    /// an outbox stalled for too long, shutdown): its loop should end it.
+    pub fn is_closing(&self) -> bool {
+        self.handle.close.is_cancelled()
     }
-}
 
-impl<T> Drop for MailboxReceiver<T> {
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.open = false;
-        state.items.clear();
+    /// The token that closes the session (cancelled by [`SessionHandle::close`]).
+    pub(crate) fn close_token(&self) -> &CancellationToken {
+        &self.handle.close
     }
-}
-
-/// Epoch milliseconds now, for `firstLoginTime` and `sm`.
-pub(crate) fn epoch_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

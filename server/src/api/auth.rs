@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::error::AppError;
-use crate::http::HttpState;
+use crate::http::state::HttpState;
 use crate::token::BearerToken;
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).

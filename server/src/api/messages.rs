@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::error::{AppError, ErrorBody};
 use super::extract::Json;
 use crate::handle::{Delivery, Sent};
-use crate::http::HttpState;
+use crate::http::state::HttpState;
 use crate::session::PushError;
 
 /// Most receivers in one batch.

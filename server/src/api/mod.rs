@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use self::error::AppError;
-use crate::http::HttpState;
+use crate::http::state::HttpState;
 
 /// Where the OpenAPI document is served.
 pub(crate) const OPENAPI_PATH: &str = "/api/openapi.json";

@@ -5,7 +5,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use crate::http::HttpState;
+use crate::http::state::HttpState;
+use crate::metrics::{self, Direction, LoginResult};
 
 /// A count per transport.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,8 +22,8 @@ pub(crate) struct PerTransport {
 }
 
 impl PerTransport {
-    fn new(counts: [u64; 3]) -> Self {
-        let [tcp, udp, ws] = counts;
+    fn new(counts: metrics::PerTransport<u64>) -> Self {
+        let metrics::PerTransport { tcp, udp, ws } = counts;
         Self {
             tcp,
             udp,
@@ -98,16 +99,20 @@ pub(crate) struct Stats {
 )]
 pub(crate) async fn stats(State(state): State<HttpState>) -> axum::Json<Stats> {
     let core = &state.core;
-    let s = core
-        .metrics
-        .snapshot(core.registry.count_by_transport(), core.s2c.len());
-    let [c2s, c2c, s2c] = s.messages;
-    let [accepted, refused, stale] = s.logins;
+    let s = core.metrics.snapshot(
+        core.clock.now(),
+        core.registry.count_by_transport(),
+        core.s2c.len(),
+    );
     axum::Json(Stats {
         uptime_seconds: s.uptime_seconds,
         connections: PerTransport::new(s.connections),
-        online_users: PerTransport::new(s.online.map(|n| n as u64)),
-        messages: Messages { c2s, c2c, s2c },
+        online_users: PerTransport::new(s.online),
+        messages: Messages {
+            c2s: *s.messages.get(Direction::c2s),
+            c2c: *s.messages.get(Direction::c2c),
+            s2c: *s.messages.get(Direction::s2c),
+        },
         qos: Qos {
             in_flight: s.in_flight as u64,
             retransmissions: s.retransmissions,
@@ -115,9 +120,9 @@ pub(crate) async fn stats(State(state): State<HttpState>) -> axum::Json<Stats> {
             lost: s.qos_lost,
         },
         logins: Logins {
-            accepted,
-            refused,
-            stale,
+            accepted: *s.logins.get(LoginResult::accepted),
+            refused: *s.logins.get(LoginResult::refused),
+            stale: *s.logins.get(LoginResult::stale),
         },
     })
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Path, Query};
-use crate::http::HttpState;
+use crate::http::state::HttpState;
 use crate::registry::OnlineInfo;
 
 /// Page size when the query does not say.

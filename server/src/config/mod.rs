@@ -218,6 +218,21 @@ impl Config {
     }
 }
 
+// Here rather than in `webhook`, next to the defaults it reads, so that `webhook` need not
+// import this module, which imports it.
+impl WebhookConfig {
+    /// The defaults (those of [`Config`]) for a backend at `url`.
+    pub fn new(url: Url) -> Self {
+        let defaults = Config {
+            webhook_url: Some(url),
+            ..Config::default()
+        };
+        defaults
+            .webhook()
+            .expect("a config with a webhook URL has a webhook")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,12 @@
-//! The dispatch table (§4.1) and the small handlers: keepalive (§5), echo, the 301 reply to
-//! packets that need a login (§4.5), and close handling (§4.4).
+//! The dispatch table (§4.1) and the small handlers: keepalive (§5), echo, logout, and the 301
+//! reply to packets that need a login (§4.5).
 
 use bytes::Bytes;
-use hongyan_shared::{ErrorResponse, Packet, PacketType, Transport, UserId, codes};
+use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
-use super::{Core, Flow};
-use crate::gateway::Link;
+use super::reply::end_unless_connectionless;
+use super::state::{Core, Flow};
+use crate::pipe::Pipe;
 use crate::session::{Outbound, Session};
 
 /// The smallest 301 a Java client understands (missing keys read as zero values), for UDP
@@ -14,13 +15,16 @@ const COMPACT_301: &[u8] =
     br#"{"type":52,"dataContent":"{\"errorCode\":301}","from":"0","to":"-1"}"#;
 
 impl Core {
-    /// Handles one packet body received on `session`.
-    pub(crate) async fn on_packet<L: Link>(
+    /// Handles one packet body that arrived at `now` on `session`, answering on `pipe`.
+    /// Every packet, whatever it is, counts as traffic for the idle expiry.
+    pub async fn handle_packet<P: Pipe>(
         &self,
         session: &mut Session,
-        link: &mut L,
+        pipe: &mut P,
         body: &[u8],
+        now: Instant,
     ) -> Flow {
+        session.last_inbound = now;
         let packet = match Packet::decode(body) {
             Ok(packet) => packet,
             Err(e) => {
@@ -31,19 +35,21 @@ impl Core {
         };
         self.metrics.packet_in(Some(packet.kind), body.len());
         match packet.kind {
-            PacketType::Login => self.login(session, link, packet).await,
+            PacketType::Login => self.login(session, pipe, packet).await,
             PacketType::Logout => {
                 tracing::debug!("logout");
                 Flow::Close
             }
-            PacketType::Echo => self.echo(session, link, packet).await,
+            PacketType::Echo => self.echo(session, pipe, packet).await,
             PacketType::KeepAlive | PacketType::CommonData | PacketType::Ack => {
                 let Some(user) = session.user.clone() else {
-                    return self.reject_unauthenticated(link, &packet, body.len()).await;
+                    return self
+                        .reject_unauthenticated(session, pipe, &packet, body.len())
+                        .await;
                 };
                 match packet.kind {
-                    PacketType::KeepAlive => self.keep_alive(session, link, &user).await,
-                    PacketType::CommonData => self.data(session, link, packet, user).await,
+                    PacketType::KeepAlive => self.keep_alive(session, pipe, &user).await,
+                    PacketType::CommonData => self.data(session, pipe, packet, user, now).await,
                     _ => {
                         self.ack(&user, &packet);
                         Flow::Continue
@@ -57,99 +63,63 @@ impl Core {
         }
     }
 
-    /// Sends a server-made packet on this session's own link; a packet over the transport's
-    /// limit is dropped rather than truncated.
-    pub(crate) async fn reply<L: Link>(&self, link: &mut L, mut packet: Packet) -> Flow {
-        let body = self.encode(&mut packet);
-        self.reply_bytes(link, body).await
-    }
-
-    pub(crate) async fn reply_bytes<L: Link>(&self, link: &mut L, body: Bytes) -> Flow {
-        let max = self.config.max_outbound(L::TRANSPORT);
-        if body.len() > max {
-            tracing::warn!(
-                len = body.len(),
-                max,
-                "reply exceeds the client's limit; not sent"
-            );
-            return Flow::Continue;
-        }
-        match link.send(body).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
-    }
-
     /// §4.5: a packet that needs a login on a session without one gets a 301 that embeds it;
-    /// TCP and WebSocket sessions are then closed, UDP pseudo-sessions kept.
-    async fn reject_unauthenticated<L: Link>(
+    /// a connection is then closed, a connection-less pseudo-session kept.
+    async fn reject_unauthenticated<P: Pipe>(
         &self,
-        link: &mut L,
+        session: &Session,
+        pipe: &mut P,
         packet: &Packet,
         request_len: usize,
     ) -> Flow {
-        let error = Packet::error(&ErrorResponse {
+        let mut error = Packet::error(&ErrorResponse {
             error_code: codes::RESPONSE_FOR_UNLOGIN,
             error_msg: Some(packet.to_json()),
         });
-        let mut error = error;
         let mut body = self.encode(&mut error);
-        let limit = if L::TRANSPORT == Transport::Udp {
-            // Never amplify: an unauthenticated UDP address may be spoofed, so the reply is
-            // never larger than the datagram that caused it.
-            request_len.min(self.config.max_outbound(L::TRANSPORT))
+        let max = session.properties.max_outbound;
+        // Never amplify: a peer that may be spoofed gets no reply larger than its request.
+        let limit = if session.properties.spoofable {
+            request_len.min(max)
         } else {
-            self.config.max_outbound(L::TRANSPORT)
+            max
         };
         if body.len() > limit {
             body = Bytes::from_static(COMPACT_301);
         }
+        let mut flow = Flow::Continue;
         if body.len() <= limit {
             tracing::debug!("packet before login: 301");
-            if self.reply_bytes(link, body).await == Flow::Close {
-                return Flow::Close;
-            }
+            flow = self.reply_bytes(session, pipe, body).await;
         }
-        if L::TRANSPORT == Transport::Udp {
-            Flow::Continue
-        } else {
-            let _ = link.flush().await;
-            Flow::Close
-        }
+        end_unless_connectionless(session, pipe, flow).await
     }
 
     /// §4.1, §5: a keepalive is answered `to` the session's user, on that user's current
     /// online session (which the reference also does when it is not this one).
-    async fn keep_alive<L: Link>(&self, session: &Session, link: &mut L, user: &UserId) -> Flow {
+    async fn keep_alive<P: Pipe>(&self, session: &Session, pipe: &mut P, user: &UserId) -> Flow {
         let mut response = Packet::keep_alive_response(user.as_str());
         let body = self.encode(&mut response);
-        match self.registry.get(user) {
-            Some(online) if online.info.id == session.info.id => self.reply_bytes(link, body).await,
+        match self.session_of(user) {
+            Some(online) if online.info.id == session.info().id => {
+                self.reply_bytes(session, pipe, body).await
+            }
             Some(online) => {
-                let _ = online.push(Outbound::Packet(body));
+                let _ = online.push(Outbound::packet(body), &*self.clock);
                 Flow::Continue
             }
             None => Flow::Continue,
         }
     }
 
-    /// Type 5 comes back as type 53 with every other field unchanged. Unauthenticated UDP
-    /// addresses get no echo: the reply would be larger than the request (amplification).
-    async fn echo<L: Link>(&self, session: &Session, link: &mut L, mut packet: Packet) -> Flow {
-        if L::TRANSPORT == Transport::Udp && session.user.is_none() {
-            tracing::debug!("echo from an unauthenticated UDP address ignored");
+    /// Type 5 comes back as type 53 with every other field unchanged. A peer that may be
+    /// spoofed gets no echo before it logs in: the reply would be larger than the request.
+    async fn echo<P: Pipe>(&self, session: &Session, pipe: &mut P, mut packet: Packet) -> Flow {
+        if session.properties.spoofable && session.user.is_none() {
+            tracing::debug!("echo from an unauthenticated, spoofable peer ignored");
             return Flow::Continue;
         }
         packet.kind = PacketType::EchoResponse;
-        self.reply(link, packet).await
-    }
-
-    /// §4.4: if the session is its user's online session, the user goes offline.
-    pub(crate) fn on_close(&self, session: &mut Session) {
-        if let Some(user) = session.user.take()
-            && self.registry.remove_if_current(&user, session.info.id)
-        {
-            self.hooks.on_logout(&user, session.info, session.kick_code);
-        }
+        self.reply(session, pipe, packet).await
     }
 }

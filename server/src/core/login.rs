@@ -1,27 +1,27 @@
 //! Login (§4.2) and the duplicate-login rules (§4.3).
 
-use hongyan_shared::{Kickout, LoginInfo, LoginResponse, Packet, Transport, UserId, codes};
+use hongyan_shared::{Kickout, LoginInfo, LoginResponse, Packet, UserId, codes};
 
-use super::{Core, Flow};
-use crate::gateway::Link;
+use super::reply::end_unless_connectionless;
+use super::state::{Core, Flow};
+use crate::clock::system_time;
 use crate::hooks::LoginRequest;
 use crate::metrics::{KickReason, LoginResult};
+use crate::pipe::Pipe;
 use crate::registry::Registration;
-use crate::session::{Outbound, Session, epoch_millis};
+use crate::session::{Outbound, Session};
 
 impl Core {
-    pub(super) async fn login<L: Link>(
+    pub(super) async fn login<P: Pipe>(
         &self,
         session: &mut Session,
-        link: &mut L,
+        pipe: &mut P,
         packet: Packet,
     ) -> Flow {
-        let udp = L::TRANSPORT == Transport::Udp;
-        // §4.2 step 1: TCP/WS close without a reply, UDP ignores.
-        let unusable = if udp { Flow::Continue } else { Flow::Close };
+        // §4.2 step 1: a connection closes without a reply, a pseudo-session ignores it.
         let Some(data) = packet.data_content.as_deref() else {
             tracing::debug!("login without payload");
-            return unusable;
+            return end_unless_connectionless(session, pipe, Flow::Continue).await;
         };
         let info = match LoginInfo::decode(data) {
             Ok(info) => info,
@@ -32,42 +32,38 @@ impl Core {
         };
         let Some(user) = info.login_user_id.clone().filter(UserId::is_valid_login) else {
             tracing::debug!(user = ?info.login_user_id, "login without a usable user id");
-            return unusable;
+            return end_unless_connectionless(session, pipe, Flow::Continue).await;
         };
 
         // §4.2 step 3: a session re-logging in as the same user skips verification. Logging in
         // as somebody else first logs the old user out (the reference silently rebinds).
         let verified = session.user.as_ref() == Some(&user);
         if !verified {
-            self.on_close(session);
+            self.close_session(session);
             let code = self
                 .hooks
                 .verify_login(LoginRequest {
                     user_id: &user,
                     token: info.login_token.as_deref(),
                     extra: info.extra.as_deref(),
-                    session: session.info,
+                    session: session.info(),
                 })
                 .await;
             if code != codes::OK {
-                self.metrics.login(LoginResult::Refused);
+                self.metrics.login(LoginResult::refused);
                 tracing::info!(%user, code, "login refused");
                 let refusal = Packet::login_response(UserId::UNSET, LoginResponse::refused(code));
-                let flow = self.reply(link, refusal).await;
-                return if udp {
-                    flow
-                } else {
-                    let _ = link.flush().await;
-                    Flow::Close
-                };
+                let flow = self.reply(session, pipe, refusal).await;
+                return end_unless_connectionless(session, pipe, flow).await;
             }
         }
 
         // §4.2 step 5: answer first, register only once the answer is written.
+        let now_millis = self.clock.unix_millis();
         let answered = if info.first_login_time > 0 {
             info.first_login_time
         } else {
-            epoch_millis()
+            now_millis
         };
         let response = Packet::login_response(
             user.as_str(),
@@ -76,26 +72,28 @@ impl Core {
                 first_login_time: answered,
             },
         );
-        if self.reply(link, response).await == Flow::Close || link.flush().await.is_err() {
+        if self.reply(session, pipe, response).await == Flow::Close || pipe.flush().await.is_err() {
             return Flow::Close;
         }
 
-        match self
-            .registry
-            .register(&user, &session.handle, info.first_login_time, answered)
-        {
+        let since = system_time(now_millis);
+        match self.registry.register(
+            &user,
+            &session.handle,
+            info.first_login_time,
+            answered,
+            since,
+        ) {
             Registration::Registered { displaced } => {
-                self.metrics.login(LoginResult::Accepted);
+                self.metrics.login(LoginResult::accepted);
                 if let Some((old, kick)) = displaced {
                     if kick {
-                        self.metrics.kickout(KickReason::DuplicateLogin);
+                        self.metrics.kickout(KickReason::duplicate_login);
                         tracing::debug!(old = %old.info.id, "kicking the previous session");
                         let body = self.encode(&mut Self::duplicate_kickout(&user));
-                        let told = old.push(Outbound::Kick {
-                            body,
-                            code: codes::KICKOUT_DUPLICATE_LOGIN,
-                        });
-                        if told.is_err() && old.info.transport != Transport::Udp {
+                        let kick = Outbound::kick(body, codes::KICKOUT_DUPLICATE_LOGIN);
+                        let told = old.push(kick, &*self.clock);
+                        if told.is_err() && !old.connectionless {
                             // Its queue is full: it cannot be told, but must not stay
                             // connected as the user (a UDP pseudo-session is left, §4.3).
                             old.close();
@@ -108,20 +106,17 @@ impl Core {
                 session.first_login_time = answered;
                 session.user = Some(user.clone());
                 self.hooks
-                    .on_login(&user, info.extra.as_deref(), session.info);
+                    .on_login(&user, info.extra.as_deref(), session.info());
                 Flow::Continue
             }
             Registration::Stale => {
-                self.metrics.login(LoginResult::Stale);
-                self.metrics.kickout(KickReason::DuplicateLogin);
+                self.metrics.login(LoginResult::stale);
+                self.metrics.kickout(KickReason::duplicate_login);
                 tracing::info!(%user, "stale client instance refused");
-                let flow = self.reply(link, Self::duplicate_kickout(&user)).await;
-                if udp {
-                    flow
-                } else {
-                    let _ = link.flush().await;
-                    Flow::Close
-                }
+                let flow = self
+                    .reply(session, pipe, Self::duplicate_kickout(&user))
+                    .await;
+                end_unless_connectionless(session, pipe, flow).await
             }
         }
     }

@@ -1,20 +1,21 @@
 //! Application data and acknowledgements (§6.4): C2S with ACK and de-duplication, C2C
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
-use hongyan_shared::{Fingerprint, Packet, UserId};
+use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
 
-use super::{Core, Flow};
-use crate::gateway::Link;
+use super::state::{Core, Flow};
 use crate::metrics::Direction;
+use crate::pipe::Pipe;
 use crate::session::{Outbound, Session};
 
 impl Core {
-    pub(super) async fn data<L: Link>(
+    pub(super) async fn data<P: Pipe>(
         &self,
         session: &Session,
-        link: &mut L,
+        pipe: &mut P,
         mut packet: Packet,
         user: UserId,
+        now: Instant,
     ) -> Flow {
         // Hardening: the sender is who the session logged in as, never what the packet claims.
         packet.from = Some(user.clone());
@@ -26,59 +27,65 @@ impl Core {
             packet.fp = None;
         }
         if packet.to.as_ref().is_some_and(UserId::is_server) {
-            self.c2s(session, link, packet, &user).await
+            self.c2s(session, pipe, packet, &user, now).await
         } else {
-            self.c2c(session, link, packet, &user).await
+            self.c2c(session, pipe, packet, &user, now).await
         }
     }
 
-    async fn c2s<L: Link>(
+    async fn c2s<P: Pipe>(
         &self,
         session: &Session,
-        link: &mut L,
+        pipe: &mut P,
         mut packet: Packet,
         user: &UserId,
+        now: Instant,
     ) -> Flow {
-        if !self.hooks.before_c2s(&mut packet, session.info) {
+        if !self.hooks.before_c2s(&mut packet, session.info()) {
             tracing::debug!(fp = ?packet.fp, "c2s message dropped by before_c2s");
             return Flow::Continue;
         }
-        if let Some(fp) = packet.qos_fingerprint() {
-            let first = self.first_c2s(user, fp);
-            let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
-            if self.reply(link, ack).await == Flow::Close {
-                return Flow::Close;
-            }
-            if !first {
-                self.metrics.dedup_hit();
-                tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
-                return Flow::Continue;
-            }
+        let Some(fp) = packet.qos_fingerprint() else {
+            self.deliver_c2s(session, &packet);
+            return Flow::Continue;
+        };
+        // Delivered before the ACK is written: once the fingerprint is recorded, a sender whose
+        // ACK was lost gets only ACKs, so the message must already be with the application.
+        if self.first_c2s(user, fp, now) {
+            self.deliver_c2s(session, &packet);
+        } else {
+            self.metrics.dedup_hit();
+            tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
         }
-        self.metrics.message(Direction::C2s);
-        self.hooks.on_c2s(&packet, session.info);
-        Flow::Continue
+        let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
+        self.reply(session, pipe, ack).await
     }
 
-    async fn c2c<L: Link>(
+    fn deliver_c2s(&self, session: &Session, packet: &Packet) {
+        self.metrics.message(Direction::c2s);
+        self.hooks.on_c2s(packet, session.info());
+    }
+
+    async fn c2c<P: Pipe>(
         &self,
         session: &Session,
-        link: &mut L,
+        pipe: &mut P,
         mut packet: Packet,
         user: &UserId,
+        now: Instant,
     ) -> Flow {
-        if !self.hooks.before_c2c(&mut packet, session.info) {
+        if !self.hooks.before_c2c(&mut packet, session.info()) {
             tracing::debug!(fp = ?packet.fp, "c2c message dropped by before_c2c");
             return Flow::Continue;
         }
-        self.metrics.message(Direction::C2c);
+        self.metrics.message(Direction::c2c);
         let fp = packet.qos_fingerprint().cloned();
         let receiver = packet.to.clone().unwrap_or_default();
         let body = self.encode(&mut packet);
-        let pushed = match self.registry.get(&receiver) {
+        let pushed = match self.session_of(&receiver) {
             Some(online) => match &fp {
-                Some(fp) => self.push_qos(&online, &receiver, fp, body, None),
-                None => online.push(Outbound::Packet(body)),
+                Some(fp) => self.push_qos(&online, &receiver, fp, body, None, now),
+                None => online.push(Outbound::packet(body), &*self.clock),
             }
             .map_err(|e| {
                 tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
@@ -87,21 +94,27 @@ impl Core {
         };
         if pushed.is_ok() {
             self.hooks.on_c2c_delivered(&packet);
-        } else {
-            let stored = self.hooks.on_offline(&packet).await;
-            self.metrics.offline(stored);
-            if !stored {
-                // Not stored: no ACK, so a QoS sender retries and finally reports it lost.
-                return Flow::Continue;
-            }
+        } else if !self.keep_for_offline_receiver(&packet).await {
+            // Not kept: no ACK, so a QoS sender retries and finally reports it lost.
+            return Flow::Continue;
         }
         match fp {
             Some(fp) => {
                 let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
-                self.reply(link, ack).await
+                self.reply(session, pipe, ack).await
             }
             None => Flow::Continue,
         }
+    }
+
+    /// The receiver of a C2C message is not online, or its session cannot take the message:
+    /// true if the message was kept for later, which earns its sender the pseudo-ACK. The
+    /// one place a C2C message is handed over for later delivery (today: the application's
+    /// `on_offline` hook).
+    async fn keep_for_offline_receiver(&self, packet: &Packet) -> bool {
+        let stored = self.hooks.on_offline(packet).await;
+        self.metrics.offline(stored);
+        stored
     }
 
     /// A type-4 from a logged-in user: it settles a server → client packet only if that packet

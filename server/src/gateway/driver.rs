@@ -1,5 +1,6 @@
-//! The session loop shared by every transport: read, dispatch to the core, write what other
-//! sessions queued, expire when idle, close.
+//! The session loop shared by every transport: read, hand to the core, write what other
+//! sessions queued, wake at the deadline the core gives, close. It carries out what the core
+//! decides and decides nothing itself.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use hongyan_shared::{Transport, codes};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Link;
 use crate::core::{Core, Flow};
-use crate::session::{Outbound, Session};
+use crate::pipe::Pipe;
+use crate::session::{Outbox, Session};
 
 /// Outbox items written per flush, so one busy session batches its writes.
 const WRITE_BATCH: usize = 64;
@@ -29,44 +29,31 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 // run instead of reserving their largest state in every idle session (2.5 KB → 1.3 KB per
 // TCP session).
 
-/// Runs one session over `link` until the peer leaves, the core closes it, it idles out, it
-/// is kicked, or the server shuts down.
-pub(crate) async fn drive<L: Link>(
+/// Runs one session over `pipe` until the peer leaves, the core closes it, it idles out, it
+/// is kicked, or the server shuts down. Not an `async fn`, so the future it returns is the
+/// session's own and does not keep a second copy of the pipe.
+pub(crate) fn drive<P: Pipe>(
     core: Arc<Core>,
-    link: L,
+    pipe: P,
     peer: SocketAddr,
     shutdown: &CancellationToken,
-) {
-    let id = core.next_session_id();
-    let span = tracing::debug_span!("session", %id, transport = %L::TRANSPORT, %peer, user = tracing::field::Empty);
-    run(core, link, peer, id, shutdown.child_token())
-        .instrument(span)
-        .await;
+) -> impl Future<Output = ()> + Send + use<P> {
+    let properties = pipe.properties();
+    let now = core.clock.now();
+    let (session, outbox) =
+        core.open_session_closed_by(properties, peer, now, shutdown.child_token());
+    let span = tracing::debug_span!("session", id = %session.info().id, transport = %properties.transport, %peer, user = tracing::field::Empty);
+    run(core, pipe, session, outbox).instrument(span)
 }
 
-async fn run<L: Link>(
-    core: Arc<Core>,
-    mut link: L,
-    peer: SocketAddr,
-    id: crate::hooks::SessionId,
-    close: CancellationToken,
-) {
-    let (mut session, mut outbox) = Session::new(
-        id,
-        L::TRANSPORT,
-        peer,
-        core.config.max_outbound(L::TRANSPORT),
-        core.config.outbox_capacity,
-        core.config.slow_consumer_stall,
-        close.clone(),
-    );
+async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut outbox: Outbox) {
     tracing::debug!("session opened");
-    let _counted = core.metrics.connection(L::TRANSPORT);
-    let expiry = core.config.idle_expiry(L::TRANSPORT);
-    let mut last_inbound = Instant::now();
-    // One timer per session, re-armed lazily: inbound traffic only moves `last_inbound`.
-    let idle = sleep_until(last_inbound + expiry);
-    tokio::pin!(idle);
+    let close = session.close_token().clone();
+    let _counted = core.metrics.connection(session.properties.transport);
+    // One timer per session, re-armed lazily: inbound traffic only moves the core's deadline,
+    // and the timer looks again when the old one passes.
+    let deadline = sleep_until(core.poll_session_timeout(&session).into());
+    tokio::pin!(deadline);
     let mut error = None;
 
     loop {
@@ -75,16 +62,19 @@ async fn run<L: Link>(
                 tracing::debug!("closed by the server");
                 break;
             }
-            inbound = link.recv() => {
+            inbound = pipe.recv() => {
                 // Everything that has already arrived is handled before the replies are
-                // flushed, so a burst of packets is answered with one write.
+                // flushed, so a burst of packets is answered with one write; the clock is
+                // read once for the batch.
+                let now = core.clock.now();
                 let mut next = inbound;
                 let mut handled = 0;
                 let flow = loop {
                     match next {
                         Some(Ok(body)) => {
                             handled += 1;
-                            let handling = Box::pin(core.on_packet(&mut session, &mut link, &body));
+                            let handling =
+                                Box::pin(core.handle_packet(&mut session, &mut pipe, &body, now));
                             if unless_closed(&close, handling).await != Some(Flow::Continue) {
                                 break Flow::Close;
                             }
@@ -102,15 +92,12 @@ async fn run<L: Link>(
                     if handled == READ_BATCH {
                         break Flow::Continue;
                     }
-                    match link.recv().now_or_never() {
+                    match pipe.recv().now_or_never() {
                         Some(more) => next = more,
                         None => break Flow::Continue,
                     }
                 };
-                if handled > 0 {
-                    last_inbound = Instant::now();
-                }
-                if flow == Flow::Close || !flushed(&close, &mut link).await {
+                if flow == Flow::Close || !flushed(&close, &mut pipe).await {
                     break;
                 }
             }
@@ -119,7 +106,7 @@ async fn run<L: Link>(
                 let mut written = 0;
                 let mut flow = Flow::Continue;
                 while let Some(out) = next.take() {
-                    let writing = Box::pin(write_outbound(&core, &mut session, &mut link, out));
+                    let writing = Box::pin(core.handle_outbound(&mut session, &mut pipe, out));
                     flow = unless_closed(&close, writing).await.unwrap_or(Flow::Close);
                     written += 1;
                     if flow == Flow::Close || written == WRITE_BATCH {
@@ -127,22 +114,20 @@ async fn run<L: Link>(
                     }
                     next = outbox.try_recv();
                 }
-                if flow == Flow::Close || !flushed(&close, &mut link).await {
+                if flow == Flow::Close || !flushed(&close, &mut pipe).await {
                     break;
                 }
             }
-            () = &mut idle => {
-                let deadline = last_inbound + expiry;
-                if Instant::now() >= deadline {
-                    tracing::debug!(?expiry, "idle expiry");
+            () = &mut deadline => {
+                if core.handle_session_timeout(&mut session, core.clock.now()) == Flow::Close {
                     break;
                 }
-                idle.as_mut().reset(deadline);
+                deadline.as_mut().reset(core.poll_session_timeout(&session).into());
             }
         }
     }
-    core.on_close(&mut session);
-    let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(link.close(error))).await;
+    core.close_session(&mut session);
+    let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;
 }
 
 /// Runs `work` (which may write) unless the session is closed first: a peer that stopped
@@ -157,36 +142,6 @@ async fn unless_closed<T>(close: &CancellationToken, work: impl Future<Output = 
 }
 
 /// Writes everything queued; false if that failed or the session was closed meanwhile.
-async fn flushed<L: Link>(close: &CancellationToken, link: &mut L) -> bool {
-    matches!(unless_closed(close, link.flush()).await, Some(Ok(())))
-}
-
-async fn write_outbound<L: Link>(
-    core: &Core,
-    session: &mut Session,
-    link: &mut L,
-    out: Outbound,
-) -> Flow {
-    match out {
-        Outbound::Packet(body) => match link.send(body).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        },
-        Outbound::Kick { body, code } => {
-            let sent = link.send(body).await.is_ok() && link.flush().await.is_ok();
-            tracing::debug!(code, "kicked out");
-            if L::TRANSPORT == Transport::Udp {
-                // A UDP pseudo-session is not closed by a kickout (§4.3); an admin kick also
-                // logs the user out at once instead of at idle expiry.
-                if code != codes::KICKOUT_DUPLICATE_LOGIN {
-                    session.kick_code = Some(code);
-                    core.on_close(session);
-                }
-                if sent { Flow::Continue } else { Flow::Close }
-            } else {
-                session.kick_code = Some(code);
-                Flow::Close
-            }
-        }
-    }
+async fn flushed<P: Pipe>(close: &CancellationToken, pipe: &mut P) -> bool {
+    matches!(unless_closed(close, pipe.flush()).await, Some(Ok(())))
 }

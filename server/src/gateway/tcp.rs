@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Link, LinkError, driver};
+use super::driver;
 use crate::core::Core;
+use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 /// Bytes read per `read` call: enough for a burst of packets in one system call.
 const READ_CHUNK: usize = 4096;
@@ -23,14 +24,14 @@ const WRITE_HIGH_WATER: usize = 32 * 1024;
 /// halves and their shared `Arc`), and holds a read buffer only while bytes are in it: it
 /// waits for readability with no buffer, reads a chunk, and drops the buffer once every frame
 /// in it is taken. An idle connection therefore holds no read buffer at all.
-pub(crate) struct TcpLink {
+pub(crate) struct TcpPipe {
     stream: TcpStream,
     read: BytesMut,
     out: BytesMut,
     codec: FrameCodec,
 }
 
-impl TcpLink {
+impl TcpPipe {
     fn new(stream: TcpStream, codec: FrameCodec) -> Self {
         Self {
             stream,
@@ -41,10 +42,12 @@ impl TcpLink {
     }
 }
 
-impl Link for TcpLink {
-    const TRANSPORT: Transport = Transport::Tcp;
+impl Pipe for TcpPipe {
+    fn properties(&self) -> PipeProperties {
+        PipeProperties::of(Transport::Tcp, self.codec.max_body())
+    }
 
-    async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+    async fn recv(&mut self) -> Option<Result<Bytes, PipeError>> {
         loop {
             match self.codec.decode(&mut self.read) {
                 Ok(Some(body)) => return Some(Ok(body)),
@@ -68,7 +71,7 @@ impl Link for TcpLink {
             match self.stream.read_buf(&mut self.read).await {
                 Ok(0) if self.read.is_empty() => return None,
                 Ok(0) => {
-                    return Some(Err(LinkError::Io(std::io::ErrorKind::UnexpectedEof.into())));
+                    return Some(Err(PipeError::Io(std::io::ErrorKind::UnexpectedEof.into())));
                 }
                 Ok(_) => {}
                 Err(e) => return Some(Err(e.into())),
@@ -76,7 +79,7 @@ impl Link for TcpLink {
         }
     }
 
-    async fn send(&mut self, body: Bytes) -> Result<(), LinkError> {
+    async fn send(&mut self, body: Bytes) -> Result<(), PipeError> {
         self.codec.encode(&body, &mut self.out)?;
         if self.out.len() >= WRITE_HIGH_WATER {
             self.flush().await?;
@@ -84,7 +87,7 @@ impl Link for TcpLink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), LinkError> {
+    async fn flush(&mut self) -> Result<(), PipeError> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
             if self.out.capacity() > READ_CHUNK {
@@ -97,7 +100,7 @@ impl Link for TcpLink {
         Ok(())
     }
 
-    async fn close(mut self, _error: Option<LinkError>) {
+    async fn close(mut self, _error: Option<PipeError>) {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
@@ -149,13 +152,15 @@ async fn accept(
     codec: FrameCodec,
     shutdown: &CancellationToken,
 ) {
-    driver::drive(core, TcpLink::new(stream, codec), peer, shutdown).await;
+    driver::drive(core, TcpPipe::new(stream, codec), peer, shutdown).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, LoggingHooks};
+    use crate::clock::SystemClock;
+    use crate::config::Config;
+    use crate::hooks::LoggingHooks;
 
     /// Every connection holds its session future for life; see `driver` for why it is small.
     #[tokio::test]
@@ -165,10 +170,14 @@ mod tests {
             .await
             .unwrap();
         let (server, peer) = listener.accept().await.unwrap();
-        let core = Arc::new(Core::new(Config::loopback(), Arc::new(LoggingHooks)));
+        let core = Arc::new(Core::new(
+            Config::loopback(),
+            Arc::new(LoggingHooks),
+            Arc::new(SystemClock),
+        ));
         let token = CancellationToken::new();
-        let link = TcpLink::new(server, FrameCodec::default());
-        let session = driver::drive(core, link, peer, &token);
+        let pipe = TcpPipe::new(server, FrameCodec::default());
+        let session = driver::drive(core, pipe, peer, &token);
         assert!(
             std::mem::size_of_val(&session) <= 1536,
             "{} bytes",

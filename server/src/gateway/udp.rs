@@ -11,9 +11,10 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Link, LinkError, driver};
+use super::driver;
 use crate::core::Core;
-use crate::session::{Mailbox, MailboxReceiver, Refused};
+use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
+use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
 /// Room for a client's whole QoS window and then some (the channel allocates as it fills).
@@ -23,7 +24,7 @@ const INBOX: usize = 256;
 /// and silently drop datagrams. Linux caps the request at `net.core.rmem_max`/`wmem_max`.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-type Inbox = Mailbox<Result<Bytes, LinkError>>;
+type Inbox = Mailbox<Result<Bytes, PipeError>>;
 
 /// The pseudo-sessions by remote address.
 #[derive(Default)]
@@ -39,31 +40,34 @@ impl UdpSessions {
     }
 }
 
-pub(crate) struct UdpLink {
+pub(crate) struct UdpPipe {
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
-    inbox: MailboxReceiver<Result<Bytes, LinkError>>,
+    max_outbound: usize,
+    inbox: MailboxReceiver<Result<Bytes, PipeError>>,
     sessions: Arc<UdpSessions>,
     me: Inbox,
 }
 
-impl Link for UdpLink {
-    const TRANSPORT: Transport = Transport::Udp;
+impl Pipe for UdpPipe {
+    fn properties(&self) -> PipeProperties {
+        PipeProperties::of(Transport::Udp, self.max_outbound)
+    }
 
-    async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+    async fn recv(&mut self) -> Option<Result<Bytes, PipeError>> {
         self.inbox.recv().await
     }
 
-    async fn send(&mut self, body: Bytes) -> Result<(), LinkError> {
+    async fn send(&mut self, body: Bytes) -> Result<(), PipeError> {
         self.socket.send_to(&body, self.peer).await?;
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), LinkError> {
+    async fn flush(&mut self) -> Result<(), PipeError> {
         Ok(())
     }
 
-    async fn close(self, _error: Option<LinkError>) {
+    async fn close(self, _error: Option<PipeError>) {
         // Closing a pseudo-session only forgets it; nothing is sent (§3.2).
         let mut map = self.sessions.lock();
         if map
@@ -113,7 +117,7 @@ pub(crate) async fn serve(
             },
         };
         let item = if len > max_inbound {
-            Err(LinkError::TooLarge {
+            Err(PipeError::TooLarge {
                 len,
                 max: max_inbound,
             })
@@ -122,7 +126,7 @@ pub(crate) async fn serve(
         };
         let existing = sessions.lock().get(&peer).cloned();
         if let Some(inbox) = existing {
-            match inbox.push(item) {
+            match inbox.push(item, || core.clock.now()) {
                 Ok(()) => continue,
                 Err(Refused::Full { .. }) => {
                     tracing::debug!(%peer, "udp pseudo-session inbox full; datagram dropped");
@@ -147,7 +151,7 @@ fn open(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
     peer: SocketAddr,
-    first: Result<Bytes, LinkError>,
+    first: Result<Bytes, PipeError>,
 ) {
     // Garbage from an unknown address creates nothing and gets no reply.
     let Ok(body) = first else { return };
@@ -163,15 +167,16 @@ fn open(
         }
         map.insert(peer, tx.clone());
     }
-    let _ = tx.push(Ok(body));
-    let link = UdpLink {
+    let _ = tx.push(Ok(body), || core.clock.now());
+    let pipe = UdpPipe {
         socket: socket.clone(),
         peer,
+        max_outbound: core.config.udp_max_outbound,
         inbox: rx,
         sessions: sessions.clone(),
         me: tx,
     };
     let core = core.clone();
     let shutdown = shutdown.clone();
-    tracker.spawn(async move { driver::drive(core, link, peer, &shutdown).await });
+    tracker.spawn(async move { driver::drive(core, pipe, peer, &shutdown).await });
 }

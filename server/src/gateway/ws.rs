@@ -11,8 +11,9 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use hongyan_shared::Transport;
 
-use super::{Link, LinkError, driver};
-use crate::http::HttpState;
+use super::driver;
+use crate::http::state::HttpState;
+use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 /// tungstenite reads into a 128 KiB buffer by default, allocated when the connection opens
 /// and kept for its life; it grows only while a larger frame arrives. Packets are a few hundred
@@ -23,21 +24,23 @@ const READ_BUFFER: usize = 1024;
 /// the end of a batch); 0 would write every frame with its own system call.
 const WRITE_BUFFER: usize = 4096;
 
-pub(crate) struct WsLink {
+pub(crate) struct WsPipe {
     socket: WebSocket,
     max_message: usize,
 }
 
-impl Link for WsLink {
-    const TRANSPORT: Transport = Transport::WebSocket;
+impl Pipe for WsPipe {
+    fn properties(&self) -> PipeProperties {
+        PipeProperties::of(Transport::WebSocket, self.max_message)
+    }
 
-    async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+    async fn recv(&mut self) -> Option<Result<Bytes, PipeError>> {
         loop {
             // Pings are answered by the library; control frames do not count as traffic for
             // the idle timer (§3.3), so they never leave this loop.
             return match self.socket.recv().await? {
                 Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
-                Ok(Message::Binary(_)) => Some(Err(LinkError::BinaryFrame)),
+                Ok(Message::Binary(_)) => Some(Err(PipeError::BinaryFrame)),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Ok(Message::Close(_)) => None,
                 Err(e) => Some(Err(classify(e, self.max_message))),
@@ -45,27 +48,27 @@ impl Link for WsLink {
         }
     }
 
-    async fn send(&mut self, body: Bytes) -> Result<(), LinkError> {
+    async fn send(&mut self, body: Bytes) -> Result<(), PipeError> {
         let text = Utf8Bytes::try_from(body)
-            .map_err(|_| LinkError::WebSocket("outgoing packet is not UTF-8".into()))?;
+            .map_err(|_| PipeError::WebSocket("outgoing packet is not UTF-8".into()))?;
         self.socket
             .feed(Message::Text(text))
             .await
-            .map_err(|e| LinkError::WebSocket(e.to_string()))
+            .map_err(|e| PipeError::WebSocket(e.to_string()))
     }
 
-    async fn flush(&mut self) -> Result<(), LinkError> {
+    async fn flush(&mut self) -> Result<(), PipeError> {
         self.socket
             .flush()
             .await
-            .map_err(|e| LinkError::WebSocket(e.to_string()))
+            .map_err(|e| PipeError::WebSocket(e.to_string()))
     }
 
-    async fn close(mut self, error: Option<LinkError>) {
+    async fn close(mut self, error: Option<PipeError>) {
         // The reference closes with 1000 "Bye"; an oversized message gets 1009 first (§3.3),
         // and one close frame is all a WebSocket allows, so it carries the 1009.
         let frame = match error {
-            Some(LinkError::TooLarge { max, .. }) => CloseFrame {
+            Some(PipeError::TooLarge { max, .. }) => CloseFrame {
                 code: 1009,
                 reason: Utf8Bytes::from(format!("Max frame length of {max} has been exceeded.")),
             },
@@ -78,12 +81,12 @@ impl Link for WsLink {
     }
 }
 
-fn classify(error: axum::Error, max: usize) -> LinkError {
+fn classify(error: axum::Error, max: usize) -> PipeError {
     let text = error.to_string();
     if text.contains("too long") || text.contains("Space limit exceeded") {
-        LinkError::TooLarge { len: 0, max }
+        PipeError::TooLarge { len: 0, max }
     } else {
-        LinkError::WebSocket(text)
+        PipeError::WebSocket(text)
     }
 }
 
@@ -104,11 +107,11 @@ pub(crate) async fn upgrade(
         .max_frame_size(max_message)
         .on_upgrade(move |socket| {
             state.tracker.track_future(async move {
-                let link = WsLink {
+                let pipe = WsPipe {
                     socket,
                     max_message,
                 };
-                driver::drive(state.core, link, peer, &state.shutdown).await;
+                driver::drive(state.core, pipe, peer, &state.shutdown).await;
                 drop(permit);
             })
         })

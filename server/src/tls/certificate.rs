@@ -23,8 +23,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
-use super::load::{Loaded, load};
-use super::{CertFiles, CertFingerprint, TlsError, TlsMetrics};
+use super::error::TlsError;
+use super::fingerprint::CertFingerprint;
+use super::load::{CertFiles, Loaded, load};
+use super::metrics::TlsMetrics;
 
 /// How often [`ServerCertificate::watch`] looks at the files by default.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(10);

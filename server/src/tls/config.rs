@@ -18,7 +18,9 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::ServerSessionMemoryCache;
 
-use super::{ServerCertificate, TlsError};
+use super::certificate::ServerCertificate;
+use super::error::TlsError;
+use super::provider::provider;
 
 /// TLS 1.2 sessions remembered for session-id resumption (a few hundred bytes each). rustls's
 /// default, 256, is far below the clients of one server.
@@ -41,7 +43,7 @@ fn build(
     certificate: Arc<ServerCertificate>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(super::provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
         .with_no_client_auth()

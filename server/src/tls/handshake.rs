@@ -29,7 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 
-use super::{HandshakeError, TlsMetrics};
+use super::error::HandshakeError;
+use super::metrics::TlsMetrics;
 
 /// The first byte of every TLS record that starts a handshake (content type 22).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

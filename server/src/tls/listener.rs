@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
-use super::TlsAcceptor;
+use super::handshake::TlsAcceptor;
 
 /// Finished connections waiting for [`TlsListener::accept`]. Small: the consumer only spawns a
 /// task per connection, and while it lags, handshake slots stay taken, which holds the accept

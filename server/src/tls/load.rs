@@ -8,7 +8,9 @@ use rustls::{Error as RustlsError, InconsistentKeys};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{CertFingerprint, TlsError};
+use super::error::TlsError;
+use super::fingerprint::CertFingerprint;
+use super::provider::provider;
 
 /// Where the server's certificate and key live.
 ///
@@ -50,7 +52,7 @@ pub(crate) fn load(files: &CertFiles) -> Result<Loaded, TlsError> {
     let key_pem = read(&files.key, "key")?;
     let chain = certificates(&files.cert, &cert_pem)?;
     let key = private_key(&files.key, &key_pem)?;
-    let signing_key = super::provider()
+    let signing_key = provider()
         .key_provider
         .load_private_key(key)
         .map_err(|source| TlsError::BadKey {

@@ -38,13 +38,10 @@ pub mod handshake;
 pub mod listener;
 pub mod load;
 pub mod metrics;
+mod provider;
 pub mod self_signed;
 #[cfg(test)]
 mod tests;
-
-use std::sync::Arc;
-
-use rustls::crypto::CryptoProvider;
 
 pub use certificate::ServerCertificate;
 pub use config::{http_config, tcp_gateway_config};
@@ -55,8 +52,3 @@ pub use listener::TlsListener;
 pub use load::CertFiles;
 pub use metrics::TlsMetrics;
 pub use self_signed::{SelfSigned, ensure_self_signed};
-
-/// The one cryptography provider: *ring*, as the rest of the workspace (reqwest) uses.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}

@@ -24,8 +24,10 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{ServerName, UnixTime};
 
-use super::load::{Loaded, load};
-use super::{CertFiles, CertFingerprint, TlsError};
+use super::error::TlsError;
+use super::fingerprint::CertFingerprint;
+use super::load::{CertFiles, Loaded, load};
+use super::provider::provider;
 
 /// The certificate's file name in the directory.
 pub const CERT_FILE: &str = "self-signed-cert.pem";
@@ -105,7 +107,7 @@ fn still_good(loaded: &Loaded, names: &[String]) -> bool {
         return false;
     }
     let Ok(verifier) =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), super::provider()).build()
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build()
     else {
         return false;
     };

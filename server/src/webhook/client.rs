@@ -9,61 +9,38 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::WebhookConfig;
+use super::config::WebhookConfig;
+use super::endpoint::Endpoint;
 use super::metrics::WebhookMetrics;
+use crate::metrics::labels::PerValue;
 
-/// The three webhook endpoints under the base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `POST {base}/verify`: login verification.
-    Verify,
-    /// `POST {base}/offline`: offline message hand-off.
-    Offline,
-    /// `POST {base}/events`: batched event notifications.
-    Events,
+/// Pauses before each retry. Verification and offline hand-off run while a client waits, so
+/// they get one quick retry; events are delivered in the background and may wait.
+fn backoff(endpoint: Endpoint) -> &'static [Duration] {
+    const QUICK: [Duration; 1] = [Duration::from_millis(100)];
+    const PATIENT: [Duration; 3] = [
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    ];
+    match endpoint {
+        Endpoint::verify | Endpoint::offline => &QUICK,
+        Endpoint::events => &PATIENT,
+    }
 }
 
-impl Endpoint {
-    pub(crate) const ALL: [Self; 3] = [Self::Verify, Self::Offline, Self::Events];
-
-    /// The path under the base URL, also the metrics label.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Verify => "verify",
-            Self::Offline => "offline",
-            Self::Events => "events",
-        }
-    }
-
-    /// Pauses before each retry. Verification and offline hand-off run while a client waits,
-    /// so they get one quick retry; events are delivered in the background and may wait.
-    fn backoff(self) -> &'static [Duration] {
-        const QUICK: [Duration; 1] = [Duration::from_millis(100)];
-        const PATIENT: [Duration; 3] = [
-            Duration::from_millis(500),
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-        ];
-        match self {
-            Self::Verify | Self::Offline => &QUICK,
-            Self::Events => &PATIENT,
-        }
-    }
-
-    /// Whether a failed attempt is worth repeating. Every endpoint is safe to repeat (a verify
-    /// answers a question, an offline hand-off and an event carry ids the backend deduplicates
-    /// by), so this only weighs the wait: a client is waiting on verify and offline, so those
-    /// are retried only when the backend surely did not act and answers fast, not after a
-    /// timeout.
-    fn retry_after(self, error: &WebhookError) -> bool {
-        match self {
-            Self::Events => true,
-            Self::Verify | Self::Offline => match error {
-                WebhookError::Connect(_) => true,
-                WebhookError::Status(status) => matches!(status, 429 | 502 | 503 | 504),
-                _ => false,
-            },
-        }
+/// Whether a failed attempt is worth repeating. Every endpoint is safe to repeat (a verify
+/// answers a question, an offline hand-off and an event carry ids the backend deduplicates
+/// by), so this only weighs the wait: a client is waiting on verify and offline, so those are
+/// retried only when the backend surely did not act and answers fast, not after a timeout.
+fn retry_after(endpoint: Endpoint, error: &WebhookError) -> bool {
+    match endpoint {
+        Endpoint::events => true,
+        Endpoint::verify | Endpoint::offline => match error {
+            WebhookError::Connect(_) => true,
+            WebhookError::Status(status) => matches!(status, 429 | 502 | 503 | 504),
+            _ => false,
+        },
     }
 }
 
@@ -90,7 +67,7 @@ pub(crate) enum WebhookError {
 /// The HTTP side of the webhooks, shared by the hooks and the event task.
 pub(crate) struct Caller {
     http: reqwest::Client,
-    urls: [Url; 3],
+    urls: PerValue<Endpoint, Url>,
     authorization: Option<HeaderValue>,
     timeout: Duration,
     permits: Semaphore,
@@ -108,8 +85,8 @@ impl Caller {
             .timeout(config.timeout)
             .build()?;
         let base = config.url.as_str().trim_end_matches('/');
-        let urls = Endpoint::ALL.map(|e| {
-            Url::parse(&format!("{base}/{}", e.name()))
+        let urls = PerValue::new(|e: Endpoint| {
+            Url::parse(&format!("{base}/{}", e.path()))
                 .expect("a valid base URL stays valid with a path segment appended")
         });
         let authorization = config.token.as_ref().map(|token| {
@@ -138,15 +115,15 @@ impl Caller {
         let body = Bytes::from(
             serde_json::to_vec(body).map_err(|e| WebhookError::Request(e.to_string()))?,
         );
-        let mut backoff = endpoint.backoff().iter();
+        let mut backoff = backoff(endpoint).iter();
         loop {
             let error = match self.attempt(endpoint, body.clone()).await {
                 Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
             match backoff.next() {
-                Some(pause) if endpoint.retry_after(&error) => {
-                    tracing::debug!(endpoint = endpoint.name(), %error, "webhook attempt failed; retrying");
+                Some(pause) if retry_after(endpoint, &error) => {
+                    tracing::debug!(endpoint = endpoint.path(), %error, "webhook attempt failed; retrying");
                     self.metrics.retry(endpoint);
                     tokio::time::sleep(*pause).await;
                 }
@@ -168,7 +145,7 @@ impl Caller {
                 .expect("the semaphore is never closed");
             let mut request = self
                 .http
-                .post(self.urls[endpoint as usize].clone())
+                .post(self.urls.get(endpoint).clone())
                 .header(CONTENT_TYPE, "application/json")
                 .body(body);
             if let Some(authorization) = &self.authorization {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::client::{Caller, Endpoint};
+use super::client::Caller;
 use super::contract::{Envelope, Event, EventBatch};
+use super::endpoint::Endpoint;
 use super::metrics::DropReason;
-use crate::session::epoch_millis;
+use crate::clock::{Clock, SystemClock};
 
 /// Most events in one request.
 const MAX_BATCH: usize = 256;
@@ -44,13 +45,13 @@ impl EventQueue {
     pub(crate) fn push(&self, event: Event) {
         let envelope = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            time: epoch_millis(),
+            time: SystemClock.unix_millis(),
             event,
         };
         self.pending.fetch_add(1, Ordering::AcqRel);
         if self.tx.try_send(envelope).is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            self.caller.metrics.dropped(DropReason::QueueFull, 1);
+            self.caller.metrics.dropped(DropReason::queue_full, 1);
             tracing::debug!("webhook event queue full; event dropped");
         }
     }
@@ -81,13 +82,13 @@ async fn deliver(
             instance: &instance,
             events: &batch,
         };
-        match caller.post(Endpoint::Events, &body).await {
+        match caller.post(Endpoint::events, &body).await {
             Ok(_) => caller.metrics.delivered(batch.len()),
             Err(error) => {
                 tracing::warn!(%error, dropped = batch.len(), "webhook events could not be delivered");
                 caller
                     .metrics
-                    .dropped(DropReason::DeliveryFailed, batch.len());
+                    .dropped(DropReason::delivery_failed, batch.len());
             }
         }
         pending.fetch_sub(batch.len(), Ordering::AcqRel);

@@ -1,36 +1,50 @@
 //! The webhook series in `/metrics`: request latency, retries, failures and event drops.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use super::client::Endpoint;
+use super::endpoint::Endpoint;
+use crate::metrics::labels::{PerValue, label_values};
 
-type Label = [(&'static str, &'static str); 1];
-type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
-
-/// Why events were dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    /// The queue was full: the backend is slower than the events arrive.
-    QueueFull,
-    /// Every delivery attempt of the batch failed.
-    DeliveryFailed,
+label_values! {
+    /// Why events were dropped.
+    pub(crate) enum DropReason {
+        /// The queue was full: the backend is slower than the events arrive.
+        queue_full,
+        /// Every delivery attempt of the batch failed.
+        delivery_failed,
+    }
 }
+
+/// The label set `{endpoint}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ByEndpoint {
+    endpoint: Endpoint,
+}
+
+/// The label set `{reason}` of dropped events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ByDropReason {
+    reason: DropReason,
+}
+
+type HistogramFamily = Family<ByEndpoint, Histogram, fn() -> Histogram>;
 
 /// Shared by the hooks, the caller and the event task; the series are created once, so
 /// updating one is an atomic add.
 #[derive(Clone)]
 pub(crate) struct WebhookMetrics {
     durations: HistogramFamily,
-    duration: [Histogram; 3],
-    retries: Family<Label, Counter>,
-    retry: [Counter; 3],
-    failures: Family<Label, Counter>,
-    failure: [Counter; 3],
-    dropped: Family<Label, Counter>,
-    drop: [Counter; 2],
+    duration: PerValue<Endpoint, Histogram>,
+    retries: Family<ByEndpoint, Counter>,
+    retry: PerValue<Endpoint, Counter>,
+    failures: Family<ByEndpoint, Counter>,
+    failure: PerValue<Endpoint, Counter>,
+    dropped: Family<ByDropReason, Counter>,
+    drop: PerValue<DropReason, Counter>,
     delivered: Counter,
 }
 
@@ -42,16 +56,19 @@ fn latency_histogram() -> Histogram {
 impl WebhookMetrics {
     pub(crate) fn new() -> Self {
         let durations: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let retries = Family::<Label, Counter>::default();
-        let failures = Family::<Label, Counter>::default();
-        let dropped = Family::<Label, Counter>::default();
-        let by_endpoint = Endpoint::ALL.map(|e| [("endpoint", e.name())]);
+        let retries = Family::<ByEndpoint, Counter>::default();
+        let failures = Family::<ByEndpoint, Counter>::default();
+        let dropped = Family::<ByDropReason, Counter>::default();
+        let series = |family: &Family<ByEndpoint, Counter>| {
+            PerValue::new(|endpoint| family.get_or_create(&ByEndpoint { endpoint }).clone())
+        };
         Self {
-            duration: by_endpoint.map(|l| durations.get_or_create(&l).clone()),
-            retry: by_endpoint.map(|l| retries.get_or_create(&l).clone()),
-            failure: by_endpoint.map(|l| failures.get_or_create(&l).clone()),
-            drop: ["queue_full", "delivery_failed"]
-                .map(|reason| dropped.get_or_create(&[("reason", reason)]).clone()),
+            duration: PerValue::new(|endpoint| {
+                durations.get_or_create(&ByEndpoint { endpoint }).clone()
+            }),
+            retry: series(&retries),
+            failure: series(&failures),
+            drop: PerValue::new(|reason| dropped.get_or_create(&ByDropReason { reason }).clone()),
             durations,
             retries,
             failures,
@@ -91,19 +108,19 @@ impl WebhookMetrics {
     }
 
     pub(crate) fn observe(&self, endpoint: Endpoint, seconds: f64) {
-        self.duration[endpoint as usize].observe(seconds);
+        self.duration.get(endpoint).observe(seconds);
     }
 
     pub(crate) fn retry(&self, endpoint: Endpoint) {
-        self.retry[endpoint as usize].inc();
+        self.retry.get(endpoint).inc();
     }
 
     pub(crate) fn failure(&self, endpoint: Endpoint) {
-        self.failure[endpoint as usize].inc();
+        self.failure.get(endpoint).inc();
     }
 
     pub(crate) fn dropped(&self, why: DropReason, count: usize) {
-        self.drop[why as usize].inc_by(count as u64);
+        self.drop.get(why).inc_by(count as u64);
     }
 
     pub(crate) fn delivered(&self, count: usize) {

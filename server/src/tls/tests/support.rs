@@ -17,10 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
-use crate::tls::{
-    CertFiles, HandshakeLimits, ServerCertificate, TlsAcceptor, TlsListener, TlsMetrics,
-    tcp_gateway_config,
-};
+use crate::tls::certificate::ServerCertificate;
+use crate::tls::config::tcp_gateway_config;
+use crate::tls::handshake::{HandshakeLimits, TlsAcceptor};
+use crate::tls::listener::TlsListener;
+use crate::tls::load::CertFiles;
+use crate::tls::metrics::TlsMetrics;
 
 /// A directory under the system's temporary directory, removed when dropped.
 pub(crate) struct TempDir(PathBuf);
@@ -208,7 +210,7 @@ pub(crate) fn client_config(
     for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = ClientConfig::builder_with_provider(crate::tls::provider())
+    let mut config = ClientConfig::builder_with_provider(crate::tls::provider::provider())
         .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)

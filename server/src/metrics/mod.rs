@@ -11,136 +11,60 @@
 //!
 //! All names carry the `hongyan_` prefix; counters get the `_total` suffix when encoded.
 
-use std::time::Instant;
+pub(crate) mod labels;
 
-use hongyan_shared::{PacketType, Transport};
-use prometheus_client::encoding::text;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use hongyan_shared::{Instant, PacketType, Transport};
+use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
+use self::labels::{
+    ByDirection, ByKickReason, ByReceivedType, ByResult, BySentType, ByStored, ByTransport,
+    LabelValue, PerValue, Received, Sent,
+};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport};
 use crate::hooks::Hooks;
 
-/// A one-label series key with a fixed label name and value.
-type Label = [(&'static str, &'static str); 1];
-
-/// The three transports, in the index order of every per-transport array.
-pub(crate) const TRANSPORTS: [Transport; 3] =
-    [Transport::Tcp, Transport::Udp, Transport::WebSocket];
-
-/// Label values of packets received, in the order of [`in_index`]: what clients send, `other`
-/// for any other type, `invalid` for a body that did not decode.
-const KINDS_IN: [&str; 8] = [
-    "login",
-    "keepalive",
-    "data",
-    "logout",
-    "ack",
-    "echo",
-    "other",
-    "invalid",
-];
-const INVALID: usize = KINDS_IN.len() - 1;
-
-/// Label values of packets sent, in the order of [`out_index`]: what the server sends.
-const KINDS_OUT: [&str; 8] = [
-    "data",
-    "ack",
-    "login_response",
-    "keepalive_response",
-    "error",
-    "echo_response",
-    "kickout",
-    "other",
-];
-
-/// Index of a transport in the per-transport arrays.
-pub(crate) fn transport_index(transport: Transport) -> usize {
-    match transport {
-        Transport::Tcp => 0,
-        Transport::Udp => 1,
-        Transport::WebSocket => 2,
-    }
-}
-
-fn in_index(kind: PacketType) -> usize {
-    match kind {
-        PacketType::Login => 0,
-        PacketType::KeepAlive => 1,
-        PacketType::CommonData => 2,
-        PacketType::Logout => 3,
-        PacketType::Ack => 4,
-        PacketType::Echo => 5,
-        _ => 6,
-    }
-}
-
-fn out_index(kind: PacketType) -> usize {
-    match kind {
-        PacketType::CommonData => 0,
-        PacketType::Ack => 1,
-        PacketType::LoginResponse => 2,
-        PacketType::KeepAliveResponse => 3,
-        PacketType::Error => 4,
-        PacketType::EchoResponse => 5,
-        PacketType::Kickout => 6,
-        _ => 7,
-    }
-}
-
-/// Which way an application message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// Client to server (`to "0"`), counted once per fingerprint.
-    C2s,
-    /// Client to client, counted per transmission received (retransmissions included).
-    C2c,
-    /// Server to client, pushed by the application.
-    S2c,
-}
-
-/// How a login ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LoginResult {
-    /// Verified (or a re-login of the same session) and registered.
-    Accepted,
-    /// Refused by `verify_login`.
-    Refused,
-    /// An older client instance, refused with a duplicate-login kickout (§4.3).
-    Stale,
-}
-
-/// Why a session was kicked out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KickReason {
-    /// Another login of the same user (code 1).
-    DuplicateLogin,
-    /// An administrator, through the API or [`ServerHandle::kick`](crate::ServerHandle::kick)
-    /// (code 2).
-    Admin,
-    /// An application-defined code.
-    Application,
-}
-
-/// One labelled series per value of `values`, registered under `name`.
-fn family<M: Default + Clone + prometheus_client::metrics::TypedMetric, const N: usize>(
+/// One labelled series per value of `V`, registered under `name` with label sets made by
+/// `labels`.
+fn family<V, S, M>(
     registry: &mut Registry,
     name: &str,
     help: &str,
     unit: Option<Unit>,
-    label: &'static str,
-    values: [&'static str; N],
-) -> [M; N]
+    labels: impl Fn(V) -> S,
+) -> PerValue<V, M>
 where
-    Family<Label, M>: prometheus_client::registry::Metric,
+    V: LabelValue,
+    S: EncodeLabelSet + Clone + Eq + Hash + Debug + Send + Sync + 'static,
+    M: Default + Clone + TypedMetric,
+    Family<S, M>: Metric,
 {
-    let family = Family::<Label, M>::default();
+    let family = Family::<S, M>::default();
     match unit {
         Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
         None => registry.register(name, help, family.clone()),
     }
-    values.map(|value| family.get_or_create(&[(label, value)]).clone())
+    PerValue::new(|value| family.get_or_create(&labels(value)).clone())
+}
+
+/// One series per transport, registered under `name`.
+fn per_transport(registry: &mut Registry, name: &str, help: &str) -> PerTransport<Gauge> {
+    let family = Family::<ByTransport, Gauge>::default();
+    registry.register(name, help, family.clone());
+    PerTransport::from_fn(|transport| {
+        family
+            .get_or_create(&ByTransport {
+                transport: transport.into(),
+            })
+            .clone()
+    })
 }
 
 /// One unlabelled counter registered under `name`.
@@ -150,49 +74,41 @@ fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
     counter
 }
 
-/// A server's metrics. Created with the [`Core`](crate::core::Core); cheap to update from any
-/// task.
+/// A server's metrics. Created with the core; cheap to update from any task.
 pub(crate) struct Metrics {
     registry: Registry,
     started: Instant,
-    connections: [Gauge; 3],
-    online: [Gauge; 3],
+    connections: PerTransport<Gauge>,
+    online: PerTransport<Gauge>,
     qos_in_flight: Gauge,
-    logins: [Counter; 3],
-    packets_in: [Counter; KINDS_IN.len()],
-    bytes_in: [Counter; KINDS_IN.len()],
-    packets_out: [Counter; KINDS_OUT.len()],
-    bytes_out: [Counter; KINDS_OUT.len()],
-    messages: [Counter; 3],
-    offline: [Counter; 2],
+    logins: PerValue<LoginResult, Counter>,
+    packets_in: PerValue<Received, Counter>,
+    bytes_in: PerValue<Received, Counter>,
+    packets_out: PerValue<Sent, Counter>,
+    bytes_out: PerValue<Sent, Counter>,
+    messages: PerValue<Direction, Counter>,
+    offline: PerValue<bool, Counter>,
     retransmissions: Counter,
     qos_delivered: Counter,
     qos_lost: Counter,
     dedup_hits: Counter,
-    kickouts: [Counter; 3],
+    kickouts: PerValue<KickReason, Counter>,
 }
 
 impl Metrics {
     /// Creates every series and lets `hooks` add their own (see [`Hooks::register_metrics`]).
-    pub(crate) fn new(hooks: &dyn Hooks) -> Self {
+    pub(crate) fn new(hooks: &dyn Hooks, started: Instant) -> Self {
         let mut registry = Registry::with_prefix("hongyan");
-        let transports = TRANSPORTS.map(Transport::as_str);
         let r = &mut registry;
-        let connections = family(
+        let connections = per_transport(
             r,
             "connections",
             "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
-            None,
-            "transport",
-            transports,
         );
-        let online = family(
+        let online = per_transport(
             r,
             "online_users",
             "Users online, by the transport of their session",
-            None,
-            "transport",
-            transports,
         );
         let qos_in_flight = Gauge::default();
         r.register(
@@ -200,45 +116,32 @@ impl Metrics {
             "Server-to-client QoS packets awaiting acknowledgement",
             qos_in_flight.clone(),
         );
-        let logins = family(
-            r,
-            "logins",
-            "Logins by result",
-            None,
-            "result",
-            ["accepted", "refused", "stale"],
-        );
-        let packets_in = family(
-            r,
-            "packets_received",
-            "Packets received",
-            None,
-            "type",
-            KINDS_IN,
-        );
+        let logins = family(r, "logins", "Logins by result", None, |result| ByResult {
+            result,
+        });
+        let packets_in = family(r, "packets_received", "Packets received", None, |r#type| {
+            ByReceivedType { r#type }
+        });
         let bytes_in = family(
             r,
             "received",
             "Packet body bytes received (framing excluded)",
             Some(Unit::Bytes),
-            "type",
-            KINDS_IN,
+            |r#type| ByReceivedType { r#type },
         );
         let packets_out = family(
             r,
             "packets_sent",
             "Packets the server encoded for sending (retransmissions included)",
             None,
-            "type",
-            KINDS_OUT,
+            |r#type| BySentType { r#type },
         );
         let bytes_out = family(
             r,
             "sent",
             "Packet body bytes encoded for sending (framing excluded)",
             Some(Unit::Bytes),
-            "type",
-            KINDS_OUT,
+            |r#type| BySentType { r#type },
         );
         let messages = family(
             r,
@@ -246,16 +149,14 @@ impl Metrics {
             "Application messages: c2s once per fingerprint, c2c per transmission received, \
              s2c pushed by the application",
             None,
-            "direction",
-            ["c2s", "c2c", "s2c"],
+            |direction| ByDirection { direction },
         );
         let offline = family(
             r,
             "offline_messages",
             "C2C messages whose receiver was offline, by whether the application stored them",
             None,
-            "stored",
-            ["true", "false"],
+            |stored| ByStored { stored },
         );
         let retransmissions = counter(
             r,
@@ -282,13 +183,12 @@ impl Metrics {
             "kickouts",
             "Sessions kicked out, by reason",
             None,
-            "reason",
-            ["duplicate_login", "admin", "application"],
+            |reason| ByKickReason { reason },
         );
         hooks.register_metrics(&mut registry);
         Self {
             registry,
-            started: Instant::now(),
+            started,
             connections,
             online,
             qos_in_flight,
@@ -309,43 +209,43 @@ impl Metrics {
 
     /// Counts an open session until the returned guard is dropped.
     pub(crate) fn connection(&self, transport: Transport) -> ConnectionGuard {
-        let gauge = self.connections[transport_index(transport)].clone();
+        let gauge = self.connections.get(transport).clone();
         gauge.inc();
         ConnectionGuard(gauge)
     }
 
     /// A packet body of `len` bytes arrived; `kind` is `None` if it did not decode.
     pub(crate) fn packet_in(&self, kind: Option<PacketType>, len: usize) {
-        let i = kind.map_or(INVALID, in_index);
-        self.packets_in[i].inc();
-        self.bytes_in[i].inc_by(len as u64);
+        let kind = Received::from(kind);
+        self.packets_in.get(kind).inc();
+        self.bytes_in.get(kind).inc_by(len as u64);
     }
 
     /// The server encoded a packet body of `len` bytes to send.
     pub(crate) fn packet_out(&self, kind: PacketType, len: usize) {
-        let i = out_index(kind);
-        self.packets_out[i].inc();
-        self.bytes_out[i].inc_by(len as u64);
+        let kind = Sent::from(kind);
+        self.packets_out.get(kind).inc();
+        self.bytes_out.get(kind).inc_by(len as u64);
     }
 
     /// An application message went `direction`.
     pub(crate) fn message(&self, direction: Direction) {
-        self.messages[direction as usize].inc();
+        self.messages.get(direction).inc();
     }
 
     /// A C2C message found its receiver offline; the application `stored` it or not.
     pub(crate) fn offline(&self, stored: bool) {
-        self.offline[usize::from(!stored)].inc();
+        self.offline.get(stored).inc();
     }
 
     /// A login ended with `result`.
     pub(crate) fn login(&self, result: LoginResult) {
-        self.logins[result as usize].inc();
+        self.logins.get(result).inc();
     }
 
     /// A session was kicked out.
     pub(crate) fn kickout(&self, reason: KickReason) {
-        self.kickouts[reason as usize].inc();
+        self.kickouts.get(reason).inc();
     }
 
     /// The retransmission queue sent a packet again.
@@ -368,31 +268,34 @@ impl Metrics {
         self.dedup_hits.inc();
     }
 
-    /// A snapshot for `/api/stats`; `online` and `in_flight` come from their owners.
-    pub(crate) fn snapshot(&self, online: [usize; 3], in_flight: usize) -> Snapshot {
+    /// A snapshot at `now` for `/api/stats`; `online` and `in_flight` come from their owners.
+    pub(crate) fn snapshot(
+        &self,
+        now: Instant,
+        online: PerTransport<usize>,
+        in_flight: usize,
+    ) -> Snapshot {
         let count = |c: &Counter| c.get();
         Snapshot {
-            uptime_seconds: self.started.elapsed().as_secs(),
-            connections: self
-                .connections
-                .each_ref()
-                .map(|g| g.get().max(0).unsigned_abs()),
-            online,
-            messages: self.messages.each_ref().map(count),
+            uptime_seconds: now.saturating_duration_since(self.started).as_secs(),
+            connections: self.connections.map(|g| g.get().max(0).unsigned_abs()),
+            online: online.map(|&n| n as u64),
+            messages: PerValue::new(|d| count(self.messages.get(d))),
             in_flight,
             retransmissions: count(&self.retransmissions),
             qos_delivered: count(&self.qos_delivered),
             qos_lost: count(&self.qos_lost),
-            logins: self.logins.each_ref().map(count),
+            logins: PerValue::new(|r| count(self.logins.get(r))),
         }
     }
 
     /// Encodes every series in the OpenMetrics text format, after refreshing the gauges that
     /// mirror state owned elsewhere.
-    pub(crate) fn render(&self, online: [usize; 3], in_flight: usize) -> String {
-        for (gauge, n) in self.online.iter().zip(online) {
-            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+    pub(crate) fn render(&self, online: PerTransport<usize>, in_flight: usize) -> String {
+        let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        set(&self.online.tcp, online.tcp);
+        set(&self.online.udp, online.udp);
+        set(&self.online.ws, online.ws);
         self.qos_in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(8192);
@@ -410,17 +313,16 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Counter values at one moment, for `/api/stats`. Arrays are indexed like [`TRANSPORTS`],
-/// [`Direction`] and [`LoginResult`].
-#[derive(Debug, Clone, Copy)]
+/// Counter values at one moment, for `/api/stats`.
+#[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) uptime_seconds: u64,
-    pub(crate) connections: [u64; 3],
-    pub(crate) online: [usize; 3],
-    pub(crate) messages: [u64; 3],
+    pub(crate) connections: PerTransport<u64>,
+    pub(crate) online: PerTransport<u64>,
+    pub(crate) messages: PerValue<Direction, u64>,
     pub(crate) in_flight: usize,
     pub(crate) retransmissions: u64,
     pub(crate) qos_delivered: u64,
     pub(crate) qos_lost: u64,
-    pub(crate) logins: [u64; 3],
+    pub(crate) logins: PerValue<LoginResult, u64>,
 }

@@ -1,32 +1,22 @@
 //! The HTTP listener: the WebSocket gateway, the H5 client, the API for backends (`/api`),
 //! health, readiness and metrics.
+//!
+//! - `state`: [`HttpState`](state::HttpState), what every handler shares; in its own module
+//!   so the handlers (`api`, `probes`, the WebSocket gateway) need not import this router.
+
+pub(crate) mod state;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::core::Core;
+use self::state::HttpState;
 use crate::gateway::ws;
-use crate::handle::ServerHandle;
 use crate::{api, probes};
-
-/// What HTTP handlers share.
-#[derive(Clone)]
-pub(crate) struct HttpState {
-    pub(crate) core: Arc<Core>,
-    pub(crate) handle: ServerHandle,
-    pub(crate) limiter: Arc<Semaphore>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-}
 
 pub(crate) fn router(state: HttpState) -> Router {
     let web_dir = state.core.config.web_dir.clone();

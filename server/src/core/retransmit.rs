@@ -1,0 +1,95 @@
+//! Sending QoS packets to clients and retransmitting them (§6.2): a push is tracked before it
+//! is queued, the tick resends to the user's current session, and packets out of retries are
+//! given up on in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::s2c::{Delivery, Pending};
+use super::state::Core;
+use crate::session::{Outbound, PushError, SessionHandle};
+
+/// How often the queue is checked; the queue's own tick (5 s by default) decides what is due.
+const POLL: Duration = Duration::from_millis(250);
+
+impl Core {
+    /// Hands QoS packet `fp` to `user`'s `online` session and tracks it for retransmission.
+    /// Tracked before it is queued, not after: the receiver's ACK may reach another worker
+    /// thread before this task goes on (seen as a needless retransmission once in ~1 million
+    /// benchmark messages); a push that fails untracks it again.
+    pub(crate) fn push_qos(
+        &self,
+        online: &SessionHandle,
+        user: &UserId,
+        fp: &Fingerprint,
+        body: Bytes,
+        waiter: Option<oneshot::Sender<Delivery>>,
+        now: Instant,
+    ) -> Result<(), PushError> {
+        let tracked = self
+            .s2c
+            .track(user.clone(), fp.clone(), body.clone(), waiter, now);
+        let pushed = online.push(Outbound::packet(body), &*self.clock);
+        if pushed.is_err() && tracked {
+            self.s2c.untrack(user, fp);
+        }
+        pushed
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work: the retransmission
+    /// queue's next tick, `None` while no QoS packet awaits acknowledgement.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.s2c.poll_timeout()
+    }
+
+    /// Runs the retransmission tick if it is due at `now` (§6.2): packets not yet
+    /// acknowledged are sent again to their user's *current* online session, if any; those
+    /// out of retries are given up on.
+    pub async fn handle_timeout(&self, now: Instant) {
+        let (resend, lost) = self.s2c.tick(now);
+        for (user, body) in resend {
+            if let Some(online) = self.session_of(&user) {
+                let _ = online.push(Outbound::packet(self.restamp(body)), &*self.clock);
+            }
+        }
+        if !lost.is_empty() {
+            self.give_up(lost).await;
+        }
+    }
+
+    /// Server → client QoS packets whose retries ran out: the one place they are reported
+    /// (to waiting API callers and the `on_s2c_lost` hook) and where they would be kept for
+    /// later delivery.
+    async fn give_up(&self, lost: Vec<Pending>) {
+        self.metrics.qos_lost(lost.len());
+        let mut packets = Vec::with_capacity(lost.len());
+        for pending in lost {
+            if let Some(waiter) = pending.waiter {
+                let _ = waiter.send(Delivery::Lost);
+            }
+            match Packet::decode(&pending.body) {
+                Ok(packet) => packets.push(packet),
+                Err(e) => tracing::error!(error = %e, "a packet the server encoded did not decode"),
+            }
+        }
+        self.hooks.on_s2c_lost(&packets);
+    }
+}
+
+/// Drives the retransmission tick until shutdown. The queue's own tick (5 s by default)
+/// decides what is due; this only looks often enough to honour it.
+pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => core.handle_timeout(core.clock.now()).await,
+        }
+    }
+}

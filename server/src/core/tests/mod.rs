@@ -1,0 +1,16 @@
+//! The core's protocol rules, driven without sockets or sleeps: sessions on in-memory pipes,
+//! a manual clock, hooks that record what they are told.
+//!
+//! - `harness`: the test server ([`Harness`](harness::Harness)) and its peers.
+//! - `dispatch`: the type table, 301, keepalive, echo, malformed and unknown input.
+//! - `login`: verification, reserved ids, re-login, duplicate logins, `firstLoginTime`.
+//! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
+//! - `kickout`: what each kind of pipe does with a kickout.
+//! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+
+mod deadlines;
+mod dispatch;
+mod harness;
+mod kickout;
+mod login;
+mod messages;

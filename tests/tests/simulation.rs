@@ -1,0 +1,995 @@
+//! Deterministic simulation of the real server core and real client sessions over a seeded
+//! lossy link (drop, duplicate, delay and so reorder), with one manual clock moved to the next
+//! deadline: the clients' timers, the server's retransmission tick and idle expiries, and the
+//! next scheduled delivery. No socket, no sleep, no thread: every future the core returns
+//! completes at once (in-memory pipes, hooks that answer immediately), and one that would wait
+//! fails the test.
+//!
+//! Each connection follows its transport's rules: a TCP or WebSocket connection is opened and
+//! closed by either side (the other learns it after the packets already in flight), a UDP
+//! client's datagrams open a pseudo-session on the server that only idle expiry ends.
+//!
+//! # The QoS invariant, stated precisely
+//! QoS is hop by hop (§6): the sender hears "delivered" when the next hop acknowledged (C2S:
+//! the server application has it; C2C: the server relayed it or the application stored it
+//! offline; S2C: the receiving client has it), and "lost" when its retries ran out. A message
+//! can reach its receiver although every acknowledgement was dropped, so "delivered to the
+//! receiver" and "reported lost" can both be true. What always holds, under every seed:
+//! 1. the sender reports every QoS message exactly once: delivered or lost, never both, never
+//!    twice (C2C and C2S: the sending client's events; S2C: the outcome of the server's push);
+//! 2. a receiving application sees each message at most once (C2S: the server application;
+//!    C2C and S2C: the receiving client);
+//! 3. "delivered" is never a lie: a C2S message reported delivered is in the server
+//!    application, a C2C message reported delivered was relayed or stored by the server, an
+//!    S2C message reported delivered is in the receiving client;
+//! 4. a client message reported lost that did reach its receiver had no acknowledgement reach
+//!    the sender's session before the loss report (all were dropped, delayed or arrived on a
+//!    connection that was already replaced).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use hongyan_server::engine::{
+    Clock, Core, Flow, ManualClock, MemoryPipe, Outbox, PipeProperties, Session,
+};
+use hongyan_server::{Config, Delivery, Hooks, Sent, ServerHandle, SessionInfo};
+use hongyan_shared::client::{
+    ClientEvent, ClientSession, ConnectionState, SessionConfig, TransportCommand,
+};
+use hongyan_shared::{
+    Fingerprint, Instant, LoginInfo, Outgoing, Packet, PacketType, Transport, UserId,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const EPOCH_MS: i64 = 1_700_000_000_000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls a future the core returned; in the simulation nothing may wait.
+fn at_once<T>(future: impl Future<Output = T>) -> T {
+    future
+        .now_or_never()
+        .expect("with in-memory pipes and immediate hooks, the core never waits")
+}
+
+/// How the link between every client and the server misbehaves.
+#[derive(Clone, Copy)]
+struct Loss {
+    drop: f64,
+    duplicate: f64,
+    max_delay_ms: u64,
+}
+
+impl Loss {
+    const NONE: Self = Self {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay_ms: 5,
+    };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dest {
+    Client(usize),
+    Server,
+}
+
+#[derive(Debug)]
+enum What {
+    Deliver {
+        dest: Dest,
+        conn: u64,
+        packet: Packet,
+    },
+    /// The connection the client asked for is up (the server accepted it).
+    Connected { client: usize, conn: u64 },
+    /// The server closed this connection; the client learns it after what was in flight.
+    ClosedByServer { client: usize, conn: u64 },
+    /// The client closed this connection; the server learns it after what was in flight.
+    ClosedByClient { conn: u64 },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// What the server application was told.
+#[derive(Default)]
+struct AppRecord {
+    c2s: HashMap<Fingerprint, usize>,
+    /// C2C messages handed to their online receiver, or stored offline.
+    relayed: HashSet<Fingerprint>,
+    s2c_received: HashMap<Fingerprint, usize>,
+    s2c_lost: HashMap<Fingerprint, usize>,
+}
+
+/// The server application: records what it is told; stores offline messages if asked to.
+#[derive(Default)]
+struct SimHooks {
+    record: Mutex<AppRecord>,
+    store_offline: AtomicBool,
+}
+
+impl SimHooks {
+    fn record(&self) -> std::sync::MutexGuard<'_, AppRecord> {
+        self.record.lock().expect("no test panics while holding it")
+    }
+}
+
+fn fp(packet: &Packet) -> Fingerprint {
+    packet.fp.clone().expect("QoS packets carry a fingerprint")
+}
+
+#[async_trait]
+impl Hooks for SimHooks {
+    fn on_c2s(&self, packet: &Packet, _session: SessionInfo) {
+        if packet.qos {
+            *self.record().c2s.entry(fp(packet)).or_default() += 1;
+        }
+    }
+
+    fn on_c2c_delivered(&self, packet: &Packet) {
+        if packet.qos {
+            self.record().relayed.insert(fp(packet));
+        }
+    }
+
+    async fn on_offline(&self, packet: &Packet) -> bool {
+        let stored = self.store_offline.load(Ordering::Relaxed);
+        if stored && packet.qos {
+            self.record().relayed.insert(fp(packet));
+        }
+        stored
+    }
+
+    fn on_s2c_lost(&self, lost: &[Packet]) {
+        for packet in lost {
+            *self.record().s2c_lost.entry(fp(packet)).or_default() += 1;
+        }
+    }
+
+    fn on_s2c_received(&self, _user: &UserId, fp: &Fingerprint) {
+        *self.record().s2c_received.entry(fp.clone()).or_default() += 1;
+    }
+}
+
+/// One server-side session: what a gateway's session loop would hold.
+struct Conn {
+    client: usize,
+    session: Session,
+    outbox: Outbox,
+    pipe: MemoryPipe,
+}
+
+/// The server process: its core and the sessions it runs.
+struct Server {
+    core: Arc<Core>,
+    handle: ServerHandle,
+    conns: BTreeMap<u64, Conn>,
+}
+
+impl Server {
+    fn start(clock: &Arc<ManualClock>, hooks: &Arc<SimHooks>) -> Self {
+        let core = Arc::new(Core::new(Config::loopback(), hooks.clone(), clock.clone()));
+        Self {
+            handle: ServerHandle::new(core.clone()),
+            core,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self
+            .conns
+            .values()
+            .map(|c| self.core.poll_session_timeout(&c.session));
+        sessions.chain(self.core.poll_timeout()).min()
+    }
+}
+
+/// What happened to one QoS message a client sent.
+#[derive(Default, Debug)]
+struct Outcome {
+    to: String,
+    delivered: Vec<Instant>,
+    lost: Vec<Instant>,
+    first_ack_at: Option<Instant>,
+}
+
+struct Peer {
+    user: String,
+    session: ClientSession,
+    conn: Option<u64>,
+    sent: HashMap<Fingerprint, Outcome>,
+    received: HashMap<Fingerprint, usize>,
+    logins: usize,
+}
+
+/// A message the server pushed to a client.
+struct S2cSent {
+    to: usize,
+    fp: Fingerprint,
+    sent: Sent,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Send { from: usize, to: String },
+    ServerSend { to: usize },
+    CutLink { client: usize },
+    RestartServer,
+}
+
+struct Sim {
+    transport: Transport,
+    /// The rules of the transport's gateway, for every server session.
+    properties: PipeProperties,
+    clock: Arc<ManualClock>,
+    t0: Instant,
+    rng: SmallRng,
+    loss: Loss,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    next_conn: u64,
+    /// The client that opened each connection.
+    conn_owner: HashMap<u64, usize>,
+    peers: Vec<Peer>,
+    hooks: Arc<SimHooks>,
+    server: Server,
+    s2c_sent: Vec<S2cSent>,
+    /// `(user, firstLoginTime)` of every login the server received.
+    login_times: Vec<(String, i64)>,
+    script: Vec<(Instant, Action)>,
+    dropped: usize,
+    duplicated: usize,
+}
+
+impl Sim {
+    fn new(seed: u64, loss: Loss, users: &[&str], transport: Transport) -> Self {
+        let clock = Arc::new(ManualClock::new(EPOCH_MS));
+        let t0 = clock.now();
+        let hooks = Arc::new(SimHooks::default());
+        let peers = users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| {
+                let config = SessionConfig::new(transport, seed.wrapping_mul(31) + i as u64);
+                Peer {
+                    user: (*user).to_owned(),
+                    session: ClientSession::new(config, t0),
+                    conn: None,
+                    sent: HashMap::new(),
+                    received: HashMap::new(),
+                    logins: 0,
+                }
+            })
+            .collect();
+        let config = Config::loopback();
+        let mut sim = Self {
+            transport,
+            properties: PipeProperties::of(transport, config.max_outbound(transport)),
+            server: Server::start(&clock, &hooks),
+            clock,
+            t0,
+            rng: SmallRng::seed_from_u64(seed),
+            loss,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            next_conn: 1,
+            conn_owner: HashMap::new(),
+            peers,
+            hooks,
+            s2c_sent: Vec::new(),
+            login_times: Vec::new(),
+            script: Vec::new(),
+            dropped: 0,
+            duplicated: 0,
+        };
+        for i in 0..users.len() {
+            let user = sim.peers[i].user.clone();
+            sim.peers[i]
+                .session
+                .login(LoginInfo::new(&user, Some("tk"), None), t0)
+                .expect("a valid user id");
+            sim.drain_client(i);
+        }
+        sim
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn at(&self, offset_ms: u64) -> Instant {
+        self.t0 + ms(offset_ms)
+    }
+
+    /// After every packet already in flight.
+    fn after_in_flight(&self) -> Instant {
+        self.now() + ms(self.loss.max_delay_ms + 1)
+    }
+
+    /// Whether server sessions are connections, which either end closes (TCP, WebSocket),
+    /// rather than pseudo-sessions that only expire (UDP).
+    fn connection_oriented(&self) -> bool {
+        !self.properties.connectionless
+    }
+
+    fn schedule(&mut self, at: Instant, what: What) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        }));
+    }
+
+    fn transmit(&mut self, dest: Dest, conn: u64, packet: Packet) {
+        if self.rng.random_bool(self.loss.drop) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.random_bool(self.loss.duplicate) {
+            self.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(0..=self.loss.max_delay_ms);
+            let at = self.now() + ms(delay);
+            self.schedule(
+                at,
+                What::Deliver {
+                    dest,
+                    conn,
+                    packet: packet.clone(),
+                },
+            );
+        }
+    }
+
+    /// Opens a server session for `conn`, as a gateway does on accept (TCP, WebSocket) or on
+    /// a new address's first datagram (UDP).
+    fn open_server_session(&mut self, client: usize, conn: u64) {
+        let core = &self.server.core;
+        let properties = self.properties;
+        let peer = SocketAddr::from(([127, 0, 0, 1], u16::try_from(conn % 60_000).unwrap()));
+        let (session, outbox) = core.open_session(properties, peer, self.now());
+        self.server.conns.insert(
+            conn,
+            Conn {
+                client,
+                session,
+                outbox,
+                pipe: MemoryPipe::new(properties),
+            },
+        );
+    }
+
+    /// A packet reached the server on `conn`.
+    fn server_receive(&mut self, client: usize, conn: u64, packet: Packet) {
+        if !self.server.conns.contains_key(&conn) {
+            if self.connection_oriented() {
+                return; // The connection is closed.
+            }
+            // A datagram from a new address, or from a socket whose pseudo-session ended
+            // (the client may have moved on: late datagrams still arrive).
+            self.open_server_session(client, conn);
+        }
+        if packet.kind == PacketType::Login
+            && let Some(info) = packet
+                .data_content
+                .as_deref()
+                .and_then(|d| LoginInfo::decode(d).ok())
+        {
+            let user = info
+                .login_user_id
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            self.login_times.push((user, info.first_login_time));
+        }
+        let now = self.now();
+        let core = self.server.core.clone();
+        let c = self.server.conns.get_mut(&conn).expect("opened above");
+        let flow = at_once(core.handle_packet(
+            &mut c.session,
+            &mut c.pipe,
+            packet.to_json().as_bytes(),
+            now,
+        ));
+        self.flush_server(conn, flow);
+        self.flush_all_server();
+    }
+
+    /// Sends what `conn` wrote; closes it if the core said so or it was asked to close.
+    fn flush_server(&mut self, conn: u64, flow: Flow) {
+        let Some(c) = self.server.conns.get_mut(&conn) else {
+            return;
+        };
+        let written = c.pipe.take_written();
+        let client = c.client;
+        let close = flow == Flow::Close || c.session.is_closing();
+        for body in written {
+            let packet = Packet::decode(&body).expect("the server writes packets");
+            self.transmit(Dest::Client(client), conn, packet);
+        }
+        if close {
+            self.close_server_session(conn);
+        }
+    }
+
+    /// Writes every outbox, as each session's loop would.
+    fn flush_all_server(&mut self) {
+        let core = self.server.core.clone();
+        loop {
+            let mut busy = Vec::new();
+            for (&conn, c) in &mut self.server.conns {
+                let mut flow = Flow::Continue;
+                let mut wrote = false;
+                while let Some(out) = c.outbox.try_recv() {
+                    wrote = true;
+                    flow = at_once(core.handle_outbound(&mut c.session, &mut c.pipe, out));
+                    if flow == Flow::Close {
+                        break;
+                    }
+                }
+                if wrote || c.session.is_closing() {
+                    busy.push((conn, flow));
+                }
+            }
+            if busy.is_empty() {
+                return;
+            }
+            for (conn, flow) in busy {
+                self.flush_server(conn, flow);
+            }
+        }
+    }
+
+    /// The server ends a session; a connection's client learns it after what is in flight.
+    fn close_server_session(&mut self, conn: u64) {
+        let Some(mut c) = self.server.conns.remove(&conn) else {
+            return;
+        };
+        self.server.core.close_session(&mut c.session);
+        c.pipe.close_in_place();
+        for body in c.pipe.take_written() {
+            let packet = Packet::decode(&body).expect("the server writes packets");
+            self.transmit(Dest::Client(c.client), conn, packet);
+        }
+        if self.connection_oriented() {
+            let at = self.after_in_flight();
+            self.schedule(
+                at,
+                What::ClosedByServer {
+                    client: c.client,
+                    conn,
+                },
+            );
+        }
+    }
+
+    /// Drains every output of client `i`, in the order the session documents.
+    fn drain_client(&mut self, i: usize) {
+        let now = self.now();
+        while let Some(packet) = self.peers[i].session.poll_transmit() {
+            if let Some(conn) = self.peers[i].conn {
+                self.transmit(Dest::Server, conn, packet);
+            }
+        }
+        while let Some(command) = self.peers[i].session.poll_transport() {
+            if let Some(old) = self.peers[i].conn.take()
+                && self.connection_oriented()
+            {
+                let at = self.after_in_flight();
+                self.schedule(at, What::ClosedByClient { conn: old });
+            }
+            if command == TransportCommand::Open {
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                self.conn_owner.insert(conn, i);
+                self.peers[i].conn = Some(conn);
+                let delay = self.rng.random_range(1..=20);
+                self.schedule(now + ms(delay), What::Connected { client: i, conn });
+            }
+        }
+        while let Some(event) = self.peers[i].session.poll_event() {
+            let peer = &mut self.peers[i];
+            match event {
+                ClientEvent::MessageReceived(m) => {
+                    if let Some(fp) = m.fp {
+                        *peer.received.entry(fp).or_default() += 1;
+                    }
+                }
+                ClientEvent::MessageDelivered(fp) => {
+                    peer.sent
+                        .get_mut(&fp)
+                        .expect("only what it sent")
+                        .delivered
+                        .push(now);
+                }
+                ClientEvent::MessagesLost(lost) => {
+                    for p in lost {
+                        let fp = p.fp.as_ref().expect("QoS packets carry a fingerprint");
+                        peer.sent
+                            .get_mut(fp)
+                            .expect("only what it sent")
+                            .lost
+                            .push(now);
+                    }
+                }
+                ClientEvent::StateChanged(ConnectionState::Online) => peer.logins += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        let now = self.now();
+        match action {
+            Action::Send { from, to } => {
+                let content = format!("{} -> {to} #{}", self.peers[from].user, self.seq);
+                if let Ok(fp) = self.peers[from]
+                    .session
+                    .send(Outgoing::new(to.as_str(), content), now)
+                {
+                    self.peers[from].sent.insert(
+                        fp,
+                        Outcome {
+                            to,
+                            ..Outcome::default()
+                        },
+                    );
+                }
+                self.drain_client(from);
+            }
+            Action::ServerSend { to } => {
+                let fp = Fingerprint::from_random(self.rng.random());
+                let push = Outgoing::new(self.peers[to].user.as_str(), format!("s2c {fp}"))
+                    .with_fingerprint(fp.clone());
+                if let Ok(sent) = self.server.handle.send(push) {
+                    self.s2c_sent.push(S2cSent { to, fp, sent });
+                }
+                self.flush_all_server();
+            }
+            Action::CutLink { client } => {
+                if let Some(conn) = self.peers[client].conn.take() {
+                    // Both ends notice at once; what was in flight is lost with the link.
+                    if self.connection_oriented() {
+                        self.close_server_session(conn);
+                    }
+                    self.peers[client].session.handle_disconnected(now);
+                    self.drain_client(client);
+                }
+            }
+            Action::RestartServer => {
+                // The process dies: no session says goodbye, every connection breaks.
+                let conns = std::mem::take(&mut self.server.conns);
+                if self.connection_oriented() {
+                    let at = self.after_in_flight();
+                    for (conn, c) in conns {
+                        self.schedule(
+                            at,
+                            What::ClosedByServer {
+                                client: c.client,
+                                conn,
+                            },
+                        );
+                    }
+                }
+                self.server = Server::start(&self.clock, &self.hooks);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let peers = self.peers.iter().filter_map(|p| p.session.poll_timeout());
+        let queue = self.queue.peek().map(|Reverse(s)| s.at);
+        let script = self.script.first().map(|(t, _)| *t);
+        peers
+            .chain(queue)
+            .chain(self.server.next_deadline())
+            .chain(script)
+            .min()
+    }
+
+    fn run_until(&mut self, end: Instant) {
+        self.script.sort_by_key(|(t, _)| *t);
+        let mut steps = 0u32;
+        while let Some(next) = self.next_deadline().filter(|t| *t <= end) {
+            steps += 1;
+            assert!(steps < 5_000_000, "the simulation does not settle");
+            self.clock.advance_to(next);
+            let now = self.now();
+            while self.script.first().is_some_and(|(t, _)| *t <= now) {
+                let (_, action) = self.script.remove(0);
+                self.act(action);
+            }
+            while self.queue.peek().is_some_and(|Reverse(s)| s.at <= now) {
+                let Reverse(item) = self.queue.pop().expect("peeked");
+                self.deliver(item.what);
+            }
+            for i in 0..self.peers.len() {
+                if self.peers[i]
+                    .session
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                {
+                    self.peers[i].session.handle_timeout(now);
+                    self.drain_client(i);
+                }
+            }
+            self.server_timeouts(now);
+        }
+        self.clock.advance_to(end);
+    }
+
+    /// The server's deadlines due at `now`: the retransmission tick, idle expiries.
+    fn server_timeouts(&mut self, now: Instant) {
+        if self.server.core.poll_timeout().is_some_and(|t| t <= now) {
+            at_once(self.server.core.handle_timeout(now));
+            self.flush_all_server();
+        }
+        let core = self.server.core.clone();
+        let due: Vec<u64> = self
+            .server
+            .conns
+            .iter()
+            .filter(|(_, c)| core.poll_session_timeout(&c.session) <= now)
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in due {
+            let c = self.server.conns.get_mut(&conn).expect("listed above");
+            let flow = core.handle_session_timeout(&mut c.session, now);
+            self.flush_server(conn, flow);
+        }
+    }
+
+    fn deliver(&mut self, what: What) {
+        let now = self.now();
+        match what {
+            What::Connected { client, conn } => {
+                if self.peers[client].conn == Some(conn) {
+                    if self.connection_oriented() {
+                        self.open_server_session(client, conn);
+                    }
+                    self.peers[client].session.handle_connected(now);
+                    self.drain_client(client);
+                }
+            }
+            What::ClosedByServer { client, conn } => {
+                if self.peers[client].conn == Some(conn) {
+                    self.peers[client].conn = None;
+                    self.peers[client].session.handle_disconnected(now);
+                    self.drain_client(client);
+                }
+            }
+            What::ClosedByClient { conn } => self.close_server_session(conn),
+            What::Deliver {
+                dest: Dest::Server,
+                conn,
+                packet,
+            } => {
+                let client = self.conn_owner[&conn];
+                self.server_receive(client, conn, packet);
+            }
+            What::Deliver {
+                dest: Dest::Client(i),
+                conn,
+                packet,
+            } => {
+                if self.peers[i].conn != Some(conn) {
+                    return;
+                }
+                if packet.kind == PacketType::Ack {
+                    let fp = Fingerprint::new(packet.data_content.clone().unwrap_or_default());
+                    if let Some(outcome) = self.peers[i].sent.get_mut(&fp) {
+                        outcome.first_ack_at.get_or_insert(now);
+                    }
+                }
+                self.peers[i].session.handle_packet(packet, now);
+                self.drain_client(i);
+            }
+        }
+    }
+}
+
+/// Totals over runs, to show every branch of the property was exercised.
+#[derive(Debug, Default)]
+struct Totals {
+    delivered: usize,
+    lost: usize,
+    lost_but_received: usize,
+    s2c_delivered: usize,
+    s2c_lost: usize,
+    relogins: usize,
+}
+
+impl Sim {
+    /// Checks the four invariants of the module doc, adding what it saw to `totals`.
+    fn check_invariants(&mut self, seed: u64, totals: &mut Totals) {
+        let app = self.hooks.record();
+        for peer in &self.peers {
+            for (fp, outcome) in &peer.sent {
+                let ctx = format!(
+                    "seed {seed} ({}), {} sent {fp} to {}",
+                    self.transport, peer.user, outcome.to
+                );
+                assert_eq!(
+                    outcome.delivered.len() + outcome.lost.len(),
+                    1,
+                    "{ctx}: exactly one report, got {outcome:?}"
+                );
+                let received = if outcome.to == UserId::SERVER {
+                    app.c2s.get(fp).copied().unwrap_or(0)
+                } else {
+                    let receiver = self
+                        .peers
+                        .iter()
+                        .find(|p| p.user == outcome.to)
+                        .expect("a known user");
+                    receiver.received.get(fp).copied().unwrap_or(0)
+                };
+                assert!(received <= 1, "{ctx}: received {received} times");
+                if outcome.delivered.is_empty() {
+                    totals.lost += 1;
+                    if received == 1 {
+                        totals.lost_but_received += 1;
+                        let lost_at = outcome.lost[0];
+                        assert!(
+                            outcome.first_ack_at.is_none_or(|ack| ack > lost_at),
+                            "{ctx}: an ack arrived before the loss report"
+                        );
+                    }
+                } else {
+                    totals.delivered += 1;
+                    if outcome.to == UserId::SERVER {
+                        assert_eq!(received, 1, "{ctx}: delivered but not in the server app");
+                    } else {
+                        assert!(app.relayed.contains(fp), "{ctx}: never relayed nor stored");
+                    }
+                }
+            }
+            for (fp, count) in &peer.received {
+                assert_eq!(
+                    *count, 1,
+                    "seed {seed} ({}): {} got {fp} {count} times",
+                    self.transport, peer.user
+                );
+            }
+        }
+        for pushed in self.s2c_sent.drain(..) {
+            let receiver = &self.peers[pushed.to];
+            let ctx = format!(
+                "seed {seed} ({}), the server sent {} to {}",
+                self.transport, pushed.fp, receiver.user
+            );
+            let outcome = pushed
+                .sent
+                .outcome()
+                .now_or_never()
+                .unwrap_or_else(|| panic!("{ctx}: never reported"));
+            let reported = app.s2c_received.get(&pushed.fp).copied().unwrap_or(0)
+                + app.s2c_lost.get(&pushed.fp).copied().unwrap_or(0);
+            assert!(
+                reported <= 1,
+                "{ctx}: reported {reported} times to the hooks"
+            );
+            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
+            match outcome {
+                Delivery::Delivered => {
+                    totals.s2c_delivered += 1;
+                    assert_eq!(received, 1, "{ctx}: delivered but not received");
+                }
+                Delivery::Lost => totals.s2c_lost += 1,
+            }
+        }
+        totals.relogins += self
+            .peers
+            .iter()
+            .map(|p| p.logins.saturating_sub(1))
+            .sum::<usize>();
+    }
+}
+
+/// A minute of random traffic between two clients and the server, with a link cut now and
+/// then, and forty seconds to settle.
+fn lossy_run(seed: u64, transport: Transport) -> Sim {
+    let loss = Loss {
+        drop: 0.2,
+        duplicate: 0.1,
+        max_delay_ms: 400,
+    };
+    let mut sim = Sim::new(seed, loss, &["alice", "bob"], transport);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xABCD);
+    sim.hooks
+        .store_offline
+        .store(rng.random_bool(0.5), Ordering::Relaxed);
+    let mut t = 500;
+    while t < 60_000 {
+        let action = match rng.random_range(0..41) {
+            0..10 => Action::Send {
+                from: 0,
+                to: "0".into(),
+            },
+            10..20 => Action::Send {
+                from: 0,
+                to: "bob".into(),
+            },
+            20..30 => Action::Send {
+                from: 1,
+                to: "alice".into(),
+            },
+            30..40 => Action::ServerSend {
+                to: rng.random_range(0..2),
+            },
+            _ => Action::CutLink {
+                client: rng.random_range(0..2),
+            },
+        };
+        sim.script.push((sim.at(t), action));
+        t += rng.random_range(50..700);
+    }
+    let end = sim.at(100_000);
+    sim.run_until(end);
+    sim
+}
+
+#[test]
+fn under_any_seed_every_qos_message_is_reported_once_and_received_at_most_once() {
+    let mut totals = Totals::default();
+    let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
+    for seed in 0..300 {
+        let transport = transports[seed as usize % transports.len()];
+        let mut sim = lossy_run(seed, transport);
+        assert!(
+            sim.dropped > 0 && sim.duplicated > 0,
+            "the link must misbehave"
+        );
+        sim.check_invariants(seed, &mut totals);
+    }
+    eprintln!("{totals:?}");
+    // The property must have been exercised on every branch, not only the happy one.
+    assert!(totals.delivered > 10_000, "{totals:?}");
+    assert!(totals.lost > 0, "{totals:?}");
+    assert!(totals.lost_but_received > 0, "{totals:?}");
+    assert!(totals.s2c_delivered > 2_000, "{totals:?}");
+    assert!(totals.s2c_lost > 0, "{totals:?}");
+    assert!(totals.relogins > 0, "{totals:?}");
+}
+
+#[test]
+fn on_a_clean_link_every_message_is_delivered_and_received_once() {
+    for transport in [Transport::Tcp, Transport::Udp, Transport::WebSocket] {
+        let mut sim = Sim::new(1, Loss::NONE, &["alice", "bob"], transport);
+        for i in 0..50 {
+            sim.script.push((
+                sim.at(1000 + i * 100),
+                Action::Send {
+                    from: i as usize % 2,
+                    to: if i % 2 == 0 { "bob" } else { "0" }.into(),
+                },
+            ));
+            sim.script
+                .push((sim.at(1050 + i * 100), Action::ServerSend { to: 0 }));
+        }
+        let end = sim.at(60_000);
+        sim.run_until(end);
+        let mut totals = Totals::default();
+        sim.check_invariants(1, &mut totals);
+        assert_eq!(
+            (totals.delivered, totals.lost, totals.s2c_delivered),
+            (50, 0, 50),
+            "{transport}"
+        );
+        assert_eq!(sim.peers[0].received.len(), 50, "every S2C message");
+        assert_eq!(
+            sim.peers[1].received.len(),
+            25,
+            "every C2C message from alice"
+        );
+        assert!(
+            sim.peers.iter().all(|p| p.logins == 1),
+            "no spurious relogin on {transport}"
+        );
+    }
+}
+
+#[test]
+fn after_a_server_restart_the_client_logs_in_again_with_its_first_login_time() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut sim = Sim::new(2, Loss::NONE, &["alice"], transport);
+        sim.script.push((sim.at(5_000), Action::RestartServer));
+        sim.script.push((
+            sim.at(5_100),
+            Action::Send {
+                from: 0,
+                to: "0".into(),
+            },
+        ));
+        let end = sim.at(30_000);
+        sim.run_until(end);
+        let times = &sim.login_times;
+        assert!(times.len() >= 2, "{transport}: {times:?}");
+        assert_eq!(times[0].1, 0, "first login");
+        let first = sim.peers[0]
+            .session
+            .login_info()
+            .expect("logged in")
+            .first_login_time;
+        assert!(
+            (EPOCH_MS..EPOCH_MS + 1_000).contains(&first),
+            "the server's clock answered it: {first}"
+        );
+        assert!(times[1..].iter().all(|(_, t)| *t == first), "{times:?}");
+        assert_eq!(sim.peers[0].session.state(), ConnectionState::Online);
+        assert!(sim.server.handle.is_online(&"alice".into()));
+        let mut totals = Totals::default();
+        sim.check_invariants(2, &mut totals);
+        assert_eq!(
+            (totals.delivered, totals.lost),
+            (1, 0),
+            "{transport}: the message sent across the restart gets through after the relogin"
+        );
+    }
+}
+
+#[test]
+fn after_the_link_is_cut_the_client_logs_in_again_at_once() {
+    for transport in [Transport::Tcp, Transport::Udp] {
+        let mut sim = Sim::new(3, Loss::NONE, &["alice"], transport);
+        sim.script
+            .push((sim.at(5_000), Action::CutLink { client: 0 }));
+        let end = sim.at(5_100);
+        sim.run_until(end);
+        assert_eq!(sim.peers[0].session.state(), ConnectionState::Online);
+        assert_eq!(sim.peers[0].logins, 2, "{transport}");
+        let first = sim.peers[0]
+            .session
+            .login_info()
+            .expect("logged in")
+            .first_login_time;
+        assert_eq!(sim.login_times.last().expect("logins").1, first);
+        let online = sim
+            .server
+            .handle
+            .online_info(&"alice".into())
+            .expect("online");
+        let current = sim.peers[0].conn.expect("connected");
+        assert_eq!(
+            online.session.id,
+            sim.server.conns[&current].session.info().id,
+            "{transport}: the new connection is the online session"
+        );
+    }
+}
