@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
+use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
-use crate::core::Core;
+use crate::core::{Core, Origin, Route};
 pub use crate::core::Delivery;
-use crate::metrics::{Direction, KickReason};
+use crate::metrics::{Direction, KickReason, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
 
@@ -18,23 +19,53 @@ pub struct ServerHandle {
     core: Arc<Core>,
 }
 
-/// A message handed to the receiver's session.
+/// A message handed to the receiver's session, or stored for it.
 #[derive(Debug)]
 pub struct Sent {
     /// The fingerprint, for QoS messages.
     pub fp: Option<Fingerprint>,
-    receipt: Option<oneshot::Receiver<Delivery>>,
+    receipt: Receipt,
+}
+
+#[derive(Debug)]
+enum Receipt {
+    /// Handed to the session; the outcome comes with the acknowledgement or the last
+    /// retransmission.
+    Waiting(oneshot::Receiver<Delivery>),
+    /// Known already.
+    Settled(Delivery),
 }
 
 impl Sent {
-    /// Waits for the client's acknowledgement or for the retransmissions to run out. A message
-    /// without QoS counts as delivered once handed over.
+    /// Waits for the client's acknowledgement or for the retransmissions to run out (then,
+    /// with a store, the message is stored: [`Delivery::Stored`]). A message without QoS counts
+    /// as delivered once handed over; one stored at once (its receiver was offline) is
+    /// [`Delivery::Stored`].
     pub async fn outcome(self) -> Delivery {
         match self.receipt {
-            Some(receipt) => receipt.await.unwrap_or(Delivery::Lost),
-            None => Delivery::Delivered,
+            Receipt::Waiting(receipt) => receipt.await.unwrap_or(Delivery::Lost),
+            Receipt::Settled(delivery) => delivery,
         }
     }
+
+    /// The outcome if it is known without waiting: stored at once, or a message without QoS.
+    pub fn settled(&self) -> Option<Delivery> {
+        match self.receipt {
+            Receipt::Waiting(_) => None,
+            Receipt::Settled(delivery) => Some(delivery),
+        }
+    }
+}
+
+/// Why a user's stored messages could not be counted or erased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredError {
+    /// The server keeps no messages (`store = off`).
+    #[error("this server keeps no messages (its store setting is off)")]
+    NoStore,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ServerHandle {
@@ -45,11 +76,16 @@ impl ServerHandle {
     }
 
     /// Sends `push` to its receiver's online session (S2C, from `"0"`). Without a fingerprint
-    /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does. Fails
-    /// with [`PushError::Offline`] when the user is not online; the application may then store
-    /// it for later.
-    pub fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
-        let online = self.core.session_of(&push.to).ok_or(PushError::Offline)?;
+    /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does.
+    ///
+    /// With a message store, a QoS message whose receiver is offline (or cannot take it now,
+    /// or is being replayed stored messages, which it must not overtake) is stored, awaiting
+    /// the commit, and replayed at the receiver's next login: its outcome is
+    /// [`Delivery::Stored`] at once. One that cannot be stored fails with
+    /// [`PushError::NotStored`]. Without a store, or without QoS, a message for an offline user
+    /// fails with [`PushError::Offline`]; the application may then keep it itself.
+    pub async fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
+        let core = &self.core;
         let fp = match (push.qos, push.fp) {
             (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),
             (_, fp) => fp,
@@ -62,22 +98,43 @@ impl ServerHandle {
             push.typeu,
         );
         packet.qos = push.qos;
-        let body = self.core.encode(&mut packet);
-        let receipt = match (&fp, push.qos) {
-            (Some(fp), true) => {
-                let (tx, rx) = oneshot::channel();
-                let now = self.core.clock.now();
-                self.core
-                    .push_qos(&online, &push.to, fp, body, Some(tx), now)?;
-                Some(rx)
-            }
-            _ => {
-                online.push(Outbound::packet(body), &*self.core.clock)?;
-                None
-            }
+        let body = core.encode(&mut packet);
+        let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
+            let online = core.session_of(&push.to).ok_or(PushError::Offline)?;
+            online.push(Outbound::packet(body), &*core.clock)?;
+            core.metrics.message(Direction::s2c);
+            return Ok(Sent {
+                fp,
+                receipt: Receipt::Settled(Delivery::Delivered),
+            });
         };
-        self.core.metrics.message(Direction::s2c);
-        Ok(Sent { fp, receipt })
+        let ticket = match core.route(&push.to) {
+            Route::Live(online) => {
+                let (tx, rx) = oneshot::channel();
+                let now = core.clock.now();
+                match core.push_qos(&online, &push.to, &qos_fp, body, Some(tx), now, Origin::Live) {
+                    Ok(()) => {
+                        core.metrics.message(Direction::s2c);
+                        return Ok(Sent {
+                            fp,
+                            receipt: Receipt::Waiting(rx),
+                        });
+                    }
+                    Err(error) => core.store_instead(&push.to, &error).ok_or(error)?,
+                }
+            }
+            Route::Store { ticket, .. } => ticket,
+            Route::Offline => return Err(PushError::Offline),
+        };
+        let message = core.stored_form(&packet, &push.to, &qos_fp);
+        core.put(ticket, message)
+            .await
+            .map_err(|_| PushError::NotStored)?;
+        core.metrics.message(Direction::s2c);
+        Ok(Sent {
+            fp,
+            receipt: Receipt::Settled(Delivery::Stored),
+        })
     }
 
     /// Kicks `user` with code 2 (admin), as `sendKickout` does; their `on_logout` hook fires
@@ -143,5 +200,33 @@ impl ServerHandle {
     /// Server → client QoS packets awaiting acknowledgement.
     pub fn in_flight(&self) -> usize {
         self.core.s2c.len()
+    }
+
+    /// How many messages the store keeps for `user`, not yet delivered (expired ones not yet
+    /// swept included).
+    pub async fn stored_count(&self, user: &UserId) -> Result<u64, StoredError> {
+        let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
+        let started = std::time::Instant::now();
+        let count = link.store.count(user).await;
+        if let Some(metrics) = &self.core.metrics.store {
+            metrics.timed(StoreOp::count, started.elapsed());
+        }
+        Ok(count?)
+    }
+
+    /// Erases every message the store keeps for `user` (the account was deleted) and returns
+    /// how many there were. Messages already replayed to an online session may still reach
+    /// it; nothing erased is replayed again.
+    pub async fn erase_stored(&self, user: &UserId) -> Result<u64, StoredError> {
+        let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
+        let started = std::time::Instant::now();
+        let erased = link.store.erase(user).await;
+        if let Some(metrics) = &self.core.metrics.store {
+            metrics.timed(StoreOp::erase, started.elapsed());
+        }
+        let erased = erased?;
+        link.acked.forget(user);
+        self.core.forget_replayed(user);
+        Ok(erased)
     }
 }

@@ -60,6 +60,10 @@ pub enum PushError {
     /// disconnected.
     #[error("receiver is not keeping up: its queue is full")]
     SlowConsumer,
+    /// The receiver cannot take the message now and the server's message store refused it
+    /// (the receiver's limit, the message's size, or the store is failing): it was not kept.
+    #[error("receiver cannot take the message now, and the message store refused it")]
+    NotStored,
 }
 
 /// The cheap, cloneable way to reach a session from other tasks.

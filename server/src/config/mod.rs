@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
+use hongyan_store::{Limits, StoreConfig, StoreSpec};
 use reqwest::Url;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -130,10 +131,37 @@ pub struct Config {
     #[serde(deserialize_with = "format::positive")]
     pub webhook_event_queue: usize,
     /// Events sent to `<url>/events`: `all`, `none`, or a list of login, logout, c2s,
-    /// c2cDelivered, s2cDelivered, s2cLost.
+    /// c2cDelivered, s2cDelivered, s2cLost, expired.
     #[serde(with = "format::display")]
     #[schemars(with = "String", extend("value_name" = "LIST"))]
     pub webhook_events: EventKinds,
+    /// Where messages are kept for receivers who cannot take them now (offline, or not
+    /// acknowledging): `sqlite` (SQLite at `<state dir>/hongyan.db`), `sqlite:PATH`,
+    /// `postgres://…`, `memory` (lost on exit: tests, benchmarks) or `off` (nothing kept: the
+    /// offline hook decides, as in the reference). A sender's acknowledgement then means
+    /// delivered or durably stored; see docs/INTEGRATION.md.
+    #[serde(with = "format::display")]
+    #[schemars(with = "String")]
+    pub store: StoreSpec,
+    /// Most messages stored for one user; a further one is refused (not acknowledged, so its
+    /// sender reports it lost).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_max_per_user: usize,
+    /// Largest message content the store keeps, in bytes; a larger message for a user who
+    /// cannot take it now is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub store_max_message_bytes: usize,
+    /// Seconds a stored message is kept; then it is removed and reported as expired (the
+    /// `on_expired` hook, the `expired` webhook event). 0 keeps it until it is delivered or
+    /// erased.
+    #[serde(rename = "store_ttl_secs", with = "format::secs")]
+    #[schemars(with = "u64")]
+    pub store_ttl: Duration,
+    /// Stored messages replayed to a user at once, awaiting acknowledgement (at most
+    /// `outbox_capacity`).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_replay_window: usize,
 }
 
 impl Default for Config {
@@ -165,6 +193,14 @@ impl Default for Config {
             webhook_concurrency: 64,
             webhook_event_queue: 10_000,
             webhook_events: EventKinds::ALL,
+            // The library keeps today's behaviour unless asked: an embedding application's
+            // `on_offline` hook still decides, and no acknowledgement means "kept in memory"
+            // (which a crash would break). `hongyan serve` defaults to `sqlite`.
+            store: StoreSpec::Off,
+            store_max_per_user: 10_000,
+            store_max_message_bytes: 64 * 1024,
+            store_ttl: Duration::from_secs(7 * 24 * 3600),
+            store_replay_window: 64,
         }
     }
 }
@@ -193,6 +229,26 @@ impl Config {
             event_queue: self.webhook_event_queue,
             events: self.webhook_events,
         })
+    }
+
+    /// How the store is opened: its limits, and `sqlite` without a path at `hongyan.db` in the
+    /// working directory (`hongyan serve` passes `sqlite:<state dir>/hongyan.db`).
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::new("hongyan.db").with_limits(Limits {
+            max_per_receiver: Some(self.store_max_per_user as u64),
+            max_content_bytes: Some(self.store_max_message_bytes),
+        })
+    }
+
+    /// How long a stored message is kept; `None`: until it is delivered or erased.
+    pub fn store_expiry(&self) -> Option<Duration> {
+        (!self.store_ttl.is_zero()).then_some(self.store_ttl)
+    }
+
+    /// How many stored messages are replayed to a user at once: the setting, at most the
+    /// outbox's capacity (replays go through it).
+    pub fn replay_window(&self) -> usize {
+        self.store_replay_window.min(self.outbox_capacity)
     }
 
     /// How long a session of `transport` may stay silent before the server closes it.

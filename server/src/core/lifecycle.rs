@@ -65,13 +65,15 @@ impl Core {
     }
 
     /// The session has ended (for whatever reason): if it is its user's online session, the
-    /// user goes offline and `on_logout` fires (§4.4). Idempotent.
+    /// user goes offline and `on_logout` fires (§4.4); a replay of stored messages to it
+    /// stops, the rest staying stored. Idempotent.
     pub fn close_session(&self, session: &mut Session) {
-        if let Some(user) = session.user.take()
-            && self.registry.remove_if_current(&user, session.info().id)
-        {
-            self.hooks
-                .on_logout(&user, session.info(), session.kick_code);
+        if let Some(user) = session.user.take() {
+            if self.registry.remove_if_current(&user, session.info().id) {
+                self.hooks
+                    .on_logout(&user, session.info(), session.kick_code);
+            }
+            self.stop_replay(&user, session.info().id);
         }
     }
 }

@@ -83,6 +83,7 @@ impl Core {
             info.first_login_time,
             answered,
             since,
+            self.store.is_some(),
         ) {
             Registration::Registered { displaced } => {
                 self.metrics.login(LoginResult::accepted);
@@ -107,6 +108,8 @@ impl Core {
                 session.user = Some(user.clone());
                 self.hooks
                     .on_login(&user, info.extra.as_deref(), session.info());
+                // After the login response: the user's stored messages, oldest first.
+                self.start_replay(&user, &session.handle).await;
                 Flow::Continue
             }
             Registration::Stale => {

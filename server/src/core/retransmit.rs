@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::s2c::{Delivery, Pending};
+use super::s2c::{Delivery, Origin, Pending};
 use super::state::Core;
 use crate::session::{Outbound, PushError, SessionHandle};
 
@@ -21,7 +22,10 @@ impl Core {
     /// Hands QoS packet `fp` to `user`'s `online` session and tracks it for retransmission.
     /// Tracked before it is queued, not after: the receiver's ACK may reach another worker
     /// thread before this task goes on (seen as a needless retransmission once in ~1 million
-    /// benchmark messages); a push that fails untracks it again.
+    /// benchmark messages); a push that fails untracks it again. A replayed stored message
+    /// (`origin`) already in flight is not sent a second time: its entry now carries the
+    /// stored id, and the retransmission tick resends it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_qos(
         &self,
         online: &SessionHandle,
@@ -30,10 +34,17 @@ impl Core {
         body: Bytes,
         waiter: Option<oneshot::Sender<Delivery>>,
         now: Instant,
+        origin: Origin,
     ) -> Result<(), PushError> {
-        let tracked = self
-            .s2c
-            .track(user.clone(), fp.clone(), body.clone(), waiter, now);
+        let pending = Pending {
+            body: body.clone(),
+            waiter,
+            origin,
+        };
+        let tracked = self.s2c.track(user.clone(), fp.clone(), pending, now);
+        if !tracked && origin != Origin::Live {
+            return Ok(());
+        }
         let pushed = online.push(Outbound::packet(body), &*self.clock);
         if pushed.is_err() && tracked {
             self.s2c.untrack(user, fp);
@@ -62,22 +73,43 @@ impl Core {
         }
     }
 
-    /// Server → client QoS packets whose retries ran out: the one place they are reported
-    /// (to waiting API callers and the `on_s2c_lost` hook) and where they would be kept for
-    /// later delivery.
+    /// Server → client QoS packets whose retries ran out: the one place they are given up
+    /// on. With a store, a live one is stored instead (its waiting API caller hears
+    /// [`Delivery::Stored`]) and a replayed one, still stored, is replayed again; what could
+    /// not be stored is reported lost (to waiting API callers and the `on_s2c_lost` hook).
     async fn give_up(&self, lost: Vec<Pending>) {
-        self.metrics.qos_lost(lost.len());
-        let mut packets = Vec::with_capacity(lost.len());
+        let mut live = Vec::with_capacity(lost.len());
         for pending in lost {
-            if let Some(waiter) = pending.waiter {
-                let _ = waiter.send(Delivery::Lost);
-            }
-            match Packet::decode(&pending.body) {
-                Ok(packet) => packets.push(packet),
-                Err(e) => tracing::error!(error = %e, "a packet the server encoded did not decode"),
+            let packet = match Packet::decode(&pending.body) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    tracing::error!(error = %e, "a packet the server encoded did not decode");
+                    continue;
+                }
+            };
+            match (pending.origin, &packet.to) {
+                (Origin::Stored(id), Some(user)) => self.replayed_unacknowledged(user, id).await,
+                _ => live.push((packet, pending.waiter)),
             }
         }
-        self.hooks.on_s2c_lost(&packets);
+        let stored = join_all(live.iter().map(|(packet, _)| self.keep_given_up(packet))).await;
+        let mut packets = Vec::new();
+        for ((packet, waiter), stored) in live.into_iter().zip(stored) {
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(if stored {
+                    Delivery::Stored
+                } else {
+                    Delivery::Lost
+                });
+            }
+            if !stored {
+                packets.push(packet);
+            }
+        }
+        if !packets.is_empty() {
+            self.metrics.qos_lost(packets.len());
+            self.hooks.on_s2c_lost(&packets);
+        }
     }
 }
 

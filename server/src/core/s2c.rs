@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hongyan_shared::{Fingerprint, Instant, Retransmit, RetransmitSchedule, SendQueue, UserId};
+use hongyan_store::MessageId;
 use tokio::sync::oneshot;
 
 /// The outcome of a server → client QoS packet.
@@ -12,14 +13,31 @@ use tokio::sync::oneshot;
 pub enum Delivery {
     /// The client acknowledged it.
     Delivered,
-    /// The client did not acknowledge it after the last retransmission.
+    /// The client could not take it now (offline, or it did not acknowledge it after the last
+    /// retransmission), so the server's message store keeps it: it is replayed when the
+    /// user next logs in, until acknowledged. Only with a store.
+    Stored,
+    /// The client did not acknowledge it after the last retransmission, and it was not
+    /// stored (no store, or the store refused it).
     Lost,
+}
+
+/// Where a packet in flight came from, which decides what its acknowledgement or its loss
+/// means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Sent live: a forwarded C2C message or a push. Lost, it is stored (with a store).
+    Live,
+    /// Replayed from the message store, where it stays until acknowledged: acknowledged, it
+    /// is removed; lost, it is sent again, never stored twice.
+    Stored(MessageId),
 }
 
 /// A QoS packet in flight, and whoever waits for its outcome.
 pub(crate) struct Pending {
     pub(super) body: Bytes,
     pub(super) waiter: Option<oneshot::Sender<Delivery>>,
+    pub(super) origin: Origin,
 }
 
 type Key = (UserId, Fingerprint);
@@ -44,17 +62,25 @@ impl S2cQueue {
 
     /// Remembers a QoS packet about to be handed to `user`'s session at `now`. Returns false
     /// if the fingerprint was already in flight to that user (a retransmission from the
-    /// sender), which keeps its first entry.
+    /// sender, or a stored message replayed while its live copy is in flight), which keeps
+    /// its first entry; a stored message's id is then carried by that entry, so its
+    /// acknowledgement removes the message from the store.
     pub(super) fn track(
         &self,
         user: UserId,
         fp: Fingerprint,
-        body: Bytes,
-        waiter: Option<oneshot::Sender<Delivery>>,
+        pending: Pending,
         now: Instant,
     ) -> bool {
-        self.lock()
-            .insert((user, fp), Pending { body, waiter }, now)
+        let mut queue = self.lock();
+        let key = (user, fp);
+        if let Some(first) = queue.get_mut(&key) {
+            if let Origin::Stored(_) = pending.origin {
+                first.origin = pending.origin;
+            }
+            return false;
+        }
+        queue.insert(key, pending, now)
     }
 
     /// Forgets a packet [`track`](Self::track) just added whose push then failed.
@@ -62,18 +88,13 @@ impl S2cQueue {
         drop(self.lock().acknowledge(&(user.clone(), fp.clone())));
     }
 
-    /// Settles `(user, fp)`; true if it was in flight.
-    pub(crate) fn acknowledge(&self, user: &UserId, fp: &Fingerprint) -> bool {
-        let pending = self.lock().acknowledge(&(user.clone(), fp.clone()));
-        match pending {
-            Some(pending) => {
-                if let Some(waiter) = pending.waiter {
-                    let _ = waiter.send(Delivery::Delivered);
-                }
-                true
-            }
-            None => false,
+    /// Settles `(user, fp)`; where it came from if it was in flight.
+    pub(crate) fn acknowledge(&self, user: &UserId, fp: &Fingerprint) -> Option<Origin> {
+        let pending = self.lock().acknowledge(&(user.clone(), fp.clone()))?;
+        if let Some(waiter) = pending.waiter {
+            let _ = waiter.send(Delivery::Delivered);
         }
+        Some(pending.origin)
     }
 
     /// Whether `fp` sent to `user` awaits acknowledgement.

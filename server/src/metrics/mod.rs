@@ -12,11 +12,14 @@
 //! All names carry the `hongyan_` prefix; counters get the `_total` suffix when encoded.
 
 pub(crate) mod labels;
+mod store;
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use hongyan_shared::{Instant, PacketType, Transport};
+use hongyan_store::MessageStore;
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +31,8 @@ use self::labels::{
     ByDirection, ByKickReason, ByReceivedType, ByResult, BySentType, ByStored, ByTransport,
     LabelValue, PerValue, Received, Sent,
 };
-pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, StoreOp};
+pub(crate) use self::store::StoreMetrics;
 use crate::hooks::Hooks;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
@@ -93,6 +97,8 @@ pub(crate) struct Metrics {
     qos_lost: Counter,
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
+    /// The message store's series, when the server has a store.
+    pub(crate) store: Option<StoreMetrics>,
 }
 
 impl Metrics {
@@ -204,7 +210,14 @@ impl Metrics {
             qos_lost,
             dedup_hits,
             kickouts,
+            store: None,
         }
+    }
+
+    /// Adds the message store's series (`hongyan_store_*`), reading `store`'s own counters
+    /// when scraped.
+    pub(crate) fn add_store(&mut self, store: Arc<dyn MessageStore>) {
+        self.store = Some(StoreMetrics::new(&mut self.registry, store));
     }
 
     /// Counts an open session until the returned guard is dropped.

@@ -8,17 +8,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use hongyan_shared::{
-    Fingerprint, Instant, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
+    Fingerprint, Instant, LoginInfo, LoginResponse, Outgoing, Packet, PacketType, Transport,
+    UserId,
 };
 
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::core::{Core, Flow};
 use crate::gateway::memory::MemoryPipe;
-use crate::handle::ServerHandle;
+use crate::handle::{Sent, ServerHandle};
 use crate::hooks::{Hooks, LoginRequest, SessionInfo};
 use crate::pipe::PipeProperties;
-use crate::session::{Outbox, Session};
+use crate::session::{Outbox, PushError, Session};
 
 /// The wall time the clock starts at.
 pub(super) const T0: i64 = 1_700_000_000_000;
@@ -169,6 +170,15 @@ impl Harness {
     /// The send API of this core.
     pub(super) fn handle(&self) -> ServerHandle {
         ServerHandle::new(self.core.clone())
+    }
+
+    /// Pushes `push` through the send API, which must not wait (the store, if any, is in
+    /// memory).
+    pub(super) fn push(&self, push: Outgoing) -> Result<Sent, PushError> {
+        self.handle()
+            .send(push)
+            .now_or_never()
+            .expect("with an in-memory store, a push never waits")
     }
 
     /// A new session on a pipe with `transport`'s rules and configured limit.
