@@ -19,6 +19,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     ensure_admin_token(&mut settings)?;
+    settings.server.store = settings
+        .resolved_store()
+        .context("creating the state directory for the message store")?;
     let config = settings.server;
     let webhooks = match config.webhook() {
         Some(webhook) => {
