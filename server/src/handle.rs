@@ -7,8 +7,8 @@ use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
 use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
-use crate::core::{Core, Origin, Route};
 pub use crate::core::Delivery;
+use crate::core::{Core, Origin, Route};
 use crate::metrics::{Direction, KickReason, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
@@ -112,7 +112,15 @@ impl ServerHandle {
             Route::Live(online) => {
                 let (tx, rx) = oneshot::channel();
                 let now = core.clock.now();
-                match core.push_qos(&online, &push.to, &qos_fp, body, Some(tx), now, Origin::Live) {
+                match core.push_qos(
+                    &online,
+                    &push.to,
+                    &qos_fp,
+                    body,
+                    Some(tx),
+                    now,
+                    Origin::Live,
+                ) {
                     Ok(()) => {
                         core.metrics.message(Direction::s2c);
                         return Ok(Sent {

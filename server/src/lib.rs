@@ -67,11 +67,11 @@ pub mod webhook;
 
 pub use config::Config;
 pub use handle::{Delivery, Sent, ServerHandle, StoredError};
+/// The message [`ServerHandle::send`] takes: the same type the clients send.
+pub use hongyan_shared::Outgoing;
 /// The message store crate: [`MessageStore`](hongyan_store::MessageStore), its backends and
 /// the [`StoreSpec`](hongyan_store::StoreSpec) the `store` setting parses into.
 pub use hongyan_store;
-/// The message [`ServerHandle::send`] takes: the same type the clients send.
-pub use hongyan_shared::Outgoing;
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
 /// The metrics library whose registry [`Hooks::register_metrics`] receives.
 pub use prometheus_client;

@@ -27,7 +27,10 @@ const STORE_PROBE: Duration = Duration::from_secs(2);
 /// elsewhere. Recovers by itself with the store.
 pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_owned());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
     }
     match tokio::time::timeout(STORE_PROBE, state.core.store_health()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),

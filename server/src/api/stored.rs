@@ -63,7 +63,10 @@ pub(crate) async fn count(
     State(state): State<HttpState>,
     Path(user): Path<String>,
 ) -> Result<axum::Json<StoredCount>, AppError> {
-    let stored = state.handle.stored_count(&UserId::from(user.as_str())).await?;
+    let stored = state
+        .handle
+        .stored_count(&UserId::from(user.as_str()))
+        .await?;
     Ok(axum::Json(StoredCount {
         user_id: user,
         stored,
@@ -90,7 +93,10 @@ pub(crate) async fn erase(
     State(state): State<HttpState>,
     Path(user): Path<String>,
 ) -> Result<axum::Json<ErasedResult>, AppError> {
-    let erased = state.handle.erase_stored(&UserId::from(user.as_str())).await?;
+    let erased = state
+        .handle
+        .erase_stored(&UserId::from(user.as_str()))
+        .await?;
     Ok(axum::Json(ErasedResult {
         user_id: user,
         erased,

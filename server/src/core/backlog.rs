@@ -175,7 +175,9 @@ pub(crate) struct PutTicket<'a> {
 impl PutTicket<'_> {
     /// The user the put is for.
     pub(crate) fn user(&self) -> &UserId {
-        self.user.as_ref().expect("a ticket has its user until it is finished")
+        self.user
+            .as_ref()
+            .expect("a ticket has its user until it is finished")
     }
 
     /// The put ended; `committed` if the message is now stored (or already was). Returns the

@@ -28,8 +28,8 @@ impl Core {
     /// failed, and the next expiry sweep. `None` without a store.
     pub fn poll_store_timeout(&self) -> Option<Instant> {
         let link = self.store.as_ref()?;
-        let removals = (!link.acked.is_empty())
-            .then(|| link.lock_retry().unwrap_or_else(|| self.clock.now()));
+        let removals =
+            (!link.acked.is_empty()).then(|| link.lock_retry().unwrap_or_else(|| self.clock.now()));
         let stall = link.backlogs.first_stall().map(|at| at + STALL_RETRY);
         let sweep = *link.lock_sweep();
         [removals, stall, sweep].into_iter().flatten().min()
@@ -93,7 +93,10 @@ impl Core {
         };
         loop {
             let started = std::time::Instant::now();
-            let result = link.store.expire(self.clock.unix_millis(), SWEEP_BATCH).await;
+            let result = link
+                .store
+                .expire(self.clock.unix_millis(), SWEEP_BATCH)
+                .await;
             if let Some(metrics) = &self.metrics.store {
                 metrics.timed(StoreOp::expire, started.elapsed());
             }

@@ -117,7 +117,8 @@ impl Core {
                     }
                     Err(e) => {
                         tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
-                        self.store_instead(&receiver, &e).map(|ticket| (ticket, true))
+                        self.store_instead(&receiver, &e)
+                            .map(|ticket| (ticket, true))
                     }
                 }
             }

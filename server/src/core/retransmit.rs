@@ -22,9 +22,11 @@ impl Core {
     /// Hands QoS packet `fp` to `user`'s `online` session and tracks it for retransmission.
     /// Tracked before it is queued, not after: the receiver's ACK may reach another worker
     /// thread before this task goes on (seen as a needless retransmission once in ~1 million
-    /// benchmark messages); a push that fails untracks it again. A replayed stored message
-    /// (`origin`) already in flight is not sent a second time: its entry now carries the
-    /// stored id, and the retransmission tick resends it.
+    /// benchmark messages); a push that fails untracks it again. A packet already in flight
+    /// to the user keeps its entry (and its retransmission schedule) and is sent again, to
+    /// the user's current session: a sender's retransmission, or a stored message replayed
+    /// to a new session while its copy to the old one awaits acknowledgement (the entry then
+    /// carries the stored id, so the acknowledgement removes it from the store).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_qos(
         &self,
@@ -42,9 +44,6 @@ impl Core {
             origin,
         };
         let tracked = self.s2c.track(user.clone(), fp.clone(), pending, now);
-        if !tracked && origin != Origin::Live {
-            return Ok(());
-        }
         let pushed = online.push(Outbound::packet(body), &*self.clock);
         if pushed.is_err() && tracked {
             self.s2c.untrack(user, fp);

@@ -61,7 +61,9 @@ impl StoreMetrics {
         );
         r.register_collector(Box::new(StatsCollector(store)));
         Self {
-            puts: PerValue::new(|result| puts_family.get_or_create(&ByPutResult { result }).clone()),
+            puts: PerValue::new(|result| {
+                puts_family.get_or_create(&ByPutResult { result }).clone()
+            }),
             latency: PerValue::new(|op| latency_family.get_or_create(&ByStoreOp { op }).clone()),
             replays,
             replayed,
@@ -165,7 +167,12 @@ impl Collector for StatsCollector {
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
         let seconds = ConstCounter::new(commit_time.as_secs_f64());
         seconds.encode(encoder.encode_descriptor(

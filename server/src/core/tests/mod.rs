@@ -7,6 +7,7 @@
 //! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
 //! - `kickout`: what each kind of pipe does with a kickout.
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+//! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
 
 mod deadlines;
 mod dispatch;
@@ -14,3 +15,4 @@ mod harness;
 mod kickout;
 mod login;
 mod messages;
+mod store;
