@@ -58,10 +58,15 @@ impl Core {
             }
         }
 
-        // §4.2 step 5: answer first, register only once the answer is written.
+        // §4.2 step 5: answer first, register only once the answer is written. A session
+        // logging in again as its own user without a time (a duplicated login datagram) is the
+        // same client instance: it gets the time it was answered before, which the client kept,
+        // so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let answered = if info.first_login_time > 0 {
             info.first_login_time
+        } else if verified && session.first_login_time > 0 {
+            session.first_login_time
         } else {
             now_millis
         };

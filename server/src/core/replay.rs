@@ -8,8 +8,8 @@
 //! pumps it too, and finds the work already taken or does it. While a replay runs, the
 //! registry marks the session as replaying, so new QoS messages for the user are stored behind
 //! the replayed ones instead of overtaking them; the replay ends, and the mark with it, only
-//! when the store has nothing more for the user, nothing replayed awaits acknowledgement, and
-//! no put for the user is in flight.
+//! when every stored message was sent, the store has nothing more for the user, and no put
+//! for the user is in flight (its message might commit behind the ones read).
 
 use hongyan_shared::{Instant, UserId};
 use hongyan_store::{MessageId, StoredMessage};
@@ -259,8 +259,10 @@ impl Core {
                 generation,
             };
         }
-        if caught_up && replay.in_flight.is_empty() && puts == 0 {
-            // Done: new messages may go straight to the session again.
+        if caught_up && puts == 0 {
+            // Done: every stored message was sent, so new ones may go straight to the session
+            // again. What is still unacknowledged is retransmitted like any QoS packet (and,
+            // should its retransmissions run out, replayed again by a new replay).
             self.registry.set_replaying(user, session, false);
             backlog.replay = None;
             Backlogs::tidy(&mut backlogs, user);
