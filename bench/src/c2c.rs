@@ -25,10 +25,10 @@ const LOGIN_CONCURRENCY: usize = 256;
 /// Counters every peer updates, read by the progress line and the end-of-run check.
 pub(crate) struct Shared {
     pub(crate) base: Instant,
-    sending: AtomicBool,
+    pub(crate) sending: AtomicBool,
     pub(crate) sent: AtomicU64,
-    acked: AtomicU64,
-    reported_lost: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) reported_lost: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) duplicates: AtomicU64,
 }
@@ -37,18 +37,19 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-struct Sender {
-    to: String,
-    window: usize,
-    size: usize,
-    pacing: Option<Duration>,
-    next_send: Instant,
-    shared: Arc<Shared>,
-    in_flight: HashMap<Fingerprint, Instant>,
-    seq: u64,
-    ack: Histogram<u64>,
-    acked: u64,
-    lost: u64,
+/// Keeps `window` QoS messages in flight, to its receivers in turn.
+pub(crate) struct Sender {
+    pub(crate) to: Vec<String>,
+    pub(crate) window: usize,
+    pub(crate) size: usize,
+    pub(crate) pacing: Option<Duration>,
+    pub(crate) next_send: Instant,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) in_flight: HashMap<Fingerprint, Instant>,
+    pub(crate) seq: u64,
+    pub(crate) ack: Histogram<u64>,
+    pub(crate) acked: u64,
+    pub(crate) lost: u64,
 }
 
 impl Sender {
@@ -62,8 +63,9 @@ impl Sender {
             && self.next_send <= now
         {
             let content = self.content(now);
+            let to = &self.to[usize::try_from(self.seq).unwrap_or(0) % self.to.len()];
             let fp = session
-                .send(Outgoing::new(self.to.as_str(), content).with_typeu(0), now)
+                .send(Outgoing::new(to.as_str(), content).with_typeu(0), now)
                 .map_err(|e| Failure::Send(e.to_string()))?;
             self.in_flight.insert(fp, now);
             self.seq += 1;
@@ -356,7 +358,7 @@ pub(crate) async fn run(
     let mut sending = JoinSet::new();
     for (i, mut peer) in senders {
         let mut role = Sender {
-            to: format!("{prefix}r{i}"),
+            to: vec![format!("{prefix}r{i}")],
             window: c2c.window,
             size: c2c.size,
             pacing,
