@@ -22,7 +22,7 @@
 //! - [`engine`]: the protocol core's public face, for embedding code that brings its own
 //!   transport and for deterministic tests: the core, a session, the pipe, the clock.
 //! - `core`: every protocol rule: dispatch, login and duplicate logins, C2S/C2C/ACK routing,
-//!   kickouts, idle expiry, the server's retransmission queue.
+//!   kickouts, idle expiry, the server's retransmission queue, store and forward.
 //! - `pipe`: the [`Pipe`](engine::Pipe) below the core: how a session's packets reach its
 //!   peer, and the properties that make transports differ.
 //! - `clock`: the one [`Clock`](engine::Clock) the core reads.
@@ -32,7 +32,9 @@
 //! - `session`: a session's own state, its outbox and the handle others use to reach it.
 //! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
-//!   messages, observe events).
+//!   messages when the server keeps none, observe events).
+//! - [`hongyan_store`] (re-exported): the message store the `store` setting opens, where
+//!   messages for users who cannot take them are kept before their senders are acknowledged.
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
 //! - `http`: the HTTP router (WebSocket upgrade, H5 client, API, health, metrics).
 //! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its

@@ -243,6 +243,9 @@ impl Bound {
             tracing::warn!("some sessions did not finish within {DRAIN:?}");
         }
         if let Some(link) = &self.core.store {
+            // What the sessions acknowledged up to their end is removed, so a clean restart
+            // does not replay it again; then queued writes are committed.
+            self.core.remove_acknowledged(self.core.clock.now()).await;
             link.store.close().await;
         }
         result

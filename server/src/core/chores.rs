@@ -140,8 +140,8 @@ impl Core {
     }
 }
 
-/// Drives the store chores until shutdown, then removes what was acknowledged meanwhile, so
-/// a clean stop does not replay it again.
+/// Drives the store chores until shutdown. (What sessions acknowledge while they close is
+/// removed by [`Bound::serve`](crate::Bound::serve) once they are gone.)
 pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
     let Some(link) = &core.store else {
         return;
@@ -161,5 +161,4 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
         }
         core.handle_store_timeout(core.clock.now()).await;
     }
-    core.remove_acknowledged(core.clock.now()).await;
 }

@@ -160,7 +160,9 @@ impl Metrics {
         let offline = family(
             r,
             "offline_messages",
-            "C2C messages whose receiver was offline, by whether the application stored them",
+            "C2C messages their receiver could not take at once (offline, its queue full, or \
+             stored messages replayed to it first), by whether they were kept (by the message \
+             store, or without one by the application)",
             None,
             |stored| ByStored { stored },
         );
@@ -246,7 +248,7 @@ impl Metrics {
         self.messages.get(direction).inc();
     }
 
-    /// A C2C message found its receiver offline; the application `stored` it or not.
+    /// A C2C message could not be handed to its receiver at once; it was `stored` or not.
     pub(crate) fn offline(&self, stored: bool) {
         self.offline.get(stored).inc();
     }

@@ -142,7 +142,7 @@ impl Hooks for WebhookHooks {
             Ok(OfflineResponse { stored }) => stored,
             Err(error) => {
                 tracing::warn!(from = request.from, to = request.to, fp = ?request.fp, %error,
-                    "offline webhook failed; message not stored");
+                    "offline webhook failed (without a message store, the message is not kept)");
                 false
             }
         }
