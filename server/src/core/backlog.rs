@@ -4,6 +4,7 @@
 //! consistent when a task is cancelled half-way (a session closed while it awaited the store).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::session::SessionHandle;
 #[derive(Default)]
 pub(crate) struct Backlogs {
     map: Mutex<HashMap<UserId, Backlog>>,
+    /// Whether a replay may be stalled: the store chores look through the map only then.
+    maybe_stalled: AtomicBool,
 }
 
 /// One user's store activity.
@@ -136,12 +139,16 @@ impl Backlogs {
             replay.pumping = false;
             if stalled_at.is_some() {
                 replay.stalled_at = stalled_at;
+                self.maybe_stalled.store(true, Ordering::Release);
             }
         }
     }
 
     /// Users whose replay stalled at least `wait` before `now`.
     pub(crate) fn stalled(&self, now: Instant, wait: Duration) -> Vec<UserId> {
+        if !self.maybe_stalled.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         self.lock()
             .iter()
             .filter(|(_, b)| {
@@ -156,10 +163,19 @@ impl Backlogs {
 
     /// The earliest time a replay stalled, if one did.
     pub(crate) fn first_stall(&self) -> Option<Instant> {
-        self.lock()
+        // Cleared before the look, so a stall marked meanwhile sets it again.
+        if !self.maybe_stalled.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let first = self
+            .lock()
             .values()
             .filter_map(|b| b.replay.as_ref()?.stalled_at)
-            .min()
+            .min();
+        if first.is_some() {
+            self.maybe_stalled.store(true, Ordering::Release);
+        }
+        first
     }
 }
 
@@ -199,6 +215,7 @@ impl PutTicket<'_> {
                 && cancelled
             {
                 replay.stalled_at = Some(self.began);
+                self.backlogs.maybe_stalled.store(true, Ordering::Release);
             }
         }
         Backlogs::tidy(&mut map, user);

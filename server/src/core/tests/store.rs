@@ -357,3 +357,30 @@ fn without_a_store_the_offline_hook_decides_as_before() {
     let counted = h.handle().stored_count(&"bob".into()).now_or_never();
     assert_eq!(counted, Some(Err(crate::StoredError::NoStore)));
 }
+
+#[test]
+fn a_replay_the_sessions_queue_cannot_take_goes_on_once_it_drained() {
+    let h = Harness::with_store(|c| {
+        c.outbox_capacity = 2;
+        c.store_replay_window = 2;
+    });
+    let mut alice = h.online(Transport::Tcp, "alice");
+    send_all(&h, &mut alice, "bob", &["m1", "m2", "m3"]);
+    let mut bob = h.online(Transport::Tcp, "bob");
+    // Bob acknowledges m1 before his session wrote anything: m3 does not fit in the queue.
+    ack(&h, &mut bob, "bob", "alice", "m1");
+    h.chores();
+    let stalled = h
+        .core
+        .poll_store_timeout()
+        .expect("the stalled replay is due later");
+    assert!(stalled > h.now());
+    assert_eq!(replayed(&h, &mut bob), ["m1", "m2"]);
+    h.advance(stalled - h.now());
+    h.chores();
+    assert_eq!(
+        replayed(&h, &mut bob),
+        ["m3"],
+        "pumped again by the store chores"
+    );
+}
