@@ -13,9 +13,9 @@ use hongyan_shared::{ClientEvent, ClientSession};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::c2c::{Sender, Shared, failed_after_login, log_in_all};
+use crate::c2c::{Sender, Sent, Shared, collect_senders, failed_after_login, log_in_all};
 use crate::peer::{Failure, Role, no_surprise};
-use crate::report::{Latency, OfflineReport, Report, micros_histogram};
+use crate::report::{Latency, OfflineReport, Report};
 use crate::seqset::SeqSet;
 use crate::target::Target;
 use crate::{BenchError, BenchOptions, OfflineOptions, Progress};
@@ -115,19 +115,14 @@ pub(crate) async fn run(
         // Each sender starts at its own receiver, so the receivers fill evenly.
         let mut to = receiver_ids.clone();
         to.rotate_left(i % receivers_n);
-        let mut role = Sender {
+        let mut role = Sender::new(
             to,
-            window: offline.window,
-            size: offline.size,
-            pacing: None,
-            next_send: start,
-            shared: shared.clone(),
-            in_flight: HashMap::new(),
-            seq: 0,
-            ack: micros_histogram(),
-            acked: 0,
-            lost: 0,
-        };
+            offline.window,
+            offline.size,
+            None,
+            start,
+            shared.clone(),
+        );
         let stop = stop.clone();
         sending.spawn(async move {
             let result = peer.pump(&mut role, &stop, None).await;
@@ -164,16 +159,12 @@ pub(crate) async fn run(
     }
     let store_cpu = target.cpu_since(store_cpu);
     stop.cancel();
-    let mut ack = micros_histogram();
-    let (mut sent, mut acked, mut reported_lost) = (0, 0, 0);
-    while let Some(joined) = sending.join_next().await {
-        let Ok((role, result)) = joined else { continue };
-        failed_after_login(&mut failures, result);
-        sent += role.seq;
-        acked += role.acked;
-        reported_lost += role.lost;
-        ack.add(&role.ack).expect("histograms share bounds");
-    }
+    let Sent {
+        sent,
+        acked,
+        reported_lost,
+        ack,
+    } = collect_senders(sending, &mut failures).await;
 
     // Replaying: the receivers log in and drain.
     let delivered = Arc::new(AtomicU64::new(0));

@@ -138,6 +138,24 @@ impl Serve {
             .count()
     }
 
+    /// Waits until the log has a line that contains `text` (it is read by another thread), and
+    /// returns how many it has.
+    async fn wait_log(&self, text: &str) -> usize {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let lines = self.log_lines(text);
+            if lines > 0 {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the process with SIGKILL, as a crash or the OOM killer would.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -355,7 +373,7 @@ async fn postgres_going_away_means_no_acknowledgement_one_log_line_and_not_ready
         delivered(&mut events).iter().all(|fp| !during.contains(fp)),
         "nothing is acknowledged while the database is away"
     );
-    let failing = server.log_lines("message store failing");
+    let failing = server.wait_log("message store failing").await;
     assert_eq!(
         failing,
         1,
@@ -365,7 +383,7 @@ async fn postgres_going_away_means_no_acknowledgement_one_log_line_and_not_ready
 
     pg.start_again().unwrap();
     server.wait_ready(200).await;
-    assert_eq!(server.log_lines("message store recovered"), 1);
+    assert_eq!(server.wait_log("message store recovered").await, 1);
     let after = alice.send_c2c("bob", "after", 0).await.unwrap();
     let deadline = Instant::now() + STEP;
     let mut acked = Vec::new();

@@ -214,12 +214,8 @@ impl ServerHandle {
     /// swept included).
     pub async fn stored_count(&self, user: &UserId) -> Result<u64, StoredError> {
         let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
-        let started = std::time::Instant::now();
-        let count = link.store.count(user).await;
-        if let Some(metrics) = &self.core.metrics.store {
-            metrics.timed(StoreOp::count, started.elapsed());
-        }
-        Ok(count?)
+        let count = link.store.count(user);
+        Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
     }
 
     /// Erases every message the store keeps for `user` (the account was deleted) and returns
@@ -227,12 +223,8 @@ impl ServerHandle {
     /// it; nothing erased is replayed again.
     pub async fn erase_stored(&self, user: &UserId) -> Result<u64, StoredError> {
         let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
-        let started = std::time::Instant::now();
-        let erased = link.store.erase(user).await;
-        if let Some(metrics) = &self.core.metrics.store {
-            metrics.timed(StoreOp::erase, started.elapsed());
-        }
-        let erased = erased?;
+        let erase = link.store.erase(user);
+        let erased = link.call(&self.core.metrics, StoreOp::erase, erase).await?;
         link.acked.forget(user);
         self.core.forget_replayed(user);
         Ok(erased)

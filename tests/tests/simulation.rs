@@ -919,22 +919,29 @@ impl Sim {
 }
 
 /// A minute of random traffic between two clients and the server, with a link cut now and
-/// then, and forty seconds to settle.
-fn lossy_run(seed: u64, transport: Transport) -> Sim {
+/// then, and forty seconds to settle. With a store, a client is also cut off now and then for
+/// long enough that the server idles its session out, and there are ninety seconds to settle.
+fn lossy_run(seed: u64, transport: Transport, store: bool) -> Sim {
     let loss = Loss {
         drop: 0.2,
         duplicate: 0.1,
         max_delay_ms: 400,
         min_delay_ms: 0,
     };
-    let mut sim = Sim::new(seed, loss, &["alice", "bob"], transport);
+    let users = ["alice", "bob"];
+    let mut sim = if store {
+        Sim::with_store(seed, loss, &users, transport)
+    } else {
+        Sim::new(seed, loss, &users, transport)
+    };
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xABCD);
     sim.hooks
         .store_offline
         .store(rng.random_bool(0.5), Ordering::Relaxed);
+    let kinds = if store { 45 } else { 41 };
     let mut t = 500;
     while t < 60_000 {
-        let action = match rng.random_range(0..41) {
+        let action = match rng.random_range(0..kinds) {
             0..10 => Action::Send {
                 from: 0,
                 to: "0".into(),
@@ -950,14 +957,18 @@ fn lossy_run(seed: u64, transport: Transport) -> Sim {
             30..40 => Action::ServerSend {
                 to: rng.random_range(0..2),
             },
-            _ => Action::CutLink {
+            40..43 => Action::CutLink {
                 client: rng.random_range(0..2),
+            },
+            _ => Action::Partition {
+                client: rng.random_range(0..2),
+                ms: rng.random_range(5_000..30_000),
             },
         };
         sim.script.push((sim.at(t), action));
         t += rng.random_range(50..700);
     }
-    let end = sim.at(100_000);
+    let end = sim.at(if store { 150_000 } else { 100_000 });
     sim.run_until(end);
     sim
 }
@@ -968,7 +979,7 @@ fn under_any_seed_every_qos_message_is_reported_once_and_received_at_most_once()
     let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
     for seed in 0..300 {
         let transport = transports[seed as usize % transports.len()];
-        let mut sim = lossy_run(seed, transport);
+        let mut sim = lossy_run(seed, transport, false);
         assert!(
             sim.dropped > 0 && sim.duplicated > 0,
             "the link must misbehave"
@@ -1182,58 +1193,13 @@ impl Sim {
     }
 }
 
-/// A minute of random traffic with a store, where each client is also cut off now and then
-/// for long enough that the server idles its session out; then time to settle.
-fn lossy_store_run(seed: u64, transport: Transport) -> Sim {
-    let loss = Loss {
-        drop: 0.2,
-        duplicate: 0.1,
-        max_delay_ms: 400,
-        min_delay_ms: 0,
-    };
-    let mut sim = Sim::with_store(seed, loss, &["alice", "bob"], transport);
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5707E);
-    let mut t = 500;
-    while t < 60_000 {
-        let action = match rng.random_range(0..45) {
-            0..10 => Action::Send {
-                from: 0,
-                to: "0".into(),
-            },
-            10..20 => Action::Send {
-                from: 0,
-                to: "bob".into(),
-            },
-            20..30 => Action::Send {
-                from: 1,
-                to: "alice".into(),
-            },
-            30..40 => Action::ServerSend {
-                to: rng.random_range(0..2),
-            },
-            40..43 => Action::CutLink {
-                client: rng.random_range(0..2),
-            },
-            _ => Action::Partition {
-                client: rng.random_range(0..2),
-                ms: rng.random_range(5_000..30_000),
-            },
-        };
-        sim.script.push((sim.at(t), action));
-        t += rng.random_range(50..700);
-    }
-    let end = sim.at(150_000);
-    sim.run_until(end);
-    sim
-}
-
 #[test]
 fn with_a_store_every_acknowledged_message_is_received_exactly_once() {
     let mut totals = StoreTotals::default();
     let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
     for seed in 0..300 {
         let transport = transports[seed as usize % transports.len()];
-        let mut sim = lossy_store_run(seed, transport);
+        let mut sim = lossy_run(seed, transport, true);
         sim.check_store_invariants(seed, &mut totals);
     }
     eprintln!("{totals:?}");

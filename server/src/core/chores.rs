@@ -61,25 +61,14 @@ impl Core {
             return;
         };
         let batches = link.acked.snapshot();
-        let removals = batches.iter().map(|(user, ids)| async move {
-            let started = std::time::Instant::now();
-            let result = link.store.remove(user, ids).await;
-            if let Some(metrics) = &self.metrics.store {
-                metrics.timed(StoreOp::remove, started.elapsed());
-            }
-            result
+        let removals = batches.iter().map(|(user, ids)| {
+            link.call(&self.metrics, StoreOp::remove, link.store.remove(user, ids))
         });
         let mut failed = false;
         for ((user, ids), result) in batches.iter().zip(join_all(removals).await) {
             match result {
-                Ok(_) => {
-                    link.outage.succeeded();
-                    link.acked.removed(user, ids);
-                }
-                Err(error) => {
-                    link.outage.failed("remove", &error);
-                    failed = true;
-                }
+                Ok(_) => link.acked.removed(user, ids),
+                Err(_) => failed = true,
             }
         }
         *link.lock_retry() = failed.then(|| now + REMOVAL_RETRY);
@@ -92,23 +81,9 @@ impl Core {
             return;
         };
         loop {
-            let started = std::time::Instant::now();
-            let result = link
-                .store
-                .expire(self.clock.unix_millis(), SWEEP_BATCH)
-                .await;
-            if let Some(metrics) = &self.metrics.store {
-                metrics.timed(StoreOp::expire, started.elapsed());
-            }
-            let expired = match result {
-                Ok(expired) => {
-                    link.outage.succeeded();
-                    expired
-                }
-                Err(error) => {
-                    link.outage.failed("expire", &error);
-                    return;
-                }
+            let expire = link.store.expire(self.clock.unix_millis(), SWEEP_BATCH);
+            let Ok(expired) = link.call(&self.metrics, StoreOp::expire, expire).await else {
+                return;
             };
             let more = expired.len() >= SWEEP_BATCH;
             if !expired.is_empty() {
@@ -127,16 +102,8 @@ impl Core {
         let Some(link) = &self.store else {
             return Ok(());
         };
-        let started = std::time::Instant::now();
-        let result = link.store.health().await;
-        if let Some(metrics) = &self.metrics.store {
-            metrics.timed(StoreOp::health, started.elapsed());
-        }
-        match &result {
-            Ok(()) => link.outage.succeeded(),
-            Err(error) => link.outage.failed("health", error),
-        }
-        result
+        link.call(&self.metrics, StoreOp::health, link.store.health())
+            .await
     }
 }
 

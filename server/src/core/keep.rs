@@ -79,18 +79,14 @@ impl Core {
             .store
             .as_ref()
             .expect("a put ticket comes from the store");
-        let started = std::time::Instant::now();
-        let result = link.store.put(message).await;
+        let result = link
+            .call(&self.metrics, StoreOp::put, link.store.put(message))
+            .await;
         if let Some(metrics) = &self.metrics.store {
-            metrics.timed(StoreOp::put, started.elapsed());
             metrics.put(&result);
         }
-        match &result {
-            Ok(_) => link.outage.succeeded(),
-            Err(error) => {
-                link.outage.failed("put", error);
-                tracing::debug!(to = %ticket.user(), %error, "message not stored");
-            }
+        if let Err(error) = &result {
+            tracing::debug!(to = %ticket.user(), %error, "message not stored");
         }
         let user = ticket.finish(result.is_ok());
         self.after_put(&user, result.is_ok()).await;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use hongyan_store::StoreError;
 
+use crate::metrics::StoreOp;
+
 /// How often a store that keeps failing is reported again.
 pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
@@ -51,7 +53,7 @@ impl Outage {
     }
 
     /// A store call (`what`) failed with `error`.
-    pub(crate) fn failed(&self, what: &str, error: &StoreError) {
+    pub(crate) fn failed(&self, what: StoreOp, error: &StoreError) {
         if !Self::is_outage(error) {
             return;
         }
@@ -65,7 +67,7 @@ impl Outage {
                 state.reported_at = Some(now);
                 state.unreported = 0;
                 drop(state);
-                tracing::error!(%error, what,
+                tracing::error!(%error, ?what,
                     "message store failing: messages for users who cannot take them now are \
                      not acknowledged (senders retransmit) until it recovers");
             }
@@ -78,7 +80,7 @@ impl Outage {
                     let failures = std::mem::take(&mut state.unreported);
                     state.reported_at = Some(now);
                     drop(state);
-                    tracing::error!(%error, what, failures, failing_for = ?now.duration_since(since),
+                    tracing::error!(%error, ?what, failures, failing_for = ?now.duration_since(since),
                         "message store still failing");
                 }
             }

@@ -341,23 +341,11 @@ impl Core {
         after: Option<MessageId>,
         generation: u64,
     ) -> bool {
-        let started = std::time::Instant::now();
-        let page = link
+        let read = link
             .store
-            .pending(user, after, self.clock.unix_millis(), link.window)
-            .await;
-        if let Some(metrics) = &self.metrics.store {
-            metrics.timed(StoreOp::read, started.elapsed());
-        }
-        let page = match page {
-            Ok(page) => {
-                link.outage.succeeded();
-                page
-            }
-            Err(error) => {
-                link.outage.failed("read", &error);
-                return false;
-            }
+            .pending(user, after, self.clock.unix_millis(), link.window);
+        let Ok(page) = link.call(&self.metrics, StoreOp::read, read).await else {
+            return false;
         };
         let full = page.len() >= link.window;
         let mut backlogs = link.backlogs.lock();

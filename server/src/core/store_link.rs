@@ -1,14 +1,16 @@
 //! [`StoreLink`]: the core's message store and the bookkeeping around it.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hongyan_shared::Instant;
-use hongyan_store::MessageStore;
+use hongyan_store::{MessageStore, StoreError};
 
 use super::acked::Acked;
 use super::backlog::Backlogs;
 use super::outage::Outage;
+use crate::metrics::{Metrics, StoreOp};
 
 /// How many expired messages one call of the sweep removes.
 pub(crate) const SWEEP_BATCH: usize = 1000;
@@ -52,6 +54,26 @@ impl StoreLink {
         };
         *link.lock_sweep() = link.sweep_interval().map(|every| now + every);
         link
+    }
+
+    /// Awaits the store call `call` of kind `op`: timed in `metrics`, its failure (or a
+    /// recovery) noted for the log.
+    pub(crate) async fn call<T>(
+        &self,
+        metrics: &Metrics,
+        op: StoreOp,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        if let Some(metrics) = &metrics.store {
+            metrics.timed(op, started.elapsed());
+        }
+        match &result {
+            Ok(_) => self.outage.succeeded(),
+            Err(error) => self.outage.failed(op, error),
+        }
+        result
     }
 
     /// How often expired messages are swept: a quarter of their lifetime, between a second and
