@@ -9,7 +9,9 @@
 //! - every QoS `send` that returned a fingerprint is reported delivered or lost at most once,
 //!   never both, and never retransmitted after that report; the session's pending count is
 //!   exactly the number of QoS messages not yet reported;
-//! - a received QoS message reaches the application only after it was acknowledged;
+//! - a received QoS message reaches the application only after it was acknowledged, and a copy
+//!   of one the dedup window must still remember (seen within its lifetime, the window never
+//!   full, the session not ended since) is acknowledged but not delivered again;
 //! - a sent message never exceeds the configured packet limit;
 //! - bounded output: the packets one operation makes are at most the pending messages plus
 //!   two, and the events queue is drained;
@@ -21,7 +23,7 @@
 
 #![no_main]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use hongyan_fuzz::clock::Clock;
 use hongyan_fuzz::session_input::{Op, SessionRun, captured};
@@ -38,7 +40,7 @@ fuzz_target!(|run: SessionRun| {
         driver.apply(op, &mut clock);
     }
     driver.session.logout(clock.now());
-    driver.drain();
+    driver.drain(clock.now());
     assert!(
         driver.outstanding.is_empty(),
         "a QoS message was never reported"
@@ -53,6 +55,11 @@ struct Driver {
     sent: Vec<Fingerprint>,
     /// QoS messages sent and not yet reported delivered or lost.
     outstanding: HashSet<Fingerprint>,
+    /// The fingerprints the session acknowledged since it last ended, and when: what its dedup
+    /// window must remember for the configured lifetime, unless it was ever full.
+    acked: HashMap<String, Instant>,
+    /// Whether the dedup window may have evicted a fingerprint (it reached its capacity).
+    window_was_full: bool,
 }
 
 impl Driver {
@@ -61,6 +68,8 @@ impl Driver {
             session,
             sent: Vec::new(),
             outstanding: HashSet::new(),
+            acked: HashMap::new(),
+            window_was_full: false,
         }
     }
 
@@ -125,7 +134,7 @@ impl Driver {
                 self.check_deadline(now);
             }
         }
-        self.drain();
+        self.drain(clock.now());
     }
 
     fn receive(&mut self, packet: Packet, now: Instant) {
@@ -149,8 +158,10 @@ impl Driver {
     }
 
     /// Drains every output in the documented order and checks what came out.
-    fn drain(&mut self) {
-        let max_packet_len = self.session.config().max_packet_len;
+    fn drain(&mut self, now: Instant) {
+        let config = self.session.config();
+        let max_packet_len = config.max_packet_len;
+        let dedup = config.dedup;
         let mut transmitted = 0;
         let mut acked = HashSet::new();
         while let Some(packet) = self.session.poll_transmit() {
@@ -181,6 +192,22 @@ impl Driver {
         );
         while self.session.poll_transport().is_some() {}
 
+        let remembered: HashSet<String> = acked
+            .iter()
+            .filter(|fp| {
+                !self.window_was_full
+                    && self
+                        .acked
+                        .get(*fp)
+                        .is_some_and(|seen| now.saturating_duration_since(*seen) < dedup.lifetime)
+            })
+            .cloned()
+            .collect();
+        for fp in &acked {
+            self.acked.insert(fp.clone(), now);
+        }
+        self.window_was_full |= self.acked.len() >= dedup.capacity;
+
         let mut last_state = None;
         while let Some(event) = self.session.poll_event() {
             match event {
@@ -208,10 +235,16 @@ impl Driver {
                         .filter(|fp| message.qos && !fp.is_empty())
                     {
                         assert!(acked.contains(fp.as_str()), "{fp} delivered without an ack");
+                        assert!(!remembered.contains(fp.as_str()), "{fp} delivered twice");
                     }
                 }
                 ClientEvent::StateChanged(state) => {
                     assert_ne!(last_state, Some(state), "a state change reported twice");
+                    if state == ConnectionState::Offline {
+                        // The session ended: its dedup window starts empty again.
+                        self.acked.clear();
+                        self.window_was_full = false;
+                    }
                     last_state = Some(state);
                 }
                 _ => {}
