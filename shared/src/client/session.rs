@@ -209,6 +209,10 @@ impl ClientSession {
             self.transmit(packet);
         } else {
             self.unsent.push(packet);
+            debug_assert!(
+                self.unsent.len() <= self.send_queue.len(),
+                "only pending QoS messages wait for the login"
+            );
         }
         Ok(fp)
     }

@@ -16,7 +16,7 @@ pub struct DedupConfig {
     /// remembered between `lifetime` and `lifetime + sweep_interval`.
     pub sweep_interval: Duration,
     /// At most this many fingerprints are kept; when full, the oldest are forgotten first.
-    /// The reference has no bound.
+    /// The reference has no bound. 0 remembers nothing: every copy is delivered.
     pub capacity: usize,
 }
 
@@ -51,6 +51,9 @@ impl<K: Hash + Eq> DedupWindow<K> {
     /// Records `key` as seen at `now`. Returns true the first time (deliver it) and false for a
     /// duplicate (acknowledge it again, do not deliver); either way its time is refreshed.
     pub fn observe(&mut self, key: K, now: Instant) -> bool {
+        if self.config.capacity == 0 {
+            return true;
+        }
         if let Some(seen) = self.seen.get_mut(&key) {
             *seen = now;
             return false;
@@ -59,6 +62,7 @@ impl<K: Hash + Eq> DedupWindow<K> {
             self.evict_oldest();
         }
         self.seen.insert(key, now);
+        debug_assert!(self.seen.len() <= self.config.capacity);
         true
     }
 
@@ -108,7 +112,8 @@ impl<K: Hash + Eq> DedupWindow<K> {
     }
 
     /// Forgets the oldest eighth of the window in one pass, so a full window costs amortised
-    /// O(1) per insert instead of a scan each time.
+    /// O(1) per insert instead of a scan each time. The window is not empty (it is full and
+    /// its capacity is not 0).
     fn evict_oldest(&mut self) {
         let mut times: Vec<Instant> = self.seen.values().copied().collect();
         let cut = (times.len() / 8).max(1).min(times.len()) - 1;
