@@ -146,4 +146,10 @@ impl ServerHandle {
     pub fn in_flight(&self) -> usize {
         self.core.s2c.len()
     }
+
+    /// Bytes of packets held for delivery: queued for sessions or awaiting acknowledgement
+    /// (at most `max_queued_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.core.queued.bytes()
+    }
 }
