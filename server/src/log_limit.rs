@@ -6,7 +6,7 @@
 //!
 //! Each kind of line has one `static` [`LogLimit`] next to the code that logs it:
 //!
-//! ```ignore
+//! ```text
 //! static REFUSED: LogLimit = LogLimit::info("tcp connection refused at the connection limit");
 //! if REFUSED.allow() {
 //!     tracing::info!(%peer, "tcp connection refused at the connection limit");

@@ -3,7 +3,6 @@
 //! bounded per receiving user and server-wide (§8.1, item 8).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -39,7 +38,7 @@ pub(crate) struct InFlightLimits {
 type Key = (UserId, Fingerprint);
 
 /// What one user's packets in flight cost.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Usage {
     packets: usize,
     bytes: usize,
@@ -113,19 +112,22 @@ impl S2cQueue {
             return Err(Refusal::in_flight);
         }
         let bytes = body.len();
-        let usage = match inner.users.entry(key.0.clone()) {
-            Entry::Occupied(usage) => usage.into_mut(),
-            Entry::Vacant(vacant) => vacant.insert(Usage::default()),
-        };
-        if usage.packets >= self.limits.per_user || usage.bytes + bytes > self.limits.bytes_per_user
-        {
-            if usage.packets == 0 {
-                inner.users.remove(&key.0);
+        match inner.users.get_mut(&key.0) {
+            Some(usage) => {
+                if usage.packets >= self.limits.per_user
+                    || usage.bytes + bytes > self.limits.bytes_per_user
+                {
+                    return Err(Refusal::user_in_flight);
+                }
+                usage.packets += 1;
+                usage.bytes += bytes;
             }
-            return Err(Refusal::user_in_flight);
+            None if bytes > self.limits.bytes_per_user => return Err(Refusal::user_in_flight),
+            None => {
+                let usage = Usage { packets: 1, bytes };
+                inner.users.insert(key.0.clone(), usage);
+            }
         }
-        usage.packets += 1;
-        usage.bytes += bytes;
         Ok(inner.queue.insert(key, Pending { body, waiter }, now))
     }
 

@@ -129,6 +129,12 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                 deadline.as_mut().reset(core.poll_session_timeout(&session).into());
             }
         }
+        // Traffic only moves the deadline later, which the timer finds out when it fires; a
+        // session that lost its user (a kicked UDP pseudo-session) may now have an earlier one.
+        let due = tokio::time::Instant::from(core.poll_session_timeout(&session));
+        if due < deadline.deadline() {
+            deadline.as_mut().reset(due);
+        }
     }
     core.close_session(&mut session);
     let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;

@@ -261,7 +261,8 @@ label_values! {
         user_id_too_long,
         /// A session closed for not logging in within `login_timeout_secs`.
         login_timeout,
-        /// A session closed because a write to it was still blocked at its idle expiry.
+        /// A session closed because a write to it (or a hook it waited for) was still
+        /// unfinished at its idle expiry or login deadline.
         write_timeout,
         /// A QoS data packet whose fingerprint is longer than 128 bytes (not acknowledged).
         fingerprint_too_long,
