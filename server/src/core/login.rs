@@ -32,7 +32,7 @@ impl Core {
         let info = match LoginInfo::decode(data) {
             Ok(info) => info,
             Err(e) => {
-                tracing::debug!(error = %e, "malformed login payload");
+                tracing::debug!(error = %Untrusted(&e.to_string()), "malformed login payload");
                 return Flow::Close;
             }
         };

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::core::{Core, Flow};
+use crate::log_text::Untrusted;
 use crate::metrics::Refusal;
 use crate::pipe::Pipe;
 use crate::session::{Outbox, Session};
@@ -83,7 +84,7 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                             }
                         }
                         Some(Err(e)) => {
-                            tracing::debug!(error = %e, "closing on bad input");
+                            tracing::debug!(error = %Untrusted(&e.to_string()), "closing on bad input");
                             error = Some(e);
                             break Flow::Close;
                         }
