@@ -80,14 +80,17 @@ impl LogLimit {
 
     /// Whether this occurrence may be logged in full; if not, it is counted for the summary.
     pub(crate) fn allow(&'static self) -> bool {
-        let allowed = self.allow_at(Instant::now());
-        if !allowed && !self.pending.swap(true, Ordering::AcqRel) {
+        let (allowed, register) = self.allow_at(Instant::now());
+        if register {
             lock(&PENDING).push(self);
         }
         allowed
     }
 
-    fn allow_at(&self, now: Instant) -> bool {
+    /// Whether this occurrence at `now` may be logged, and whether the limit must be added
+    /// to [`PENDING`] (decided under the window's lock, as [`flush_at`](Self::flush_at)
+    /// takes it out, so a count is never left behind).
+    fn allow_at(&self, now: Instant) -> (bool, bool) {
         let mut window = lock(&self.window);
         if window
             .started
@@ -98,10 +101,10 @@ impl LogLimit {
         }
         if window.logged < BURST {
             window.logged += 1;
-            true
+            (true, false)
         } else {
             window.suppressed += 1;
-            false
+            (false, !self.pending.swap(true, Ordering::AcqRel))
         }
     }
 
@@ -115,7 +118,11 @@ impl LogLimit {
             self.summarise(&mut window);
             window.started = None;
         }
-        window.suppressed == 0
+        let done = window.suppressed == 0;
+        if done {
+            self.pending.store(false, Ordering::Release);
+        }
+        done
     }
 
     /// Logs how many occurrences the window counted without logging them, and starts afresh.
@@ -141,13 +148,7 @@ impl LogLimit {
 /// every 250 ms.
 pub(crate) fn flush() {
     let now = Instant::now();
-    lock(&PENDING).retain(|limit| {
-        let done = limit.flush_at(now);
-        if done {
-            limit.pending.store(false, Ordering::Release);
-        }
-        !done
-    });
+    lock(&PENDING).retain(|limit| !limit.flush_at(now));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -164,13 +165,29 @@ mod tests {
     fn a_burst_is_logged_then_counted_until_the_window_ends() {
         let limit = LogLimit::warn("test lines");
         let t0 = Instant::now();
-        let allowed = (0..100).filter(|_| limit.allow_at(t0)).count();
+        let allowed = (0..100).filter(|_| limit.allow_at(t0).0).count();
         assert_eq!(allowed, BURST as usize);
         assert_eq!(lock(&limit.window).suppressed, 100 - u64::from(BURST));
         assert!(!limit.flush_at(t0 + WINDOW / 2), "the window is not over");
         assert!(limit.flush_at(t0 + WINDOW), "summarised once it is over");
         assert_eq!(lock(&limit.window).suppressed, 0);
-        assert!(limit.allow_at(t0 + WINDOW), "a new window logs again");
+        assert!(limit.allow_at(t0 + WINDOW).0, "a new window logs again");
+    }
+
+    #[test]
+    fn a_limit_is_queued_for_flushing_once_until_it_has_nothing_left() {
+        let limit = LogLimit::warn("test lines");
+        let t0 = Instant::now();
+        for _ in 0..BURST {
+            assert_eq!(limit.allow_at(t0), (true, false));
+        }
+        assert_eq!(limit.allow_at(t0), (false, true), "the first one counted");
+        assert_eq!(limit.allow_at(t0), (false, false), "already queued");
+        assert!(limit.flush_at(t0 + WINDOW));
+        for _ in 0..BURST {
+            limit.allow_at(t0 + WINDOW);
+        }
+        assert_eq!(limit.allow_at(t0 + WINDOW), (false, true), "queued again");
     }
 
     #[test]
@@ -181,7 +198,7 @@ mod tests {
             limit.allow_at(t0);
         }
         assert_eq!(lock(&limit.window).suppressed, 1);
-        assert!(limit.allow_at(t0 + WINDOW));
+        assert!(limit.allow_at(t0 + WINDOW).0);
         assert_eq!(lock(&limit.window).suppressed, 0);
     }
 }
