@@ -5,7 +5,9 @@
 //! is the help text, and its default is in [`Config::default`]. A setting whose default is
 //! none says what none means, in a closing `[default: …]` of its doc comment; every other
 //! default is rendered from its value. Knobs that are not user settings (the S2C
-//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface.
+//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface;
+//! the longest user id and fingerprint accepted are constants ([`MAX_USER_ID_BYTES`],
+//! [`MAX_FINGERPRINT_BYTES`]).
 //!
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
@@ -22,6 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::token::BearerToken;
+use crate::webhook::{EventKinds, WebhookConfig};
 
 /// The longest `loginUserId` accepted, in bytes (MobileIMSDK's ids are short strings): a
 /// longer one is treated like a login without a user id (§4.2).
@@ -31,7 +34,6 @@ pub const MAX_USER_ID_BYTES: usize = 256;
 /// 36-character UUIDs): a QoS message with a longer one is refused, neither delivered nor
 /// acknowledged, so its sender reports it lost (§6.3).
 pub const MAX_FINGERPRINT_BYTES: usize = 128;
-use crate::webhook::{EventKinds, WebhookConfig};
 
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured; deserializing fills what is not given from it, and refuses

@@ -4,7 +4,7 @@
 use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
 
 use super::state::{Core, Flow};
-use crate::config::MAX_FINGERPRINT_BYTES;
+use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
 use crate::log_text::Untrusted;
 use crate::metrics::{Direction, Refusal};
 use crate::pipe::Pipe;
@@ -39,6 +39,16 @@ impl Core {
                 len = fp.as_str().len(),
                 "QoS message with an overlong fingerprint refused"
             );
+            return Flow::Continue;
+        }
+        if packet
+            .to
+            .as_ref()
+            .is_some_and(|to| to.as_str().len() > MAX_USER_ID_BYTES)
+        {
+            // No such user can log in, so nothing may be kept for one (§4.2).
+            self.metrics.refused(Refusal::user_id_too_long);
+            tracing::debug!("message for an overlong user id refused");
             return Flow::Continue;
         }
         if packet.to.as_ref().is_some_and(UserId::is_server) {

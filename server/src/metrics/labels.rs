@@ -257,7 +257,8 @@ label_values! {
         connection_limit,
         /// A datagram from a new UDP address beyond `max_udp_sessions`.
         udp_session_limit,
-        /// A login whose user id is longer than 256 bytes (ignored like one without an id).
+        /// A login whose user id is longer than 256 bytes (ignored like one without an id),
+        /// or a message to such a user id (no such user can log in; not acknowledged).
         user_id_too_long,
         /// A session closed for not logging in within `login_timeout_secs`.
         login_timeout,

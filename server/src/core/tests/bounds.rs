@@ -195,9 +195,17 @@ fn a_login_with_an_overlong_user_id_is_ignored_like_one_without_an_id() {
         assert_eq!(h.receive(&mut peer, &login), after, "{transport}");
         assert!(peer.written().is_empty(), "{transport}: no answer");
     }
-    assert!(!h.handle().is_online(&UserId::from(overlong)));
+    assert!(!h.handle().is_online(&UserId::from(overlong.as_str())));
     let mut peer = h.open(Transport::Tcp);
     assert_eq!(h.login(&mut peer, &longest, 0).1.code, 0);
+    // Nothing is kept for a user who cannot exist, even by an application that stores.
+    h.hooks.take();
+    h.hooks
+        .store_offline
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(acked(&h, &mut peer, "nobody", "fp-1"));
+    assert!(!acked(&h, &mut peer, &overlong, "fp-2"));
+    assert_eq!(h.hooks.take(), [Event::Offline("fp-1".into())]);
 }
 
 #[test]
