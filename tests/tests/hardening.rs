@@ -377,3 +377,34 @@ async fn a_client_that_never_reads_is_closed_at_its_idle_expiry_while_a_write_bl
         "the session outlived its idle expiry"
     );
 }
+
+/// A UDP pseudo-session an administrator kicked stays, unauthenticated: it must log in again
+/// within the login timeout, however long its sense mode lets it idle.
+#[tokio::test]
+async fn a_kicked_udp_pseudo_session_meets_its_login_deadline() {
+    let server = TestServer::with(|c| {
+        c.udp_sense_mode = Some(SenseMode::S120);
+        c.login_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut bob = server.logged_in(Transport::Udp, "bob").await;
+    // Past the first login deadline, so the session's timer is set to its idle expiry.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    bob.send(&Packet::keep_alive("bob")).await;
+    bob.expect(PacketType::KeepAliveResponse).await;
+    assert!(server.handle.kick(&"bob".into(), None));
+    bob.expect(PacketType::Kickout).await;
+    let metrics = format!("http://{}/metrics", server.http);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if text.contains("hongyan_refused_total{reason=\"login_timeout\"} 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pseudo-session is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
