@@ -46,8 +46,9 @@ impl ServerHandle {
 
     /// Sends `push` to its receiver's online session (S2C, from `"0"`). Without a fingerprint
     /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does. Fails
-    /// with [`PushError::Offline`] when the user is not online; the application may then store
-    /// it for later.
+    /// with [`PushError::Offline`] when the user is not online, and with
+    /// [`PushError::SlowConsumer`] or [`PushError::Overloaded`] when the server cannot take
+    /// it for the user now; the application may then store it for later.
     pub fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
         let online = self.core.session_of(&push.to).ok_or(PushError::Offline)?;
         let fp = match (push.qos, push.fp) {
@@ -62,7 +63,8 @@ impl ServerHandle {
             push.typeu,
         );
         packet.qos = push.qos;
-        let body = self.core.encode(&mut packet);
+        let body = self.core.encode_vec(&mut packet);
+        let body = self.core.hold(body)?;
         let receipt = match (&fp, push.qos) {
             (Some(fp), true) => {
                 let (tx, rx) = oneshot::channel();
@@ -72,7 +74,7 @@ impl ServerHandle {
                 Some(rx)
             }
             _ => {
-                online.push(Outbound::packet(body), &*self.core.clock)?;
+                self.core.push(&online, Outbound::packet(body))?;
                 None
             }
         };
@@ -143,5 +145,11 @@ impl ServerHandle {
     /// Server → client QoS packets awaiting acknowledgement.
     pub fn in_flight(&self) -> usize {
         self.core.s2c.len()
+    }
+
+    /// Bytes of packets held for delivery: queued for sessions or awaiting acknowledgement
+    /// (at most `max_queued_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.core.queued.bytes()
     }
 }

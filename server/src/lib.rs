@@ -31,6 +31,9 @@
 //! - `registry`: the online map, `user → session`.
 //! - `session`: a session's own state, its outbox and the handle others use to reach it.
 //! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
+//! - `log_limit`: rate-limited log lines, summarised by count, for what clients can cause
+//!   without end.
+//! - `log_text`: client-chosen text (user ids, fingerprints) made safe to log.
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
 //!   messages, observe events).
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
@@ -54,6 +57,8 @@ mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+mod log_limit;
+mod log_text;
 mod mailbox;
 mod metrics;
 mod pipe;

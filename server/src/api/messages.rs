@@ -86,7 +86,8 @@ pub(crate) enum Outcome {
     Delivered,
     /// The client did not acknowledge it after the last retransmission.
     Lost,
-    /// The user is not online (or is being disconnected); store the message if it matters.
+    /// The user is not online, is being disconnected, or cannot take more now (the server
+    /// holds as much as it may for them); store the message if it matters.
     Offline,
     /// Too large for the receiver's transport (UDP carries at most 1024 bytes by default).
     TooLarge,
@@ -136,7 +137,7 @@ fn classify(result: Result<Sent, PushError>, qos: bool) -> (Option<Fingerprint>,
     match result {
         Ok(sent) if qos => (sent.fp.clone(), Pending::Waiting(sent)),
         Ok(sent) => (sent.fp, Pending::Settled(Outcome::Sent)),
-        Err(PushError::Offline | PushError::SlowConsumer) => {
+        Err(PushError::Offline | PushError::SlowConsumer | PushError::Overloaded) => {
             (None, Pending::Settled(Outcome::Offline))
         }
         Err(PushError::TooLarge { .. }) => (None, Pending::Settled(Outcome::TooLarge)),

@@ -115,6 +115,29 @@ pub(super) mod secs {
     }
 }
 
+/// A positive duration in whole seconds.
+pub(super) mod positive_secs {
+    use std::time::Duration;
+
+    use super::*;
+
+    pub(in super::super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(duration.as_secs())
+    }
+
+    pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        match u64::deserialize(d)? {
+            0 => Err(D::Error::custom("must be positive")),
+            secs => Ok(Duration::from_secs(secs)),
+        }
+    }
+}
+
 /// A positive duration in whole milliseconds.
 pub(super) mod positive_millis {
     use std::time::Duration;
@@ -138,8 +161,8 @@ pub(super) mod positive_millis {
     }
 }
 
-/// The de-duplication window, written as its capacity; its lifetimes are not user settings
-/// and keep their defaults.
+/// The de-duplication window, written as its capacity; its byte bound follows from it
+/// (`DedupConfig::with_capacity`), its lifetimes are not user settings and keep their defaults.
 pub(super) mod dedup_capacity {
     use hongyan_shared::DedupConfig;
 
@@ -155,10 +178,7 @@ pub(super) mod dedup_capacity {
     pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<DedupConfig, D::Error> {
-        Ok(DedupConfig {
-            capacity: positive(d)?,
-            ..DedupConfig::default()
-        })
+        Ok(DedupConfig::with_capacity(positive(d)?))
     }
 }
 

@@ -5,7 +5,9 @@
 //! is the help text, and its default is in [`Config::default`]. A setting whose default is
 //! none says what none means, in a closing `[default: …]` of its doc comment; every other
 //! default is rendered from its value. Knobs that are not user settings (the S2C
-//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface.
+//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface;
+//! the longest user id and fingerprint accepted are constants ([`MAX_USER_ID_BYTES`],
+//! [`MAX_FINGERPRINT_BYTES`]).
 //!
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
@@ -23,6 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
+
+/// The longest `loginUserId` accepted, in bytes (MobileIMSDK's ids are short strings): a
+/// longer one is treated like a login without a user id (§4.2).
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// The longest fingerprint of a QoS data packet accepted, in bytes (the Java clients send
+/// 36-character UUIDs): a QoS message with a longer one is refused, neither delivered nor
+/// acknowledged, so its sender reports it lost (§6.3).
+pub const MAX_FINGERPRINT_BYTES: usize = 128;
 
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured; deserializing fills what is not given from it, and refuses
@@ -85,11 +96,35 @@ pub struct Config {
     #[serde(rename = "slow_consumer_secs", with = "format::secs")]
     #[schemars(with = "u64")]
     pub slow_consumer_stall: Duration,
+    /// Most bytes of packets held for delivery, server-wide: queued for sessions, or sent with
+    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub max_queued_bytes: usize,
+    /// Most server → client QoS packets awaiting acknowledgement, server-wide; what does not
+    /// fit is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    pub max_in_flight: usize,
+    /// Most server → client QoS packets awaiting one user's acknowledgement; what does not fit
+    /// is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    pub max_in_flight_per_user: usize,
+    /// Most bytes of server → client QoS packets awaiting one user's acknowledgement; what
+    /// does not fit is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub max_in_flight_bytes_per_user: usize,
+    /// Seconds a session may stay without logging in; nothing extends it, not even echoes (a
+    /// UDP pseudo-session is then forgotten).
+    #[serde(rename = "login_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub login_timeout: Duration,
     /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry). Not
     /// a user setting.
     #[serde(skip)]
     pub s2c_schedule: RetransmitSchedule,
-    /// C2S fingerprints remembered to drop duplicates; when full, the oldest are forgotten.
+    /// C2S fingerprints remembered to drop duplicates, taking at most 176 bytes each on
+    /// average (key and entry); when full, the oldest are forgotten.
     #[serde(rename = "dedup_capacity", with = "format::dedup_capacity")]
     #[schemars(with = "usize")]
     pub dedup: DedupConfig,
@@ -153,6 +188,11 @@ impl Default for Config {
             max_udp_sessions: 100_000,
             outbox_capacity: 256,
             slow_consumer_stall: Duration::from_secs(10),
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_in_flight: 50_000,
+            max_in_flight_per_user: 1024,
+            max_in_flight_bytes_per_user: 4 * 1024 * 1024,
+            login_timeout: Duration::from_secs(15),
             s2c_schedule: RetransmitSchedule::SERVER,
             dedup: DedupConfig::default(),
             server_timestamp: false,
@@ -273,6 +313,8 @@ mod tests {
             ("udp_sense_mode = \"MODE_5S\"", "does not exist for UDP"),
             ("ws_sense_mode = \"MODE_7S\"", "unknown sense mode"),
             ("max_frame_body = 0", "must be positive"),
+            ("login_timeout_secs = 0", "must be positive"),
+            ("max_queued_bytes = 0", "must be positive"),
             ("webhook_timeout_ms = 0", "must be positive"),
             ("webhook_url = \"backend:8080\"", "http:// or https://"),
             (

@@ -6,6 +6,7 @@ use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
 use super::reply::end_unless_connectionless;
 use super::state::{Core, Flow};
+use crate::log_text::Untrusted;
 use crate::pipe::Pipe;
 use crate::session::{Outbound, Session};
 
@@ -29,7 +30,7 @@ impl Core {
             Ok(packet) => packet,
             Err(e) => {
                 self.metrics.packet_in(None, body.len());
-                tracing::debug!(error = %e, "malformed packet");
+                tracing::debug!(error = %Untrusted(&e.to_string()), "malformed packet");
                 return Flow::Close;
             }
         };

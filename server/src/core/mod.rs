@@ -16,7 +16,9 @@
 //! - `messages`: C2S, C2C and acknowledgements (§6.4).
 //! - `reply`: writing on the session's own pipe; what a connection does after a refusal.
 //! - `outbound`: what other tasks queued for a session, kickouts included.
-//! - `s2c`: the queue of QoS packets the server sent, awaiting acknowledgement.
+//! - `s2c`: the queue of QoS packets the server sent, awaiting acknowledgement, bounded per
+//!   user and server-wide.
+//! - `queued`: the server-wide bound on bytes held for delivery (`max_queued_bytes`).
 //! - `retransmit`: pushing QoS packets to clients, the retransmission tick, giving up (§6.2).
 
 mod dispatch;
@@ -24,6 +26,7 @@ mod lifecycle;
 mod login;
 mod messages;
 mod outbound;
+mod queued;
 mod reply;
 mod retransmit;
 mod s2c;

@@ -4,8 +4,11 @@ use bytes::Bytes;
 use hongyan_shared::Packet;
 
 use super::state::{Core, Flow};
+use crate::log_limit::LogLimit;
 use crate::pipe::Pipe;
 use crate::session::Session;
+
+static TOO_LARGE: LogLimit = LogLimit::warn("reply exceeds the client's limit; not sent");
 
 impl Core {
     /// Sends a server-made packet on this session's own pipe; a packet over the pipe's limit
@@ -30,11 +33,13 @@ impl Core {
     ) -> Flow {
         let max = session.properties.max_outbound;
         if body.len() > max {
-            tracing::warn!(
-                len = body.len(),
-                max,
-                "reply exceeds the client's limit; not sent"
-            );
+            if TOO_LARGE.allow() {
+                tracing::warn!(
+                    len = body.len(),
+                    max,
+                    "reply exceeds the client's limit; not sent"
+                );
+            }
             return Flow::Continue;
         }
         match pipe.send(body).await {

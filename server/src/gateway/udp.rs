@@ -13,8 +13,12 @@ use tokio_util::task::TaskTracker;
 
 use super::driver;
 use crate::core::Core;
+use crate::log_limit::LogLimit;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
+
+static REFUSED: LogLimit = LogLimit::warn("udp pseudo-session limit reached; datagram dropped");
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
 /// Room for a client's whole QoS window and then some (the channel allocates as it fills).
@@ -162,7 +166,10 @@ fn open(
     {
         let mut map = sessions.lock();
         if map.len() >= core.config.max_udp_sessions {
-            tracing::warn!(%peer, "udp pseudo-session limit reached; datagram dropped");
+            core.metrics.refused(Refusal::udp_session_limit);
+            if REFUSED.allow() {
+                tracing::warn!(%peer, "udp pseudo-session limit reached; datagram dropped");
+            }
             return;
         }
         map.insert(peer, tx.clone());

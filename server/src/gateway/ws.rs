@@ -13,7 +13,11 @@ use hongyan_shared::Transport;
 
 use super::driver;
 use crate::http::state::HttpState;
+use crate::log_limit::LogLimit;
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
+
+static REFUSED: LogLimit = LogLimit::warn("connection limit reached; websocket refused");
 
 /// tungstenite reads into a 128 KiB buffer by default, allocated when the connection opens
 /// and kept for its life; it grows only while a larger frame arrives. Packets are a few hundred
@@ -97,7 +101,10 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "connection limit reached; websocket refused");
+        state.core.metrics.refused(Refusal::connection_limit);
+        if REFUSED.allow() {
+            tracing::warn!(%peer, "connection limit reached; websocket refused");
+        }
         return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
     };
     let max_message = state.core.config.ws_max_message;

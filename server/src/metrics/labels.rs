@@ -249,6 +249,36 @@ label_values! {
     }
 }
 
+label_values! {
+    /// `reason`: what the server refused a client because a bound was reached (§8.1), each
+    /// a counted event rather than a log line.
+    pub(crate) enum Refusal {
+        /// A TCP or WebSocket connection beyond `max_connections`.
+        connection_limit,
+        /// A datagram from a new UDP address beyond `max_udp_sessions`.
+        udp_session_limit,
+        /// A login whose user id is longer than 256 bytes (ignored like one without an id),
+        /// or a message to such a user id (no such user can log in; not acknowledged).
+        user_id_too_long,
+        /// A session closed for not logging in within `login_timeout_secs`.
+        login_timeout,
+        /// A session closed because a write to it (or a hook it waited for) was still
+        /// unfinished at its idle expiry or login deadline.
+        write_timeout,
+        /// A QoS data packet whose fingerprint is longer than 128 bytes (not acknowledged).
+        fingerprint_too_long,
+        /// A packet for a session whose queue was full (`outbox_capacity`).
+        outbox_full,
+        /// A QoS packet for a user with `max_in_flight_per_user` packets or
+        /// `max_in_flight_bytes_per_user` bytes awaiting acknowledgement.
+        user_in_flight,
+        /// A QoS packet while `max_in_flight` packets awaited acknowledgement server-wide.
+        in_flight,
+        /// A packet while `max_queued_bytes` were held for delivery server-wide.
+        queued_bytes,
+    }
+}
+
 /// The label set `{transport}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByTransport {
@@ -285,6 +315,12 @@ pub(crate) struct ByStored {
     pub(crate) stored: bool,
 }
 
+/// The label set `{reason}` of refusals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByRefusal {
+    pub(crate) reason: Refusal,
+}
+
 /// The label set `{reason}` of kickouts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByKickReason {
@@ -308,6 +344,7 @@ mod tests {
         check::<Direction>();
         check::<LoginResult>();
         check::<KickReason>();
+        check::<Refusal>();
         check::<bool>();
     }
 }

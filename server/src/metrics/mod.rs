@@ -25,10 +25,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use self::labels::{
-    ByDirection, ByKickReason, ByReceivedType, ByResult, BySentType, ByStored, ByTransport,
-    LabelValue, PerValue, Received, Sent,
+    ByDirection, ByKickReason, ByReceivedType, ByRefusal, ByResult, BySentType, ByStored,
+    ByTransport, LabelValue, PerValue, Received, Sent,
 };
-pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal};
 use crate::hooks::Hooks;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
@@ -81,6 +81,7 @@ pub(crate) struct Metrics {
     connections: PerTransport<Gauge>,
     online: PerTransport<Gauge>,
     qos_in_flight: Gauge,
+    queued_bytes: Gauge,
     logins: PerValue<LoginResult, Counter>,
     packets_in: PerValue<Received, Counter>,
     bytes_in: PerValue<Received, Counter>,
@@ -93,6 +94,7 @@ pub(crate) struct Metrics {
     qos_lost: Counter,
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
+    refused: PerValue<Refusal, Counter>,
 }
 
 impl Metrics {
@@ -115,6 +117,14 @@ impl Metrics {
             "qos_in_flight",
             "Server-to-client QoS packets awaiting acknowledgement",
             qos_in_flight.clone(),
+        );
+        let queued_bytes = Gauge::default();
+        r.register_with_unit(
+            "queued",
+            "Bytes of packets held for delivery: queued for sessions or awaiting a QoS \
+             acknowledgement (bounded by max_queued_bytes)",
+            Unit::Bytes,
+            queued_bytes.clone(),
         );
         let logins = family(r, "logins", "Logins by result", None, |result| ByResult {
             result,
@@ -185,6 +195,13 @@ impl Metrics {
             None,
             |reason| ByKickReason { reason },
         );
+        let refused = family(
+            r,
+            "refused",
+            "What the server refused a client because a bound was reached, by reason",
+            None,
+            |reason| ByRefusal { reason },
+        );
         hooks.register_metrics(&mut registry);
         Self {
             registry,
@@ -192,6 +209,7 @@ impl Metrics {
             connections,
             online,
             qos_in_flight,
+            queued_bytes,
             logins,
             packets_in,
             bytes_in,
@@ -204,6 +222,7 @@ impl Metrics {
             qos_lost,
             dedup_hits,
             kickouts,
+            refused,
         }
     }
 
@@ -263,6 +282,11 @@ impl Metrics {
         self.qos_lost.inc_by(count as u64);
     }
 
+    /// The server refused a client something because a bound was reached.
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.refused.get(reason).inc();
+    }
+
     /// A client-to-server QoS message was a duplicate.
     pub(crate) fn dedup_hit(&self) {
         self.dedup_hits.inc();
@@ -291,13 +315,18 @@ impl Metrics {
 
     /// Encodes every series in the OpenMetrics text format, after refreshing the gauges that
     /// mirror state owned elsewhere.
-    pub(crate) fn render(&self, online: PerTransport<usize>, in_flight: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        online: PerTransport<usize>,
+        in_flight: usize,
+        queued_bytes: usize,
+    ) -> String {
         let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         set(&self.online.tcp, online.tcp);
         set(&self.online.udp, online.udp);
         set(&self.online.ws, online.ws);
-        self.qos_in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        set(&self.qos_in_flight, in_flight);
+        set(&self.queued_bytes, queued_bytes);
         let mut out = String::with_capacity(8192);
         text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

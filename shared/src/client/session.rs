@@ -269,7 +269,8 @@ impl ClientSession {
             if !self.is_refused_login(&packet) {
                 let ack = Packet::ack(packet.to_str(), packet.from_str(), &fp, packet.bridge);
                 self.transmit(ack);
-                if !self.dedup.observe(fp, now) {
+                let key_bytes = fp.as_str().len();
+                if !self.dedup.observe_sized(fp, key_bytes, now) {
                     return;
                 }
             }

@@ -7,7 +7,9 @@
 //! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
 //! - `kickout`: what each kind of pipe does with a kickout.
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+//! - `bounds`: what is refused once a bound is reached; the login deadline.
 
+mod bounds;
 mod deadlines;
 mod dispatch;
 mod harness;
