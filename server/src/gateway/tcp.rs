@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::driver;
 use crate::core::Core;
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 /// Bytes read per `read` call: enough for a burst of packets in one system call.
@@ -107,7 +108,7 @@ impl Pipe for TcpPipe {
 }
 
 /// Accepts connections until shutdown, one task per connection, at most as many as `limiter`
-/// has permits (shared with the WebSocket gateway).
+/// has permits (shared with the HTTP listener, WebSocket sessions included).
 pub(crate) async fn serve(
     listener: TcpListener,
     core: Arc<Core>,
@@ -130,6 +131,7 @@ pub(crate) async fn serve(
             },
         };
         let Ok(permit) = limiter.clone().try_acquire_owned() else {
+            core.metrics.refused(Refusal::connection_limit);
             tracing::warn!(%peer, "connection limit reached; tcp connection refused");
             continue;
         };

@@ -249,6 +249,26 @@ label_values! {
     }
 }
 
+label_values! {
+    /// `reason`: why the server turned a connection, an upgrade or a datagram away.
+    pub(crate) enum Refusal {
+        /// A TCP or HTTP connection beyond `max_connections` (an HTTP one is answered from
+        /// the probe reserve: probes as usual, anything else 503; or closed if that is full).
+        connection_limit,
+        /// An HTTP connection that did not complete a request head within
+        /// `http_header_timeout_secs` of being accepted, closed.
+        header_timeout,
+        /// A WebSocket upgrade from an Origin `ws_allowed_origins` does not list: 403.
+        ws_origin,
+        /// A UDP datagram from an address without a pseudo-session, dropped: the table (or
+        /// its share for unauthenticated addresses) is full.
+        udp_session_limit,
+        /// An answer to an unauthenticated UDP datagram that was not sent because even its
+        /// compact form is larger than the datagram (a login is then ignored).
+        udp_amplification,
+    }
+}
+
 /// The label set `{transport}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByTransport {
@@ -285,6 +305,12 @@ pub(crate) struct ByStored {
     pub(crate) stored: bool,
 }
 
+/// The label set `{reason}` of refusals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByRefusal {
+    pub(crate) reason: Refusal,
+}
+
 /// The label set `{reason}` of kickouts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByKickReason {
@@ -308,6 +334,7 @@ mod tests {
         check::<Direction>();
         check::<LoginResult>();
         check::<KickReason>();
+        check::<Refusal>();
         check::<bool>();
     }
 }

@@ -25,10 +25,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use self::labels::{
-    ByDirection, ByKickReason, ByReceivedType, ByResult, BySentType, ByStored, ByTransport,
-    LabelValue, PerValue, Received, Sent,
+    ByDirection, ByKickReason, ByReceivedType, ByRefusal, ByResult, BySentType, ByStored,
+    ByTransport, LabelValue, PerValue, Received, Sent,
 };
-pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal};
 use crate::hooks::Hooks;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
@@ -79,6 +79,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     started: Instant,
     connections: PerTransport<Gauge>,
+    http_connections: Gauge,
     online: PerTransport<Gauge>,
     qos_in_flight: Gauge,
     logins: PerValue<LoginResult, Counter>,
@@ -93,6 +94,7 @@ pub(crate) struct Metrics {
     qos_lost: Counter,
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
+    refused: PerValue<Refusal, Counter>,
 }
 
 impl Metrics {
@@ -104,6 +106,12 @@ impl Metrics {
             r,
             "connections",
             "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
+        );
+        let http_connections = Gauge::default();
+        r.register(
+            "http_connections",
+            "Open HTTP connections (a WebSocket counts under hongyan_connections once upgraded)",
+            http_connections.clone(),
         );
         let online = per_transport(
             r,
@@ -185,11 +193,19 @@ impl Metrics {
             None,
             |reason| ByKickReason { reason },
         );
+        let refused = family(
+            r,
+            "refused",
+            "Connections, upgrades, logins and datagrams turned away, by reason",
+            None,
+            |reason| ByRefusal { reason },
+        );
         hooks.register_metrics(&mut registry);
         Self {
             registry,
             started,
             connections,
+            http_connections,
             online,
             qos_in_flight,
             logins,
@@ -204,6 +220,7 @@ impl Metrics {
             qos_lost,
             dedup_hits,
             kickouts,
+            refused,
         }
     }
 
@@ -212,6 +229,17 @@ impl Metrics {
         let gauge = self.connections.get(transport).clone();
         gauge.inc();
         ConnectionGuard(gauge)
+    }
+
+    /// Counts an open HTTP connection until the returned guard is dropped.
+    pub(crate) fn http_connection(&self) -> ConnectionGuard {
+        self.http_connections.inc();
+        ConnectionGuard(self.http_connections.clone())
+    }
+
+    /// The server turned something away for `reason`.
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.refused.get(reason).inc();
     }
 
     /// A packet body of `len` bytes arrived; `kind` is `None` if it did not decode.
@@ -304,7 +332,8 @@ impl Metrics {
     }
 }
 
-/// Keeps a session counted in `hongyan_connections` while it lives.
+/// Keeps a session counted in `hongyan_connections` (or an HTTP connection in
+/// `hongyan_http_connections`) while it lives.
 pub(crate) struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {

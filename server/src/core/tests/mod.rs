@@ -7,7 +7,9 @@
 //! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
 //! - `kickout`: what each kind of pipe does with a kickout.
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+//! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 
+mod amplification;
 mod deadlines;
 mod dispatch;
 mod harness;
