@@ -53,10 +53,7 @@ pub(crate) fn connection_limit(config: &Config) -> usize {
     tracing::info!(
         max_connections,
         derived = config.max_connections.is_none(),
-        open_files = open_files
-            .map(|n| n.to_string())
-            .as_deref()
-            .unwrap_or("unknown"),
+        open_files = %open_files.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         reserved,
         max_udp_sessions = config.max_udp_sessions,
         max_udp_unauthenticated = config.max_udp_unauthenticated,

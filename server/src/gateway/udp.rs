@@ -68,10 +68,11 @@ impl Table {
             .entries
             .get(peer)
             .is_some_and(|e| inbox.is_none_or(|inbox| e.inbox.same_mailbox(inbox)));
-        if current && let Some(entry) = self.entries.remove(peer) {
-            if !entry.logged_in {
-                self.unauthenticated -= 1;
-            }
+        if current
+            && let Some(entry) = self.entries.remove(peer)
+            && !entry.logged_in
+        {
+            self.unauthenticated -= 1;
         }
     }
 }

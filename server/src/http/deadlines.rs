@@ -15,7 +15,8 @@
 //! is not, since the server, not the peer, decides how long that takes. hyper's own
 //! `header_read_timeout` starts its clock whenever it waits for a head, so it cannot tell a
 //! slow head from an idle keep-alive; these deadlines can, and they cost one timer per
-//! connection, re-armed lazily as the session loop's is.
+//! connection, re-armed lazily as the session loop's is when a deadline moves later, and woken
+//! when one may move earlier (a response starts, or ends).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,7 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How long the peer may keep an HTTP connection waiting.
@@ -62,6 +64,8 @@ enum Phase {
 #[derive(Debug)]
 pub(crate) struct Activity {
     phase: Mutex<Phase>,
+    /// Told when the phase changes in a way that may bring the deadline closer.
+    changed: Notify,
 }
 
 impl Activity {
@@ -72,6 +76,7 @@ impl Activity {
                 since: now,
                 first: true,
             }),
+            changed: Notify::new(),
         })
     }
 
@@ -83,7 +88,12 @@ impl Activity {
 
     /// A request head arrived and its handler runs.
     pub(crate) fn handling(&self) {
-        *self.phase() = Phase::Handling;
+        self.enter(Phase::Handling);
+    }
+
+    fn enter(&self, phase: Phase) {
+        *self.phase() = phase;
+        self.changed.notify_one();
     }
 
     /// `response`'s body is written from now on; its progress and its end move the
@@ -92,9 +102,9 @@ impl Activity {
         self: &Arc<Self>,
         response: axum::response::Response,
     ) -> axum::response::Response {
-        *self.phase() = Phase::Sending {
+        self.enter(Phase::Sending {
             since: Instant::now(),
-        };
+        });
         let activity = self.clone();
         response.map(|body| {
             Body::new(Tracked {
@@ -119,14 +129,20 @@ impl Activity {
         }
     }
 
-    /// Resolves when the connection has waited for its peer past its deadline. While a
-    /// handler runs it looks again every idle timeout.
+    /// Resolves when the connection has waited for its peer past its deadline.
     pub(crate) async fn expired(&self, timeouts: Timeouts) -> Expiry {
         loop {
+            // Registered before the deadline is read, so no change in between is missed.
+            let changed = self.changed.notified();
             match self.deadline(timeouts) {
                 Some((at, expiry)) if at <= Instant::now() => return expiry,
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => tokio::time::sleep(timeouts.idle).await,
+                Some((at, _)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
             }
         }
     }
@@ -149,6 +165,7 @@ impl http_body::Body for Tracked {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let (Poll::Ready(Some(Ok(_))), Some(activity)) = (&polled, &self.activity) {
+            // Only later: the timer looks again when the old deadline passes.
             *activity.phase() = Phase::Sending {
                 since: Instant::now(),
             };
@@ -168,10 +185,10 @@ impl http_body::Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if let Some(activity) = self.activity.take() {
-            *activity.phase() = Phase::Waiting {
+            activity.enter(Phase::Waiting {
                 since: Instant::now(),
                 first: false,
-            };
+            });
         }
     }
 }
@@ -191,6 +208,27 @@ mod tests {
         let activity = Activity::new(start);
         assert_eq!(activity.expired(TIMEOUTS).await, Expiry::Header);
         assert_eq!(Instant::now() - start, TIMEOUTS.header);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_first_request_leaves_the_idle_timeout_not_the_header_timeout() {
+        let timeouts = Timeouts {
+            header: Duration::from_secs(60),
+            idle: Duration::from_secs(5),
+        };
+        let activity = Activity::new(Instant::now());
+        let expired = activity.expired(timeouts);
+        tokio::pin!(expired);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut expired)
+                .await
+                .is_err()
+        );
+        activity.handling();
+        drop(activity.sending(axum::response::Response::new(Body::from("ok"))));
+        let done = Instant::now();
+        assert_eq!(expired.await, Expiry::Idle);
+        assert_eq!(Instant::now() - done, timeouts.idle);
     }
 
     #[tokio::test(start_paused = true)]
