@@ -153,8 +153,10 @@ async fn datagrams_from_many_addresses_never_lock_logged_in_users_out() {
         forged.push(socket);
     }
     let mut buf = vec![0u8; 2048];
+    let answered_by = Instant::now() + WAIT;
     for socket in &forged {
-        if let Ok(Ok(n)) = tokio::time::timeout(WAIT, socket.recv(&mut buf)).await {
+        // Some may find the share for unauthenticated addresses busy and go unanswered.
+        if let Ok(Ok(n)) = tokio::time::timeout_at(answered_by, socket.recv(&mut buf)).await {
             assert!(n <= keepalive.len());
         }
     }
