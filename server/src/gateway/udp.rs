@@ -62,12 +62,12 @@ impl UdpSessions {
 }
 
 impl Table {
-    /// Forgets `peer`'s entry if it is still `inbox`'s (or any, without one).
-    fn remove(&mut self, peer: &SocketAddr, inbox: Option<&Inbox>) {
+    /// Forgets `peer`'s entry if it is still `inbox`'s.
+    fn remove(&mut self, peer: &SocketAddr, inbox: &Inbox) {
         let current = self
             .entries
             .get(peer)
-            .is_some_and(|e| inbox.is_none_or(|inbox| e.inbox.same_mailbox(inbox)));
+            .is_some_and(|e| e.inbox.same_mailbox(inbox));
         if current
             && let Some(entry) = self.entries.remove(peer)
             && !entry.logged_in
@@ -117,7 +117,7 @@ impl Pipe for UdpPipe {
 
     async fn close(self, _error: Option<PipeError>) {
         // Closing a pseudo-session only forgets it; nothing is sent (§3.2).
-        self.sessions.lock().remove(&self.peer, Some(&self.me));
+        self.sessions.lock().remove(&self.peer, &self.me);
     }
 
     fn logged_in(&mut self) {
@@ -192,7 +192,7 @@ pub(crate) async fn serve(
                 }
                 Err(Refused::Closed(item)) => {
                     // The session ended between lookup and send: start afresh below.
-                    sessions.lock().remove(&peer, Some(&inbox));
+                    sessions.lock().remove(&peer, &inbox);
                     open(&core, &socket, &sessions, &shutdown, &tracker, peer, item);
                 }
             }
