@@ -37,7 +37,11 @@
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
 //!   messages, observe events).
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
-//! - `http`: the HTTP router (WebSocket upgrade, H5 client, API, health, metrics).
+//! - `http`: the HTTP listener (its accept loop, the connection limit, request deadlines) and
+//!   router (WebSocket upgrade, H5 client, API, health, metrics).
+//! - `accept`: what turns an accepted connection into the stream a listener serves (plain, or
+//!   a TLS handshake), so accept loops are written once for both.
+//! - `open_files`: the connection limit the open-file limit allows.
 //! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its
 //!   OpenAPI document and Swagger UI.
 //! - `probes`: `/readyz` and `/metrics`.
@@ -48,6 +52,7 @@
 //!   reloaded without a restart, a bounded handshake stage, a self-signed development
 //!   certificate.
 
+mod accept;
 mod api;
 mod clock;
 pub mod config;
@@ -61,6 +66,7 @@ mod log_limit;
 mod log_text;
 mod mailbox;
 mod metrics;
+mod open_files;
 mod pipe;
 mod probes;
 mod registry;

@@ -178,6 +178,18 @@ async fn metrics_export_every_documented_series_in_openmetrics_text() {
         sample(text, "hongyan_kickouts_total{reason=\"admin\"}"),
         0.0
     );
+    // The scrape itself is an open HTTP connection; nothing was refused.
+    assert!(sample(text, "hongyan_http_connections") >= 1.0);
+    for reason in [
+        "connection_limit",
+        "header_timeout",
+        "ws_origin",
+        "udp_session_limit",
+        "udp_amplification",
+    ] {
+        let series = format!("hongyan_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(text, &series), 0.0, "{series}");
+    }
 
     Api::new(server.http)
         .post("/api/users/alice/kick", json!({}))

@@ -288,7 +288,7 @@ async fn a_displaced_session_with_a_full_queue_is_closed() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
-    let server = TestServer::with(|c| c.max_connections = 2).await;
+    let server = TestServer::with(|c| c.max_connections = Some(2)).await;
     let _a = server.logged_in(Transport::Tcp, "a").await;
     let _b = server.logged_in(Transport::WebSocket, "b").await;
     let mut c = server.peer(Transport::Tcp).await;

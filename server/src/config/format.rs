@@ -18,6 +18,16 @@ pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Erro
     }
 }
 
+/// A count that must be positive, or none.
+pub(super) fn optional_positive<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usize>, D::Error> {
+    match Option::<usize>::deserialize(d)? {
+        Some(0) => Err(D::Error::custom("must be positive")),
+        n => Ok(n),
+    }
+}
+
 /// A listen address, or `off` (also `none`, `disabled` or empty) for no listener.
 pub(super) mod listen {
     use std::net::SocketAddr;
@@ -121,12 +131,7 @@ pub(super) mod positive_secs {
 
     use super::*;
 
-    pub(in super::super) fn serialize<S: Serializer>(
-        duration: &Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(duration.as_secs())
-    }
+    pub(in super::super) use super::secs::serialize;
 
     pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
@@ -205,6 +210,34 @@ pub(super) mod webhook_url {
         Option::<String>::deserialize(d)?
             .map(|url| WebhookConfig::parse_url(&url).map_err(D::Error::custom))
             .transpose()
+    }
+}
+
+/// An optional value written as its `Display` and read with its `FromStr`; empty is none.
+pub(super) mod optional_display {
+    use super::*;
+
+    pub(in super::super) fn serialize<T: Display, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => s.collect_str(value),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(in super::super) fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr<Err: Display>,
+        D: Deserializer<'de>,
+    {
+        match Option::<String>::deserialize(d)? {
+            Some(text) if !text.trim().is_empty() => {
+                text.parse().map(Some).map_err(D::Error::custom)
+            }
+            _ => Ok(None),
+        }
     }
 }
 

@@ -11,8 +11,10 @@
 //!
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
+//! - `origins`: [`AllowedOrigins`], the `Origin`s a WebSocket upgrade may come from.
 
 mod format;
+mod origins;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use reqwest::Url;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use self::origins::{AllowedOrigins, OriginsError};
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
 
@@ -84,10 +87,37 @@ pub struct Config {
     /// Largest WebSocket message accepted and sent, in bytes.
     #[schemars(extend("value_name" = "BYTES"))]
     pub ws_max_message: usize,
-    /// Most TCP + WebSocket connections at once; further ones are refused.
-    pub max_connections: usize,
-    /// Most UDP pseudo-sessions at once; datagrams from further addresses are dropped.
+    /// Origins a WebSocket upgrade may come from, comma-separated: `self` (a page this server
+    /// served) and origins like `https://chat.example.com`. An upgrade from another Origin gets
+    /// 403; one without an Origin (a native or uni-app client, not a browser) is accepted.
+    /// [default: none (any Origin)]
+    #[serde(with = "format::optional_display")]
+    #[schemars(with = "Option<String>", extend("value_name" = "LIST"))]
+    pub ws_allowed_origins: Option<AllowedOrigins>,
+    /// Most TCP, WebSocket and HTTP connections at once (a WebSocket counts once); further
+    /// TCP connections are closed, further HTTP ones answered 503 but for /healthz, /readyz
+    /// and /metrics. [default: the open-file limit less 256 and the webhooks' connections, at
+    /// most 50000]
+    #[serde(deserialize_with = "format::optional_positive")]
+    pub max_connections: Option<usize>,
+    /// Most UDP pseudo-sessions at once, those of logged-in users and those of addresses being
+    /// answered before a login; datagrams from further addresses are dropped.
     pub max_udp_sessions: usize,
+    /// Most UDP addresses being answered before they logged in (a login being verified, a 301
+    /// being sent), part of max_udp_sessions; datagrams from further new addresses are
+    /// dropped, so the rest of max_udp_sessions is kept for logged-in users.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_udp_unauthenticated: usize,
+    /// Seconds a new HTTP connection may take to send a complete request head; it is closed
+    /// then.
+    #[serde(rename = "http_header_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_header_timeout: Duration,
+    /// Seconds a kept-alive HTTP connection may wait for its next request head, or go without
+    /// taking any of a response, before it is closed.
+    #[serde(rename = "http_idle_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_idle_timeout: Duration,
     /// Packets queued per session; what does not fit is refused (not acknowledged).
     #[serde(deserialize_with = "format::positive")]
     pub outbox_capacity: usize,
@@ -184,8 +214,12 @@ impl Default for Config {
             udp_max_inbound: 2048,
             udp_max_outbound: 1024,
             ws_max_message: 65536,
-            max_connections: 50_000,
+            ws_allowed_origins: None,
+            max_connections: None,
             max_udp_sessions: 100_000,
+            max_udp_unauthenticated: 1024,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
             outbox_capacity: 256,
             slow_consumer_stall: Duration::from_secs(10),
             max_queued_bytes: 64 * 1024 * 1024,
@@ -294,10 +328,17 @@ mod tests {
     fn values_in_human_units_become_their_rust_types() {
         let config = parse(
             "slow_consumer_secs = 3\nwebhook_timeout_ms = 250\ndedup_capacity = 7\n\
+             http_idle_timeout_secs = 5\nws_allowed_origins = \"self, https://a.example\"\n\
              webhook_events = \"login,s2cLost\"\nwebhook_url = \"http://127.0.0.1:9/hooks\"\n",
         )
         .unwrap();
         assert_eq!(config.slow_consumer_stall, Duration::from_secs(3));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(5));
+        let origins = config
+            .ws_allowed_origins
+            .as_ref()
+            .expect("a list turns the check on");
+        assert_eq!(origins.to_string(), "self,https://a.example");
         assert_eq!(config.dedup.capacity, 7);
         assert_eq!(config.dedup.lifetime, DedupConfig::default().lifetime);
         let webhook = config.webhook().expect("a URL turns the webhooks on");
@@ -315,6 +356,12 @@ mod tests {
             ("max_frame_body = 0", "must be positive"),
             ("login_timeout_secs = 0", "must be positive"),
             ("max_queued_bytes = 0", "must be positive"),
+            ("max_connections = 0", "must be positive"),
+            ("http_header_timeout_secs = 0", "must be positive"),
+            (
+                "ws_allowed_origins = \"chat.example.com\"",
+                "neither `self` nor an origin",
+            ),
             ("webhook_timeout_ms = 0", "must be positive"),
             ("webhook_url = \"backend:8080\"", "http:// or https://"),
             (

@@ -111,7 +111,7 @@ impl Pipe for TcpPipe {
 }
 
 /// Accepts connections until shutdown, one task per connection, at most as many as `limiter`
-/// has permits (shared with the WebSocket gateway).
+/// has permits (shared with the HTTP listener, WebSocket sessions included).
 pub(crate) async fn serve(
     listener: TcpListener,
     core: Arc<Core>,

@@ -250,13 +250,23 @@ label_values! {
 }
 
 label_values! {
-    /// `reason`: what the server refused a client because a bound was reached (§8.1), each
-    /// a counted event rather than a log line.
+    /// `reason`: what the server turned away or refused because a bound was reached or a
+    /// rule was broken (§8.1), each a counted event rather than a log line.
     pub(crate) enum Refusal {
-        /// A TCP or WebSocket connection beyond `max_connections`.
+        /// A TCP or HTTP connection beyond `max_connections` (an HTTP one is answered from
+        /// the probe reserve: probes as usual, anything else 503; or closed if that is full).
         connection_limit,
-        /// A datagram from a new UDP address beyond `max_udp_sessions`.
+        /// An HTTP connection that did not complete a request head within
+        /// `http_header_timeout_secs` of being accepted, closed.
+        header_timeout,
+        /// A WebSocket upgrade from an Origin `ws_allowed_origins` does not list: 403.
+        ws_origin,
+        /// A UDP datagram from an address without a pseudo-session, dropped: the table (or
+        /// its share for unauthenticated addresses) is full.
         udp_session_limit,
+        /// An answer to an unauthenticated UDP datagram that was not sent because even its
+        /// compact form is larger than the datagram (a login is then ignored).
+        udp_amplification,
         /// A login whose user id is longer than 256 bytes (ignored like one without an id),
         /// or a message to such a user id (no such user can log in; not acknowledged).
         user_id_too_long,

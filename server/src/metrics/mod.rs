@@ -79,6 +79,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     started: Instant,
     connections: PerTransport<Gauge>,
+    http_connections: Gauge,
     online: PerTransport<Gauge>,
     qos_in_flight: Gauge,
     queued_bytes: Gauge,
@@ -106,6 +107,12 @@ impl Metrics {
             r,
             "connections",
             "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
+        );
+        let http_connections = Gauge::default();
+        r.register(
+            "http_connections",
+            "Open HTTP connections (a WebSocket counts under hongyan_connections once upgraded)",
+            http_connections.clone(),
         );
         let online = per_transport(
             r,
@@ -198,7 +205,7 @@ impl Metrics {
         let refused = family(
             r,
             "refused",
-            "What the server refused a client because a bound was reached, by reason",
+            "Connections, upgrades, logins, datagrams and packets the server turned away or refused, by reason",
             None,
             |reason| ByRefusal { reason },
         );
@@ -207,6 +214,7 @@ impl Metrics {
             registry,
             started,
             connections,
+            http_connections,
             online,
             qos_in_flight,
             queued_bytes,
@@ -231,6 +239,17 @@ impl Metrics {
         let gauge = self.connections.get(transport).clone();
         gauge.inc();
         ConnectionGuard(gauge)
+    }
+
+    /// Counts an open HTTP connection until the returned guard is dropped.
+    pub(crate) fn http_connection(&self) -> ConnectionGuard {
+        self.http_connections.inc();
+        ConnectionGuard(self.http_connections.clone())
+    }
+
+    /// The server turned something away for `reason`.
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.refused.get(reason).inc();
     }
 
     /// A packet body of `len` bytes arrived; `kind` is `None` if it did not decode.
@@ -282,11 +301,6 @@ impl Metrics {
         self.qos_lost.inc_by(count as u64);
     }
 
-    /// The server refused a client something because a bound was reached.
-    pub(crate) fn refused(&self, reason: Refusal) {
-        self.refused.get(reason).inc();
-    }
-
     /// A client-to-server QoS message was a duplicate.
     pub(crate) fn dedup_hit(&self) {
         self.dedup_hits.inc();
@@ -333,7 +347,8 @@ impl Metrics {
     }
 }
 
-/// Keeps a session counted in `hongyan_connections` while it lives.
+/// Keeps a session counted in `hongyan_connections` (or an HTTP connection in
+/// `hongyan_http_connections`) while it lives.
 pub(crate) struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {

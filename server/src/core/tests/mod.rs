@@ -7,8 +7,10 @@
 //! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
 //! - `kickout`: what each kind of pipe does with a kickout.
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+//! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 //! - `bounds`: what is refused once a bound is reached; the login deadline.
 
+mod amplification;
 mod bounds;
 mod deadlines;
 mod dispatch;
