@@ -2,6 +2,8 @@
 //! logged in sends, the answers to one packet together are never larger than it, and a real
 //! client's login still gets its answer.
 
+use std::time::Duration;
+
 use hongyan_shared::{LoginInfo, Packet, PacketType, Transport, codes};
 
 use super::harness::{Event, Harness, T0, kinds};
@@ -88,6 +90,8 @@ fn a_refusal_is_no_larger_than_the_login_either() {
 /// What a stale UDP instance of `alice` is sent for `login`, checked to fit in it.
 fn stale_answers(login: &[u8]) -> Vec<PacketType> {
     let h = Harness::new();
+    // A `firstLoginTime` from the future counts as now (§4.3): let the clock pass it first.
+    h.advance(Duration::from_millis(100));
     let mut current = h.open(Transport::Tcp);
     h.login(&mut current, "alice", T0 + 50);
     h.hooks.take();
