@@ -7,6 +7,9 @@ export HY_ROOT
 # The one trunk that builds on the pinned toolchain (0.22 needs rustc 1.96).
 export HY_TRUNK_VERSION=0.21.14
 
+# cargo-fuzz for scripts/fuzz (the fuzz/ crate's libFuzzer targets).
+export HY_CARGO_FUZZ_VERSION=0.13.2
+
 # cargo-installed tools first, then the project's own wasm-opt (npm binaryen 132) ahead of any
 # older system binaryen.
 export PATH="$HY_ROOT/web/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"

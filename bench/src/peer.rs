@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use hongyan_shared::{
-    ClientEvent, ClientSession, ConnectionState, LoginInfo, Packet, SenseMode, SessionConfig,
-    Transport,
+    ClientEvent, ClientSession, ConnectionState, DedupConfig, LoginInfo, Packet, SenseMode,
+    SessionConfig, Transport,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -146,7 +146,7 @@ impl Peer {
         }
         // A lost link is a failure to report, not something to hide by reconnecting.
         config.auto_relogin = false;
-        config.dedup.capacity = DEDUP_WINDOW;
+        config.dedup = DedupConfig::with_capacity(DEDUP_WINDOW);
         let now = Instant::now();
         let mut session = ClientSession::new(config, now);
         session

@@ -14,7 +14,18 @@ use crate::settings::ServeSettings;
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // The settings decide the runtime, so they are read before one exists.
     let settings = args.load()?;
+    raise_open_file_limit();
     crate::process::runtime(settings.process.workers)?.block_on(serve(settings))
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection holds a file, and
+/// the default connection limit is derived from this one (the server logs both when it
+/// binds). Distributions start processes with a soft limit of 1024 and a hard one far above.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {

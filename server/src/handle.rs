@@ -78,12 +78,14 @@ impl ServerHandle {
     /// Sends `push` to its receiver's online session (S2C, from `"0"`). Without a fingerprint
     /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does.
     ///
-    /// With a message store, a QoS message whose receiver is offline (or cannot take it now,
-    /// or is being replayed stored messages, which it must not overtake) is stored, awaiting
-    /// the commit, and replayed at the receiver's next login: its outcome is
-    /// [`Delivery::Stored`] at once. One that cannot be stored fails with
-    /// [`PushError::NotStored`]. Without a store, or without QoS, a message for an offline user
-    /// fails with [`PushError::Offline`]; the application may then keep it itself.
+    /// With a message store, a QoS message whose receiver is offline (or cannot take it now:
+    /// its queue is full, the server holds as much as it may for it, or it is being replayed
+    /// stored messages, which it must not overtake) is stored, awaiting the commit, and
+    /// replayed at the receiver's next login: its outcome is [`Delivery::Stored`] at once. One
+    /// that cannot be stored fails with [`PushError::NotStored`]. Without a store, or without
+    /// QoS, it fails with [`PushError::Offline`] when the user is not online, and with
+    /// [`PushError::SlowConsumer`] or [`PushError::Overloaded`] when the server cannot take it
+    /// for the user now; the application may then keep it itself.
     pub async fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
         let core = &self.core;
         let fp = match (push.qos, push.fp) {
@@ -98,10 +100,11 @@ impl ServerHandle {
             push.typeu,
         );
         packet.qos = push.qos;
-        let body = core.encode(&mut packet);
+        let body = core.encode_vec(&mut packet);
         let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
             let online = core.session_of(&push.to).ok_or(PushError::Offline)?;
-            online.push(Outbound::packet(body), &*core.clock)?;
+            let body = core.hold(body)?;
+            core.push(&online, Outbound::packet(body))?;
             core.metrics.message(Direction::s2c);
             return Ok(Sent {
                 fp,
@@ -112,15 +115,18 @@ impl ServerHandle {
             Route::Live(online) => {
                 let (tx, rx) = oneshot::channel();
                 let now = core.clock.now();
-                match core.push_qos(
-                    &online,
-                    &push.to,
-                    &qos_fp,
-                    body,
-                    Some(tx),
-                    now,
-                    Origin::Live,
-                ) {
+                let pushed = core.hold(body).and_then(|body| {
+                    core.push_qos(
+                        &online,
+                        &push.to,
+                        &qos_fp,
+                        body,
+                        Some(tx),
+                        now,
+                        Origin::Live,
+                    )
+                });
+                match pushed {
                     Ok(()) => {
                         core.metrics.message(Direction::s2c);
                         return Ok(Sent {
@@ -208,6 +214,12 @@ impl ServerHandle {
     /// Server → client QoS packets awaiting acknowledgement.
     pub fn in_flight(&self) -> usize {
         self.core.s2c.len()
+    }
+
+    /// Bytes of packets held for delivery: queued for sessions or awaiting acknowledgement
+    /// (at most `max_queued_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.core.queued.bytes()
     }
 
     /// How many messages the store keeps for `user`, not yet delivered (expired ones not yet

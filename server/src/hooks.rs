@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use hongyan_shared::{Fingerprint, Packet, Transport, UserId};
 
+use crate::log_limit::LogLimit;
+use crate::log_text::Untrusted;
+
 /// Identifies a session (one TCP connection, WebSocket connection or UDP address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -128,26 +131,40 @@ pub trait Hooks: Send + Sync + 'static {
 /// The hooks `hongyan serve` runs with: **every login is accepted** and events are logged.
 /// Replace them (embed the server with your own [`Hooks`], or use the webhook integration)
 /// before exposing a server to untrusted clients.
+///
+/// Client-chosen text (user ids, fingerprints) is logged escaped and cut short, and the
+/// lines a client can cause without end (logins, losses) are rate-limited: a few per 10 s,
+/// then one summary line with their count. Every message's fate is in the metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoggingHooks;
+
+static LOGINS: LogLimit = LogLimit::info("login");
+static LOGOUTS: LogLimit = LogLimit::info("logout");
+static LOST: LogLimit = LogLimit::info("server to client message lost");
 
 #[async_trait]
 impl Hooks for LoggingHooks {
     fn on_login(&self, user: &UserId, _extra: Option<&str>, session: SessionInfo) {
-        tracing::info!(%user, session = %session.id, transport = %session.transport, peer = %session.peer, "login");
+        if LOGINS.allow() {
+            tracing::info!(user = %Untrusted(user.as_str()), session = %session.id, transport = %session.transport, peer = %session.peer, "login");
+        }
     }
 
     fn on_logout(&self, user: &UserId, session: SessionInfo, kick_code: Option<i32>) {
-        tracing::info!(%user, session = %session.id, ?kick_code, "logout");
+        if LOGOUTS.allow() {
+            tracing::info!(user = %Untrusted(user.as_str()), session = %session.id, ?kick_code, "logout");
+        }
     }
 
     fn on_c2s(&self, packet: &Packet, _session: SessionInfo) {
-        tracing::debug!(from = packet.from_str(), fp = ?packet.fp, typeu = packet.typeu, "c2s message");
+        tracing::debug!(from = %Untrusted(packet.from_str()), fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), typeu = packet.typeu, "c2s message");
     }
 
     fn on_s2c_lost(&self, lost: &[Packet]) {
         for p in lost {
-            tracing::info!(to = p.to_str(), fp = ?p.fp, "server to client message lost");
+            if LOST.allow() {
+                tracing::info!(to = %Untrusted(p.to_str()), fp = ?p.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "server to client message lost");
+            }
         }
     }
 
@@ -157,7 +174,8 @@ impl Hooks for LoggingHooks {
             "stored messages expired before they could be delivered"
         );
         for p in expired {
-            tracing::debug!(from = p.from_str(), to = p.to_str(), fp = ?p.fp, "stored message expired");
+            tracing::debug!(from = %Untrusted(p.from_str()), to = %Untrusted(p.to_str()),
+                fp = ?p.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "stored message expired");
         }
     }
 }

@@ -31,12 +31,19 @@
 //! - `registry`: the online map, `user → session`.
 //! - `session`: a session's own state, its outbox and the handle others use to reach it.
 //! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
+//! - `log_limit`: rate-limited log lines, summarised by count, for what clients can cause
+//!   without end.
+//! - `log_text`: client-chosen text (user ids, fingerprints) made safe to log.
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
 //!   messages when the server keeps none, observe events).
 //! - [`hongyan_store`] (re-exported): the message store the `store` setting opens, where
 //!   messages for users who cannot take them are kept before their senders are acknowledged.
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
-//! - `http`: the HTTP router (WebSocket upgrade, H5 client, API, health, metrics).
+//! - `http`: the HTTP listener (its accept loop, the connection limit, request deadlines) and
+//!   router (WebSocket upgrade, H5 client, API, health, metrics).
+//! - `accept`: what turns an accepted connection into the stream a listener serves (plain, or
+//!   a TLS handshake), so accept loops are written once for both.
+//! - `open_files`: the connection limit the open-file limit allows.
 //! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its
 //!   OpenAPI document and Swagger UI.
 //! - `probes`: `/readyz` and `/metrics`.
@@ -47,6 +54,7 @@
 //!   reloaded without a restart, a bounded handshake stage, a self-signed development
 //!   certificate.
 
+mod accept;
 mod api;
 mod clock;
 pub mod config;
@@ -56,8 +64,11 @@ mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+mod log_limit;
+mod log_text;
 mod mailbox;
 mod metrics;
+mod open_files;
 mod pipe;
 mod probes;
 mod registry;

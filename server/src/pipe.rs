@@ -96,4 +96,9 @@ pub trait Pipe: Send {
     /// Ends the pipe, after writing what is queued, telling the peer why where the transport
     /// can (WebSocket close frames).
     fn close(self, error: Option<PipeError>) -> impl Future<Output = ()> + Send;
+
+    /// The core tells the pipe that its session logged in (its answer was written and it was
+    /// registered). A gateway that keeps state for a peer that has not logged in only as long
+    /// as answering it takes (UDP, §3.2) keeps the session from here on.
+    fn logged_in(&mut self) {}
 }

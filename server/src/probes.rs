@@ -53,8 +53,10 @@ pub(crate) async fn metrics(State(state): State<HttpState>, headers: HeaderMap) 
         return AppError::Unauthorized.into_response();
     }
     let core = &state.core;
-    let body = core
-        .metrics
-        .render(core.registry.count_by_transport(), core.s2c.len());
+    let body = core.metrics.render(
+        core.registry.count_by_transport(),
+        core.s2c.len(),
+        core.queued.bytes(),
+    );
     ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
 }

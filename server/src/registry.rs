@@ -227,6 +227,7 @@ mod tests {
             outbox_capacity: 4,
             stall_limit: Duration::from_secs(10),
             idle_expiry: Duration::from_secs(20),
+            login_timeout: Duration::from_secs(15),
         };
         let properties = PipeProperties::of(transport, 1024);
         let (session, _outbox) = Session::new(

@@ -11,13 +11,17 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::Plain;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::core::{self, Core};
 use crate::gateway::{tcp, udp};
 use crate::handle::ServerHandle;
 use crate::hooks::Hooks;
+use crate::http::deadlines::Timeouts;
+use crate::http::listen::HttpListener;
 use crate::http::{self, state::HttpState};
+use crate::open_files;
 
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -50,7 +54,8 @@ pub struct Server;
 impl Server {
     /// Binds every configured listener (so the addresses, including ephemeral ports, are known
     /// before anything runs) with the application's `hooks`, and opens the message store the
-    /// `store` setting names.
+    /// `store` setting names. Logs the connection limits it will run with (`max_connections`
+    /// derived from the open-file limit unless configured).
     pub async fn bind(config: Config, hooks: Arc<dyn Hooks>) -> Result<Bound, ServerError> {
         let store = config
             .store
@@ -94,7 +99,7 @@ impl Server {
             Some(addr) => Some(bind_tcp("http", addr).await?),
             None => None,
         };
-        let limiter = Arc::new(Semaphore::new(config.max_connections));
+        let limiter = Arc::new(Semaphore::new(open_files::connection_limit(&config)));
         let mut core = Core::new(config, hooks, Arc::new(SystemClock));
         if let Some(store) = store {
             core = core.with_store(store);
@@ -127,8 +132,7 @@ async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, S
     }
     // Packets are small and answered at once, so Nagle's algorithm only delays them (up to a
     // delayed ACK, 40 ms). Accepted sockets inherit the option on Linux and the BSDs, which
-    // saves a system call per connection, and covers WebSocket connections, whose sockets
-    // axum accepts.
+    // saves a system call per connection, and covers the HTTP listener's connections.
     if let Err(e) = socket.set_tcp_nodelay(true) {
         tracing::warn!(error = %e, what, "cannot disable Nagle's algorithm");
     }
@@ -201,25 +205,28 @@ impl Bound {
             let state = HttpState {
                 core: self.core.clone(),
                 handle: self.handle.clone(),
-                limiter: self.limiter.clone(),
                 shutdown: token.clone(),
                 tracker: tracker.clone(),
             };
-            let app = http::router(state)
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let token = token.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await
-            })
+            let config = &self.core.config;
+            let http = HttpListener {
+                handshake: Plain,
+                router: http::router(state),
+                limiter: self.limiter.clone(),
+                timeouts: Timeouts {
+                    header: config.http_header_timeout,
+                    idle: config.http_idle_timeout,
+                },
+                core: self.core.clone(),
+            };
+            tokio::spawn(http.serve(listener, token.clone(), tracker.clone()))
         });
 
+        // The accept loop ends only at shutdown; ending otherwise means it panicked.
         let http_failed = async {
             match http {
                 Some(task) => match task.await {
-                    Ok(Ok(())) => std::future::pending::<Result<(), ServerError>>().await,
-                    Ok(Err(e)) => Err(ServerError::Http(e)),
+                    Ok(()) => std::future::pending::<Result<(), ServerError>>().await,
                     Err(e) => Err(ServerError::Http(std::io::Error::other(e))),
                 },
                 None => std::future::pending().await,

@@ -60,6 +60,12 @@ pub enum PushError {
     /// disconnected.
     #[error("receiver is not keeping up: its queue is full")]
     SlowConsumer,
+    /// The server already holds as much as it may for this receiver, or for all of them:
+    /// QoS packets awaiting acknowledgement (`max_in_flight_per_user`,
+    /// `max_in_flight_bytes_per_user`, `max_in_flight`) or bytes queued for delivery
+    /// (`max_queued_bytes`). Nothing was queued.
+    #[error("the server holds as much as it may for this receiver")]
+    Overloaded,
     /// The receiver cannot take the message now and the server's message store refused it
     /// (the receiver's limit, the message's size, or the store is failing): it was not kept.
     #[error("receiver cannot take the message now, and the message store refused it")]
@@ -145,6 +151,8 @@ pub struct Session {
     pub(crate) kick_code: Option<i32>,
     /// When a packet last arrived: idle expiry counts from here.
     pub(crate) last_inbound: Instant,
+    /// While the session has no user: when it must have logged in. Nothing moves it.
+    pub(crate) login_deadline: Option<Instant>,
     /// How long the session may stay silent.
     pub(crate) idle_expiry: Duration,
     pub(crate) handle: SessionHandle,
@@ -155,6 +163,7 @@ pub(crate) struct SessionLimits {
     pub(crate) outbox_capacity: usize,
     pub(crate) stall_limit: Duration,
     pub(crate) idle_expiry: Duration,
+    pub(crate) login_timeout: Duration,
 }
 
 impl Session {
@@ -181,6 +190,7 @@ impl Session {
             first_login_time: -1,
             kick_code: None,
             last_inbound: now,
+            login_deadline: Some(now + limits.login_timeout),
             idle_expiry: limits.idle_expiry,
             handle,
         };

@@ -86,6 +86,40 @@ fn factory_packets_match_the_reference_bytes() {
 }
 
 #[test]
+fn compact_packets_keep_what_clients_read_and_leave_out_the_rest() {
+    let error = Packet::error(&ErrorResponse {
+        error_code: 301,
+        error_msg: None,
+    });
+    assert_eq!(
+        error.to_compact_json(),
+        br#"{"type":52,"dataContent":"{\"errorCode\":301}","from":"0","to":"-1"}"#,
+        "the compact 301 of §1.4"
+    );
+    let answer = Packet::login_response(
+        "udp5620A",
+        LoginResponse {
+            code: 0,
+            first_login_time: 1795892657367,
+        },
+    );
+    assert_eq!(
+        answer.to_compact_json(),
+        br#"{"type":50,"dataContent":"{\"code\":0,\"firstLoginTime\":1795892657367}","from":"0","to":"udp5620A"}"#
+    );
+    // Read back, only typeu and sm differ, which nothing reads on a framework packet.
+    let back = Packet::decode(&answer.to_compact_json()).unwrap();
+    assert_eq!(
+        Packet {
+            typeu: -1,
+            sm: -1,
+            ..back
+        },
+        answer
+    );
+}
+
+#[test]
 fn missing_keys_take_java_zero_values_not_factory_defaults() {
     let p = Packet::decode(br#"{"type":2,"dataContent":"min","from":"wsuser","to":"tcpuser"}"#)
         .unwrap();
@@ -216,6 +250,14 @@ proptest! {
         prop_assert_eq!(Packet::decode(json.as_bytes()).unwrap(), packet);
         // And the output is valid standard JSON, not only something our reader accepts.
         prop_assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
+    }
+
+    #[test]
+    fn compact_packets_read_back_as_the_packet_but_typeu_and_sm(packet in any_packet()) {
+        let compact = packet.to_compact_json();
+        let back = Packet::decode(&compact).unwrap();
+        prop_assert!(compact.len() <= packet.to_json().len());
+        prop_assert_eq!(Packet { typeu: packet.typeu, sm: packet.sm, ..back }, packet);
     }
 
     #[test]

@@ -165,6 +165,11 @@ async fn metrics_export_every_documented_series_in_openmetrics_text() {
     assert_eq!(sample(text, "hongyan_qos_lost_total"), 1.0);
     assert!(sample(text, "hongyan_qos_retransmissions_total") >= 1.0);
     assert_eq!(sample(text, "hongyan_qos_in_flight"), 0.0);
+    assert_eq!(sample(text, "hongyan_queued_bytes"), 0.0);
+    assert_eq!(
+        sample(text, "hongyan_refused_total{reason=\"user_in_flight\"}"),
+        0.0
+    );
     assert!(sample(text, "hongyan_packets_received_total{type=\"login\"}") >= 4.0);
     assert!(sample(text, "hongyan_received_bytes_total{type=\"data\"}") > 0.0);
     assert!(sample(text, "hongyan_packets_sent_total{type=\"ack\"}") >= 3.0);
@@ -173,6 +178,18 @@ async fn metrics_export_every_documented_series_in_openmetrics_text() {
         sample(text, "hongyan_kickouts_total{reason=\"admin\"}"),
         0.0
     );
+    // The scrape itself is an open HTTP connection; nothing was refused.
+    assert!(sample(text, "hongyan_http_connections") >= 1.0);
+    for reason in [
+        "connection_limit",
+        "header_timeout",
+        "ws_origin",
+        "udp_session_limit",
+        "udp_amplification",
+    ] {
+        let series = format!("hongyan_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(text, &series), 0.0, "{series}");
+    }
 
     Api::new(server.http)
         .post("/api/users/alice/kick", json!({}))

@@ -5,8 +5,11 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hongyan_shared::{Fingerprint, Packet, PacketType, Transport};
+use hongyan_server::Config;
+use hongyan_shared::{Fingerprint, Packet, PacketType, SenseMode, Transport};
 use hongyan_tests::{Event, Peer, Recv, TestServer, WAIT};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
 
 #[tokio::test]
 async fn sender_identity_comes_from_the_session_not_the_packet() {
@@ -285,7 +288,7 @@ async fn a_displaced_session_with_a_full_queue_is_closed() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
-    let server = TestServer::with(|c| c.max_connections = 2).await;
+    let server = TestServer::with(|c| c.max_connections = Some(2)).await;
     let _a = server.logged_in(Transport::Tcp, "a").await;
     let _b = server.logged_in(Transport::WebSocket, "b").await;
     let mut c = server.peer(Transport::Tcp).await;
@@ -304,4 +307,104 @@ async fn udp_pseudo_sessions_beyond_the_limit_are_ignored() {
     )))
     .await;
     b.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// An unauthenticated connection that keeps echoing is still closed at its login deadline:
+/// echoes count as traffic for the idle expiry, not as a login (§8.1, item 8).
+#[tokio::test]
+async fn a_connection_that_never_logs_in_is_closed_at_its_login_deadline() {
+    let timeout = Duration::from_millis(600);
+    let server = TestServer::with(|c| c.login_timeout = timeout).await;
+    for transport in [Transport::Tcp, Transport::WebSocket] {
+        let mut peer = server.peer(transport).await;
+        let opened = Instant::now();
+        let echo = Packet::new(PacketType::Echo, Some("still here".into()), "mallory", "0");
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        let closed = loop {
+            ticks.tick().await;
+            peer.send(&echo).await;
+            match peer.next(WAIT).await {
+                Recv::Packet(_) => assert!(opened.elapsed() < WAIT, "{transport}: still open"),
+                Recv::Closed => break opened.elapsed(),
+                Recv::Timeout => panic!("{transport}: neither answered nor closed"),
+            }
+        };
+        assert!(closed >= timeout, "{transport}: closed after {closed:?}");
+    }
+}
+
+/// A logged-in client that sends but never reads makes the server's writes block; the idle
+/// expiry still ends the session (the server does not wait on the write for ever).
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_at_its_idle_expiry_while_a_write_blocks() {
+    let server = TestServer::with(|c| c.tcp_sense_mode = Some(SenseMode::S3)).await;
+    let expiry = Config {
+        tcp_sense_mode: Some(SenseMode::S3),
+        ..Config::loopback()
+    }
+    .idle_expiry(Transport::Tcp);
+    // A small receive buffer, so a few hundred KB of echoes fill the way back.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(server.tcp).await.expect("connect");
+    let mut peer = Peer::Tcp {
+        stream,
+        buf: Default::default(),
+    };
+    assert_eq!(peer.login("mallory", 0).await.code, 0);
+    let Peer::Tcp { stream, .. } = &mut peer else {
+        unreachable!()
+    };
+    let echo = Packet::new(PacketType::Echo, Some("e".repeat(5000)), "mallory", "0");
+    let mut frame = (echo.to_json().len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(echo.to_json().as_bytes());
+    // Echo until the server stops reading (it is blocked writing the answers); stop there.
+    let flooded = Instant::now();
+    for _ in 0..20_000 {
+        let write = tokio::time::timeout(Duration::from_millis(300), stream.write_all(&frame));
+        if write.await.is_err() {
+            break;
+        }
+    }
+    server
+        .hooks
+        .wait_for_within(expiry + WAIT, |e| {
+            *e == Event::Logout("mallory".into(), None)
+        })
+        .await;
+    assert!(
+        flooded.elapsed() < expiry + WAIT,
+        "the session outlived its idle expiry"
+    );
+}
+
+/// A UDP pseudo-session an administrator kicked stays, unauthenticated: it must log in again
+/// within the login timeout, however long its sense mode lets it idle.
+#[tokio::test]
+async fn a_kicked_udp_pseudo_session_meets_its_login_deadline() {
+    let server = TestServer::with(|c| {
+        c.udp_sense_mode = Some(SenseMode::S120);
+        c.login_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut bob = server.logged_in(Transport::Udp, "bob").await;
+    // Past the first login deadline, so the session's timer is set to its idle expiry.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    bob.send(&Packet::keep_alive("bob")).await;
+    bob.expect(PacketType::KeepAliveResponse).await;
+    assert!(server.handle.kick(&"bob".into(), None));
+    bob.expect(PacketType::Kickout).await;
+    let metrics = format!("http://{}/metrics", server.http);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if text.contains("hongyan_refused_total{reason=\"login_timeout\"} 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pseudo-session is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -226,7 +226,7 @@ mod tests {
         );
         args.config = Some(file);
         let settings = args.load().unwrap();
-        assert_eq!(settings.server.max_connections, 10);
+        assert_eq!(settings.server.max_connections, Some(10));
         assert_eq!(settings.server.max_udp_sessions, 30);
         assert_eq!(settings.server.outbox_capacity, 3);
         assert_eq!(settings.process.workers.map(|n| n.get()), Some(4));

@@ -92,9 +92,10 @@ pub(crate) enum Outcome {
     /// The client did not acknowledge it after the last retransmission, and it was not
     /// stored.
     Lost,
-    /// The user is not online (or cannot take it now) and the message was not kept: it has
-    /// no QoS, the server has no store, or the store refused it (the user's limit, its size,
-    /// the store failing). Store it yourself if it matters.
+    /// The user is not online, is being disconnected, or cannot take more now (the server
+    /// holds as much as it may for them), and the message was not kept: it has no QoS, the
+    /// server has no store, or the store refused it (the user's limit, its size, the store
+    /// failing). Store it yourself if it matters.
     Offline,
     /// Too large for the receiver's transport (UDP carries at most 1024 bytes by default).
     TooLarge,
@@ -147,9 +148,12 @@ fn classify(result: Result<Sent, PushError>, qos: bool) -> (Option<Fingerprint>,
         }
         Ok(sent) if qos => (sent.fp.clone(), Pending::Waiting(sent)),
         Ok(sent) => (sent.fp, Pending::Settled(Outcome::Sent)),
-        Err(PushError::Offline | PushError::SlowConsumer | PushError::NotStored) => {
-            (None, Pending::Settled(Outcome::Offline))
-        }
+        Err(
+            PushError::Offline
+            | PushError::SlowConsumer
+            | PushError::Overloaded
+            | PushError::NotStored,
+        ) => (None, Pending::Settled(Outcome::Offline)),
         Err(PushError::TooLarge { .. }) => (None, Pending::Settled(Outcome::TooLarge)),
     }
 }

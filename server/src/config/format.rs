@@ -18,6 +18,16 @@ pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Erro
     }
 }
 
+/// A count that must be positive, or none.
+pub(super) fn optional_positive<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usize>, D::Error> {
+    match Option::<usize>::deserialize(d)? {
+        Some(0) => Err(D::Error::custom("must be positive")),
+        n => Ok(n),
+    }
+}
+
 /// A listen address, or `off` (also `none`, `disabled` or empty) for no listener.
 pub(super) mod listen {
     use std::net::SocketAddr;
@@ -115,6 +125,24 @@ pub(super) mod secs {
     }
 }
 
+/// A positive duration in whole seconds.
+pub(super) mod positive_secs {
+    use std::time::Duration;
+
+    use super::*;
+
+    pub(in super::super) use super::secs::serialize;
+
+    pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        match u64::deserialize(d)? {
+            0 => Err(D::Error::custom("must be positive")),
+            secs => Ok(Duration::from_secs(secs)),
+        }
+    }
+}
+
 /// A positive duration in whole milliseconds.
 pub(super) mod positive_millis {
     use std::time::Duration;
@@ -138,8 +166,8 @@ pub(super) mod positive_millis {
     }
 }
 
-/// The de-duplication window, written as its capacity; its lifetimes are not user settings
-/// and keep their defaults.
+/// The de-duplication window, written as its capacity; its byte bound follows from it
+/// (`DedupConfig::with_capacity`), its lifetimes are not user settings and keep their defaults.
 pub(super) mod dedup_capacity {
     use hongyan_shared::DedupConfig;
 
@@ -155,10 +183,7 @@ pub(super) mod dedup_capacity {
     pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<DedupConfig, D::Error> {
-        Ok(DedupConfig {
-            capacity: positive(d)?,
-            ..DedupConfig::default()
-        })
+        Ok(DedupConfig::with_capacity(positive(d)?))
     }
 }
 
@@ -185,6 +210,34 @@ pub(super) mod webhook_url {
         Option::<String>::deserialize(d)?
             .map(|url| WebhookConfig::parse_url(&url).map_err(D::Error::custom))
             .transpose()
+    }
+}
+
+/// An optional value written as its `Display` and read with its `FromStr`; empty is none.
+pub(super) mod optional_display {
+    use super::*;
+
+    pub(in super::super) fn serialize<T: Display, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => s.collect_str(value),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(in super::super) fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr<Err: Display>,
+        D: Deserializer<'de>,
+    {
+        match Option::<String>::deserialize(d)? {
+            Some(text) if !text.trim().is_empty() => {
+                text.parse().map(Some).map_err(D::Error::custom)
+            }
+            _ => Ok(None),
+        }
     }
 }
 

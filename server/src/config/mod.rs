@@ -5,12 +5,16 @@
 //! is the help text, and its default is in [`Config::default`]. A setting whose default is
 //! none says what none means, in a closing `[default: …]` of its doc comment; every other
 //! default is rendered from its value. Knobs that are not user settings (the S2C
-//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface.
+//! retransmission schedule, the de-duplication lifetimes) are left out of the serde surface;
+//! the longest user id and fingerprint accepted are constants ([`MAX_USER_ID_BYTES`],
+//! [`MAX_FINGERPRINT_BYTES`]).
 //!
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
+//! - `origins`: [`AllowedOrigins`], the `Origin`s a WebSocket upgrade may come from.
 
 mod format;
+mod origins;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,8 +26,18 @@ use reqwest::Url;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use self::origins::{AllowedOrigins, OriginsError};
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
+
+/// The longest `loginUserId` accepted, in bytes (MobileIMSDK's ids are short strings): a
+/// longer one is treated like a login without a user id (§4.2).
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// The longest fingerprint of a QoS data packet accepted, in bytes (the Java clients send
+/// 36-character UUIDs): a QoS message with a longer one is refused, neither delivered nor
+/// acknowledged, so its sender reports it lost (§6.3).
+pub const MAX_FINGERPRINT_BYTES: usize = 128;
 
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured; deserializing fills what is not given from it, and refuses
@@ -74,11 +88,39 @@ pub struct Config {
     /// Largest WebSocket message accepted and sent, in bytes.
     #[schemars(extend("value_name" = "BYTES"))]
     pub ws_max_message: usize,
-    /// Most TCP + WebSocket connections at once; further ones are refused.
-    pub max_connections: usize,
-    /// Most UDP pseudo-sessions at once; datagrams from further addresses are dropped.
+    /// Origins a WebSocket upgrade may come from, comma-separated: `self` (a page this server
+    /// served) and origins like `https://chat.example.com`. An upgrade from another Origin gets
+    /// 403; one without an Origin (a native or uni-app client, not a browser) is accepted.
+    /// [default: none (any Origin)]
+    #[serde(with = "format::optional_display")]
+    #[schemars(with = "Option<String>", extend("value_name" = "LIST"))]
+    pub ws_allowed_origins: Option<AllowedOrigins>,
+    /// Most TCP, WebSocket and HTTP connections at once (a WebSocket counts once); further
+    /// TCP connections are closed, further HTTP ones answered 503 but for /healthz, /readyz
+    /// and /metrics. [default: the open-file limit less 256 and the webhooks' connections, at
+    /// most 50000]
+    #[serde(deserialize_with = "format::optional_positive")]
+    pub max_connections: Option<usize>,
+    /// Most UDP pseudo-sessions at once, those of logged-in users and those of addresses being
+    /// answered before a login; datagrams from further addresses are dropped.
     pub max_udp_sessions: usize,
-    /// Packets queued per session; what does not fit is refused (not acknowledged).
+    /// Most UDP addresses being answered before they logged in (a login being verified, a 301
+    /// being sent), part of max_udp_sessions; datagrams from further new addresses are
+    /// dropped, so the rest of max_udp_sessions is kept for logged-in users.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_udp_unauthenticated: usize,
+    /// Seconds a new HTTP connection may take to send a complete request head; it is closed
+    /// then.
+    #[serde(rename = "http_header_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_header_timeout: Duration,
+    /// Seconds a kept-alive HTTP connection may wait for its next request head, or go without
+    /// taking any of a response, before it is closed.
+    #[serde(rename = "http_idle_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_idle_timeout: Duration,
+    /// Packets queued per session; what does not fit is refused (not acknowledged), or stored
+    /// instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub outbox_capacity: usize,
     /// Seconds a session's full queue may drain nothing before the session is closed as a
@@ -86,11 +128,36 @@ pub struct Config {
     #[serde(rename = "slow_consumer_secs", with = "format::secs")]
     #[schemars(with = "u64")]
     pub slow_consumer_stall: Duration,
+    /// Most bytes of packets held for delivery, server-wide: queued for sessions, or sent with
+    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged), or
+    /// stored instead with a message store.
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub max_queued_bytes: usize,
+    /// Most server → client QoS packets awaiting acknowledgement, server-wide; what does not
+    /// fit is refused (not acknowledged), or stored instead with a message store.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_in_flight: usize,
+    /// Most server → client QoS packets awaiting one user's acknowledgement; what does not fit
+    /// is refused (not acknowledged), or stored instead with a message store.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_in_flight_per_user: usize,
+    /// Most bytes of server → client QoS packets awaiting one user's acknowledgement; what
+    /// does not fit is refused (not acknowledged), or stored instead with a message store.
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub max_in_flight_bytes_per_user: usize,
+    /// Seconds a session may stay without logging in; nothing extends it, not even echoes (a
+    /// UDP pseudo-session is then forgotten).
+    #[serde(rename = "login_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub login_timeout: Duration,
     /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry). Not
     /// a user setting.
     #[serde(skip)]
     pub s2c_schedule: RetransmitSchedule,
-    /// C2S fingerprints remembered to drop duplicates; when full, the oldest are forgotten.
+    /// C2S fingerprints remembered to drop duplicates, taking at most 176 bytes each on
+    /// average (key and entry); when full, the oldest are forgotten.
     #[serde(rename = "dedup_capacity", with = "format::dedup_capacity")]
     #[schemars(with = "usize")]
     pub dedup: DedupConfig,
@@ -159,7 +226,7 @@ pub struct Config {
     #[schemars(with = "u64")]
     pub store_ttl: Duration,
     /// Stored messages replayed to a user at once, awaiting acknowledgement (at most
-    /// `outbox_capacity`).
+    /// `outbox_capacity` and `max_in_flight_per_user`).
     #[serde(deserialize_with = "format::positive")]
     pub store_replay_window: usize,
 }
@@ -177,10 +244,19 @@ impl Default for Config {
             udp_max_inbound: 2048,
             udp_max_outbound: 1024,
             ws_max_message: 65536,
-            max_connections: 50_000,
+            ws_allowed_origins: None,
+            max_connections: None,
             max_udp_sessions: 100_000,
+            max_udp_unauthenticated: 1024,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
             outbox_capacity: 256,
             slow_consumer_stall: Duration::from_secs(10),
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_in_flight: 50_000,
+            max_in_flight_per_user: 1024,
+            max_in_flight_bytes_per_user: 4 * 1024 * 1024,
+            login_timeout: Duration::from_secs(15),
             s2c_schedule: RetransmitSchedule::SERVER,
             dedup: DedupConfig::default(),
             server_timestamp: false,
@@ -246,9 +322,11 @@ impl Config {
     }
 
     /// How many stored messages are replayed to a user at once: the setting, at most the
-    /// outbox's capacity (replays go through it).
+    /// outbox's capacity and the packets a user may have in flight (replays go through both).
     pub fn replay_window(&self) -> usize {
-        self.store_replay_window.min(self.outbox_capacity)
+        self.store_replay_window
+            .min(self.outbox_capacity)
+            .min(self.max_in_flight_per_user)
     }
 
     /// How long a session of `transport` may stay silent before the server closes it.
@@ -310,10 +388,17 @@ mod tests {
     fn values_in_human_units_become_their_rust_types() {
         let config = parse(
             "slow_consumer_secs = 3\nwebhook_timeout_ms = 250\ndedup_capacity = 7\n\
+             http_idle_timeout_secs = 5\nws_allowed_origins = \"self, https://a.example\"\n\
              webhook_events = \"login,s2cLost\"\nwebhook_url = \"http://127.0.0.1:9/hooks\"\n",
         )
         .unwrap();
         assert_eq!(config.slow_consumer_stall, Duration::from_secs(3));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(5));
+        let origins = config
+            .ws_allowed_origins
+            .as_ref()
+            .expect("a list turns the check on");
+        assert_eq!(origins.to_string(), "self,https://a.example");
         assert_eq!(config.dedup.capacity, 7);
         assert_eq!(config.dedup.lifetime, DedupConfig::default().lifetime);
         let webhook = config.webhook().expect("a URL turns the webhooks on");
@@ -329,6 +414,14 @@ mod tests {
             ("udp_sense_mode = \"MODE_5S\"", "does not exist for UDP"),
             ("ws_sense_mode = \"MODE_7S\"", "unknown sense mode"),
             ("max_frame_body = 0", "must be positive"),
+            ("login_timeout_secs = 0", "must be positive"),
+            ("max_queued_bytes = 0", "must be positive"),
+            ("max_connections = 0", "must be positive"),
+            ("http_header_timeout_secs = 0", "must be positive"),
+            (
+                "ws_allowed_origins = \"chat.example.com\"",
+                "neither `self` nor an origin",
+            ),
             ("webhook_timeout_ms = 0", "must be positive"),
             ("webhook_url = \"backend:8080\"", "http:// or https://"),
             (

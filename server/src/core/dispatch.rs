@@ -1,18 +1,13 @@
 //! The dispatch table (§4.1) and the small handlers: keepalive (§5), echo, logout, and the 301
 //! reply to packets that need a login (§4.5).
 
-use bytes::Bytes;
 use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
-use super::reply::end_unless_connectionless;
+use super::reply::{Allowance, end_unless_connectionless};
 use super::state::{Core, Flow};
+use crate::log_text::Untrusted;
 use crate::pipe::Pipe;
 use crate::session::{Outbound, Session};
-
-/// The smallest 301 a Java client understands (missing keys read as zero values), for UDP
-/// peers whose request was smaller than the full reply.
-const COMPACT_301: &[u8] =
-    br#"{"type":52,"dataContent":"{\"errorCode\":301}","from":"0","to":"-1"}"#;
 
 impl Core {
     /// Handles one packet body that arrived at `now` on `session`, answering on `pipe`.
@@ -29,13 +24,13 @@ impl Core {
             Ok(packet) => packet,
             Err(e) => {
                 self.metrics.packet_in(None, body.len());
-                tracing::debug!(error = %e, "malformed packet");
+                tracing::debug!(error = %Untrusted(&e.to_string()), "malformed packet");
                 return Flow::Close;
             }
         };
         self.metrics.packet_in(Some(packet.kind), body.len());
         match packet.kind {
-            PacketType::Login => self.login(session, pipe, packet).await,
+            PacketType::Login => self.login(session, pipe, packet, body.len()).await,
             PacketType::Logout => {
                 tracing::debug!("logout");
                 Flow::Close
@@ -63,8 +58,10 @@ impl Core {
         }
     }
 
-    /// §4.5: a packet that needs a login on a session without one gets a 301 that embeds it;
-    /// a connection is then closed, a connection-less pseudo-session kept.
+    /// §4.5: a packet that needs a login on a session without one gets a 301 that embeds it,
+    /// or the compact 301 without it where the full one is too large for the pipe or, for a
+    /// peer that may be spoofed, larger than the packet; a connection is then closed, a
+    /// connection-less pseudo-session kept.
     async fn reject_unauthenticated<P: Pipe>(
         &self,
         session: &Session,
@@ -72,27 +69,21 @@ impl Core {
         packet: &Packet,
         request_len: usize,
     ) -> Flow {
-        let mut error = Packet::error(&ErrorResponse {
-            error_code: codes::RESPONSE_FOR_UNLOGIN,
-            error_msg: Some(packet.to_json()),
-        });
-        let mut body = self.encode(&mut error);
-        let max = session.properties.max_outbound;
-        // Never amplify: a peer that may be spoofed gets no reply larger than its request.
-        let limit = if session.properties.spoofable {
-            request_len.min(max)
-        } else {
-            max
+        let error = |error_msg| {
+            Packet::error(&ErrorResponse {
+                error_code: codes::RESPONSE_FOR_UNLOGIN,
+                error_msg,
+            })
         };
-        if body.len() > limit {
-            body = Bytes::from_static(COMPACT_301);
-        }
-        let mut flow = Flow::Continue;
-        if body.len() <= limit {
+        let mut allowance = Allowance::of(session, request_len);
+        let full = error(Some(packet.to_json()));
+        let answered = self
+            .reply_within(session, pipe, full, |_| error(None), &mut allowance)
+            .await;
+        if answered.is_some() {
             tracing::debug!("packet before login: 301");
-            flow = self.reply_bytes(session, pipe, body).await;
         }
-        end_unless_connectionless(session, pipe, flow).await
+        end_unless_connectionless(session, pipe, answered.unwrap_or(Flow::Continue)).await
     }
 
     /// §4.1, §5: a keepalive is answered `to` the session's user, on that user's current

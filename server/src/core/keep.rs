@@ -7,6 +7,7 @@ use hongyan_store::{NewMessage, Put, StoreError, StoredMessage};
 
 use super::backlog::PutTicket;
 use super::state::Core;
+use crate::log_text::Untrusted;
 use crate::metrics::StoreOp;
 use crate::session::{PushError, SessionHandle};
 
@@ -56,14 +57,17 @@ impl Core {
 
     /// Whether a live push to `user` that failed with `error` is stored instead: with a store,
     /// every failure but a packet too large for the receiver's transport (which the caller
-    /// hears about) means the receiver cannot take it now. Returns the counted put.
+    /// hears about) means the receiver cannot take it now — its session is gone, its queue
+    /// full, or the server holds as much as it may for it (what the bounds refuse is stored
+    /// rather than held in memory, §8.1 item 8). Returns the counted put.
     pub(crate) fn store_instead(&self, user: &UserId, error: &PushError) -> Option<PutTicket<'_>> {
         let link = self.store.as_ref()?;
         match error {
             PushError::TooLarge { .. } => None,
-            PushError::Offline | PushError::SlowConsumer | PushError::NotStored => {
-                Some(link.backlogs.begin_put(user, self.clock.now()))
-            }
+            PushError::Offline
+            | PushError::SlowConsumer
+            | PushError::Overloaded
+            | PushError::NotStored => Some(link.backlogs.begin_put(user, self.clock.now())),
         }
     }
 
@@ -86,7 +90,7 @@ impl Core {
             metrics.put(&result);
         }
         if let Err(error) = &result {
-            tracing::debug!(to = %ticket.user(), %error, "message not stored");
+            tracing::debug!(to = %Untrusted(ticket.user().as_str()), %error, "message not stored");
         }
         let user = ticket.finish(result.is_ok());
         self.after_put(&user, result.is_ok()).await;

@@ -8,9 +8,11 @@ use super::backlog::PutTicket;
 use super::keep::Route;
 use super::s2c::Origin;
 use super::state::{Core, Flow};
-use crate::metrics::Direction;
+use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
+use crate::log_text::Untrusted;
+use crate::metrics::{Direction, Refusal};
 use crate::pipe::Pipe;
-use crate::session::{Outbound, Session};
+use crate::session::{Outbound, PushError, Session, SessionHandle};
 
 /// What became of a C2C message its receiver could not take at once.
 enum Kept {
@@ -40,6 +42,29 @@ impl Core {
             packet.qos = false;
             packet.fp = None;
         }
+        if let Some(fp) = packet.qos_fingerprint()
+            && fp.as_str().len() > MAX_FINGERPRINT_BYTES
+        {
+            // Hardening: the server would remember it (retransmission queue, C2S window).
+            // Refused like a message the server cannot take: no ACK, so the sender's QoS
+            // reports it lost (§6.3).
+            self.metrics.refused(Refusal::fingerprint_too_long);
+            tracing::debug!(
+                len = fp.as_str().len(),
+                "QoS message with an overlong fingerprint refused"
+            );
+            return Flow::Continue;
+        }
+        if packet
+            .to
+            .as_ref()
+            .is_some_and(|to| to.as_str().len() > MAX_USER_ID_BYTES)
+        {
+            // No such user can log in, so nothing may be kept for one (§4.2).
+            self.metrics.refused(Refusal::user_id_too_long);
+            tracing::debug!("message for an overlong user id refused");
+            return Flow::Continue;
+        }
         if packet.to.as_ref().is_some_and(UserId::is_server) {
             self.c2s(session, pipe, packet, &user, now).await
         } else {
@@ -56,7 +81,7 @@ impl Core {
         now: Instant,
     ) -> Flow {
         if !self.hooks.before_c2s(&mut packet, session.info()) {
-            tracing::debug!(fp = ?packet.fp, "c2s message dropped by before_c2s");
+            tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "c2s message dropped by before_c2s");
             return Flow::Continue;
         }
         let Some(fp) = packet.qos_fingerprint() else {
@@ -69,7 +94,7 @@ impl Core {
             self.deliver_c2s(session, &packet);
         } else {
             self.metrics.dedup_hit();
-            tracing::debug!(%fp, "duplicate c2s acknowledged again, not delivered");
+            tracing::debug!(fp = %Untrusted(fp.as_str()), "duplicate c2s acknowledged again, not delivered");
         }
         let ack = Packet::ack(UserId::SERVER, user.as_str(), fp, false);
         self.reply(session, pipe, ack).await
@@ -89,39 +114,38 @@ impl Core {
         now: Instant,
     ) -> Flow {
         if !self.hooks.before_c2c(&mut packet, session.info()) {
-            tracing::debug!(fp = ?packet.fp, "c2c message dropped by before_c2c");
+            tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "c2c message dropped by before_c2c");
             return Flow::Continue;
         }
         self.metrics.message(Direction::c2c);
         let receiver = packet.to.clone().unwrap_or_default();
-        let body = self.encode(&mut packet);
+        let body = self.encode_vec(&mut packet);
         let Some(fp) = packet.qos_fingerprint().cloned() else {
             // Without QoS: fire and forget, as in the reference (never stored by hongyan).
-            match self.session_of(&receiver) {
-                Some(online) if online.push(Outbound::packet(body), &*self.clock).is_ok() => {
-                    self.hooks.on_c2c_delivered(&packet);
-                }
-                _ => {
-                    self.keep_for_offline_receiver(&packet, None).await;
-                }
+            let pushed = match self.session_of(&receiver) {
+                Some(online) => self.forward(&online, &receiver, None, body, now),
+                None => Err(PushError::Offline),
+            };
+            if pushed.is_ok() {
+                self.hooks.on_c2c_delivered(&packet);
+            } else {
+                self.keep_for_offline_receiver(&packet, None).await;
             }
             return Flow::Continue;
         };
         let put = match self.route(&receiver) {
-            Route::Live(online) => {
-                match self.push_qos(&online, &receiver, &fp, body, None, now, Origin::Live) {
-                    Ok(()) => {
-                        self.hooks.on_c2c_delivered(&packet);
-                        let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
-                        return self.reply(session, pipe, ack).await;
-                    }
-                    Err(e) => {
-                        tracing::debug!(to = %receiver, error = %e, "c2c real-time send failed");
-                        self.store_instead(&receiver, &e)
-                            .map(|ticket| (ticket, true))
-                    }
+            Route::Live(online) => match self.forward(&online, &receiver, Some(&fp), body, now) {
+                Ok(()) => {
+                    self.hooks.on_c2c_delivered(&packet);
+                    let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
+                    return self.reply(session, pipe, ack).await;
                 }
-            }
+                Err(e) => {
+                    tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
+                    self.store_instead(&receiver, &e)
+                        .map(|ticket| (ticket, true))
+                }
+            },
             Route::Store { ticket, online } => Some((ticket, online)),
             Route::Offline => None,
         };
@@ -141,13 +165,35 @@ impl Core {
         flow
     }
 
-    /// The receiver of a C2C message is not online, or its session cannot take the message,
-    /// or stored messages are replayed to it first: whether the message was kept for later,
-    /// which earns its sender the pseudo-ACK. The one place a C2C message is handed over for
-    /// later delivery. With a store (`put`: the counted put, and whether the receiver is
-    /// online) it is stored and the commit awaited; an `on_offline` notification follows the
-    /// acknowledgement. Without one (or without QoS) the application's `on_offline` hook
-    /// decides, as in the reference.
+    /// Hands an encoded C2C message to its receiver's online session: counted against
+    /// `max_queued_bytes`, and a QoS one tracked for retransmission within the bounds of the
+    /// retransmission queue. An error means the receiver cannot take it now (queue full,
+    /// too large, a bound reached), and the message goes to
+    /// [`keep_for_offline_receiver`](Self::keep_for_offline_receiver).
+    fn forward(
+        &self,
+        online: &SessionHandle,
+        receiver: &UserId,
+        fp: Option<&Fingerprint>,
+        body: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), PushError> {
+        let body = self.hold(body)?;
+        match fp {
+            Some(fp) => self.push_qos(online, receiver, fp, body, None, now, Origin::Live),
+            None => self.push(online, Outbound::packet(body)),
+        }
+    }
+
+    /// The receiver of a C2C message is not online, or its session cannot take the message
+    /// (its queue is full, the message is too large for it, or the server holds as much as it
+    /// may for it: [`PushError`]), or stored messages are replayed to it first: whether the
+    /// message was kept for later, which earns its sender the pseudo-ACK. The one place a C2C
+    /// message is handed over for later delivery, so also where what the bounds refuse is
+    /// stored rather than held in memory. With a store (`put`: the counted put, and whether
+    /// the receiver is online) it is stored and the commit awaited; an `on_offline`
+    /// notification follows the acknowledgement. Without one (or without QoS) the
+    /// application's `on_offline` hook decides, as in the reference.
     async fn keep_for_offline_receiver(
         &self,
         packet: &Packet,

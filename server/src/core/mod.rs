@@ -16,12 +16,14 @@
 //! - `messages`: C2S, C2C and acknowledgements (§6.4).
 //! - `reply`: writing on the session's own pipe; what a connection does after a refusal.
 //! - `outbound`: what other tasks queued for a session, kickouts included.
-//! - `s2c`: the queue of QoS packets the server sent, awaiting acknowledgement.
+//! - `s2c`: the queue of QoS packets the server sent, awaiting acknowledgement, bounded per
+//!   user and server-wide.
+//! - `queued`: the server-wide bound on bytes held for delivery (`max_queued_bytes`).
 //! - `retransmit`: pushing QoS packets to clients, the retransmission tick, giving up (§6.2).
 //! - `store_link`: the message store and its bookkeeping (`backlog`: puts in flight and
 //!   replays per user; `acked`: acknowledged messages awaiting removal; `outage`: store
 //!   failures in the log, once per burst).
-//! - `keep`: where a QoS message goes (live, or stored first) and storing it.
+//! - `keep`: where a QoS message goes (live, or stored first) and storing it (§6.6).
 //! - `replay`: replaying stored messages to their receiver, in order, within a window.
 //! - `chores`: removals, the expiry sweep, stalled replays; the store's readiness.
 
@@ -35,6 +37,7 @@ mod login;
 mod messages;
 mod outage;
 mod outbound;
+mod queued;
 mod replay;
 mod reply;
 mod retransmit;

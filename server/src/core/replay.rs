@@ -20,8 +20,13 @@ use super::s2c::Origin;
 use super::state::Core;
 use super::store_link::StoreLink;
 use crate::hooks::SessionId;
+use crate::log_limit::LogLimit;
+use crate::log_text::Untrusted;
 use crate::metrics::StoreOp;
 use crate::session::{PushError, SessionHandle};
+
+static TOO_LARGE: LogLimit =
+    LogLimit::warn("stored message larger than the receiver's transport carries");
 
 /// What a replay does next.
 enum Step {
@@ -289,18 +294,24 @@ impl Core {
         let mut messages = messages.into_iter();
         for message in messages.by_ref() {
             let mut packet = replay_packet(&message);
-            let body = self.encode(&mut packet);
             let origin = Origin::Stored(message.id);
-            match self.push_qos(handle, user, &message.fp, body, None, now, origin) {
+            let pushed = self
+                .hold(self.encode_vec(&mut packet))
+                .and_then(|body| self.push_qos(handle, user, &message.fp, body, None, now, origin));
+            match pushed {
                 Ok(()) => sent += 1,
                 Err(PushError::TooLarge { len, max }) => {
-                    tracing::warn!(to = %user, fp = %message.fp, len, max,
+                    if TOO_LARGE.allow() {
+                        tracing::warn!(to = %Untrusted(user.as_str()), fp = %Untrusted(message.fp.as_str()), len, max,
                         "stored message larger than the receiver's transport carries; it waits \
                          for a login over another transport, or its expiry");
+                    }
                     skipped.push(message.id);
                 }
                 Err(error) => {
-                    tracing::debug!(to = %user, %error, "replay paused: the session cannot take more");
+                    // Its queue is full, it is gone, or the server holds as much as it may
+                    // for it: the chores try again a moment later.
+                    tracing::debug!(to = %Untrusted(user.as_str()), %error, "replay paused: the session cannot take more");
                     unsent.push(message);
                     break;
                 }

@@ -1,21 +1,22 @@
 //! [`Core`]: what every protocol rule shares, and the small helpers they all use.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, PacketType, UserId};
 
 use hongyan_store::MessageStore;
 
-use super::s2c::S2cQueue;
+use super::queued::QueuedBytes;
+use super::s2c::{InFlightLimits, S2cQueue};
 use super::store_link::StoreLink;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::registry::Registry;
-use crate::session::SessionHandle;
+use crate::session::{Outbound, PushError, SessionHandle};
 
 /// Whether a session goes on after an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +30,16 @@ pub enum Flow {
 /// The server's protocol core: one per server, shared (behind an `Arc`) by every session.
 ///
 /// It holds the configuration, the application's hooks, the online registry, the
-/// retransmission queue, the C2S de-duplication window, the message store (if any), the
-/// metrics and the clock. Shared state sits behind short `std::sync::Mutex` sections that
-/// never span an `.await`.
+/// retransmission queue, the count of bytes held for delivery, the C2S de-duplication window,
+/// the message store (if any), the metrics and the clock. Shared state sits behind short
+/// `std::sync::Mutex` sections that never span an `.await`.
 pub struct Core {
     pub(crate) config: Config,
     pub(crate) hooks: Arc<dyn Hooks>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry,
     pub(crate) s2c: S2cQueue,
+    pub(crate) queued: QueuedBytes,
     pub(crate) metrics: Metrics,
     /// Where messages for users who cannot take them are kept; `None` with `store = off`.
     pub(crate) store: Option<StoreLink>,
@@ -53,7 +55,15 @@ impl Core {
         let now = clock.now();
         Self {
             c2s_dedup: Mutex::new(DedupWindow::new(config.dedup, now)),
-            s2c: S2cQueue::new(config.s2c_schedule),
+            s2c: S2cQueue::new(
+                config.s2c_schedule,
+                InFlightLimits {
+                    total: config.max_in_flight,
+                    per_user: config.max_in_flight_per_user,
+                    bytes_per_user: config.max_in_flight_bytes_per_user,
+                },
+            ),
+            queued: QueuedBytes::new(config.max_queued_bytes),
             registry: Registry::default(),
             next_session: AtomicU64::new(1),
             metrics: Metrics::new(&*hooks, now),
@@ -78,6 +88,7 @@ impl Core {
         ));
         self
     }
+
     pub(crate) fn next_session_id(&self) -> SessionId {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }
@@ -91,36 +102,85 @@ impl Core {
 
     /// Encodes a packet the server sends, stamping `sm` first when configured.
     pub(crate) fn encode(&self, packet: &mut Packet) -> Bytes {
+        Bytes::from(self.encode_vec(packet))
+    }
+
+    /// [`encode`](Self::encode) as a vector, for a body to [`hold`](Self::hold).
+    pub(crate) fn encode_vec(&self, packet: &mut Packet) -> Vec<u8> {
         if self.config.server_timestamp {
             packet.sm = self.clock.unix_millis();
         }
         let mut out = Vec::new();
         packet.encode_into(&mut out);
         self.metrics.packet_out(packet.kind, out.len());
-        Bytes::from(out)
+        out
+    }
+
+    /// A body for other sessions' queues and the retransmission queue, counted against
+    /// `max_queued_bytes` for as long as any of them holds it; refused (and counted) if it
+    /// does not fit. Messages are; kickouts and keepalive answers, small and few, are not.
+    pub(crate) fn hold(&self, body: Vec<u8>) -> Result<Bytes, PushError> {
+        self.queued.hold(body).ok_or_else(|| {
+            self.metrics.refused(Refusal::queued_bytes);
+            PushError::Overloaded
+        })
+    }
+
+    /// Queues `out` for another session, counting a refusal for a full queue.
+    pub(crate) fn push(&self, to: &SessionHandle, out: Outbound) -> Result<(), PushError> {
+        let pushed = to.push(out, &*self.clock);
+        if pushed == Err(PushError::SlowConsumer) {
+            self.metrics.refused(Refusal::outbox_full);
+        }
+        pushed
     }
 
     /// A retransmission carries a fresh `sm` when stamping is on (§6.2); otherwise the very
     /// bytes of the first transmission. Counts the retransmission and the packet it sends (the
-    /// retransmission queue holds data packets only).
-    pub(crate) fn restamp(&self, body: Bytes) -> Bytes {
+    /// retransmission queue holds data packets only). `None` if a fresh body does not fit in
+    /// `max_queued_bytes`: that retransmission is skipped.
+    pub(crate) fn restamp(&self, body: Bytes) -> Option<Bytes> {
         self.metrics.retransmission();
         if self.config.server_timestamp
             && let Ok(mut packet) = Packet::decode(&body)
         {
-            return self.encode(&mut packet);
+            let fresh = self.encode_vec(&mut packet);
+            return self.hold(fresh).ok();
         }
         self.metrics.packet_out(PacketType::CommonData, body.len());
-        body
+        Some(body)
     }
 
-    /// Records a C2S fingerprint seen at `now`; true the first time it is seen.
-    pub(crate) fn first_c2s(&self, user: &UserId, fp: &Fingerprint, now: Instant) -> bool {
-        let mut dedup = self
-            .c2s_dedup
+    fn c2s_dedup(&self) -> MutexGuard<'_, DedupWindow<(UserId, Fingerprint)>> {
+        self.c2s_dedup
             .lock()
-            .expect("dedup lock is never held across a panic-prone section");
+            .expect("dedup lock is never held across a panic-prone section")
+    }
+
+    /// Records a C2S fingerprint seen at `now`; true the first time it is seen. The window
+    /// counts the key's bytes towards its byte bound.
+    pub(crate) fn first_c2s(&self, user: &UserId, fp: &Fingerprint, now: Instant) -> bool {
+        let mut dedup = self.c2s_dedup();
         dedup.handle_timeout(now);
-        dedup.observe((user.clone(), fp.clone()), now)
+        let key_bytes = user.as_str().len() + fp.as_str().len();
+        dedup.observe_sized((user.clone(), fp.clone()), key_bytes, now)
+    }
+
+    /// The C2S window's next sweep, `None` while it is empty.
+    pub(crate) fn poll_c2s_sweep(&self) -> Option<Instant> {
+        let dedup = self.c2s_dedup();
+        (!dedup.is_empty()).then(|| dedup.poll_timeout())
+    }
+
+    /// Sweeps the C2S window if its sweep is due at `now`.
+    pub(crate) fn sweep_c2s(&self, now: Instant) {
+        self.c2s_dedup().handle_timeout(now);
+    }
+
+    /// Fingerprints in the C2S window, and what they cost.
+    #[cfg(test)]
+    pub(crate) fn c2s_window(&self) -> (usize, usize) {
+        let dedup = self.c2s_dedup();
+        (dedup.len(), dedup.bytes())
     }
 }

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::core::{Core, Flow};
+use crate::log_text::Untrusted;
+use crate::metrics::Refusal;
 use crate::pipe::Pipe;
 use crate::session::{Outbox, Session};
 
@@ -67,6 +69,8 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                 // flushed, so a burst of packets is answered with one write; the clock is
                 // read once for the batch.
                 let now = core.clock.now();
+                // Handling counts as traffic, so this is the deadline while it runs.
+                let due = core.deadline_after_inbound(&session, now);
                 let mut next = inbound;
                 let mut handled = 0;
                 let flow = loop {
@@ -75,12 +79,12 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                             handled += 1;
                             let handling =
                                 Box::pin(core.handle_packet(&mut session, &mut pipe, &body, now));
-                            if unless_closed(&close, handling).await != Some(Flow::Continue) {
+                            if within(&core, &close, due, handling).await != Some(Flow::Continue) {
                                 break Flow::Close;
                             }
                         }
                         Some(Err(e)) => {
-                            tracing::debug!(error = %e, "closing on bad input");
+                            tracing::debug!(error = %Untrusted(&e.to_string()), "closing on bad input");
                             error = Some(e);
                             break Flow::Close;
                         }
@@ -97,24 +101,25 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                         None => break Flow::Continue,
                     }
                 };
-                if flow == Flow::Close || !flushed(&close, &mut pipe).await {
+                if flow == Flow::Close || !flushed(&core, &close, &session, &mut pipe).await {
                     break;
                 }
             }
             Some(first) = outbox.recv() => {
+                let due = core.poll_session_timeout(&session);
                 let mut next = Some(first);
                 let mut written = 0;
                 let mut flow = Flow::Continue;
                 while let Some(out) = next.take() {
                     let writing = Box::pin(core.handle_outbound(&mut session, &mut pipe, out));
-                    flow = unless_closed(&close, writing).await.unwrap_or(Flow::Close);
+                    flow = within(&core, &close, due, writing).await.unwrap_or(Flow::Close);
                     written += 1;
                     if flow == Flow::Close || written == WRITE_BATCH {
                         break;
                     }
                     next = outbox.try_recv();
                 }
-                if flow == Flow::Close || !flushed(&close, &mut pipe).await {
+                if flow == Flow::Close || !flushed(&core, &close, &session, &mut pipe).await {
                     break;
                 }
             }
@@ -125,23 +130,48 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                 deadline.as_mut().reset(core.poll_session_timeout(&session).into());
             }
         }
+        // Traffic only moves the deadline later, which the timer finds out when it fires; a
+        // session that lost its user (a kicked UDP pseudo-session) may now have an earlier one.
+        let due = tokio::time::Instant::from(core.poll_session_timeout(&session));
+        if due < deadline.deadline() {
+            deadline.as_mut().reset(due);
+        }
     }
     core.close_session(&mut session);
     let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;
 }
 
-/// Runs `work` (which may write) unless the session is closed first: a peer that stopped
-/// reading must not hold its session in a write for ever (see `SessionHandle::push`). Biased,
-/// so a write that completes at once never polls the token.
-async fn unless_closed<T>(close: &CancellationToken, work: impl Future<Output = T>) -> Option<T> {
+/// Runs `work` (which may write, or wait for a hook) unless the session is closed first or
+/// its deadline `due` passes: a peer that stopped reading must hold its session in a write
+/// neither for ever (see `SessionHandle::push`) nor past the idle expiry or login deadline
+/// it would have met had it been silent. Biased, so work that completes at once never polls
+/// the token or the timer.
+async fn within<T>(
+    core: &Core,
+    close: &CancellationToken,
+    due: hongyan_shared::Instant,
+    work: impl Future<Output = T>,
+) -> Option<T> {
     tokio::select! {
         biased;
         done = work => Some(done),
         () = close.cancelled() => None,
+        () = sleep_until(due.into()) => {
+            core.metrics.refused(Refusal::write_timeout);
+            tracing::debug!("still blocked at the session's deadline");
+            None
+        }
     }
 }
 
-/// Writes everything queued; false if that failed or the session was closed meanwhile.
-async fn flushed<P: Pipe>(close: &CancellationToken, pipe: &mut P) -> bool {
-    matches!(unless_closed(close, pipe.flush()).await, Some(Ok(())))
+/// Writes everything queued; false if that failed, or the session was closed or reached
+/// its deadline meanwhile.
+async fn flushed<P: Pipe>(
+    core: &Core,
+    close: &CancellationToken,
+    session: &Session,
+    pipe: &mut P,
+) -> bool {
+    let due = core.poll_session_timeout(session);
+    matches!(within(core, close, due, pipe.flush()).await, Some(Ok(())))
 }

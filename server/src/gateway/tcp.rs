@@ -14,7 +14,11 @@ use tokio_util::task::TaskTracker;
 
 use super::driver;
 use crate::core::Core;
+use crate::log_limit::LogLimit;
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
+
+static REFUSED: LogLimit = LogLimit::warn("connection limit reached; tcp connection refused");
 
 /// Bytes read per `read` call: enough for a burst of packets in one system call.
 const READ_CHUNK: usize = 4096;
@@ -107,7 +111,7 @@ impl Pipe for TcpPipe {
 }
 
 /// Accepts connections until shutdown, one task per connection, at most as many as `limiter`
-/// has permits (shared with the WebSocket gateway).
+/// has permits (shared with the HTTP listener, WebSocket sessions included).
 pub(crate) async fn serve(
     listener: TcpListener,
     core: Arc<Core>,
@@ -130,7 +134,10 @@ pub(crate) async fn serve(
             },
         };
         let Ok(permit) = limiter.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; tcp connection refused");
+            core.metrics.refused(Refusal::connection_limit);
+            if REFUSED.allow() {
+                tracing::warn!(%peer, "connection limit reached; tcp connection refused");
+            }
             continue;
         };
         // Linux hands out accepted sockets with the listener's TCP_NODELAY (see `bind_tcp`).

@@ -1,5 +1,13 @@
 //! The UDP gateway (§3.2): one packet per datagram on one socket, and a pseudo-session per
 //! remote address, each run by the same session loop as TCP and WebSocket.
+//!
+//! A source address is free to forge, so an address earns a lasting pseudo-session only by
+//! logging in. Before that, a datagram from a new address gets a pseudo-session only for as
+//! long as answering it takes: the core answers it (a 301, a login verified and answered,
+//! never more bytes than the datagram had) and, unless it logged the address in, the session
+//! ends with that answer. Those brief sessions have a small table of their own,
+//! `max_udp_unauthenticated`, inside `max_udp_sessions`, so datagrams from forged addresses,
+//! however many, never take the room of logged-in users.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,8 +21,12 @@ use tokio_util::task::TaskTracker;
 
 use super::driver;
 use crate::core::Core;
+use crate::log_limit::LogLimit;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
+
+static REFUSED: LogLimit = LogLimit::warn("udp pseudo-session limit reached; datagram dropped");
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
 /// Room for a client's whole QoS window and then some (the channel allocates as it fills).
@@ -29,14 +41,42 @@ type Inbox = Mailbox<Result<Bytes, PipeError>>;
 /// The pseudo-sessions by remote address.
 #[derive(Default)]
 pub(crate) struct UdpSessions {
-    map: Mutex<HashMap<SocketAddr, Inbox>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<SocketAddr, Entry>,
+    /// Entries whose address has not logged in.
+    unauthenticated: usize,
+}
+
+struct Entry {
+    inbox: Inbox,
+    logged_in: bool,
 }
 
 impl UdpSessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Inbox>> {
-        self.map
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table
             .lock()
             .expect("udp session lock is never held across a panic-prone section")
+    }
+}
+
+impl Table {
+    /// Forgets `peer`'s entry if it is still `inbox`'s.
+    fn remove(&mut self, peer: &SocketAddr, inbox: &Inbox) {
+        let current = self
+            .entries
+            .get(peer)
+            .is_some_and(|e| e.inbox.same_mailbox(inbox));
+        if current
+            && let Some(entry) = self.entries.remove(peer)
+            && !entry.logged_in
+        {
+            self.unauthenticated -= 1;
+        }
     }
 }
 
@@ -47,6 +87,10 @@ pub(crate) struct UdpPipe {
     inbox: MailboxReceiver<Result<Bytes, PipeError>>,
     sessions: Arc<UdpSessions>,
     me: Inbox,
+    /// Whether the first datagram has been handed to the core.
+    answered: bool,
+    /// Whether the address logged in; until then the session lasts one datagram.
+    logged_in: bool,
 }
 
 impl Pipe for UdpPipe {
@@ -55,7 +99,14 @@ impl Pipe for UdpPipe {
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes, PipeError>> {
-        self.inbox.recv().await
+        if self.answered && !self.logged_in {
+            // The first datagram was answered and did not log the address in: forget it.
+            return None;
+        }
+        // Marked once a datagram is handed over, not before: this future may be cancelled.
+        let datagram = self.inbox.recv().await;
+        self.answered = true;
+        datagram
     }
 
     async fn send(&mut self, body: Bytes) -> Result<(), PipeError> {
@@ -69,18 +120,28 @@ impl Pipe for UdpPipe {
 
     async fn close(self, _error: Option<PipeError>) {
         // Closing a pseudo-session only forgets it; nothing is sent (§3.2).
-        let mut map = self.sessions.lock();
-        if map
-            .get(&self.peer)
-            .is_some_and(|tx| tx.same_mailbox(&self.me))
+        self.sessions.lock().remove(&self.peer, &self.me);
+    }
+
+    fn logged_in(&mut self) {
+        if self.logged_in {
+            return;
+        }
+        self.logged_in = true;
+        let mut table = self.sessions.lock();
+        let table = &mut *table;
+        if let Some(entry) = table.entries.get_mut(&self.peer)
+            && entry.inbox.same_mailbox(&self.me)
+            && !entry.logged_in
         {
-            map.remove(&self.peer);
+            entry.logged_in = true;
+            table.unauthenticated -= 1;
         }
     }
 }
 
-/// Reads datagrams until shutdown and routes each to its address's pseudo-session, creating
-/// one for a new address that sent a well-formed packet.
+/// Reads datagrams until shutdown and routes each to its address's pseudo-session, opening
+/// one, for as long as answering it takes, for a new address that sent a well-formed packet.
 pub(crate) async fn serve(
     socket: UdpSocket,
     core: Arc<Core>,
@@ -124,7 +185,7 @@ pub(crate) async fn serve(
         } else {
             Ok(Bytes::copy_from_slice(&buf[..len]))
         };
-        let existing = sessions.lock().get(&peer).cloned();
+        let existing = sessions.lock().entries.get(&peer).map(|e| e.inbox.clone());
         if let Some(inbox) = existing {
             match inbox.push(item, || core.clock.now()) {
                 Ok(()) => continue,
@@ -134,7 +195,7 @@ pub(crate) async fn serve(
                 }
                 Err(Refused::Closed(item)) => {
                     // The session ended between lookup and send: start afresh below.
-                    sessions.lock().remove(&peer);
+                    sessions.lock().remove(&peer, &inbox);
                     open(&core, &socket, &sessions, &shutdown, &tracker, peer, item);
                 }
             }
@@ -160,12 +221,26 @@ fn open(
     }
     let (tx, rx) = Mailbox::new(INBOX);
     {
-        let mut map = sessions.lock();
-        if map.len() >= core.config.max_udp_sessions {
-            tracing::warn!(%peer, "udp pseudo-session limit reached; datagram dropped");
+        let mut table = sessions.lock();
+        let config = &core.config;
+        if table.entries.len() >= config.max_udp_sessions
+            || table.unauthenticated >= config.max_udp_unauthenticated
+        {
+            drop(table);
+            core.metrics.refused(Refusal::udp_session_limit);
+            if REFUSED.allow() {
+                tracing::warn!(%peer, "udp pseudo-session limit reached; datagram dropped");
+            }
             return;
         }
-        map.insert(peer, tx.clone());
+        table.entries.insert(
+            peer,
+            Entry {
+                inbox: tx.clone(),
+                logged_in: false,
+            },
+        );
+        table.unauthenticated += 1;
     }
     let _ = tx.push(Ok(body), || core.clock.now());
     let pipe = UdpPipe {
@@ -175,6 +250,8 @@ fn open(
         inbox: rx,
         sessions: sessions.clone(),
         me: tx,
+        answered: false,
+        logged_in: false,
     };
     let core = core.clone();
     let shutdown = shutdown.clone();

@@ -3,16 +3,19 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use hongyan_shared::Transport;
 
 use super::driver;
+use crate::http::listen::ConnectionPermit;
 use crate::http::state::HttpState;
+use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 /// tungstenite reads into a 128 KiB buffer by default, allocated when the connection opens
@@ -90,16 +93,26 @@ fn classify(error: axum::Error, max: usize) -> PipeError {
     }
 }
 
-/// `GET /websocket`: upgrades to a MobileIMSDK session (no subprotocol, no compression).
+/// `GET /websocket`: upgrades to a MobileIMSDK session (no subprotocol, no compression), from
+/// an allowed Origin (`ws_allowed_origins`). The session keeps the connection's permit of the
+/// connection limit, so it counts once; a connection beyond the limit never gets here (the
+/// HTTP listener answers it 503).
 pub(crate) async fn upgrade(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(permit): Extension<ConnectionPermit>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "connection limit reached; websocket refused");
-        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
-    };
+    if let Some(allowed) = &state.core.config.ws_allowed_origins {
+        let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let origin = text(header::ORIGIN);
+        if !allowed.allows(origin, text(header::HOST)) {
+            state.core.metrics.refused(Refusal::ws_origin);
+            tracing::debug!(%peer, ?origin, "websocket upgrade from an origin not allowed");
+            return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+        }
+    }
     let max_message = state.core.config.ws_max_message;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)

@@ -250,6 +250,46 @@ label_values! {
 }
 
 label_values! {
+    /// `reason`: what the server turned away or refused because a bound was reached or a
+    /// rule was broken (§8.1), each a counted event rather than a log line.
+    pub(crate) enum Refusal {
+        /// A TCP or HTTP connection beyond `max_connections` (an HTTP one is answered from
+        /// the probe reserve: probes as usual, anything else 503; or closed if that is full).
+        connection_limit,
+        /// An HTTP connection that did not complete a request head within
+        /// `http_header_timeout_secs` of being accepted, closed.
+        header_timeout,
+        /// A WebSocket upgrade from an Origin `ws_allowed_origins` does not list: 403.
+        ws_origin,
+        /// A UDP datagram from an address without a pseudo-session, dropped: the table (or
+        /// its share for unauthenticated addresses) is full.
+        udp_session_limit,
+        /// An answer to an unauthenticated UDP datagram that was not sent because even its
+        /// compact form is larger than the datagram (a login is then ignored).
+        udp_amplification,
+        /// A login whose user id is longer than 256 bytes (ignored like one without an id),
+        /// or a message to such a user id (no such user can log in; not acknowledged).
+        user_id_too_long,
+        /// A session closed for not logging in within `login_timeout_secs`.
+        login_timeout,
+        /// A session closed because a write to it (or a hook it waited for) was still
+        /// unfinished at its idle expiry or login deadline.
+        write_timeout,
+        /// A QoS data packet whose fingerprint is longer than 128 bytes (not acknowledged).
+        fingerprint_too_long,
+        /// A packet for a session whose queue was full (`outbox_capacity`).
+        outbox_full,
+        /// A QoS packet for a user with `max_in_flight_per_user` packets or
+        /// `max_in_flight_bytes_per_user` bytes awaiting acknowledgement.
+        user_in_flight,
+        /// A QoS packet while `max_in_flight` packets awaited acknowledgement server-wide.
+        in_flight,
+        /// A packet while `max_queued_bytes` were held for delivery server-wide.
+        queued_bytes,
+    }
+}
+
+label_values! {
     /// `result` of handing a message to the message store.
     pub(crate) enum PutResult {
         /// Committed: the sender may be acknowledged.
@@ -325,6 +365,12 @@ pub(crate) struct ByStored {
     pub(crate) stored: bool,
 }
 
+/// The label set `{reason}` of refusals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByRefusal {
+    pub(crate) reason: Refusal,
+}
+
 /// The label set `{result}` of store puts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByPutResult {
@@ -362,6 +408,7 @@ mod tests {
         check::<KickReason>();
         check::<PutResult>();
         check::<StoreOp>();
+        check::<Refusal>();
         check::<bool>();
     }
 }

@@ -28,10 +28,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use self::labels::{
-    ByDirection, ByKickReason, ByReceivedType, ByResult, BySentType, ByStored, ByTransport,
-    LabelValue, PerValue, Received, Sent,
+    ByDirection, ByKickReason, ByReceivedType, ByRefusal, ByResult, BySentType, ByStored,
+    ByTransport, LabelValue, PerValue, Received, Sent,
 };
-pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, StoreOp};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal, StoreOp};
 pub(crate) use self::store::StoreMetrics;
 use crate::hooks::Hooks;
 
@@ -83,8 +83,10 @@ pub(crate) struct Metrics {
     registry: Registry,
     started: Instant,
     connections: PerTransport<Gauge>,
+    http_connections: Gauge,
     online: PerTransport<Gauge>,
     qos_in_flight: Gauge,
+    queued_bytes: Gauge,
     logins: PerValue<LoginResult, Counter>,
     packets_in: PerValue<Received, Counter>,
     bytes_in: PerValue<Received, Counter>,
@@ -97,6 +99,7 @@ pub(crate) struct Metrics {
     qos_lost: Counter,
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
+    refused: PerValue<Refusal, Counter>,
     /// The message store's series, when the server has a store.
     pub(crate) store: Option<StoreMetrics>,
 }
@@ -111,6 +114,12 @@ impl Metrics {
             "connections",
             "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
         );
+        let http_connections = Gauge::default();
+        r.register(
+            "http_connections",
+            "Open HTTP connections (a WebSocket counts under hongyan_connections once upgraded)",
+            http_connections.clone(),
+        );
         let online = per_transport(
             r,
             "online_users",
@@ -121,6 +130,14 @@ impl Metrics {
             "qos_in_flight",
             "Server-to-client QoS packets awaiting acknowledgement",
             qos_in_flight.clone(),
+        );
+        let queued_bytes = Gauge::default();
+        r.register_with_unit(
+            "queued",
+            "Bytes of packets held for delivery: queued for sessions or awaiting a QoS \
+             acknowledgement (bounded by max_queued_bytes)",
+            Unit::Bytes,
+            queued_bytes.clone(),
         );
         let logins = family(r, "logins", "Logins by result", None, |result| ByResult {
             result,
@@ -193,13 +210,22 @@ impl Metrics {
             None,
             |reason| ByKickReason { reason },
         );
+        let refused = family(
+            r,
+            "refused",
+            "Connections, upgrades, logins, datagrams and packets the server turned away or refused, by reason",
+            None,
+            |reason| ByRefusal { reason },
+        );
         hooks.register_metrics(&mut registry);
         Self {
             registry,
             started,
             connections,
+            http_connections,
             online,
             qos_in_flight,
+            queued_bytes,
             logins,
             packets_in,
             bytes_in,
@@ -212,6 +238,7 @@ impl Metrics {
             qos_lost,
             dedup_hits,
             kickouts,
+            refused,
             store: None,
         }
     }
@@ -227,6 +254,17 @@ impl Metrics {
         let gauge = self.connections.get(transport).clone();
         gauge.inc();
         ConnectionGuard(gauge)
+    }
+
+    /// Counts an open HTTP connection until the returned guard is dropped.
+    pub(crate) fn http_connection(&self) -> ConnectionGuard {
+        self.http_connections.inc();
+        ConnectionGuard(self.http_connections.clone())
+    }
+
+    /// The server turned something away for `reason`.
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.refused.get(reason).inc();
     }
 
     /// A packet body of `len` bytes arrived; `kind` is `None` if it did not decode.
@@ -306,20 +344,26 @@ impl Metrics {
 
     /// Encodes every series in the OpenMetrics text format, after refreshing the gauges that
     /// mirror state owned elsewhere.
-    pub(crate) fn render(&self, online: PerTransport<usize>, in_flight: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        online: PerTransport<usize>,
+        in_flight: usize,
+        queued_bytes: usize,
+    ) -> String {
         let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         set(&self.online.tcp, online.tcp);
         set(&self.online.udp, online.udp);
         set(&self.online.ws, online.ws);
-        self.qos_in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        set(&self.qos_in_flight, in_flight);
+        set(&self.queued_bytes, queued_bytes);
         let mut out = String::with_capacity(8192);
         text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
 
-/// Keeps a session counted in `hongyan_connections` while it lives.
+/// Keeps a session counted in `hongyan_connections` (or an HTTP connection in
+/// `hongyan_http_connections`) while it lives.
 pub(crate) struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {

@@ -12,6 +12,9 @@ use super::contract::{Envelope, Event, EventBatch};
 use super::endpoint::Endpoint;
 use super::metrics::DropReason;
 use crate::clock::{Clock, SystemClock};
+use crate::log_limit::LogLimit;
+
+static UNDELIVERED: LogLimit = LogLimit::warn("webhook events could not be delivered");
 
 /// Most events in one request.
 const MAX_BATCH: usize = 256;
@@ -85,7 +88,9 @@ async fn deliver(
         match caller.post(Endpoint::events, &body).await {
             Ok(_) => caller.metrics.delivered(batch.len()),
             Err(error) => {
-                tracing::warn!(%error, dropped = batch.len(), "webhook events could not be delivered");
+                if UNDELIVERED.allow() {
+                    tracing::warn!(%error, dropped = batch.len(), "webhook events could not be delivered");
+                }
                 caller
                     .metrics
                     .dropped(DropReason::delivery_failed, batch.len());

@@ -41,6 +41,11 @@ use self::endpoint::Endpoint;
 use self::events::EventQueue;
 use self::metrics::WebhookMetrics;
 use crate::hooks::{Hooks, LoggingHooks, LoginRequest, SessionInfo};
+use crate::log_limit::LogLimit;
+use crate::log_text::Untrusted;
+
+static VERIFY_FAILED: LogLimit = LogLimit::warn("login verification webhook failed; login refused");
+static OFFLINE_FAILED: LogLimit = LogLimit::warn("offline webhook failed; message not stored");
 
 /// The login code sent to a client when its login could not be verified because the
 /// verification webhook failed. Applications refuse with codes ≥ 1025; this one is reserved
@@ -96,8 +101,10 @@ impl Hooks for WebhookHooks {
         match answer.and_then(|body| parse::<VerifyResponse>(&body)) {
             Ok(VerifyResponse { code }) => code,
             Err(error) => {
-                tracing::warn!(user = %login.user_id, %error, code = VERIFY_UNAVAILABLE,
-                    "login verification webhook failed; login refused");
+                if VERIFY_FAILED.allow() {
+                    tracing::warn!(user = %Untrusted(login.user_id.as_str()), %error, code = VERIFY_UNAVAILABLE,
+                        "login verification webhook failed; login refused");
+                }
                 VERIFY_UNAVAILABLE
             }
         }
@@ -141,8 +148,11 @@ impl Hooks for WebhookHooks {
         match answer.and_then(|body| parse::<OfflineResponse>(&body)) {
             Ok(OfflineResponse { stored }) => stored,
             Err(error) => {
-                tracing::warn!(from = request.from, to = request.to, fp = ?request.fp, %error,
-                    "offline webhook failed (without a message store, the message is not kept)");
+                if OFFLINE_FAILED.allow() {
+                    tracing::warn!(from = %Untrusted(&request.from), to = %Untrusted(&request.to),
+                        fp = ?request.fp.as_deref().map(Untrusted), %error,
+                        "offline webhook failed (without a message store, the message is not kept)");
+                }
                 false
             }
         }

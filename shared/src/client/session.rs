@@ -209,6 +209,10 @@ impl ClientSession {
             self.transmit(packet);
         } else {
             self.unsent.push(packet);
+            debug_assert!(
+                self.unsent.len() <= self.send_queue.len(),
+                "only pending QoS messages wait for the login"
+            );
         }
         Ok(fp)
     }
@@ -265,7 +269,8 @@ impl ClientSession {
             if !self.is_refused_login(&packet) {
                 let ack = Packet::ack(packet.to_str(), packet.from_str(), &fp, packet.bridge);
                 self.transmit(ack);
-                if !self.dedup.observe(fp, now) {
+                let key_bytes = fp.as_str().len();
+                if !self.dedup.observe_sized(fp, key_bytes, now) {
                     return;
                 }
             }

@@ -160,6 +160,21 @@ impl Packet {
 
     /// Appends the packet's JSON (§1.2: Gson's key order and escapes) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.fields().encode(out);
+    }
+
+    /// The packet's compact JSON, which the server sends where the full form would be too
+    /// large (§4.5, §3.2): the members a client reads — `type`, `dataContent`, `from`, `to`,
+    /// `fp`, and `bridge` and `QoS` when true — in the usual order and escapes, without
+    /// `typeu` and `sm`. Clients read missing keys as zero values (§1.3), which for a
+    /// framework packet (types 50–54) changes nothing they look at.
+    pub fn to_compact_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.data_content.as_ref().map_or(0, String::len));
+        self.fields().encode_compact(&mut out);
+        out
+    }
+
+    fn fields(&self) -> WireFields<'_> {
         WireFields {
             bridge: self.bridge,
             kind: self.kind,
@@ -171,7 +186,6 @@ impl Packet {
             typeu: self.typeu,
             sm: self.sm,
         }
-        .encode(out);
     }
 
     /// The packet's JSON as the reference emits it.

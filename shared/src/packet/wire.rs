@@ -62,4 +62,22 @@ impl WireFields<'_> {
         w.int("sm", self.sm);
         w.end();
     }
+
+    /// Appends the compact JSON object to `out`: `type`, `dataContent`, `from`, `to` and `fp`,
+    /// with `bridge` and `QoS` only when true; `typeu` and `sm` are left out.
+    pub(super) fn encode_compact(&self, out: &mut Vec<u8>) {
+        let mut w = JsonWriter::begin(out);
+        if self.bridge {
+            w.bool("bridge", true);
+        }
+        w.int("type", i64::from(self.kind.code()));
+        w.str("dataContent", self.data_content);
+        w.str("from", self.from);
+        w.str("to", self.to);
+        w.str("fp", self.fp);
+        if self.qos {
+            w.bool("QoS", true);
+        }
+        w.end();
+    }
 }

@@ -4,5 +4,5 @@
 mod dedup;
 mod send_queue;
 
-pub use dedup::{DedupConfig, DedupWindow};
+pub use dedup::{DEDUP_BYTES_PER_ENTRY, DEDUP_ENTRY_OVERHEAD, DedupConfig, DedupWindow};
 pub use send_queue::{Retransmit, RetransmitSchedule, SendQueue};

@@ -43,7 +43,7 @@ fn a_silent_session_expires_and_traffic_moves_its_deadline() {
 fn each_transport_expires_after_its_own_sense_mode() {
     let h = Harness::with(|c| c.tcp_sense_mode = Some(hongyan_shared::SenseMode::S60));
     for transport in [Transport::Tcp, Transport::Udp, Transport::WebSocket] {
-        let peer = h.open(transport);
+        let peer = h.online(transport, &format!("user-{transport}"));
         assert_eq!(
             h.core.poll_session_timeout(&peer.session) - h.now(),
             h.core.config.idle_expiry(transport),

@@ -151,6 +151,8 @@ fn a_stale_instance_is_refused_with_a_kickout() {
         (Transport::Udp, Flow::Continue),
     ] {
         let h = Harness::new();
+        // A `firstLoginTime` the server cannot have answered yet would count as now.
+        h.advance(std::time::Duration::from_secs(1));
         let mut current = h.open(Transport::Tcp);
         h.login(&mut current, "alice", T0 + 50);
         let mut stale = h.open(transport);
@@ -197,4 +199,37 @@ fn a_duplicate_login_closes_an_old_connection_whose_queue_cannot_take_the_kickou
     h.login(&mut new, "carol", 0);
     assert!(!old.session.is_closing());
     assert_eq!(h.deliver(&mut old), Flow::Continue);
+}
+
+#[test]
+fn a_first_login_time_after_the_servers_clock_counts_as_now() {
+    let h = Harness::new();
+    // Mallory claims an instance from the far future, which would make every later
+    // instance's re-login look stale (§4.3).
+    let mut mallory = h.open(Transport::Tcp);
+    let (_, response) = h.login(&mut mallory, "alice", i64::MAX);
+    assert_eq!(
+        response.first_login_time, T0,
+        "answered with the server's clock"
+    );
+    let online = h.handle().online_info(&"alice".into()).unwrap();
+    assert_eq!(online.first_login_time, T0);
+    // An instance the server answered after that re-logs in: a newer instance, not stale.
+    h.advance(std::time::Duration::from_secs(10));
+    let mut alice = h.open(Transport::Tcp);
+    let (flow, response) = h.login(&mut alice, "alice", T0 + 5_000);
+    assert_eq!((flow, response.code), (Flow::Continue, codes::OK));
+    assert_eq!(response.first_login_time, T0 + 5_000);
+    assert_eq!(
+        h.handle().online_info(&"alice".into()).unwrap().session,
+        alice.session.info()
+    );
+    // A real client re-logging in with the time it was answered is still the same instance.
+    let mut again = h.open(Transport::Tcp);
+    h.login(&mut again, "alice", T0 + 5_000);
+    assert_eq!(
+        h.deliver(&mut alice),
+        Flow::Continue,
+        "displaced, not kicked"
+    );
 }

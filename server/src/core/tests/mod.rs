@@ -7,8 +7,12 @@
 //! - `messages`: C2S, C2C, ACK matching, QoS without a fingerprint.
 //! - `kickout`: what each kind of pipe does with a kickout.
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
+//! - `amplification`: answers to a spoofable peer that has not logged in, login included.
+//! - `bounds`: what is refused once a bound is reached; the login deadline.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
 
+mod amplification;
+mod bounds;
 mod deadlines;
 mod dispatch;
 mod harness;

@@ -384,3 +384,26 @@ fn a_replay_the_sessions_queue_cannot_take_goes_on_once_it_drained() {
         "pumped again by the store chores"
     );
 }
+
+#[test]
+fn what_the_bounds_refuse_is_stored_instead_and_replayed_once_there_is_room() {
+    let h = Harness::with_store(|c| c.max_in_flight_per_user = 1);
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut bob = h.online(Transport::Tcp, "bob");
+    send_all(&h, &mut alice, "bob", &["fp-1", "fp-2"]);
+    assert_eq!(
+        h.stored("bob"),
+        1,
+        "fp-2 did not fit in bob's share: stored, and acknowledged"
+    );
+    assert_eq!(replayed(&h, &mut bob), ["fp-1"]);
+    ack(&h, &mut bob, "bob", "alice", "fp-1");
+    // The replay waits for room, then the store chores send fp-2.
+    let due = h.core.poll_store_timeout().expect("the replay is retried");
+    h.advance(due.saturating_duration_since(h.now()));
+    h.chores();
+    assert_eq!(replayed(&h, &mut bob), ["fp-2"]);
+    ack(&h, &mut bob, "bob", "alice", "fp-2");
+    h.chores();
+    assert_eq!(h.stored("bob"), 0);
+}

@@ -1,0 +1,25 @@
+//! What hongyan's fuzz targets share: the captured packets they start from, the clock they move,
+//! and the operations the state-machine targets are driven by.
+//!
+//! Each target in `fuzz_targets/` is one file that states, in its doc comment, the property it
+//! checks; libFuzzer (through cargo-fuzz) feeds it inputs and reports any panic as a crash.
+//! `scripts/fuzz` runs them; `docs/RELIABILITY.md` records how long and what they found.
+//!
+//! # Layout
+//! - [`samples`]: the MobileIMSDK packets captured on the wire
+//!   (`shared/tests/vectors/wire-samples.txt`), as bodies, TCP frames and payload documents:
+//!   the seed corpora and the "real packet" operations of the state-machine targets.
+//! - [`clock`]: a clock that only moves forward, by amounts taken from the input.
+//! - [`session_input`]: the operations that drive a client session, decoded from the input
+//!   with `arbitrary`.
+//! - [`seeds`]: the seed corpus of each target, written to `fuzz/seeds/` by
+//!   `cargo run --example seeds`.
+//!
+//! A target for another state machine (the server core on its injected clock, a gateway's
+//! message handling) is one more file in `fuzz_targets/` with, if it needs one, its own
+//! operations module here beside [`session_input`], reusing [`samples`] and [`clock`].
+
+pub mod clock;
+pub mod samples;
+pub mod seeds;
+pub mod session_input;
