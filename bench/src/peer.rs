@@ -90,10 +90,16 @@ pub(crate) struct Peer {
     session: ClientSession,
     scratch: Vec<u8>,
     read_batch: usize,
+    /// Messages that arrived while logging in (a server replays stored messages right after
+    /// the login response), for the role that pumps the peer next.
+    early: Vec<ClientEvent>,
 }
 
-/// Waits for the login's answer.
-struct Login;
+/// Waits for the login's answer, keeping messages that arrive with it.
+#[derive(Default)]
+struct Login {
+    early: Vec<ClientEvent>,
+}
 
 impl Role for Login {
     fn on_event(
@@ -106,6 +112,10 @@ impl Role for Login {
             ClientEvent::StateChanged(ConnectionState::Online) => Ok(true),
             ClientEvent::LoginResponse { code, .. } if code != 0 => {
                 Err(Failure::LoginRefused(code))
+            }
+            message @ ClientEvent::MessageReceived(_) => {
+                self.early.push(message);
+                Ok(false)
             }
             other => no_surprise(other).map(|()| false),
         }
@@ -155,9 +165,12 @@ impl Peer {
             session,
             scratch: Vec::with_capacity(512),
             read_batch: if dial.batch { READ_BATCH } else { 1 },
+            early: Vec::new(),
         };
-        peer.pump(&mut Login, &CancellationToken::new(), Some(deadline))
+        let mut login = Login::default();
+        peer.pump(&mut login, &CancellationToken::new(), Some(deadline))
             .await?;
+        peer.early = login.early;
         if peer.session.state() == ConnectionState::Online {
             Ok(peer)
         } else {
@@ -173,7 +186,13 @@ impl Peer {
         stop: &CancellationToken,
         deadline: Option<Instant>,
     ) -> Result<(), Failure> {
-        let far = Instant::now() + Duration::from_secs(3600);
+        let now = Instant::now();
+        for event in std::mem::take(&mut self.early) {
+            if role.on_event(event, &mut self.session, now)? {
+                return Ok(());
+            }
+        }
+        let far = now + Duration::from_secs(3600);
         let timer = tokio::time::sleep_until(far.into());
         tokio::pin!(timer);
         let mut armed = far;

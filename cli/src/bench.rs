@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use hongyan_bench::{
-    BenchOptions, C2cOptions, IdleOptions, S2cOptions, Scenario, ServerUnderTest, SpawnedServer,
-    Spawner, Targets,
+    BenchOptions, C2cOptions, IdleOptions, OfflineOptions, S2cOptions, Scenario, ServerUnderTest,
+    SpawnedServer, Spawner, Targets,
 };
+use hongyan_server::hongyan_store::StoreSpec;
 use hongyan_server::{BearerToken, Config, Hooks, Server};
 use hongyan_shared::{SenseMode, Transport};
 
@@ -79,6 +80,11 @@ pub struct BenchArgs {
     /// writes, and the generator needs about twice the CPU.
     #[arg(long, global = true)]
     pub unbatched: bool,
+    /// The message store of the `--spawn`ed server: `sqlite` (a file in a temporary directory,
+    /// removed after the run, fsync'd as `hongyan serve`'s), `sqlite:PATH`, `postgres://…`,
+    /// `memory` or `off`. A running server uses its own.
+    #[arg(long, value_name = "STORE", default_value = "sqlite", global = true)]
+    pub store: StoreSpec,
     /// The server's admin token, for `s2c` (pushes through the HTTP API at `--ws`).
     #[arg(
         long,
@@ -102,6 +108,10 @@ pub enum ScenarioArgs {
     /// `--spawn`) to R online receivers: pushes/s, API and delivery latency, loss, server CPU
     /// per 10,000 delivered.
     S2c(S2cArgs),
+    /// S senders to R offline receivers (each message stored before it is acknowledged), then
+    /// the receivers log in and drain: stored/s, replayed/s, server CPU per 10,000 in each
+    /// phase. Against a running server, give each run its own `--user-prefix`.
+    Offline(OfflineArgs),
 }
 
 /// `hongyan bench idle` options.
@@ -170,6 +180,32 @@ pub struct S2cArgs {
     pub login_timeout: u64,
 }
 
+/// `hongyan bench offline` options.
+#[derive(Debug, Clone, Args)]
+pub struct OfflineArgs {
+    /// Senders, logged in over `--transport`.
+    #[arg(long, short = 's', default_value_t = 200)]
+    pub senders: usize,
+    /// Receivers, offline while the senders send; each sender sends to them in turn.
+    #[arg(long, short = 'r', default_value_t = 1000)]
+    pub receivers: usize,
+    /// QoS messages in flight per sender (sent, not yet acknowledged).
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub window: usize,
+    /// Seconds of sending.
+    #[arg(long, short = 'd', default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes of `dataContent` per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds allowed for the last acknowledgements, and again for the receivers to drain.
+    #[arg(long, default_value_t = 60)]
+    pub drain: u64,
+    /// Seconds allowed for each group of logins.
+    #[arg(long, default_value_t = 30)]
+    pub login_timeout: u64,
+}
+
 /// The transports, as the command line names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
@@ -218,6 +254,15 @@ impl BenchArgs {
                 drain: a.drain,
                 login_timeout: a.login_timeout,
             }),
+            ScenarioArgs::Offline(a) => Scenario::Offline(OfflineOptions {
+                senders: a.senders,
+                receivers: a.receivers,
+                window: a.window,
+                duration: a.duration,
+                size: a.size,
+                drain: a.drain,
+                login_timeout: a.login_timeout,
+            }),
         };
         BenchOptions {
             scenario,
@@ -236,6 +281,8 @@ impl BenchArgs {
 /// Runs `hongyan bench` and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut options = args.options();
+    // A temporary directory for `--store sqlite`, removed when the run ends.
+    let mut scratch = None;
     let server = if args.spawn {
         // The spawned server's API takes the token the run pushes with.
         let token = match &options.api_token {
@@ -243,7 +290,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             None => BearerToken::generate()?,
         };
         options.api_token = Some(token.expose().to_owned());
-        ServerUnderTest::Spawned(spawner(token))
+        let store = match &args.store {
+            StoreSpec::Sqlite(None) => {
+                let dir =
+                    std::env::temp_dir().join(format!("hongyan-bench-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).context("a directory for the sqlite store")?;
+                let store = StoreSpec::Sqlite(Some(dir.join("hongyan.db")));
+                scratch = Some(Scratch(dir));
+                store
+            }
+            other => other.clone(),
+        };
+        ServerUnderTest::Spawned(spawner(token, store))
     } else {
         ServerUnderTest::Running {
             tcp: args.tcp,
@@ -252,7 +310,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             pid: args.server_pid,
         }
     };
-    let report = hongyan_bench::measure(options, server).await?;
+    let report = hongyan_bench::measure(options, server).await;
+    drop(scratch);
+    let report = report?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -263,18 +323,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A temporary directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Accepts every login and logs nothing: the server `hongyan bench --spawn` measures.
 struct BenchHooks;
 
 impl Hooks for BenchHooks {}
 
 /// `hongyan bench --spawn`'s server: every gateway on `127.0.0.1` with an ephemeral port,
-/// every login accepted, `admin_token` guarding its API.
-pub fn spawner(admin_token: BearerToken) -> Spawner {
+/// every login accepted, `admin_token` guarding its API, messages kept in `store`.
+pub fn spawner(admin_token: BearerToken, store: StoreSpec) -> Spawner {
     Box::new(move |stop| {
         Box::pin(async move {
             let config = Config {
                 admin_token: Some(admin_token),
+                store,
                 ..Config::loopback()
             };
             let bound = Server::bind(config, Arc::new(BenchHooks)).await?;

@@ -30,6 +30,9 @@ fn raise_open_file_limit() {
 
 async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     ensure_admin_token(&mut settings)?;
+    settings.server.store = settings
+        .resolved_store()
+        .context("creating the state directory for the message store")?;
     let config = settings.server;
     let webhooks = match config.webhook() {
         Some(webhook) => {

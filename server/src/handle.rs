@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
+use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
-use crate::core::Core;
 pub use crate::core::Delivery;
-use crate::metrics::{Direction, KickReason};
+use crate::core::{Core, Origin, Route};
+use crate::metrics::{Direction, KickReason, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
 
@@ -18,23 +19,53 @@ pub struct ServerHandle {
     core: Arc<Core>,
 }
 
-/// A message handed to the receiver's session.
+/// A message handed to the receiver's session, or stored for it.
 #[derive(Debug)]
 pub struct Sent {
     /// The fingerprint, for QoS messages.
     pub fp: Option<Fingerprint>,
-    receipt: Option<oneshot::Receiver<Delivery>>,
+    receipt: Receipt,
+}
+
+#[derive(Debug)]
+enum Receipt {
+    /// Handed to the session; the outcome comes with the acknowledgement or the last
+    /// retransmission.
+    Waiting(oneshot::Receiver<Delivery>),
+    /// Known already.
+    Settled(Delivery),
 }
 
 impl Sent {
-    /// Waits for the client's acknowledgement or for the retransmissions to run out. A message
-    /// without QoS counts as delivered once handed over.
+    /// Waits for the client's acknowledgement or for the retransmissions to run out (then,
+    /// with a store, the message is stored: [`Delivery::Stored`]). A message without QoS counts
+    /// as delivered once handed over; one stored at once (its receiver was offline) is
+    /// [`Delivery::Stored`].
     pub async fn outcome(self) -> Delivery {
         match self.receipt {
-            Some(receipt) => receipt.await.unwrap_or(Delivery::Lost),
-            None => Delivery::Delivered,
+            Receipt::Waiting(receipt) => receipt.await.unwrap_or(Delivery::Lost),
+            Receipt::Settled(delivery) => delivery,
         }
     }
+
+    /// The outcome if it is known without waiting: stored at once, or a message without QoS.
+    pub fn settled(&self) -> Option<Delivery> {
+        match self.receipt {
+            Receipt::Waiting(_) => None,
+            Receipt::Settled(delivery) => Some(delivery),
+        }
+    }
+}
+
+/// Why a user's stored messages could not be counted or erased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredError {
+    /// The server keeps no messages (`store = off`).
+    #[error("this server keeps no messages (its store setting is off)")]
+    NoStore,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ServerHandle {
@@ -45,12 +76,18 @@ impl ServerHandle {
     }
 
     /// Sends `push` to its receiver's online session (S2C, from `"0"`). Without a fingerprint
-    /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does. Fails
-    /// with [`PushError::Offline`] when the user is not online, and with
-    /// [`PushError::SlowConsumer`] or [`PushError::Overloaded`] when the server cannot take
-    /// it for the user now; the application may then store it for later.
-    pub fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
-        let online = self.core.session_of(&push.to).ok_or(PushError::Offline)?;
+    /// a QoS message gets a fresh UUID, as `LocalSendHelper.sendData(uid, text)` does.
+    ///
+    /// With a message store, a QoS message whose receiver is offline (or cannot take it now:
+    /// its queue is full, the server holds as much as it may for it, or it is being replayed
+    /// stored messages, which it must not overtake) is stored, awaiting the commit, and
+    /// replayed at the receiver's next login: its outcome is [`Delivery::Stored`] at once. One
+    /// that cannot be stored fails with [`PushError::NotStored`]. Without a store, or without
+    /// QoS, it fails with [`PushError::Offline`] when the user is not online, and with
+    /// [`PushError::SlowConsumer`] or [`PushError::Overloaded`] when the server cannot take it
+    /// for the user now; the application may then keep it itself.
+    pub async fn send(&self, push: Outgoing) -> Result<Sent, PushError> {
+        let core = &self.core;
         let fp = match (push.qos, push.fp) {
             (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),
             (_, fp) => fp,
@@ -63,23 +100,55 @@ impl ServerHandle {
             push.typeu,
         );
         packet.qos = push.qos;
-        let body = self.core.encode_vec(&mut packet);
-        let body = self.core.hold(body)?;
-        let receipt = match (&fp, push.qos) {
-            (Some(fp), true) => {
-                let (tx, rx) = oneshot::channel();
-                let now = self.core.clock.now();
-                self.core
-                    .push_qos(&online, &push.to, fp, body, Some(tx), now)?;
-                Some(rx)
-            }
-            _ => {
-                self.core.push(&online, Outbound::packet(body))?;
-                None
-            }
+        let body = core.encode_vec(&mut packet);
+        let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
+            let online = core.session_of(&push.to).ok_or(PushError::Offline)?;
+            let body = core.hold(body)?;
+            core.push(&online, Outbound::packet(body))?;
+            core.metrics.message(Direction::s2c);
+            return Ok(Sent {
+                fp,
+                receipt: Receipt::Settled(Delivery::Delivered),
+            });
         };
-        self.core.metrics.message(Direction::s2c);
-        Ok(Sent { fp, receipt })
+        let ticket = match core.route(&push.to) {
+            Route::Live(online) => {
+                let (tx, rx) = oneshot::channel();
+                let now = core.clock.now();
+                let pushed = core.hold(body).and_then(|body| {
+                    core.push_qos(
+                        &online,
+                        &push.to,
+                        &qos_fp,
+                        body,
+                        Some(tx),
+                        now,
+                        Origin::Live,
+                    )
+                });
+                match pushed {
+                    Ok(()) => {
+                        core.metrics.message(Direction::s2c);
+                        return Ok(Sent {
+                            fp,
+                            receipt: Receipt::Waiting(rx),
+                        });
+                    }
+                    Err(error) => core.store_instead(&push.to, &error).ok_or(error)?,
+                }
+            }
+            Route::Store { ticket, .. } => ticket,
+            Route::Offline => return Err(PushError::Offline),
+        };
+        let message = core.stored_form(&packet, &push.to, &qos_fp);
+        core.put(ticket, message)
+            .await
+            .map_err(|_| PushError::NotStored)?;
+        core.metrics.message(Direction::s2c);
+        Ok(Sent {
+            fp,
+            receipt: Receipt::Settled(Delivery::Stored),
+        })
     }
 
     /// Kicks `user` with code 2 (admin), as `sendKickout` does; their `on_logout` hook fires
@@ -151,5 +220,25 @@ impl ServerHandle {
     /// (at most `max_queued_bytes`).
     pub fn queued_bytes(&self) -> usize {
         self.core.queued.bytes()
+    }
+
+    /// How many messages the store keeps for `user`, not yet delivered (expired ones not yet
+    /// swept included).
+    pub async fn stored_count(&self, user: &UserId) -> Result<u64, StoredError> {
+        let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
+        let count = link.store.count(user);
+        Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
+    }
+
+    /// Erases every message the store keeps for `user` (the account was deleted) and returns
+    /// how many there were. Messages already replayed to an online session may still reach
+    /// it; nothing erased is replayed again.
+    pub async fn erase_stored(&self, user: &UserId) -> Result<u64, StoredError> {
+        let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
+        let erase = link.store.erase(user);
+        let erased = link.call(&self.core.metrics, StoreOp::erase, erase).await?;
+        link.acked.forget(user);
+        self.core.forget_replayed(user);
+        Ok(erased)
     }
 }

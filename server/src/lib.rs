@@ -22,7 +22,7 @@
 //! - [`engine`]: the protocol core's public face, for embedding code that brings its own
 //!   transport and for deterministic tests: the core, a session, the pipe, the clock.
 //! - `core`: every protocol rule: dispatch, login and duplicate logins, C2S/C2C/ACK routing,
-//!   kickouts, idle expiry, the server's retransmission queue.
+//!   kickouts, idle expiry, the server's retransmission queue, store and forward.
 //! - `pipe`: the [`Pipe`](engine::Pipe) below the core: how a session's packets reach its
 //!   peer, and the properties that make transports differ.
 //! - `clock`: the one [`Clock`](engine::Clock) the core reads.
@@ -35,7 +35,9 @@
 //!   without end.
 //! - `log_text`: client-chosen text (user ids, fingerprints) made safe to log.
 //! - [`hooks`]: the [`Hooks`] trait applications implement (verify logins, store offline
-//!   messages, observe events).
+//!   messages when the server keeps none, observe events).
+//! - [`hongyan_store`] (re-exported): the message store the `store` setting opens, where
+//!   messages for users who cannot take them are kept before their senders are acknowledged.
 //! - [`handle`]: [`ServerHandle`], the send API for embedding code.
 //! - `http`: the HTTP listener (its accept loop, the connection limit, request deadlines) and
 //!   router (WebSocket upgrade, H5 client, API, health, metrics).
@@ -77,9 +79,12 @@ pub mod token;
 pub mod webhook;
 
 pub use config::Config;
-pub use handle::{Delivery, Sent, ServerHandle};
+pub use handle::{Delivery, Sent, ServerHandle, StoredError};
 /// The message [`ServerHandle::send`] takes: the same type the clients send.
 pub use hongyan_shared::Outgoing;
+/// The message store crate: [`MessageStore`](hongyan_store::MessageStore), its backends and
+/// the [`StoreSpec`](hongyan_store::StoreSpec) the `store` setting parses into.
+pub use hongyan_store;
 pub use hooks::{Hooks, LoggingHooks, LoginRequest, SessionId, SessionInfo};
 /// The metrics library whose registry [`Hooks::register_metrics`] receives.
 pub use prometheus_client;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hongyan_store::{MessageStore, StoreError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,9 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("http server failed: {0}")]
     Http(std::io::Error),
+    /// The message store could not be opened.
+    #[error("cannot open the message store: {0}")]
+    Store(StoreError),
 }
 
 /// The hongyan server. See [`Server::bind`].
@@ -49,9 +53,30 @@ pub struct Server;
 
 impl Server {
     /// Binds every configured listener (so the addresses, including ephemeral ports, are known
-    /// before anything runs) with the application's `hooks`. Logs the connection limits it
-    /// will run with (`max_connections` derived from the open-file limit unless configured).
+    /// before anything runs) with the application's `hooks`, and opens the message store the
+    /// `store` setting names. Logs the connection limits it will run with (`max_connections`
+    /// derived from the open-file limit unless configured).
     pub async fn bind(config: Config, hooks: Arc<dyn Hooks>) -> Result<Bound, ServerError> {
+        let store = config
+            .store
+            .open(&config.store_config())
+            .await
+            .map_err(ServerError::Store)?;
+        if store.is_some() {
+            tracing::info!(store = %config.store, "message store open");
+        }
+        Self::bind_with_store(config, hooks, store).await
+    }
+
+    /// [`bind`](Self::bind) with a message store the caller opened, or none (the `store`
+    /// setting is then not used): a store shared with other code, a backend of the
+    /// application's own, or one a test keeps across restarts of a server. The server closes
+    /// it when it stops.
+    pub async fn bind_with_store(
+        config: Config,
+        hooks: Arc<dyn Hooks>,
+        store: Option<Arc<dyn MessageStore>>,
+    ) -> Result<Bound, ServerError> {
         let tcp = match config.tcp_addr {
             Some(addr) => Some(bind_tcp("tcp", addr).await?),
             None => None,
@@ -75,7 +100,11 @@ impl Server {
             None => None,
         };
         let limiter = Arc::new(Semaphore::new(open_files::connection_limit(&config)));
-        let core = Arc::new(Core::new(config, hooks, Arc::new(SystemClock)));
+        let mut core = Core::new(config, hooks, Arc::new(SystemClock));
+        if let Some(store) = store {
+            core = core.with_store(store);
+        }
+        let core = Arc::new(core);
         Ok(Bound {
             handle: ServerHandle::new(core.clone()),
             core,
@@ -150,6 +179,7 @@ impl Bound {
         let sessions = Arc::new(udp::UdpSessions::default());
 
         services.spawn(core::run_retransmission(self.core.clone(), token.clone()));
+        services.spawn(core::run_store_chores(self.core.clone(), token.clone()));
         if let Some(listener) = self.tcp {
             tracing::info!(addr = ?listener.local_addr().ok(), "tcp gateway listening");
             services.spawn(tcp::serve(
@@ -218,6 +248,12 @@ impl Bound {
         .is_err()
         {
             tracing::warn!("some sessions did not finish within {DRAIN:?}");
+        }
+        if let Some(link) = &self.core.store {
+            // What the sessions acknowledged up to their end is removed, so a clean restart
+            // does not replay it again; then queued writes are committed.
+            self.core.remove_acknowledged(self.core.clock.now()).await;
+            link.store.close().await;
         }
         result
     }

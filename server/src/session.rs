@@ -66,6 +66,10 @@ pub enum PushError {
     /// (`max_queued_bytes`). Nothing was queued.
     #[error("the server holds as much as it may for this receiver")]
     Overloaded,
+    /// The receiver cannot take the message now and the server's message store refused it
+    /// (the receiver's limit, the message's size, or the store is failing): it was not kept.
+    #[error("receiver cannot take the message now, and the message store refused it")]
+    NotStored,
 }
 
 /// The cheap, cloneable way to reach a session from other tasks.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use hongyan_server::hongyan_store::MessageStore;
 use hongyan_server::{Config, Hooks, LoginRequest, Server, ServerHandle, SessionInfo};
 use hongyan_shared::{
     Fingerprint, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
@@ -169,16 +170,36 @@ impl TestServer {
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
         TestServer::with_hooks(Arc::new(RecordingHooks::default()), configure).await
     }
+
+    /// A server keeping messages in `store`, a store the test opened (and may look into).
+    pub async fn with_store(
+        store: Arc<dyn MessageStore>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let hooks = Arc::new(RecordingHooks::default());
+        TestServer::bind(hooks, configure, Some(store)).await
+    }
 }
 
 impl<H: Hooks> TestServer<H> {
     /// A server running `hooks`, whose configuration `configure` adjusts first.
     pub async fn with_hooks(hooks: Arc<H>, configure: impl FnOnce(&mut Config)) -> Self {
+        TestServer::bind(hooks, configure, None).await
+    }
+
+    /// A server running `hooks`, with `store` if given (else the one the configuration names).
+    async fn bind(
+        hooks: Arc<H>,
+        configure: impl FnOnce(&mut Config),
+        store: Option<Arc<dyn MessageStore>>,
+    ) -> Self {
         let mut config = Config::loopback();
         configure(&mut config);
-        let bound = Server::bind(config, hooks.clone())
-            .await
-            .expect("bind loopback ports");
+        let bound = match store {
+            Some(store) => Server::bind_with_store(config, hooks.clone(), Some(store)).await,
+            None => Server::bind(config, hooks.clone()).await,
+        }
+        .expect("bind loopback ports");
         let (stop, stopped) = oneshot::channel::<()>();
         let (tcp, udp, http) = (
             bound.tcp_addr().expect("tcp on"),

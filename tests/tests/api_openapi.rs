@@ -68,9 +68,11 @@ async fn the_document_lists_the_integration_operations() {
     assert_eq!(
         operations,
         [
+            "DELETE /api/users/{userId}/stored",
             "GET /api/stats",
             "GET /api/users",
             "GET /api/users/{userId}",
+            "GET /api/users/{userId}/stored",
             "POST /api/messages",
             "POST /api/messages/batch",
             "POST /api/users/{userId}/kick",

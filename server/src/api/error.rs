@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 pub(crate) struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `api_disabled`, `invalid_body`,
     /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `fp_in_flight`,
-    /// `too_large`, `not_found`.
+    /// `too_large`, `not_found`, `store_off`, `store_unavailable`.
     #[schema(example = "not_online")]
     code: &'static str,
     /// For people: what is wrong and, where it helps, how to fix it.
@@ -66,6 +66,12 @@ pub(crate) enum AppError {
     /// No such endpoint.
     #[error("no such API endpoint; the API is described at /api/openapi.json")]
     NotFound,
+    /// The server keeps no messages.
+    #[error("this server keeps no messages: its store setting is off")]
+    NoStore,
+    /// The message store failed.
+    #[error("{0}")]
+    Store(hongyan_store::StoreError),
 }
 
 impl AppError {
@@ -80,6 +86,8 @@ impl AppError {
             Self::NotOnline(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::InFlight { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoStore => StatusCode::CONFLICT,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -95,6 +103,8 @@ impl AppError {
             Self::InFlight { .. } => "fp_in_flight",
             Self::TooLarge { .. } => "too_large",
             Self::NotFound => "not_found",
+            Self::NoStore => "store_off",
+            Self::Store(_) => "store_unavailable",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - `extract.rs`: JSON, query and path extractors that fail with an `AppError`.
 //! - `messages.rs`: `POST /api/messages`, `POST /api/messages/batch`.
 //! - `users.rs`: `GET /api/users`, `GET /api/users/{userId}`, `POST /api/users/{userId}/kick`.
+//! - `stored.rs`: `GET` and `DELETE /api/users/{userId}/stored` (stored messages).
 //! - `stats.rs`: `GET /api/stats`.
 
 pub(crate) mod auth;
@@ -17,6 +18,7 @@ pub(crate) mod error;
 mod extract;
 mod messages;
 mod stats;
+mod stored;
 mod users;
 
 use axum::Router;
@@ -41,7 +43,8 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
     info(
         title = "hongyan HTTP API",
         description = "Integrate hongyan with an application backend: push server-to-client \
-            messages, list and kick online users, read statistics. Every operation needs the \
+            messages, list and kick online users, count and erase users' stored messages, read \
+            statistics. Every operation needs the \
             admin token as `Authorization: Bearer <token>`. See docs/INTEGRATION.md for the \
             webhooks hongyan calls and the metrics it exports."
     ),
@@ -49,7 +52,7 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
     security(("admin_token" = [])),
     tags(
         (name = "messages", description = "Server-to-client messages (S2C, from \"0\")"),
-        (name = "users", description = "Online users"),
+        (name = "users", description = "Online users, and users' stored messages"),
         (name = "server", description = "The server itself"),
     )
 )]
@@ -85,6 +88,7 @@ fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi
         .routes(routes!(users::list))
         .routes(routes!(users::get))
         .routes(routes!(users::kick))
+        .routes(routes!(stored::count, stored::erase))
         .routes(routes!(stats::stats))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

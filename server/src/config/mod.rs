@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
+use hongyan_store::{Limits, StoreConfig, StoreSpec};
 use reqwest::Url;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -118,7 +119,8 @@ pub struct Config {
     #[serde(rename = "http_idle_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub http_idle_timeout: Duration,
-    /// Packets queued per session; what does not fit is refused (not acknowledged).
+    /// Packets queued per session; what does not fit is refused (not acknowledged), or stored
+    /// instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub outbox_capacity: usize,
     /// Seconds a session's full queue may drain nothing before the session is closed as a
@@ -127,20 +129,21 @@ pub struct Config {
     #[schemars(with = "u64")]
     pub slow_consumer_stall: Duration,
     /// Most bytes of packets held for delivery, server-wide: queued for sessions, or sent with
-    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged).
+    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged), or
+    /// stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     #[schemars(extend("value_name" = "BYTES"))]
     pub max_queued_bytes: usize,
     /// Most server → client QoS packets awaiting acknowledgement, server-wide; what does not
-    /// fit is refused (not acknowledged).
+    /// fit is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub max_in_flight: usize,
     /// Most server → client QoS packets awaiting one user's acknowledgement; what does not fit
-    /// is refused (not acknowledged).
+    /// is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub max_in_flight_per_user: usize,
     /// Most bytes of server → client QoS packets awaiting one user's acknowledgement; what
-    /// does not fit is refused (not acknowledged).
+    /// does not fit is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     #[schemars(extend("value_name" = "BYTES"))]
     pub max_in_flight_bytes_per_user: usize,
@@ -195,10 +198,37 @@ pub struct Config {
     #[serde(deserialize_with = "format::positive")]
     pub webhook_event_queue: usize,
     /// Events sent to `<url>/events`: `all`, `none`, or a list of login, logout, c2s,
-    /// c2cDelivered, s2cDelivered, s2cLost.
+    /// c2cDelivered, s2cDelivered, s2cLost, expired.
     #[serde(with = "format::display")]
     #[schemars(with = "String", extend("value_name" = "LIST"))]
     pub webhook_events: EventKinds,
+    /// Where messages are kept for receivers who cannot take them now (offline, or not
+    /// acknowledging): `sqlite` (SQLite at `<state dir>/hongyan.db`), `sqlite:PATH`,
+    /// `postgres://…`, `memory` (lost on exit: tests, benchmarks) or `off` (nothing kept: the
+    /// offline hook decides, as in the reference). A sender's acknowledgement then means
+    /// delivered or durably stored; see docs/INTEGRATION.md.
+    #[serde(with = "format::display")]
+    #[schemars(with = "String")]
+    pub store: StoreSpec,
+    /// Most messages stored for one user; a further one is refused (not acknowledged, so its
+    /// sender reports it lost).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_max_per_user: usize,
+    /// Largest message content the store keeps, in bytes; a larger message for a user who
+    /// cannot take it now is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub store_max_message_bytes: usize,
+    /// Seconds a stored message is kept; then it is removed and reported as expired (the
+    /// `on_expired` hook, the `expired` webhook event). 0 keeps it until it is delivered or
+    /// erased.
+    #[serde(rename = "store_ttl_secs", with = "format::secs")]
+    #[schemars(with = "u64")]
+    pub store_ttl: Duration,
+    /// Stored messages replayed to a user at once, awaiting acknowledgement (at most
+    /// `outbox_capacity` and `max_in_flight_per_user`).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_replay_window: usize,
 }
 
 impl Default for Config {
@@ -239,6 +269,14 @@ impl Default for Config {
             webhook_concurrency: 64,
             webhook_event_queue: 10_000,
             webhook_events: EventKinds::ALL,
+            // The library keeps today's behaviour unless asked: an embedding application's
+            // `on_offline` hook still decides, and no acknowledgement means "kept in memory"
+            // (which a crash would break). `hongyan serve` defaults to `sqlite`.
+            store: StoreSpec::Off,
+            store_max_per_user: 10_000,
+            store_max_message_bytes: 64 * 1024,
+            store_ttl: Duration::from_secs(7 * 24 * 3600),
+            store_replay_window: 64,
         }
     }
 }
@@ -267,6 +305,28 @@ impl Config {
             event_queue: self.webhook_event_queue,
             events: self.webhook_events,
         })
+    }
+
+    /// How the store is opened: its limits, and `sqlite` without a path at `hongyan.db` in the
+    /// working directory (`hongyan serve` passes `sqlite:<state dir>/hongyan.db`).
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::new("hongyan.db").with_limits(Limits {
+            max_per_receiver: Some(self.store_max_per_user as u64),
+            max_content_bytes: Some(self.store_max_message_bytes),
+        })
+    }
+
+    /// How long a stored message is kept; `None`: until it is delivered or erased.
+    pub fn store_expiry(&self) -> Option<Duration> {
+        (!self.store_ttl.is_zero()).then_some(self.store_ttl)
+    }
+
+    /// How many stored messages are replayed to a user at once: the setting, at most the
+    /// outbox's capacity and the packets a user may have in flight (replays go through both).
+    pub fn replay_window(&self) -> usize {
+        self.store_replay_window
+            .min(self.outbox_capacity)
+            .min(self.max_in_flight_per_user)
     }
 
     /// How long a session of `transport` may stay silent before the server closes it.

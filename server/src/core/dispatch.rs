@@ -46,7 +46,7 @@ impl Core {
                     PacketType::KeepAlive => self.keep_alive(session, pipe, &user).await,
                     PacketType::CommonData => self.data(session, pipe, packet, user, now).await,
                     _ => {
-                        self.ack(&user, &packet);
+                        self.ack(&user, &packet).await;
                         Flow::Continue
                     }
                 }

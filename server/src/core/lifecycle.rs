@@ -90,8 +90,8 @@ impl Core {
     /// The session has ended (for whatever reason), or has lost its user and goes on
     /// unauthenticated (a UDP pseudo-session kicked by an administrator, a session logging in
     /// as somebody else): if it is its user's online session, the user goes offline and
-    /// `on_logout` fires (§4.4). A session that goes on must log in again within the login
-    /// timeout. Idempotent.
+    /// `on_logout` fires (§4.4); a replay of stored messages to it stops, the rest staying
+    /// stored. A session that goes on must log in again within the login timeout. Idempotent.
     pub fn close_session(&self, session: &mut Session) {
         let Some(user) = session.user.take() else {
             return;
@@ -101,5 +101,6 @@ impl Core {
             self.hooks
                 .on_logout(&user, session.info(), session.kick_code);
         }
+        self.stop_replay(&user, session.info().id);
     }
 }

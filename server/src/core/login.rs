@@ -111,10 +111,19 @@ impl Core {
 
         // §4.2 step 5: answer first, register only once the answer is written. Hardening: a
         // `firstLoginTime` after the server's clock cannot have been answered yet and counts
-        // as now, so a client cannot pin its user id against later instances (§4.3).
+        // as now, so a client cannot pin its user id against later instances (§4.3). A
+        // session logging in again as its own user without a time (a duplicated login
+        // datagram) is the same client instance: it gets the time it was answered before,
+        // which the client kept, so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let requested = info.first_login_time.min(now_millis);
-        let answered = if requested > 0 { requested } else { now_millis };
+        let answered = if requested > 0 {
+            requested
+        } else if verified && session.first_login_time > 0 {
+            session.first_login_time
+        } else {
+            now_millis
+        };
         let response = Packet::login_response(
             user.as_str(),
             LoginResponse {
@@ -138,10 +147,14 @@ impl Core {
         }
 
         let since = system_time(now_millis);
-        match self
-            .registry
-            .register(&user, &session.handle, requested, answered, since)
-        {
+        match self.registry.register(
+            &user,
+            &session.handle,
+            requested,
+            answered,
+            since,
+            self.store.is_some(),
+        ) {
             Registration::Registered { displaced } => {
                 self.metrics.login(LoginResult::accepted);
                 if let Some((old, kick)) = displaced {
@@ -168,6 +181,8 @@ impl Core {
                 session.login_deadline = None;
                 self.hooks
                     .on_login(&user, info.extra.as_deref(), session.info());
+                // After the login response: the user's stored messages, oldest first.
+                self.start_replay(&user, &session.handle).await;
                 Flow::Continue
             }
             Registration::Stale => {

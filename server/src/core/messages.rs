@@ -2,13 +2,27 @@
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
 use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use hongyan_store::Put;
 
+use super::backlog::PutTicket;
+use super::keep::Route;
+use super::s2c::Origin;
 use super::state::{Core, Flow};
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
 use crate::log_text::Untrusted;
 use crate::metrics::{Direction, Refusal};
 use crate::pipe::Pipe;
 use crate::session::{Outbound, PushError, Session, SessionHandle};
+
+/// What became of a C2C message its receiver could not take at once.
+enum Kept {
+    /// Stored (by the message store or the application): its sender is acknowledged.
+    /// `notify`: the receiver is offline and the message new, so the offline hook is told
+    /// (for a push notification) once the acknowledgement is written.
+    Yes { notify: bool },
+    /// Not kept: no acknowledgement, so a QoS sender retransmits and finally reports it lost.
+    No,
+}
 
 impl Core {
     pub(super) async fn data<P: Pipe>(
@@ -104,30 +118,51 @@ impl Core {
             return Flow::Continue;
         }
         self.metrics.message(Direction::c2c);
-        let fp = packet.qos_fingerprint().cloned();
         let receiver = packet.to.clone().unwrap_or_default();
         let body = self.encode_vec(&mut packet);
-        let pushed = match self.session_of(&receiver) {
-            Some(online) => self
-                .forward(&online, &receiver, fp.as_ref(), body, now)
-                .map_err(|e| {
-                    tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
-                }),
-            None => Err(()),
-        };
-        if pushed.is_ok() {
-            self.hooks.on_c2c_delivered(&packet);
-        } else if !self.keep_for_offline_receiver(&packet).await {
-            // Not kept: no ACK, so a QoS sender retries and finally reports it lost.
-            return Flow::Continue;
-        }
-        match fp {
-            Some(fp) => {
-                let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
-                self.reply(session, pipe, ack).await
+        let Some(fp) = packet.qos_fingerprint().cloned() else {
+            // Without QoS: fire and forget, as in the reference (never stored by hongyan).
+            let pushed = match self.session_of(&receiver) {
+                Some(online) => self.forward(&online, &receiver, None, body, now),
+                None => Err(PushError::Offline),
+            };
+            if pushed.is_ok() {
+                self.hooks.on_c2c_delivered(&packet);
+            } else {
+                self.keep_for_offline_receiver(&packet, None).await;
             }
-            None => Flow::Continue,
+            return Flow::Continue;
+        };
+        let put = match self.route(&receiver) {
+            Route::Live(online) => match self.forward(&online, &receiver, Some(&fp), body, now) {
+                Ok(()) => {
+                    self.hooks.on_c2c_delivered(&packet);
+                    let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
+                    return self.reply(session, pipe, ack).await;
+                }
+                Err(e) => {
+                    tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
+                    self.store_instead(&receiver, &e)
+                        .map(|ticket| (ticket, true))
+                }
+            },
+            Route::Store { ticket, online } => Some((ticket, online)),
+            Route::Offline => None,
+        };
+        let Kept::Yes { notify } = self.keep_for_offline_receiver(&packet, put).await else {
+            // Not kept: no ACK, so the sender retries and finally reports it lost.
+            return Flow::Continue;
+        };
+        let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
+        let flow = self.reply(session, pipe, ack).await;
+        if notify && flow == Flow::Continue {
+            // The sender hears first; the application's notification may take a while.
+            if pipe.flush().await.is_err() {
+                return Flow::Close;
+            }
+            self.hooks.on_offline(&packet).await;
         }
+        flow
     }
 
     /// Hands an encoded C2C message to its receiver's online session: counted against
@@ -145,33 +180,60 @@ impl Core {
     ) -> Result<(), PushError> {
         let body = self.hold(body)?;
         match fp {
-            Some(fp) => self.push_qos(online, receiver, fp, body, None, now),
+            Some(fp) => self.push_qos(online, receiver, fp, body, None, now, Origin::Live),
             None => self.push(online, Outbound::packet(body)),
         }
     }
 
     /// The receiver of a C2C message is not online, or its session cannot take the message
     /// (its queue is full, the message is too large for it, or the server holds as much as it
-    /// may for it: [`PushError`]): true if the message was kept for later, which earns its
-    /// sender the pseudo-ACK. The one place a C2C message is handed over for later delivery
-    /// (today: the application's `on_offline` hook), so also the one place where what the
-    /// bounds refuse would be stored rather than held in memory.
-    async fn keep_for_offline_receiver(&self, packet: &Packet) -> bool {
-        let stored = self.hooks.on_offline(packet).await;
-        self.metrics.offline(stored);
-        stored
+    /// may for it: [`PushError`]), or stored messages are replayed to it first: whether the
+    /// message was kept for later, which earns its sender the pseudo-ACK. The one place a C2C
+    /// message is handed over for later delivery, so also where what the bounds refuse is
+    /// stored rather than held in memory. With a store (`put`: the counted put, and whether
+    /// the receiver is online) it is stored and the commit awaited; an `on_offline`
+    /// notification follows the acknowledgement. Without one (or without QoS) the
+    /// application's `on_offline` hook decides, as in the reference.
+    async fn keep_for_offline_receiver(
+        &self,
+        packet: &Packet,
+        put: Option<(PutTicket<'_>, bool)>,
+    ) -> Kept {
+        let (Some((ticket, online)), Some(fp)) = (put, packet.qos_fingerprint()) else {
+            let stored = self.hooks.on_offline(packet).await;
+            self.metrics.offline(stored);
+            return if stored {
+                Kept::Yes { notify: false }
+            } else {
+                Kept::No
+            };
+        };
+        let receiver = ticket.user().clone();
+        let result = self
+            .put(ticket, self.stored_form(packet, &receiver, fp))
+            .await;
+        self.metrics.offline(result.is_ok());
+        match result {
+            Ok(Put::Stored(_)) => Kept::Yes { notify: !online },
+            Ok(Put::AlreadyStored(_)) => Kept::Yes { notify: false },
+            Err(_) => Kept::No,
+        }
     }
 
     /// A type-4 from a logged-in user: it settles a server → client packet only if that packet
-    /// was sent to this very user (hardening: the reference matches by fingerprint alone).
-    pub(super) fn ack(&self, user: &UserId, packet: &Packet) {
+    /// was sent to this very user (hardening: the reference matches by fingerprint alone). A
+    /// replayed stored message is then removed from the store.
+    pub(super) async fn ack(&self, user: &UserId, packet: &Packet) {
         let Some(fp) = packet.data_content.as_deref() else {
             return;
         };
         let fp = Fingerprint::from(fp);
-        if self.s2c.acknowledge(user, &fp) {
+        if let Some(origin) = self.s2c.acknowledge(user, &fp) {
             self.metrics.qos_delivered();
             self.hooks.on_s2c_received(user, &fp);
+            if let Origin::Stored(id) = origin {
+                self.acknowledged_stored(user, id).await;
+            }
         }
     }
 }

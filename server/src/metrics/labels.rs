@@ -289,6 +289,46 @@ label_values! {
     }
 }
 
+label_values! {
+    /// `result` of handing a message to the message store.
+    pub(crate) enum PutResult {
+        /// Committed: the sender may be acknowledged.
+        stored,
+        /// Already stored (a retransmission): acknowledged again, not stored twice.
+        duplicate,
+        /// Refused: the receiver has as many stored messages as allowed.
+        quota,
+        /// Refused: larger than the store keeps.
+        too_large,
+        /// Refused: an id the store cannot keep.
+        invalid,
+        /// Refused: the store's write queue was full.
+        overloaded,
+        /// Failed: the store could not commit (database down, disk full, timeout).
+        unavailable,
+    }
+}
+
+label_values! {
+    /// `op`: a call the server made to the message store.
+    pub(crate) enum StoreOp {
+        /// Storing a message.
+        put,
+        /// Reading a page of a user's stored messages, to replay them.
+        read,
+        /// Removing acknowledged messages.
+        remove,
+        /// Counting a user's stored messages.
+        count,
+        /// Erasing a user's stored messages.
+        erase,
+        /// Sweeping expired messages.
+        expire,
+        /// The readiness probe's write.
+        health,
+    }
+}
+
 /// The label set `{transport}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByTransport {
@@ -331,6 +371,18 @@ pub(crate) struct ByRefusal {
     pub(crate) reason: Refusal,
 }
 
+/// The label set `{result}` of store puts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByPutResult {
+    pub(crate) result: PutResult,
+}
+
+/// The label set `{op}` of store calls.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByStoreOp {
+    pub(crate) op: StoreOp,
+}
+
 /// The label set `{reason}` of kickouts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByKickReason {
@@ -354,6 +406,8 @@ mod tests {
         check::<Direction>();
         check::<LoginResult>();
         check::<KickReason>();
+        check::<PutResult>();
+        check::<StoreOp>();
         check::<Refusal>();
         check::<bool>();
     }

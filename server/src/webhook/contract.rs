@@ -162,6 +162,12 @@ pub(crate) enum Event {
         #[serde(flatten)]
         message: Message,
     },
+    /// A stored message outlived `store_ttl_secs` before its receiver took it, and was
+    /// removed: it will not be delivered.
+    Expired {
+        #[serde(flatten)]
+        message: Message,
+    },
 }
 
 /// The body of `POST {base}/events`.

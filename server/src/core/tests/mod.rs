@@ -9,6 +9,7 @@
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
 //! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 //! - `bounds`: what is refused once a bound is reached; the login deadline.
+//! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
 
 mod amplification;
 mod bounds;
@@ -18,3 +19,4 @@ mod harness;
 mod kickout;
 mod login;
 mod messages;
+mod store;
