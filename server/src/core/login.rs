@@ -226,10 +226,8 @@ impl Core {
         if OVER_RATE.allow() {
             tracing::info!(user = %Untrusted(user.as_str()), ?limit, "login over the login rate refused");
         }
-        let refusal = Packet::login_response(
-            UserId::UNSET,
-            LoginResponse::refused(codes::RATE_LIMITED),
-        );
+        let refusal =
+            Packet::login_response(UserId::UNSET, LoginResponse::refused(codes::RATE_LIMITED));
         let flow = self
             .reply_within(session, pipe, refusal, |p| p, allowance)
             .await

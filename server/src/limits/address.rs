@@ -172,8 +172,13 @@ mod tests {
         let list: AddressRanges = "127.0.0.1, 10.0.0.0/8,,::1".parse().unwrap();
         assert_eq!(list.to_string(), "127.0.0.1,10.0.0.0/8,::1");
         assert_eq!(list.to_string().parse::<AddressRanges>().unwrap(), list);
-        assert_eq!("".parse::<AddressRanges>().unwrap(), AddressRanges::default());
-        let error = "10.0.0.0/8,lb.internal".parse::<AddressRanges>().unwrap_err();
+        assert_eq!(
+            "".parse::<AddressRanges>().unwrap(),
+            AddressRanges::default()
+        );
+        let error = "10.0.0.0/8,lb.internal"
+            .parse::<AddressRanges>()
+            .unwrap_err();
         assert!(error.to_string().contains("\"lb.internal\""), "{error}");
     }
 }

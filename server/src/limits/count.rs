@@ -92,6 +92,10 @@ mod tests {
         assert_eq!(counts.held(a), 1);
         let third = counts.acquire(a).unwrap();
         drop((second, third, other));
-        assert_eq!(counts.addresses(), 0, "an address with nothing open is forgotten");
+        assert_eq!(
+            counts.addresses(),
+            0,
+            "an address with nothing open is forgotten"
+        );
     }
 }

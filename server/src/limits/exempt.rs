@@ -98,9 +98,8 @@ impl Exemptions {
         now: Instant,
         unix_now: i64,
     ) -> Result<Exemption, TooManyExemptions> {
-        let expires_unix_millis = ttl.map(|ttl| {
-            unix_now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-        });
+        let expires_unix_millis = ttl
+            .map(|ttl| unix_now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)));
         let entry = Added {
             range,
             expires: ttl.map(|ttl| now + ttl),
@@ -127,8 +126,10 @@ impl Exemptions {
         added.retain(|a| a.range != range);
         let removed = added.len() < before;
         added.retain(|a| a.live(now));
-        self.any
-            .store(!added.is_empty() || !self.configured.0.is_empty(), Ordering::Relaxed);
+        self.any.store(
+            !added.is_empty() || !self.configured.0.is_empty(),
+            Ordering::Relaxed,
+        );
         removed
     }
 

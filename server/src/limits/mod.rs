@@ -51,13 +51,13 @@ use std::sync::Arc;
 
 use hongyan_shared::Instant;
 
-pub use self::address::{AddressRange, AddressRangeError, AddressRanges, loopback};
 pub(crate) use self::address::AddressKey;
+pub use self::address::{AddressRange, AddressRangeError, AddressRanges, loopback};
 pub(crate) use self::count::{AddressCounts, AddressSlot};
-pub use self::exempt::{Exemption, MAX_EXEMPTIONS, TooManyExemptions};
 pub(crate) use self::exempt::Exemptions;
-pub(crate) use self::rate::SessionRate;
+pub use self::exempt::{Exemption, MAX_EXEMPTIONS, TooManyExemptions};
 pub(crate) use self::rate::Rate;
+pub(crate) use self::rate::SessionRate;
 use self::rate::{AddressRate, CoreClock, SharedRate};
 use crate::clock::Clock;
 
@@ -178,7 +178,10 @@ impl Limits {
         if self.exempt.covers(ip, self.now()) {
             return Ok(None);
         }
-        counts.acquire(AddressKey::from(ip)).map(Some).ok_or(Crowded)
+        counts
+            .acquire(AddressKey::from(ip))
+            .map(Some)
+            .ok_or(Crowded)
     }
 }
 

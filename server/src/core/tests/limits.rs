@@ -176,7 +176,10 @@ fn logins_over_an_addresss_rate_are_refused_with_1000_before_verification() {
     let here = [127, 0, 0, 1];
     assert_eq!(login_from(&h, here, "a").1, 1025);
     assert_eq!(login_from(&h, here, "b").1, 1025);
-    assert_eq!(login_from(&h, here, "c"), (Flow::Close, codes::RATE_LIMITED));
+    assert_eq!(
+        login_from(&h, here, "c"),
+        (Flow::Close, codes::RATE_LIMITED)
+    );
     assert_eq!(h.refused("address_login_rate"), 1);
     // Another address has its own budget.
     assert_eq!(login_from(&h, [127, 0, 0, 2], "d").1, 1025);
@@ -216,7 +219,10 @@ fn a_udp_login_over_the_rate_is_answered_within_the_datagrams_size_and_kept() {
     assert_eq!(h.login(&mut first, "a", 0).1.code, 0);
     let mut second = h.open_from(udp, [127, 0, 0, 1]);
     let login = Packet::login(&LoginInfo::new("b", None, None)).to_json();
-    assert_eq!(h.receive_bytes(&mut second, login.as_bytes()), Flow::Continue);
+    assert_eq!(
+        h.receive_bytes(&mut second, login.as_bytes()),
+        Flow::Continue
+    );
     let answer = second.written_bytes();
     assert_eq!(answer.len(), 1);
     assert!(answer[0].len() <= login.len());
