@@ -156,8 +156,8 @@ pub struct Session {
     pub(crate) login_deadline: Option<Instant>,
     /// How long the session may stay silent.
     pub(crate) idle_expiry: Duration,
-    /// Its message budget, from its login on (`max_messages_per_sec`); `None` before a login
-    /// and without a limit.
+    /// Its message budget, from its login on (`max_messages_per_sec`), and its read pause;
+    /// `None` before a login and without a limit. Boxed: an idle session carries 8 bytes.
     pub(crate) rate: Option<SessionRate>,
     pub(crate) handle: SessionHandle,
 }

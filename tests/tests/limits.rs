@@ -105,9 +105,12 @@ async fn a_session_over_its_message_rate_gets_error_1000_and_no_ack(transport: T
             Err(fp) => refused_fps.push(fp),
         }
     }
-    assert_eq!(acked, ["m0", "m1", "m2", "m3", "m4"]);
-    assert_eq!(refused_fps, ["m5", "m6", "m7"]);
-    assert_eq!(refused(&server, "message_rate").await, 3);
+    // The burst, then a refusal; the server reads nothing more from the session until its
+    // budget has room again (a quarter of a second at 4/s), so of what waited one is taken
+    // and the next refused.
+    assert_eq!(acked, ["m0", "m1", "m2", "m3", "m4", "m6"]);
+    assert_eq!(refused_fps, ["m5", "m7"]);
+    assert_eq!(refused(&server, "message_rate").await, 2);
     // Released: at 4/s the retransmission gets through within about 250 ms.
     let waited = sent_within(&mut alice, "m5", WAIT).await;
     assert!(waited < Duration::from_secs(2), "{waited:?}");
@@ -395,8 +398,154 @@ async fn the_admin_api_lifts_the_limits_for_an_address_until_removed_or_expired(
         .post("/api/limits/exempt", json!({"address": "lb.internal"}))
         .await
         .assert_error(422, "invalid_request");
+    // Its budget was spent while it was exempt.
     alice.send(&message("m10")).await;
-    alice.send(&message("m11")).await;
-    let answers = [answer(&mut alice).await, answer(&mut alice).await];
-    assert!(answers.contains(&Err("m11".into())), "{answers:?}");
+    assert_eq!(answer(&mut alice).await, Err("m10".into()));
+}
+
+/// A TCP frame of `packet`.
+fn frame(packet: &Packet) -> Vec<u8> {
+    let body = packet.to_json();
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(body.as_bytes());
+    frame
+}
+
+/// A TCP connection from `source`: its read half is drained (and dropped) by a task of its
+/// own; the write half is returned.
+async fn raw_tcp(server: SocketAddr, source: u8) -> tokio::net::tcp::OwnedWriteHalf {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((addr(source), 0))).unwrap();
+    let (mut read, write) = socket.connect(server).await.unwrap().into_split();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    write
+}
+
+/// A session from `source`, logged in as `user`, writing QoS messages as fast as the socket
+/// takes them, for ever (the test aborts it).
+async fn flood_messages(server: SocketAddr, source: u8, user: String) {
+    let mut write = raw_tcp(server, source).await;
+    let login = hongyan_shared::LoginInfo::new(&user, None, None);
+    write
+        .write_all(&frame(&Packet::login(&login)))
+        .await
+        .unwrap();
+    for i in 0u64.. {
+        let batch: Vec<u8> = (0..64)
+            .flat_map(|j| frame(&message(&format!("{user}-{i}-{j}"))))
+            .collect();
+        if write.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// New TCP connections from `source`, one after the other, each logging in and closing once
+/// answered, for ever (the test aborts it): a login storm from one address.
+async fn flood_logins(server: SocketAddr, source: u8, task: usize) {
+    for i in 0.. {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((addr(source), 0))).unwrap();
+        let Ok(mut stream) = socket.connect(server).await else {
+            continue;
+        };
+        let login = hongyan_shared::LoginInfo::new(&format!("storm{task}-{i}"), None, None);
+        if stream
+            .write_all(&frame(&Packet::login(&login)))
+            .await
+            .is_ok()
+        {
+            let mut answer = [0u8; 256];
+            let _ = stream.read(&mut answer).await;
+        }
+    }
+}
+
+/// Delivery latencies of `n` C2C messages from `alice` to `bob`, one at a time, sorted.
+async fn chat(alice: &mut Peer, bob: &mut Peer, n: usize, round: &str) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let fp = format!("{round}-{i}");
+        let mut packet =
+            Packet::common_data("alice", "bob", "hi bob", Some(Fingerprint::new(&fp)), 0);
+        packet.qos = true;
+        let sent = std::time::Instant::now();
+        alice.send(&packet).await;
+        loop {
+            let received = bob.packet().await;
+            if received.kind == PacketType::CommonData {
+                assert_eq!(
+                    received.fp.as_ref().map(Fingerprint::as_str),
+                    Some(fp.as_str())
+                );
+                latencies.push(sent.elapsed());
+                bob.send(&Packet::ack("bob", "alice", &Fingerprint::new(&fp), false))
+                    .await;
+                break;
+            }
+        }
+        assert_eq!(answer(alice).await, Ok(fp));
+    }
+    latencies.sort();
+    latencies
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The bound docs/PERFORMANCE.md states ("Limits"): while one address floods the server with
+/// messages over its rate and a login storm, another address's chat is delivered with a p99
+/// within this of its p99 without the flood. Generous: CI shares its two cores.
+const FLOOD_BOUND: Duration = Duration::from_millis(100);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_does_not_slow_another_addresss_chat() {
+    let server = TestServer::with(|c| c.limits_exempt = None).await;
+    let (mut alice, code_a) = login_from(&server, Transport::Tcp, 30, "alice").await;
+    let (mut bob, code_b) = login_from(&server, Transport::Tcp, 31, "bob").await;
+    assert_eq!((code_a, code_b), (0, 0));
+    // 170 messages in all: within alice's own default burst (200), so none is hers refused.
+    chat(&mut alice, &mut bob, 10, "warm").await;
+    let quiet = chat(&mut alice, &mut bob, 80, "quiet").await;
+
+    let mut flood = Vec::new();
+    for i in 0..4 {
+        flood.push(tokio::spawn(flood_messages(
+            server.tcp,
+            20,
+            format!("flood{i}"),
+        )));
+        flood.push(tokio::spawn(flood_logins(server.tcp, 20, i)));
+    }
+    // Measured once every flooder went over its rate and the storm over its address's.
+    let deadline = Instant::now() + WAIT;
+    while refused(&server, "message_rate").await < 4
+        || refused(&server, "address_login_rate").await < 1
+    {
+        assert!(Instant::now() < deadline, "the flood did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flooded = chat(&mut alice, &mut bob, 80, "flood").await;
+    for task in flood {
+        task.abort();
+    }
+    let (quiet_p50, quiet_p99) = (percentile(&quiet, 0.5), percentile(&quiet, 0.99));
+    let (flood_p50, flood_p99) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
+    let refusals = (
+        refused(&server, "message_rate").await,
+        refused(&server, "address_login_rate").await,
+    );
+    eprintln!(
+        "chat delivery p50/p99: quiet {quiet_p50:?}/{quiet_p99:?}, \
+         flooded {flood_p50:?}/{flood_p99:?}; refused messages {}, logins {}",
+        refusals.0, refusals.1
+    );
+    assert!(
+        flood_p99 <= quiet_p99 + FLOOD_BOUND,
+        "flooded p99 {flood_p99:?} against quiet {quiet_p99:?}"
+    );
 }

@@ -47,7 +47,10 @@ impl Core {
                     PacketType::KeepAlive => self.keep_alive(session, pipe, &user).await,
                     PacketType::CommonData => {
                         let ip = session.info().peer.ip();
-                        if !self.limits.message(session.rate.as_ref(), ip) {
+                        if let Err(next) = self.limits.message(session.rate.as_ref(), ip) {
+                            if let Some(rate) = &mut session.rate {
+                                rate.pause_until(Some(next));
+                            }
                             return self.over_message_rate(session, pipe, &packet).await;
                         }
                         self.data(session, pipe, packet, user, now).await
@@ -97,7 +100,8 @@ impl Core {
     /// acknowledged, so its QoS sender retransmits it on its own schedule (and reports it lost
     /// if the session stays over its rate); the session is told with error 1000 carrying the
     /// message's fingerprint, which MobileIMSDK clients pass to `onErrorResponse`. The
-    /// session goes on.
+    /// session goes on, but is not read again until its budget allows the next message
+    /// ([`poll_read`](Self::poll_read)).
     async fn over_message_rate<P: Pipe>(
         &self,
         session: &Session,

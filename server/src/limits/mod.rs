@@ -124,9 +124,13 @@ impl Limits {
     }
 
     /// Whether a session from `ip` may send one more message: within its budget `rate`, or
-    /// from an exempt address (read only when the budget is spent).
-    pub(crate) fn message(&self, rate: Option<&SessionRate>, ip: IpAddr) -> bool {
-        rate.is_none_or(SessionRate::check) || self.exempt.covers(ip, self.now())
+    /// from an exempt address (read only when the budget is spent). If not, when the next one
+    /// may come.
+    pub(crate) fn message(&self, rate: Option<&SessionRate>, ip: IpAddr) -> Result<(), Instant> {
+        match rate.map(SessionRate::check) {
+            Some(Err(next)) if !self.exempt.covers(ip, self.now()) => Err(next),
+            _ => Ok(()),
+        }
     }
 
     /// Whether a login from `ip` may be verified now: its address's budget first (a flooding

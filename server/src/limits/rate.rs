@@ -64,21 +64,43 @@ impl GovernorClock for CoreClock {
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, CoreClock, NoOpMiddleware<Instant>>;
 
-/// One session's message budget.
-pub(crate) struct SessionRate(Box<Direct>);
+/// One session's message budget, and its read pause.
+pub(crate) struct SessionRate(Box<SessionBudget>);
+
+struct SessionBudget {
+    limiter: Direct,
+    /// Set when a message went over the budget: until then the session's loop reads nothing
+    /// more from it, so a client that floods waits in its own socket buffer (a UDP
+    /// pseudo-session's datagrams are dropped) instead of costing the server a decode and a
+    /// refusal per message.
+    pause: Option<Instant>,
+}
 
 impl SessionRate {
     pub(crate) fn new(rate: Rate, clock: &CoreClock) -> Option<Self> {
         let quota = rate.quota()?;
-        Some(Self(Box::new(RateLimiter::direct_with_clock(
-            quota,
-            clock.clone(),
-        ))))
+        Some(Self(Box::new(SessionBudget {
+            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            pause: None,
+        })))
     }
 
-    /// Takes one message from the budget; false if it is spent.
-    pub(crate) fn check(&self) -> bool {
-        self.0.check().is_ok()
+    /// Takes one message from the budget; if it is spent, when the next one may come.
+    pub(crate) fn check(&self) -> Result<(), Instant> {
+        self.0
+            .limiter
+            .check()
+            .map_err(|not_until| not_until.earliest_possible())
+    }
+
+    /// Until when the session's loop should not read: set by [`pause_until`](Self::pause_until).
+    pub(crate) fn pause(&self) -> Option<Instant> {
+        self.0.pause
+    }
+
+    /// Pauses reading until `until`; `None` ends the pause.
+    pub(crate) fn pause_until(&mut self, until: Option<Instant>) {
+        self.0.pause = until;
     }
 }
 
@@ -206,7 +228,7 @@ impl AddressRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock as _, ManualClock};
 
     fn clock() -> (Arc<ManualClock>, CoreClock) {
         let manual = Arc::new(ManualClock::new(0));
@@ -224,14 +246,15 @@ mod tests {
             &clock,
         )
         .unwrap();
-        assert!((0..3).all(|_| rate.check()));
-        assert!(!rate.check());
+        assert!((0..3).all(|_| rate.check().is_ok()));
+        let t0 = manual.now();
+        assert_eq!(rate.check(), Err(t0 + Duration::from_millis(100)));
         manual.advance(Duration::from_millis(100));
-        assert!(rate.check());
-        assert!(!rate.check());
+        assert!(rate.check().is_ok());
+        assert!(rate.check().is_err());
         manual.advance(Duration::from_secs(1));
-        assert!((0..3).all(|_| rate.check()));
-        assert!(!rate.check());
+        assert!((0..3).all(|_| rate.check().is_ok()));
+        assert!(rate.check().is_err());
     }
 
     #[test]
