@@ -17,7 +17,7 @@
 //! `core/lifecycle.rs`.)
 //!
 //! **What "an address" is.** The source IP the server sees on the socket: an IPv4 address or
-//! an IPv6 /64 ([`AddressKey`]). Behind a proxy or load balancer that does not preserve the
+//! an IPv6 /64 (`AddressKey`). Behind a proxy or load balancer that does not preserve the
 //! client's address (an HTTP reverse proxy, an L4 balancer without direct return), every client
 //! has the proxy's address, so per-address limits would count all of them as one: list the
 //! proxy in `limits_exempt`, which lifts the per-address limits (and the per-session message
@@ -25,7 +25,7 @@
 //! server. hongyan reads neither `X-Forwarded-For` nor the PROXY protocol: a header any client
 //! can send would let every client pick its address.
 //!
-//! **Exemptions** ([`Exemptions`]): the `limits_exempt` setting and the admin API
+//! **Exemptions** (`Exemptions`): the `limits_exempt` setting and the admin API
 //! (`/api/limits/exempt`) lift every limit for an address: its sessions send without a message
 //! limit, its logins are not counted (per address or in total), its connections and
 //! pseudo-sessions are not counted, and its API requests are not rate-limited. The body size
@@ -33,11 +33,11 @@
 //!
 //! **Cost.** A session's limiter is 8 bytes in the session and a 56-byte allocation once it
 //! logs in; a message costs one compare-and-swap on it, and the exemptions are read only for a
-//! message over the limit. Per-address tables are bounded ([`rate`]); per-address counts hold
+//! message over the limit. Per-address tables are bounded (`rate`); per-address counts hold
 //! only addresses with something open. Every decision reads the core's clock.
 //!
-//! - `address`: [`AddressKey`] and the ranges exemptions are written in.
-//! - `exempt`: [`Exemptions`].
+//! - `address`: `AddressKey` and the ranges exemptions are written in.
+//! - `exempt`: `Exemptions`.
 //! - `rate`: the governor limiters: per session, per address (bounded), server-wide.
 //! - `count`: connections and pseudo-sessions per address.
 

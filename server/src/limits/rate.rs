@@ -228,7 +228,7 @@ impl AddressRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock as _, ManualClock};
+    use crate::clock::ManualClock;
 
     fn clock() -> (Arc<ManualClock>, CoreClock) {
         let manual = Arc::new(ManualClock::new(0));
