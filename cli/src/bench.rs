@@ -338,13 +338,16 @@ struct BenchHooks;
 impl Hooks for BenchHooks {}
 
 /// `hongyan bench --spawn`'s server: every gateway on `127.0.0.1` with an ephemeral port,
-/// every login accepted, `admin_token` guarding its API, messages kept in `store`.
+/// every login accepted, `admin_token` guarding its API, messages kept in `store`, and the
+/// abuse limits lifted for loopback (`limits_exempt`), where the generator's clients come
+/// from: a benchmark measures the server's capacity, not its limits on one address.
 pub fn spawner(admin_token: BearerToken, store: StoreSpec) -> Spawner {
     Box::new(move |stop| {
         Box::pin(async move {
             let config = Config {
                 admin_token: Some(admin_token),
                 store,
+                limits_exempt: Some(hongyan_server::limits::loopback()),
                 ..Config::loopback()
             };
             let bound = Server::bind(config, Arc::new(BenchHooks)).await?;

@@ -258,6 +258,13 @@ impl Chat {
                 }),
                 format_args!("<{}> {}", describe(m.from.as_str()), m.content),
             ),
+            ClientEvent::RateLimited { fp } => out.status(
+                json!({"event": "rate_limited", "fp": fp.as_ref().map(Fingerprint::as_str)}),
+                format_args!(
+                    "sending too fast: message [{}] refused; it is retried",
+                    fp.as_ref().map(short).unwrap_or_default()
+                ),
+            ),
             ClientEvent::ErrorResponse { code, message } => out.status(
                 json!({"event": "error", "code": code, "message": message}),
                 format_args!("server error {code}"),

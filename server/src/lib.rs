@@ -44,6 +44,8 @@
 //! - `accept`: what turns an accepted connection into the stream a listener serves (plain, or
 //!   a TLS handshake), so accept loops are written once for both.
 //! - `open_files`: the connection limit the open-file limit allows.
+//! - [`limits`]: the abuse limits: messages per session, logins per address and in total,
+//!   connections and UDP pseudo-sessions per address, the API's request rate; exemptions.
 //! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its
 //!   OpenAPI document and Swagger UI.
 //! - `probes`: `/readyz` and `/metrics`.
@@ -64,6 +66,7 @@ mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+pub mod limits;
 mod log_limit;
 mod log_text;
 mod mailbox;

@@ -7,7 +7,7 @@
 pub mod browser;
 pub mod proxy;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use hongyan_shared::{
     Fingerprint, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -194,6 +194,10 @@ impl<H: Hooks> TestServer<H> {
         store: Option<Arc<dyn MessageStore>>,
     ) -> Self {
         let mut config = Config::loopback();
+        // Every test client comes from loopback, most tests open more connections and send
+        // faster than one address may by default: the limits are lifted for loopback, as
+        // `hongyan bench --spawn` does, and the tests of the limits set what they test.
+        config.limits_exempt = Some(hongyan_server::limits::loopback());
         configure(&mut config);
         let bound = match store {
             Some(store) => Server::bind_with_store(config, hooks.clone(), Some(store)).await,
@@ -307,6 +311,40 @@ impl Peer {
             }
             Transport::WebSocket => {
                 let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+                    .await
+                    .expect("websocket connect");
+                Self::Ws(Box::new(ws))
+            }
+        }
+    }
+
+    /// Connects to `server` over `transport` from the loopback address `source` (another
+    /// "address" for the per-address limits: every test client is on 127.0.0.0/8).
+    pub async fn connect_from<H: Hooks>(
+        transport: Transport,
+        server: &TestServer<H>,
+        source: Ipv4Addr,
+    ) -> Self {
+        let tcp_to = |addr: SocketAddr| async move {
+            let socket = TcpSocket::new_v4().expect("tcp socket");
+            socket
+                .bind(SocketAddr::from((source, 0)))
+                .expect("bind the source address");
+            socket.connect(addr).await.expect("tcp connect")
+        };
+        match transport {
+            Transport::Tcp => Self::Tcp {
+                stream: tcp_to(server.tcp).await,
+                buf: BytesMut::new(),
+            },
+            Transport::Udp => {
+                let socket = UdpSocket::bind((source, 0)).await.expect("udp bind");
+                socket.connect(server.udp).await.expect("udp connect");
+                Self::Udp(socket)
+            }
+            Transport::WebSocket => {
+                let stream = MaybeTlsStream::Plain(tcp_to(server.http).await);
+                let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
                     .await
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 pub(crate) struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `api_disabled`, `invalid_body`,
     /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `fp_in_flight`,
-    /// `too_large`, `not_found`, `store_off`, `store_unavailable`.
+    /// `too_large`, `not_found`, `store_off`, `store_unavailable`, `rate_limited`,
+    /// `body_too_large`, `not_exempt`.
     #[schema(example = "not_online")]
     code: &'static str,
     /// For people: what is wrong and, where it helps, how to fix it.
@@ -72,7 +73,17 @@ pub(crate) enum AppError {
     /// The message store failed.
     #[error("{0}")]
     Store(hongyan_store::StoreError),
+    /// The caller's address made more requests than `api_requests_per_sec_per_ip` allows.
+    #[error("too many API requests from your address; slow down (api_requests_per_sec_per_ip)")]
+    RateLimited,
+    /// No exemption of that range was added through the API.
+    #[error("no exemption of {0} was added through the API")]
+    NotExempt(String),
 }
+
+/// Marks an answer to a body over `api_max_body_bytes`, for the limits to count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTooLarge;
 
 impl AppError {
     fn status(&self) -> StatusCode {
@@ -80,6 +91,8 @@ impl AppError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ApiDisabled => StatusCode::SERVICE_UNAVAILABLE,
             Self::Body(rejection) => rejection.status(),
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotExempt(_) => StatusCode::NOT_FOUND,
             Self::Query(rejection) => rejection.status(),
             Self::Path(rejection) => rejection.status(),
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -95,7 +108,12 @@ impl AppError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::ApiDisabled => "api_disabled",
+            Self::Body(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                "body_too_large"
+            }
             Self::Body(_) => "invalid_body",
+            Self::RateLimited => "rate_limited",
+            Self::NotExempt(_) => "not_exempt",
             Self::Query(_) => "invalid_query",
             Self::Path(_) => "invalid_path",
             Self::Invalid(_) => "invalid_request",
@@ -122,11 +140,22 @@ impl IntoResponse for AppError {
             tracing::debug!(status = status.as_u16(), code = body.code, message = %body.message, "api request refused");
         }
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"hongyan\""),
-            );
+        match self {
+            Self::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"hongyan\""),
+                );
+            }
+            Self::RateLimited => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Body(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                response.extensions_mut().insert(BodyTooLarge);
+            }
+            _ => {}
         }
         response
     }

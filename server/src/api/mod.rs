@@ -12,16 +12,22 @@
 //! - `users.rs`: `GET /api/users`, `GET /api/users/{userId}`, `POST /api/users/{userId}/kick`.
 //! - `stored.rs`: `GET` and `DELETE /api/users/{userId}/stored` (stored messages).
 //! - `stats.rs`: `GET /api/stats`.
+//! - `exempt.rs`: `POST`, `GET` and `DELETE /api/limits/exempt` (lifting the limits for an
+//!   address).
+//! - `throttle.rs`: the API's own limits: requests per second per address, body size.
 
 pub(crate) mod auth;
 pub(crate) mod error;
+mod exempt;
 mod extract;
 mod messages;
 mod stats;
 mod stored;
+mod throttle;
 mod users;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::any;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -53,7 +59,7 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
     tags(
         (name = "messages", description = "Server-to-client messages (S2C, from \"0\")"),
         (name = "users", description = "Online users, and users' stored messages"),
-        (name = "server", description = "The server itself"),
+        (name = "server", description = "The server itself, and its abuse limits"),
     )
 )]
 struct ApiDoc;
@@ -90,10 +96,17 @@ fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi
         .routes(routes!(users::kick))
         .routes(routes!(stored::count, stored::erase))
         .routes(routes!(stats::stats))
+        .routes(routes!(exempt::add, exempt::list, exempt::remove))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
-        ));
+        ))
+        // Outside the token check, so a flood of bad tokens is limited too.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            throttle::limit_requests,
+        ))
+        .route_layer(DefaultBodyLimit::max(state.core.config.api_max_body_bytes));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api", api)
         .split_for_parts()

@@ -27,6 +27,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::origins::{AllowedOrigins, OriginsError};
+use crate::limits::{self, AddressRanges};
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
 
@@ -152,6 +153,50 @@ pub struct Config {
     #[serde(rename = "login_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub login_timeout: Duration,
+    /// Data messages (type 2) a logged-in session may send per second, sustained; one over
+    /// the limit is not acknowledged and gets error 1000 (type 52). Keepalives, ACKs, echoes
+    /// and logins do not count; retransmissions do. 0: no limit.
+    pub max_messages_per_sec: u32,
+    /// Data messages a session may send at once above max_messages_per_sec, after a quiet
+    /// spell.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub message_burst: u32,
+    /// Logins one address (an IPv4 address, an IPv6 /64) may start per second, sustained; one
+    /// over the limit is refused with code 1000 before it is verified. 0: no limit.
+    pub max_logins_per_sec_per_ip: u32,
+    /// Logins one address may start at once above max_logins_per_sec_per_ip.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub login_burst_per_ip: u32,
+    /// Logins the server verifies per second from all addresses together, sustained; one
+    /// over the limit is refused with code 1000. 0: no limit.
+    pub max_logins_per_sec: u32,
+    /// Logins the server verifies at once above max_logins_per_sec.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub login_burst: u32,
+    /// Most TCP and HTTP connections (a WebSocket counts once, with its HTTP connection) one
+    /// address holds at once; a further TCP connection is closed, a further HTTP one answered
+    /// 429. 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Most UDP pseudo-sessions one address holds at once (one per source port); datagrams
+    /// from its further ports are dropped. 0: no limit.
+    pub max_udp_sessions_per_ip: usize,
+    /// Largest request body the HTTP API (`/api`) reads; a larger one is answered 413.
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub api_max_body_bytes: usize,
+    /// Requests to the HTTP API (`/api`) one address may make per second, sustained; one over
+    /// the limit is answered 429. 0: no limit.
+    pub api_requests_per_sec_per_ip: u32,
+    /// API requests one address may make at once above api_requests_per_sec_per_ip.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub api_burst_per_ip: u32,
+    /// Addresses no limit applies to, comma-separated IPs and ranges such as
+    /// `10.0.0.0/8,2001:db8::/32`: the load balancer or proxy every client comes through, the
+    /// application backend, monitoring. The admin API adds more for a while (`POST
+    /// /api/limits/exempt`). [default: none]
+    #[serde(with = "format::optional_display")]
+    #[schemars(with = "Option<String>", extend("value_name" = "LIST"))]
+    pub limits_exempt: Option<AddressRanges>,
     /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry). Not
     /// a user setting.
     #[serde(skip)]
@@ -257,6 +302,18 @@ impl Default for Config {
             max_in_flight_per_user: 1024,
             max_in_flight_bytes_per_user: 4 * 1024 * 1024,
             login_timeout: Duration::from_secs(15),
+            max_messages_per_sec: 50,
+            message_burst: 200,
+            max_logins_per_sec_per_ip: 20,
+            login_burst_per_ip: 100,
+            max_logins_per_sec: 5_000,
+            login_burst: 10_000,
+            max_connections_per_ip: 1_000,
+            max_udp_sessions_per_ip: 1_000,
+            api_max_body_bytes: 1024 * 1024,
+            api_requests_per_sec_per_ip: 1_000,
+            api_burst_per_ip: 2_000,
+            limits_exempt: None,
             s2c_schedule: RetransmitSchedule::SERVER,
             dedup: DedupConfig::default(),
             server_timestamp: false,
@@ -327,6 +384,20 @@ impl Config {
         self.store_replay_window
             .min(self.outbox_capacity)
             .min(self.max_in_flight_per_user)
+    }
+
+    /// The abuse limits these settings describe.
+    pub(crate) fn limits(&self) -> limits::Settings {
+        let rate = |per_sec, burst| limits::Rate { per_sec, burst };
+        limits::Settings {
+            messages: rate(self.max_messages_per_sec, self.message_burst),
+            logins_per_address: rate(self.max_logins_per_sec_per_ip, self.login_burst_per_ip),
+            logins: rate(self.max_logins_per_sec, self.login_burst),
+            api_requests: rate(self.api_requests_per_sec_per_ip, self.api_burst_per_ip),
+            connections_per_address: self.max_connections_per_ip,
+            udp_sessions_per_address: self.max_udp_sessions_per_ip,
+            exempt: self.limits_exempt.clone().unwrap_or_default(),
+        }
     }
 
     /// How long a session of `transport` may stay silent before the server closes it.

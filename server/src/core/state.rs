@@ -14,6 +14,7 @@ use super::store_link::StoreLink;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, Refusal};
 use crate::registry::Registry;
 use crate::session::{Outbound, PushError, SessionHandle};
@@ -43,6 +44,8 @@ pub struct Core {
     pub(crate) metrics: Metrics,
     /// Where messages for users who cannot take them are kept; `None` with `store = off`.
     pub(crate) store: Option<StoreLink>,
+    /// The abuse limits: per session, per address, server-wide.
+    pub(crate) limits: Limits,
     c2s_dedup: Mutex<DedupWindow<(UserId, Fingerprint)>>,
     next_session: AtomicU64,
 }
@@ -67,6 +70,7 @@ impl Core {
             registry: Registry::default(),
             next_session: AtomicU64::new(1),
             metrics: Metrics::new(&*hooks, now),
+            limits: Limits::new(config.limits(), clock.clone()),
             store: None,
             hooks,
             clock,

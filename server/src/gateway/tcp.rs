@@ -19,6 +19,8 @@ use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 static REFUSED: LogLimit = LogLimit::warn("connection limit reached; tcp connection refused");
+static CROWDED: LogLimit =
+    LogLimit::warn("address holds max_connections_per_ip; tcp connection refused");
 
 /// Bytes read per `read` call: enough for a burst of packets in one system call.
 const READ_CHUNK: usize = 4096;
@@ -111,7 +113,8 @@ impl Pipe for TcpPipe {
 }
 
 /// Accepts connections until shutdown, one task per connection, at most as many as `limiter`
-/// has permits (shared with the HTTP listener, WebSocket sessions included).
+/// has permits (shared with the HTTP listener, WebSocket sessions included), and at most
+/// `max_connections_per_ip` from one address (counted with its HTTP connections).
 pub(crate) async fn serve(
     listener: TcpListener,
     core: Arc<Core>,
@@ -140,6 +143,13 @@ pub(crate) async fn serve(
             }
             continue;
         };
+        let Ok(slot) = core.limits.connection(peer.ip()) else {
+            core.metrics.refused(Refusal::address_connections);
+            if CROWDED.allow() {
+                tracing::warn!(%peer, "address holds max_connections_per_ip; tcp connection refused");
+            }
+            continue;
+        };
         // Linux hands out accepted sockets with the listener's TCP_NODELAY (see `bind_tcp`).
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
@@ -147,7 +157,7 @@ pub(crate) async fn serve(
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             accept(core, stream, peer, codec, &shutdown).await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }

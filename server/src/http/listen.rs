@@ -9,6 +9,9 @@
 //!   is accepted and holds it for its life; a WebSocket upgraded from it takes the very same
 //!   permit along ([`ConnectionPermit`], a request extension), so it counts once, not twice,
 //!   and the permit is free again only when both the connection and the session are gone.
+//! - **Per address.** A connection also takes a place in its address's count
+//!   (`max_connections_per_ip`, shared with the TCP gateway), held like the permit; one beyond
+//!   it goes to the probe reserve too, where anything but a probe is answered 429.
 //! - **A probe reserve.** A connection beyond the limit is not simply closed: up to
 //!   [`PROBE_RESERVE`] of them are served, one request each, with `/healthz`, `/readyz` and
 //!   `/metrics` answered as usual and anything else (a page, the API, an upgrade) refused with
@@ -40,6 +43,7 @@ use tower::ServiceExt;
 use super::deadlines::{Activity, Expiry, Timeouts};
 use crate::accept::Handshake;
 use crate::core::Core;
+use crate::limits::{AddressSlot, Crowded};
 use crate::metrics::Refusal;
 
 /// Connections beyond `max_connections` that are still served, one request each, so that
@@ -55,8 +59,9 @@ const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// upgraded from it: a request extension on every request of a connection within the limit.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionPermit {
-    /// Held, never read: the permit is free again when the last clone is dropped.
-    _permit: Arc<OwnedSemaphorePermit>,
+    /// Held, never read: the permit (and the address's place, if it is counted) is free again
+    /// when the last clone is dropped.
+    _permit: Arc<(OwnedSemaphorePermit, Option<AddressSlot>)>,
 }
 
 /// What the accept loop shares with every connection.
@@ -101,16 +106,26 @@ impl<H: Handshake> HttpListener<H> {
                     }
                 },
             };
-            let admission = match this.limiter.clone().try_acquire_owned() {
-                Ok(permit) => Admission::Counted(ConnectionPermit {
-                    _permit: Arc::new(permit),
-                }),
-                Err(_) => {
-                    this.core.metrics.refused(Refusal::connection_limit);
+            let counted = match this.limiter.clone().try_acquire_owned() {
+                Ok(permit) => match this.core.limits.connection(peer.ip()) {
+                    Ok(slot) => Ok(ConnectionPermit {
+                        _permit: Arc::new((permit, slot)),
+                    }),
+                    Err(Crowded) => Err((Refusal::address_connections, Full::Address)),
+                },
+                Err(_) => Err((Refusal::connection_limit, Full::Server)),
+            };
+            let admission = match counted {
+                Ok(permit) => Admission::Counted(permit),
+                Err((refusal, full)) => {
+                    this.core.metrics.refused(refusal);
                     match reserve.clone().try_acquire_owned() {
-                        Ok(permit) => Admission::Reserve { _permit: permit },
+                        Ok(permit) => Admission::Reserve {
+                            _permit: permit,
+                            full,
+                        },
                         Err(_) => {
-                            tracing::debug!(%peer, "connection limit and probe reserve full; http connection closed");
+                            tracing::debug!(%peer, ?full, "connection limit and probe reserve full; http connection closed");
                             continue;
                         }
                     }
@@ -141,9 +156,9 @@ impl<H: Handshake> HttpListener<H> {
     ) {
         let _counted = self.core.metrics.http_connection();
         let activity = Activity::new(tokio::time::Instant::now());
-        let within_limit = match &admission {
-            Admission::Counted(permit) => Some(permit.clone()),
-            Admission::Reserve { .. } => None,
+        let (within_limit, full) = match &admission {
+            Admission::Counted(permit) => (Some(permit.clone()), Full::Server),
+            Admission::Reserve { full, .. } => (None, *full),
         };
         let router = self.router.clone();
         let requests = activity.clone();
@@ -165,7 +180,7 @@ impl<H: Handshake> HttpListener<H> {
             async move {
                 let response = match routed {
                     Some(routed) => routed.await.unwrap_or_else(|never| match never {}),
-                    None => over_limit(),
+                    None => over_limit(full),
                 };
                 Ok::<_, Infallible>(requests.sending(response))
             }
@@ -211,19 +226,36 @@ impl<H: Handshake> HttpListener<H> {
 enum Admission {
     /// Within `max_connections`.
     Counted(ConnectionPermit),
-    /// Beyond it, in the probe reserve.
+    /// Beyond it, or beyond its address's `max_connections_per_ip`, in the probe reserve.
     Reserve {
         /// Held, never read: the reserve's place.
         _permit: OwnedSemaphorePermit,
+        /// Which limit it is beyond.
+        full: Full,
     },
 }
 
-/// What a connection beyond the limit gets for anything but a probe.
-fn over_limit() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "5")],
-        "connection limit reached\n",
-    )
-        .into_response()
+/// Which connection limit a connection in the probe reserve is beyond.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// `max_connections`.
+    Server,
+    /// `max_connections_per_ip`.
+    Address,
+}
+
+/// What a connection beyond a limit gets for anything but a probe: 503 when the server is
+/// full, 429 when its address holds as many connections as it may.
+fn over_limit(full: Full) -> Response {
+    let (status, text) = match full {
+        Full::Server => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        ),
+        Full::Address => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address\n",
+        ),
+    };
+    (status, [(header::RETRY_AFTER, "5")], text).into_response()
 }

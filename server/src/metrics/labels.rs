@@ -286,6 +286,23 @@ label_values! {
         in_flight,
         /// A packet while `max_queued_bytes` were held for delivery server-wide.
         queued_bytes,
+        /// A data message over its session's `max_messages_per_sec` (not acknowledged;
+        /// error 1000).
+        message_rate,
+        /// A login over its address's `max_logins_per_sec_per_ip` (refused with code 1000).
+        address_login_rate,
+        /// A login over the server's `max_logins_per_sec` (refused with code 1000).
+        login_rate,
+        /// A TCP or HTTP connection beyond its address's `max_connections_per_ip` (TCP:
+        /// closed; HTTP: 429).
+        address_connections,
+        /// A UDP datagram from a new port of an address that holds `max_udp_sessions_per_ip`
+        /// pseudo-sessions, dropped.
+        address_udp_sessions,
+        /// An API request over its address's `api_requests_per_sec_per_ip`: 429.
+        api_rate,
+        /// An API request whose body is larger than `api_max_body_bytes`: 413.
+        api_body,
     }
 }
 

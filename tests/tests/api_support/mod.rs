@@ -4,7 +4,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,9 +99,16 @@ impl Api {
 
     /// A client that sends `token`, if any.
     pub fn with_token(http: SocketAddr, token: Option<&str>) -> Self {
+        Self::from_address(http, token, None)
+    }
+
+    /// A client that sends `token`, if any, from the loopback address `source` (another
+    /// "address" for the per-address limits).
+    pub fn from_address(http: SocketAddr, token: Option<&str>, source: Option<IpAddr>) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .local_address(source)
                 .build()
                 .expect("an HTTP client"),
             base: format!("http://{http}"),
