@@ -311,6 +311,9 @@ impl Peer {
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))
             }
+            Transport::Http => {
+                panic!("no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)")
+            }
         }
     }
 
