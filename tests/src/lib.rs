@@ -312,7 +312,9 @@ impl Peer {
                 Self::Ws(Box::new(ws))
             }
             Transport::Http => {
-                panic!("no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)")
+                panic!(
+                    "no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)"
+                )
             }
         }
     }

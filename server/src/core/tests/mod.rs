@@ -10,8 +10,10 @@
 //! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 //! - `bounds`: what is refused once a bound is reached; the login deadline.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
+//! - `as_user`: messages sent in a user's name; an HTTP session's pipe rules.
 
 mod amplification;
+mod as_user;
 mod bounds;
 mod deadlines;
 mod dispatch;
