@@ -1,5 +1,5 @@
-//! The send API for embedding code (§7.3): push server → client messages, kick users, look
-//! up who is online.
+//! The send API for embedding code (§7.3): push server → client messages, send messages in a
+//! user's name, kick users, look up who is online.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -247,12 +247,11 @@ impl ServerHandle {
             transport: Transport::Http,
             peer,
         };
-        let (waiter, receipt) = match message.qos {
-            true => {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
+        let (waiter, receipt) = if message.qos {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         };
         let relayed = core
             .relay(&mut packet, sender, waiter, core.clock.now())

@@ -10,7 +10,7 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::sse::{self, EventStream, Item};
-use api_support::{Api, TOKEN, fast_schedule, next_data, server, server_with};
+use api_support::{Api, Backend, TOKEN, fast_schedule, hooked, next_data, server, server_with};
 use hongyan_server::BearerToken;
 use hongyan_server::hongyan_store::StoreSpec;
 use hongyan_shared::{Fingerprint, Kickout, Packet, PacketType, Transport, UserId};
@@ -153,6 +153,49 @@ async fn a_login_the_hooks_refuse_answers_403_with_their_code_and_nobody_is_onli
 }
 
 #[tokio::test]
+async fn the_verify_webhook_checks_the_users_credentials_and_sees_an_http_session() {
+    let backend = Backend::start().await;
+    let server = hooked(backend.config(), |_| {}).await;
+    let api = Api::new(server.http);
+    let refused = sse::create(&api, "alice", "refuse-1030").await;
+    refused.assert_error(403, "login_refused");
+    assert_eq!(refused.json["loginCode"], 1030);
+
+    let created = sse::create(&api, "alice", "alice-secret").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let verify = backend
+        .wait_for_call(|c| c.endpoint == "verify" && c.body["token"] == "alice-secret")
+        .await;
+    assert_eq!(verify.body["userId"], "alice");
+    assert_eq!(verify.body["transport"], "http");
+    backend
+        .wait_for_event(|e| e["type"] == "login" && e["transport"] == "http")
+        .await;
+}
+
+#[tokio::test]
+async fn sessions_are_bounded_and_an_ended_one_makes_room() {
+    let server = server_with(|c| c.max_http_sessions = 1).await;
+    let api = Api::new(server.http);
+    let token = sse::session(&api, "alice").await;
+    sse::create(&api, "bob", "token")
+        .await
+        .assert_error(503, "too_many_sessions");
+    let reply = api.call("delete", &format!("/api/sessions/{token}")).await;
+    assert_eq!(reply.status, 204);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = sse::create(&api, "bob", "token").await;
+        if reply.status == 201 {
+            break;
+        }
+        reply.assert_error(503, "too_many_sessions");
+        assert!(tokio::time::Instant::now() < deadline, "room once it ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_http_session_kicks_the_users_socket_session() {
     let server = server().await;
     let mut tcp = server.logged_in(Transport::Tcp, "alice").await;
@@ -231,6 +274,25 @@ async fn a_logout_ends_the_session_and_its_stream_with_a_logout_event() {
     .await
     .unwrap();
     assert_eq!(reply.status(), 404);
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_the_stream_with_a_logout_event_and_logs_the_user_out() {
+    let server = server().await;
+    let token = sse::session(&Api::new(server.http), "alice").await;
+    let mut stream = EventStream::open(server.http, &token, None).await;
+    let hooks = server.hooks.clone();
+    let stopping = tokio::spawn(server.stop());
+    let logout = stream.event().await.expect("the logout event");
+    assert_eq!(logout.event, "logout");
+    assert_eq!(logout.data, json!({"reason": "shutdown"}));
+    stream.expect_end().await;
+    stopping.await.unwrap();
+    assert!(
+        hooks
+            .events()
+            .contains(&Event::Logout(UserId::from("alice"), None))
+    );
 }
 
 #[tokio::test]

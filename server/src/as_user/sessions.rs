@@ -3,6 +3,7 @@
 //! stream, acknowledges what it received, keeps it alive and logs it out.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
@@ -76,7 +77,8 @@ pub(crate) struct SessionPath(
     String,
 );
 
-fn link(state: &HttpState, token: &str) -> Result<std::sync::Arc<Link>, AppError> {
+/// The live session `token` names.
+fn link(state: &HttpState, token: &str) -> Result<Arc<Link>, AppError> {
     state
         .sessions
         .get(token)

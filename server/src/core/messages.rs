@@ -142,11 +142,12 @@ impl Core {
 
     /// The C2C rules (§6.4) from `before_c2c` on, for `packet`, whose `from` is its sender's
     /// user id, sent from `sender` (a client's session, or the HTTP API sending in a user's
-    /// name): the one path of every C2C message. It is handed to the receiver's online session
-    /// from memory, or kept for later (the message store, else the application's
-    /// `on_offline`); what became of it decides what the sender hears, which the caller says.
-    /// `waiter`, for a QoS message handed to the receiver's session, hears whether the
-    /// receiver acknowledged it, or what became of it when its retransmissions ran out.
+    /// name): the one path of every C2C message. The message is handed to the receiver's
+    /// online session from memory, or kept for later (the message store, else the
+    /// application's `on_offline`); the caller tells the sender what became of it (a
+    /// pseudo-ACK, an API outcome). `waiter`, for a QoS message handed to the receiver's
+    /// session, hears whether the receiver acknowledged it, or what became of it when its
+    /// retransmissions ran out.
     pub(crate) async fn relay(
         &self,
         packet: &mut Packet,
