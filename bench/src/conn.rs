@@ -121,6 +121,9 @@ impl Conn {
                         .map_err(|e| ConnError::Handshake(e.to_string()))?;
                 Ok(Self::Ws(Box::new(ws)))
             }
+            Transport::Http => Err(ConnError::Handshake(
+                "hongyan bench has no client for HTTP sessions".into(),
+            )),
         }
     }
 

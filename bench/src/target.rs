@@ -91,6 +91,7 @@ impl Target {
                     Transport::Tcp => tcp,
                     Transport::Udp => udp,
                     Transport::WebSocket => ws,
+                    Transport::Http => return Err(BenchError::NoListener("HTTP session")),
                 };
                 let server = match pid {
                     Some(pid) => {
@@ -155,6 +156,7 @@ impl Target {
             Transport::Tcp => (targets.tcp, "TCP"),
             Transport::Udp => (targets.udp, "UDP"),
             Transport::WebSocket => (targets.ws, "WebSocket"),
+            Transport::Http => (None, "HTTP session"),
         };
         Ok(Self {
             addr: addr.ok_or(BenchError::NoListener(listener))?,
@@ -249,6 +251,7 @@ impl Target {
                 Transport::Tcp => "tcp",
                 Transport::Udp => "udp",
                 Transport::WebSocket => "ws",
+                Transport::Http => "http",
             }
             .into(),
             target: self.addr.to_string(),

@@ -205,6 +205,7 @@ impl Bound {
             let state = HttpState {
                 core: self.core.clone(),
                 handle: self.handle.clone(),
+                sessions: Arc::default(),
                 shutdown: token.clone(),
                 tracker: tracker.clone(),
             };

@@ -315,6 +315,11 @@ impl Peer {
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))
             }
+            Transport::Http => {
+                panic!(
+                    "no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)"
+                )
+            }
         }
     }
 
@@ -348,6 +353,11 @@ impl Peer {
                     .await
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))
+            }
+            Transport::Http => {
+                panic!(
+                    "no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)"
+                )
             }
         }
     }

@@ -14,12 +14,19 @@ pub(crate) struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `api_disabled`, `invalid_body`,
     /// `invalid_query`, `invalid_path`, `invalid_request`, `not_online`, `fp_in_flight`,
     /// `too_large`, `not_found`, `store_off`, `store_unavailable`, `rate_limited`,
-    /// `body_too_large`, `not_exempt`.
+    /// `body_too_large`, `not_exempt`, `login_refused`, `login_unavailable`,
+    /// `no_such_session`, `too_many_sessions`.
     #[schema(example = "not_online")]
     code: &'static str,
     /// For people: what is wrong and, where it helps, how to fix it.
     #[schema(example = "user \"alice\" is not online")]
     message: String,
+    /// With `login_refused`: the code the login was refused with, as a client's login
+    /// response carries it (1024: the verify webhook was unavailable; 1025 and up: the
+    /// application's).
+    #[serde(rename = "loginCode", skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1025)]
+    login_code: Option<i32>,
 }
 
 /// Why an API call failed.
@@ -79,6 +86,24 @@ pub(crate) enum AppError {
     /// No exemption of that range was added through the API.
     #[error("no exemption of {0} was added through the API")]
     NotExempt(String),
+    /// Verification refused the login of an HTTP session.
+    #[error("the login was refused with code {0}")]
+    LoginRefused(i32),
+    /// An HTTP session ended before its login completed.
+    #[error(
+        "the session ended before its login completed: verification did not answer within \
+         login_timeout_secs, or the server is shutting down"
+    )]
+    LoginUnavailable,
+    /// No HTTP session has this token.
+    #[error(
+        "no such session: it ended (logout, kickout, idle expiry) or never existed; create a \
+         new one with POST /api/sessions"
+    )]
+    NoSuchSession,
+    /// `max_http_sessions` are open.
+    #[error("the server holds as many HTTP sessions as it may (max_http_sessions)")]
+    TooManySessions,
 }
 
 /// Marks an answer to a body over `api_max_body_bytes`, for the limits to count.
@@ -101,6 +126,9 @@ impl AppError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoStore => StatusCode::CONFLICT,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LoginRefused(_) => StatusCode::FORBIDDEN,
+            Self::LoginUnavailable | Self::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoSuchSession => StatusCode::NOT_FOUND,
         }
     }
 
@@ -123,6 +151,10 @@ impl AppError {
             Self::NotFound => "not_found",
             Self::NoStore => "store_off",
             Self::Store(_) => "store_unavailable",
+            Self::LoginRefused(_) => "login_refused",
+            Self::LoginUnavailable => "login_unavailable",
+            Self::NoSuchSession => "no_such_session",
+            Self::TooManySessions => "too_many_sessions",
         }
     }
 }
@@ -133,6 +165,10 @@ impl IntoResponse for AppError {
         let body = ErrorBody {
             code: self.code(),
             message: self.to_string(),
+            login_code: match self {
+                Self::LoginRefused(code) => Some(code),
+                _ => None,
+            },
         };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), code = body.code, message = %body.message, "api error");

@@ -40,6 +40,11 @@ pub const MAX_USER_ID_BYTES: usize = 256;
 /// acknowledged, so its sender reports it lost (§6.3).
 pub const MAX_FINGERPRINT_BYTES: usize = 128;
 
+/// The largest packet body an HTTP session streams as one event, in bytes: more than any
+/// client transport carries (a WebSocket's 65536) and than a stored message's content, so what
+/// reaches a user over a socket reaches them over HTTP too.
+pub const HTTP_SESSION_MAX_OUTBOUND: usize = 256 * 1024;
+
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured; deserializing fills what is not given from it, and refuses
 /// unknown keys and bad values (an address that is not one, a UDP sense mode UDP does not
@@ -120,6 +125,14 @@ pub struct Config {
     #[serde(rename = "http_idle_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub http_idle_timeout: Duration,
+    /// Seconds an HTTP session (a backend receiving as a user through the API) lives with no
+    /// event stream open and no request; while a stream is open it stays.
+    #[serde(rename = "http_session_idle_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_session_idle: Duration,
+    /// Most HTTP sessions at once; creating one more answers 503.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_http_sessions: usize,
     /// Packets queued per session; what does not fit is refused (not acknowledged), or stored
     /// instead with a message store.
     #[serde(deserialize_with = "format::positive")]
@@ -295,6 +308,8 @@ impl Default for Config {
             max_udp_unauthenticated: 1024,
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
+            http_session_idle: Duration::from_secs(60),
+            max_http_sessions: 10_000,
             outbox_capacity: 256,
             slow_consumer_stall: Duration::from_secs(10),
             max_queued_bytes: 64 * 1024 * 1024,
@@ -406,6 +421,7 @@ impl Config {
             Transport::Tcp => self.tcp_sense_mode,
             Transport::Udp => self.udp_sense_mode,
             Transport::WebSocket => self.ws_sense_mode,
+            Transport::Http => return self.http_session_idle,
         };
         mode.map_or_else(
             || transport.default_timing().server_expire,
@@ -419,6 +435,7 @@ impl Config {
             Transport::Tcp => self.max_frame_body,
             Transport::Udp => self.udp_max_outbound,
             Transport::WebSocket => self.ws_max_message,
+            Transport::Http => HTTP_SESSION_MAX_OUTBOUND,
         }
     }
 }

@@ -85,6 +85,7 @@ pub(crate) struct PerTransport<T> {
     pub(crate) tcp: T,
     pub(crate) udp: T,
     pub(crate) ws: T,
+    pub(crate) http: T,
 }
 
 impl<T> PerTransport<T> {
@@ -94,6 +95,7 @@ impl<T> PerTransport<T> {
             tcp: make(Transport::Tcp),
             udp: make(Transport::Udp),
             ws: make(Transport::WebSocket),
+            http: make(Transport::Http),
         }
     }
 
@@ -103,6 +105,7 @@ impl<T> PerTransport<T> {
             Transport::Tcp => &self.tcp,
             Transport::Udp => &self.udp,
             Transport::WebSocket => &self.ws,
+            Transport::Http => &self.http,
         }
     }
 
@@ -112,6 +115,7 @@ impl<T> PerTransport<T> {
             tcp: f(&self.tcp),
             udp: f(&self.udp),
             ws: f(&self.ws),
+            http: f(&self.http),
         }
     }
 }
@@ -125,6 +129,8 @@ label_values! {
         udp,
         /// WebSocket.
         ws,
+        /// An HTTP session (the API acting as a user).
+        http,
     }
 }
 
@@ -134,6 +140,7 @@ impl From<Transport> for TransportLabel {
             Transport::Tcp => Self::tcp,
             Transport::Udp => Self::udp,
             Transport::WebSocket => Self::ws,
+            Transport::Http => Self::http,
         }
     }
 }

@@ -112,7 +112,7 @@ impl Metrics {
         let connections = per_transport(
             r,
             "connections",
-            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
+            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions, HTTP sessions",
         );
         let http_connections = Gauge::default();
         r.register(
@@ -354,6 +354,7 @@ impl Metrics {
         set(&self.online.tcp, online.tcp);
         set(&self.online.udp, online.udp);
         set(&self.online.ws, online.ws);
+        set(&self.online.http, online.http);
         set(&self.qos_in_flight, in_flight);
         set(&self.queued_bytes, queued_bytes);
         let mut out = String::with_capacity(8192);

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod sse;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,12 +162,17 @@ impl Api {
 
     /// A request of `method` to `path` with an empty JSON object as the body.
     pub async fn call(&self, method: &str, path: &str) -> Reply {
+        self.call_with(method, path, json!({})).await
+    }
+
+    /// A request of `method` to `path` with `body` as JSON.
+    pub async fn call_with(&self, method: &str, path: &str, body: Value) -> Reply {
         let method =
             reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
         self.send(
             self.client
                 .request(method, format!("{}{path}", self.base))
-                .json(&json!({})),
+                .json(&body),
         )
         .await
     }

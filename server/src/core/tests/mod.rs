@@ -12,8 +12,10 @@
 //! - `limits`: the abuse limits: messages per session, logins per address and in total,
 //!   exemptions.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
+//! - `as_user`: messages sent in a user's name; an HTTP session's pipe rules.
 
 mod amplification;
+mod as_user;
 mod bounds;
 mod deadlines;
 mod dispatch;
