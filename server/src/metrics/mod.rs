@@ -30,6 +30,7 @@ use self::labels::{
 };
 pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal};
 use crate::hooks::Hooks;
+use crate::tls::metrics::TlsMetrics;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
 /// `labels`.
@@ -96,6 +97,8 @@ pub(crate) struct Metrics {
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
     refused: PerValue<Refusal, Counter>,
+    /// TLS handshakes and certificate reloads (all zero without TLS).
+    pub(crate) tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -209,6 +212,8 @@ impl Metrics {
             None,
             |reason| ByRefusal { reason },
         );
+        let tls = TlsMetrics::default();
+        tls.register(r);
         hooks.register_metrics(&mut registry);
         Self {
             registry,
@@ -231,6 +236,7 @@ impl Metrics {
             dedup_hits,
             kickouts,
             refused,
+            tls,
         }
     }
 
