@@ -45,10 +45,10 @@ pub enum ServerError {
     #[error("http server failed: {0}")]
     Http(std::io::Error),
     /// The TLS settings do not fit together (TLS asked for without a certificate, say).
-    #[error("TLS configuration: {0}")]
+    #[error(transparent)]
     TlsConfig(#[from] TlsConfigError),
     /// The TLS certificate or key could not be loaded.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
 }
 
@@ -128,10 +128,13 @@ impl Tls {
     ) -> Result<Self, ServerError> {
         let metrics = core.metrics.tls.clone();
         let load_metrics = metrics.clone();
-        let certificate =
-            tokio::task::spawn_blocking(move || ServerCertificate::load(files, load_metrics))
-                .await
-                .map_err(|e| ServerError::Http(std::io::Error::other(e)))??;
+        // Two file reads: off the runtime's threads, as every other blocking call.
+        let loading =
+            tokio::task::spawn_blocking(move || ServerCertificate::load(files, load_metrics));
+        let certificate = match loading.await {
+            Ok(loaded) => loaded?,
+            Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+        };
         let limits = core.config.tls_handshake_limits();
         let acceptor = |config| TlsAcceptor::new(config, limits, metrics.clone());
         Ok(Self {
