@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod proxy;
+pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,7 @@ use hongyan_server::{Config, Hooks, LoginRequest, Server, ServerHandle, SessionI
 use hongyan_shared::{
     Fingerprint, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -152,6 +153,8 @@ pub struct TestServer<H: Hooks = RecordingHooks> {
     pub udp: SocketAddr,
     /// HTTP listener (WebSocket at `/websocket`).
     pub http: SocketAddr,
+    /// The plain TCP gateway beside a TLS one, if configured (`tcp_plain_addr`).
+    pub tcp_plain: Option<SocketAddr>,
     /// The send API.
     pub handle: ServerHandle,
     /// The server's hooks: what it reported, for [`RecordingHooks`].
@@ -210,6 +213,7 @@ impl<H: Hooks> TestServer<H> {
             bound.udp_addr().expect("udp on"),
             bound.http_addr().expect("http on"),
         );
+        let tcp_plain = bound.tcp_plain_addr();
         let handle = bound.handle();
         let task = tokio::spawn(async move {
             bound
@@ -223,6 +227,7 @@ impl<H: Hooks> TestServer<H> {
             tcp,
             udp,
             http,
+            tcp_plain,
             handle,
             hooks,
             stop: Some(stop),
@@ -233,6 +238,12 @@ impl<H: Hooks> TestServer<H> {
     /// The WebSocket URL, as MobileIMSDK clients use it.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/websocket", self.http)
+    }
+
+    /// The WebSocket URL of a server whose HTTP listener speaks TLS, for the name its test
+    /// certificate is issued to.
+    pub fn wss_url(&self) -> String {
+        format!("wss://localhost:{}/websocket", self.http.port())
     }
 
     /// Stops the server and waits until it has closed every session.
@@ -294,6 +305,13 @@ pub enum Peer {
     Udp(UdpSocket),
     /// WebSocket text frames.
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    /// Length-prefixed frames inside TLS (a TLS TCP gateway).
+    Tls {
+        /// The connection.
+        stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        /// Bytes read but not yet framed.
+        buf: BytesMut,
+    },
 }
 
 impl Peer {
@@ -362,10 +380,19 @@ impl Peer {
         }
     }
 
+    /// Connects to a TLS TCP gateway at `addr` with `config`, checking the certificate for
+    /// `localhost` (unless `config` trusts anything).
+    pub async fn tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Self {
+        Self::Tls {
+            stream: Box::new(tls::connect(addr, config).await),
+            buf: BytesMut::new(),
+        }
+    }
+
     /// The transport.
     pub fn transport(&self) -> Transport {
         match self {
-            Self::Tcp { .. } => Transport::Tcp,
+            Self::Tcp { .. } | Self::Tls { .. } => Transport::Tcp,
             Self::Udp(_) => Transport::Udp,
             Self::Ws(_) => Transport::WebSocket,
         }
@@ -374,11 +401,8 @@ impl Peer {
     /// Sends one packet body as the transport frames it.
     pub async fn send_json(&mut self, json: &str) {
         match self {
-            Self::Tcp { stream, .. } => {
-                let mut frame = (json.len() as u32).to_be_bytes().to_vec();
-                frame.extend_from_slice(json.as_bytes());
-                stream.write_all(&frame).await.expect("tcp write");
-            }
+            Self::Tcp { stream, .. } => write_frame(stream, json).await,
+            Self::Tls { stream, .. } => write_frame(stream, json).await,
             Self::Udp(socket) => {
                 socket.send(json.as_bytes()).await.expect("udp send");
             }
@@ -398,6 +422,10 @@ impl Peer {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         match self {
             Self::Tcp { stream, .. } => stream.write_all(bytes).await.expect("tcp write"),
+            Self::Tls { stream, .. } => {
+                stream.write_all(bytes).await.expect("tls write");
+                stream.flush().await.expect("tls flush");
+            }
             Self::Udp(socket) => {
                 socket.send(bytes).await.expect("udp send");
             }
@@ -417,20 +445,8 @@ impl Peer {
 
     async fn next_inner(&mut self) -> Recv {
         match self {
-            Self::Tcp { stream, buf } => loop {
-                if buf.len() >= 4 {
-                    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-                    if buf.len() >= 4 + len {
-                        buf.advance(4);
-                        let body = buf.split_to(len);
-                        return Recv::Packet(String::from_utf8(body.to_vec()).expect("utf-8"));
-                    }
-                }
-                match stream.read_buf(buf).await {
-                    Ok(0) | Err(_) => return Recv::Closed,
-                    Ok(_) => {}
-                }
-            },
+            Self::Tcp { stream, buf } => read_frame(stream, buf).await,
+            Self::Tls { stream, buf } => read_frame(stream, buf).await,
             Self::Udp(socket) => {
                 let mut buf = vec![0u8; 65536];
                 match socket.recv(&mut buf).await {
@@ -497,6 +513,32 @@ impl Peer {
         let response = self.expect(PacketType::LoginResponse).await;
         LoginResponse::decode(response.data_content.as_deref().unwrap_or_default())
             .expect("login response payload")
+    }
+}
+
+/// Writes one length-prefixed frame carrying `json`.
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, json: &str) {
+    let mut frame = (json.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(json.as_bytes());
+    stream.write_all(&frame).await.expect("tcp write");
+    stream.flush().await.expect("tcp flush");
+}
+
+/// The next frame's body, or `Closed` when the stream ends or fails.
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Recv {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if buf.len() >= 4 + len {
+                buf.advance(4);
+                let body = buf.split_to(len);
+                return Recv::Packet(String::from_utf8(body.to_vec()).expect("utf-8"));
+            }
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Recv::Closed,
+            Ok(_) => {}
+        }
     }
 }
 

@@ -12,9 +12,12 @@
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
 //! - `origins`: [`AllowedOrigins`], the `Origin`s a WebSocket upgrade may come from.
+//! - `tls`: [`TlsMode`] per listener, and the decision behind [`Config::tls`]: which
+//!   listeners speak TLS with which certificate (or why the settings do not fit together).
 
 mod format;
 mod origins;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +31,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::origins::{AllowedOrigins, OriginsError};
 use crate::limits::{self, AddressRanges};
+use self::tls::TlsSettings;
+pub use self::tls::{TlsConfigError, TlsMode, TlsPlan};
+use crate::tls::HandshakeLimits;
+use crate::tls::certificate::DEFAULT_WATCH_INTERVAL;
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
 
@@ -65,6 +72,41 @@ pub struct Config {
     #[serde(with = "format::listen")]
     #[schemars(with = "String")]
     pub http_addr: Option<SocketAddr>,
+    /// A plain TCP gateway kept beside the TLS one during a migration, for clients not yet
+    /// switched to TLS, or `off`. Needs TLS on the TCP gateway.
+    #[serde(with = "format::listen")]
+    #[schemars(with = "String")]
+    pub tcp_plain_addr: Option<SocketAddr>,
+    /// PEM file of the TLS certificate chain, the server's own certificate first (a
+    /// `fullchain.pem`). With tls_key, the TCP gateway and the HTTP listener speak TLS (see
+    /// tcp_tls and http_tls; UDP has none). Reloaded on SIGHUP and when the file changes.
+    /// [default: none (no TLS)]
+    #[schemars(extend("value_name" = "FILE"))]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key: PKCS#8, RSA or EC, not encrypted.
+    /// [default: none]
+    #[schemars(extend("value_name" = "FILE"))]
+    pub tls_key: Option<PathBuf>,
+    /// TLS on the TCP gateway: `auto` (when tls_cert is set), `on` (and refuse to start
+    /// without a certificate) or `off`.
+    #[schemars(extend("value_name" = "MODE"))]
+    pub tcp_tls: TlsMode,
+    /// TLS on the HTTP listener (HTTPS, WSS, the API, the H5 client): `auto`, `on` or `off`,
+    /// as tcp_tls.
+    #[schemars(extend("value_name" = "MODE"))]
+    pub http_tls: TlsMode,
+    /// Seconds a TLS handshake may take, from accept to finished; the connection is closed
+    /// then.
+    #[serde(rename = "tls_handshake_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub tls_handshake_timeout: Duration,
+    /// Most TLS handshakes in progress at once, per listener; further connections wait in the
+    /// kernel's accept backlog until one finishes.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_tls_handshakes: usize,
+    /// How often the certificate files are looked at for a change. Not a user setting.
+    #[serde(skip)]
+    pub tls_watch_interval: Duration,
     /// TCP sense mode (MODE_3S … MODE_120S, as the clients' `ConfigEntity.setSenseMode`): how
     /// long a silent session lives. [default: none (20 s expiry)]
     #[serde(with = "format::sense_mode")]
@@ -295,6 +337,14 @@ impl Default for Config {
             tcp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8901))),
             udp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 7901))),
             http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 3000))),
+            tcp_plain_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            tcp_tls: TlsMode::Auto,
+            http_tls: TlsMode::Auto,
+            tls_handshake_timeout: HandshakeLimits::default().timeout,
+            max_tls_handshakes: HandshakeLimits::default().max_in_progress,
+            tls_watch_interval: DEFAULT_WATCH_INTERVAL,
             tcp_sense_mode: None,
             udp_sense_mode: None,
             ws_sense_mode: None,
@@ -362,6 +412,30 @@ impl Config {
             udp_addr: any,
             http_addr: any,
             ..Self::default()
+        }
+    }
+
+    /// Which listeners speak TLS, with which certificate, or why the settings do not fit:
+    /// half a certificate, a listener's TLS `on` without one, or a plain migration port beside
+    /// a TCP gateway that is not TLS.
+    pub fn tls(&self) -> Result<TlsPlan, TlsConfigError> {
+        TlsSettings {
+            cert: self.tls_cert.as_deref(),
+            key: self.tls_key.as_deref(),
+            tcp: self.tcp_tls,
+            http: self.http_tls,
+            tcp_listens: self.tcp_addr.is_some(),
+            http_listens: self.http_addr.is_some(),
+            plain_port: self.tcp_plain_addr.is_some(),
+        }
+        .plan()
+    }
+
+    /// The bounds of each listener's TLS handshake stage.
+    pub fn tls_handshake_limits(&self) -> HandshakeLimits {
+        HandshakeLimits {
+            max_in_progress: self.max_tls_handshakes,
+            timeout: self.tls_handshake_timeout,
         }
     }
 

@@ -17,8 +17,8 @@
 //!   `/metrics` answered as usual and anything else (a page, the API, an upgrade) refused with
 //!   503, so an orchestrator's liveness probe never restarts a server for being full, and a
 //!   browser sees why it was turned away. Beyond the reserve, connections are closed at once.
-//! - **The handshake.** The loop is generic over [`Handshake`]: plain HTTP today; HTTPS by
-//!   passing the TLS acceptor, whose slot is taken before `accept` and whose handshake runs in
+//! - **The handshake.** The loop is generic over [`Handshake`]: plain HTTP, or HTTPS with the
+//!   TLS acceptor, whose handshake (bounded by its own deadline and handshake slots) runs in
 //!   the connection's task, after the limit is checked (a refused connection costs no
 //!   handshake) and before the deadlines start.
 
@@ -78,6 +78,19 @@ pub(crate) struct HttpListener<H> {
     pub(crate) core: Arc<Core>,
 }
 
+impl<H> HttpListener<H> {
+    /// The same listener with another handshake: HTTPS with the TLS acceptor.
+    pub(crate) fn with_handshake<T: Handshake>(self, handshake: T) -> HttpListener<T> {
+        HttpListener {
+            handshake,
+            router: self.router,
+            limiter: self.limiter,
+            timeouts: self.timeouts,
+            core: self.core,
+        }
+    }
+}
+
 impl<H: Handshake> HttpListener<H> {
     /// Accepts connections on `listener` until `shutdown`, each in a task on `tracker`, which
     /// closes gracefully at shutdown (requests under way finish, idle connections close).
@@ -90,10 +103,6 @@ impl<H: Handshake> HttpListener<H> {
         let this = Arc::new(self);
         let reserve = Arc::new(Semaphore::new(PROBE_RESERVE));
         loop {
-            let slot = tokio::select! {
-                () = shutdown.cancelled() => return,
-                slot = this.handshake.slot() => slot,
-            };
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
@@ -134,12 +143,16 @@ impl<H: Handshake> HttpListener<H> {
             let this = this.clone();
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
-                let stream = match this.handshake.handshake(slot, stream).await {
-                    Ok(stream) => stream,
-                    Err(e) => {
+                // Shutdown does not wait for a handshake (bounded by its own deadline anyway),
+                // and its state is boxed while it runs, so the task is no larger for it.
+                let handshake = Box::pin(this.handshake.handshake(stream));
+                let stream = match shutdown.run_until_cancelled(handshake).await {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "handshake failed");
                         return;
                     }
+                    None => return,
                 };
                 this.connection(stream, peer, admission, &shutdown).await;
             });

@@ -34,6 +34,7 @@ use self::labels::{
 pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal, StoreOp};
 pub(crate) use self::store::StoreMetrics;
 use crate::hooks::Hooks;
+use crate::tls::metrics::TlsMetrics;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
 /// `labels`.
@@ -102,6 +103,8 @@ pub(crate) struct Metrics {
     refused: PerValue<Refusal, Counter>,
     /// The message store's series, when the server has a store.
     pub(crate) store: Option<StoreMetrics>,
+    /// TLS handshakes and certificate reloads (all zero without TLS).
+    pub(crate) tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -217,6 +220,8 @@ impl Metrics {
             None,
             |reason| ByRefusal { reason },
         );
+        let tls = TlsMetrics::default();
+        tls.register(r);
         hooks.register_metrics(&mut registry);
         Self {
             registry,
@@ -240,6 +245,7 @@ impl Metrics {
             kickouts,
             refused,
             store: None,
+            tls,
         }
     }
 
