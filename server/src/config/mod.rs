@@ -30,9 +30,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::origins::{AllowedOrigins, OriginsError};
-use crate::limits::{self, AddressRanges};
 use self::tls::TlsSettings;
 pub use self::tls::{TlsConfigError, TlsMode, TlsPlan};
+use crate::limits::{self, AddressRanges};
 use crate::tls::HandshakeLimits;
 use crate::tls::certificate::DEFAULT_WATCH_INTERVAL;
 use crate::token::BearerToken;
