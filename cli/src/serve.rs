@@ -130,15 +130,19 @@ fn ensure_development_certificate(settings: &mut ServeSettings) -> anyhow::Resul
     } else {
         "kept from an earlier start"
     };
+    // The ports this server listens on, for the hints (the defaults if a gateway is off).
+    let port = |addr: Option<std::net::SocketAddr>, default| addr.map_or(default, |a| a.port());
     eprintln!(
         "\nhongyan: TLS with a SELF-SIGNED development certificate ({made}), for {names}:\n\n    \
          {cert}\n\nClients do not trust it unless told to. Its SHA-256 fingerprint, to compare \
          with what a client or browser shows:\n\n    {fingerprint}\n\nTrust it with \
-         `hongyan chat --tcp localhost:8901 --tls --ca-file {cert}`, or in a browser by \
-         accepting it for https://localhost:3000/ after comparing the fingerprint. Use a real \
+         `hongyan chat --tcp localhost:{tcp} --tls --ca-file {cert}`, or in a browser by \
+         accepting it for https://localhost:{http}/ after comparing the fingerprint. Use a real \
          certificate (--tls-cert, --tls-key) in production.\n",
         names = default_names().join(", "),
         cert = files.cert.display(),
+        tcp = port(settings.server.tcp_addr, 8901),
+        http = port(settings.server.http_addr, 3000),
     );
     settings.server.tls_cert = Some(files.cert);
     settings.server.tls_key = Some(files.key);

@@ -95,13 +95,14 @@ pub struct Config {
     /// as tcp_tls.
     #[schemars(extend("value_name" = "MODE"))]
     pub http_tls: TlsMode,
-    /// Seconds a TLS handshake may take, from accept to finished; the connection is closed
-    /// then.
+    /// Seconds a TLS connection may take from accept to its first byte, and from taking a
+    /// handshake slot to the finished handshake (twice this from accept to a free slot); it is
+    /// closed then.
     #[serde(rename = "tls_handshake_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub tls_handshake_timeout: Duration,
-    /// Most TLS handshakes in progress at once, per listener; further connections wait in the
-    /// kernel's accept backlog until one finishes.
+    /// Most TLS handshakes in progress at once, per listener; further connections that have
+    /// sent their first byte wait for one to finish, in arrival order.
     #[serde(deserialize_with = "format::positive")]
     pub max_tls_handshakes: usize,
     /// How often the certificate files are looked at for a change. Not a user setting.

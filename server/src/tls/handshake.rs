@@ -14,9 +14,13 @@
 //! - **At most [`max_in_progress`](HandshakeLimits::max_in_progress) handshakes at once.**
 //!   Further connections wait for a slot in arrival order (the slots are a fair semaphore), so
 //!   a login storm of real clients is served in order at the pace the CPU allows.
-//! - **A deadline per connection** ([`timeout`](HandshakeLimits::timeout)), from accept to the
-//!   finished handshake, waiting for the first byte and for a slot included, so a connection
-//!   that stalls anywhere, and the slot it may hold, are let go after at most that long.
+//! - **Deadlines per connection**, from the [`timeout`](HandshakeLimits::timeout) T: the first
+//!   byte within T of accept; a free slot within 2T of accept; the handshake within T of
+//!   taking its slot. A connection that stalls anywhere is let go, and a slot is held at most
+//!   T. A client that finds every slot taken by stalled handshakes therefore gets one within T
+//!   (when the stalls are cut off), with a full T of its own for the handshake. With a single
+//!   deadline T from accept, such a client would get its slot at about its own deadline and be
+//!   cut off too; a flood of stalls at the bound would keep every real client out.
 //!
 //! A connection whose first byte is not a TLS handshake record is a plain client on a TLS
 //! port. It is closed at once, cleanly: the server sends its FIN without a byte before it (a
@@ -47,7 +51,8 @@ const PLAIN_LINGER: Duration = Duration::from_secs(1);
 pub struct HandshakeLimits {
     /// Handshakes in progress at most; further clients wait for a free slot.
     pub max_in_progress: usize,
-    /// How long a connection may take from accept to the finished handshake.
+    /// How long a connection may take from accept to its first byte, and from taking its slot
+    /// to the finished handshake; twice this from accept to a free slot.
     pub timeout: Duration,
 }
 
@@ -92,9 +97,9 @@ impl TlsAcceptor {
 
     /// Turns an accepted connection into a TLS connection (see the module doc): waits for its
     /// first byte, turns a plain client away, waits for a handshake slot and runs the server
-    /// side of the handshake, all within the deadline, and counts the outcome.
+    /// side of the handshake, each within its deadline, and counts the outcome.
     pub async fn handshake(&self, stream: TcpStream) -> Result<TlsStream, HandshakeError> {
-        let result = self.handshake_within_deadline(stream).await;
+        let result = self.handshake_within_deadlines(stream).await;
         match &result {
             Ok(_) => self.metrics.done.inc(),
             Err(HandshakeError::NotTls { .. }) => self.metrics.not_tls.inc(),
@@ -104,31 +109,32 @@ impl TlsAcceptor {
         result
     }
 
-    async fn handshake_within_deadline(
+    async fn handshake_within_deadlines(
         &self,
         stream: TcpStream,
     ) -> Result<TlsStream, HandshakeError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let first_byte = match tokio::time::timeout_at(deadline, first_byte(&stream)).await {
-            Ok(Ok(Some(byte))) => byte,
-            Ok(Ok(None)) => return Err(HandshakeError::Closed),
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => return Err(HandshakeError::TimedOut(self.timeout)),
-        };
+        let accepted = tokio::time::Instant::now();
+        let first_byte =
+            match tokio::time::timeout_at(accepted + self.timeout, first_byte(&stream)).await {
+                Ok(Ok(Some(byte))) => byte,
+                Ok(Ok(None)) => return Err(HandshakeError::Closed),
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => return Err(HandshakeError::TimedOut(self.timeout)),
+            };
         if first_byte != TLS_HANDSHAKE_RECORD {
             refuse_plain(stream).await;
             return Err(HandshakeError::NotTls { first_byte });
         }
-        let handshake = async {
-            let _slot = self
-                .slots
-                .acquire()
-                .await
-                .expect("the semaphore is never closed");
-            let _in_progress = InProgress::new(&self.metrics);
-            TlsStream::accept(self.config.clone(), stream).await
+        // A slot is freed within one timeout, so a second one is a margin for the clients
+        // queued ahead of this one (see the module doc).
+        let slot_deadline = accepted + 2 * self.timeout;
+        let Ok(slot) = tokio::time::timeout_at(slot_deadline, self.slots.acquire()).await else {
+            return Err(HandshakeError::TimedOut(self.timeout));
         };
-        match tokio::time::timeout_at(deadline, handshake).await {
+        let _slot = slot.expect("the semaphore is never closed");
+        let _in_progress = InProgress::new(&self.metrics);
+        let handshake = TlsStream::accept(self.config.clone(), stream);
+        match tokio::time::timeout(self.timeout, handshake).await {
             Ok(Ok(tls)) => Ok(tls),
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(HandshakeError::TimedOut(self.timeout)),

@@ -178,6 +178,13 @@ impl TlsStream {
         tls.incoming.capacity() + tls.plaintext.capacity() + tls.outgoing.capacity()
     }
 
+    /// Bytes of the boxed TLS state, rustls's connection inline (what [`buffered`] does not
+    /// count; the cipher keys and the key schedule rustls boxes come on top).
+    ///
+    /// [`buffered`]: Self::buffered
+    #[cfg(test)]
+    pub(crate) const STATE_SIZE: usize = size_of::<Tls>();
+
     /// Reads what the socket has into `incoming`: `Ok(0)` at the end of the stream (recorded
     /// in `read_closed`; an error if it cuts a record short). Waits for readability without a
     /// buffer, and lets go of an empty one if the socket had nothing after all.

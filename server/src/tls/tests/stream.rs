@@ -131,6 +131,19 @@ async fn an_idle_stream_holds_no_buffer() {
     assert_eq!(server.buffered(), 0, "after a message each way");
 }
 
+/// The state every idle TLS connection keeps inline: rustls's connection and this stream's
+/// fields, in one box. docs/PERFORMANCE.md ("TLS") accounts for it; growth shows here.
+#[test]
+fn the_boxed_tls_state_stays_within_its_budget() {
+    let size = TlsStream::STATE_SIZE;
+    eprintln!(
+        "boxed TLS state: {size} bytes, of which rustls's connection {}",
+        size_of::<rustls::server::UnbufferedServerConnection>()
+    );
+    // mimalloc serves it from its 1,280-byte size class; past that it costs 256 bytes more.
+    assert!(size <= 1280, "{size} bytes");
+}
+
 /// Garbage where a record should be: the stream fails (it does not hang or panic), and the
 /// client is told with an alert (TLS 1.2, where an alert record says so in its header).
 #[tokio::test]
