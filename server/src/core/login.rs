@@ -1,10 +1,11 @@
 //! Login (§4.2) and the duplicate-login rules (§4.3).
 
-use hongyan_shared::{Kickout, LoginInfo, LoginResponse, Packet, UserId, codes};
+use hongyan_shared::{LoginInfo, LoginResponse, Packet, UserId, codes};
 
 use super::reply::{Allowance, end_unless_connectionless};
 use super::state::{Core, Flow};
 use crate::clock::system_time;
+use crate::cluster::Claim;
 use crate::config::MAX_USER_ID_BYTES;
 use crate::hooks::LoginRequest;
 use crate::limits::LoginLimit;
@@ -13,7 +14,7 @@ use crate::log_text::Untrusted;
 use crate::metrics::{KickReason, LoginResult, Refusal};
 use crate::pipe::Pipe;
 use crate::registry::Registration;
-use crate::session::{Outbound, Session};
+use crate::session::Session;
 
 static REFUSED: LogLimit = LogLimit::info("login refused");
 static STALE: LogLimit = LogLimit::info("stale client instance refused");
@@ -127,6 +128,15 @@ impl Core {
         // which the client kept, so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let requested = info.first_login_time.min(now_millis);
+        if self.registry.get(&user).is_none()
+            && self.cluster.claim(&user, requested).await == Claim::Stale
+        {
+            // §4.3 across nodes: a newer instance of the client is online on another node.
+            allowance.release();
+            return self
+                .refuse_stale(session, pipe, &user, &mut allowance)
+                .await;
+        }
         let answered = if requested > 0 {
             requested
         } else if verified && session.first_login_time > 0 {
@@ -171,18 +181,14 @@ impl Core {
                     if kick {
                         self.metrics.kickout(KickReason::duplicate_login);
                         tracing::debug!(old = %old.info.id, "kicking the previous session");
-                        let body = self.encode(&mut Self::duplicate_kickout(&user));
-                        let kick = Outbound::kick(body, codes::KICKOUT_DUPLICATE_LOGIN);
-                        let told = old.push(kick, &*self.clock);
-                        if told.is_err() && !old.connectionless {
-                            // Its queue is full: it cannot be told, but must not stay
-                            // connected as the user (a UDP pseudo-session is left, §4.3).
-                            old.close();
-                        }
+                        self.kick_duplicate(&user, &old);
                     } else {
                         tracing::debug!(old = %old.info.id, "same client instance reconnected; previous session left to expire");
                     }
                 }
+                // Requests from other nodes for the user come here from now on, before the
+                // replay reads what they stored.
+                self.cluster.joined(&user).await;
                 tracing::Span::current()
                     .record("user", tracing::field::display(Untrusted(user.as_str())));
                 pipe.logged_in();
@@ -279,15 +285,5 @@ impl Core {
         Packet::login_response(user.as_str(), response)
             .to_compact_json()
             .len()
-    }
-
-    fn duplicate_kickout(user: &UserId) -> Packet {
-        Packet::kickout(
-            user.as_str(),
-            &Kickout {
-                code: codes::KICKOUT_DUPLICATE_LOGIN,
-                reason: None,
-            },
-        )
     }
 }
