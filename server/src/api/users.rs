@@ -106,7 +106,8 @@ impl From<NodeUser> for OnlineUser {
 }
 
 impl OnlineUser {
-    fn new(user: &UserId, info: &OnlineInfo) -> Self {
+    /// `user`'s session on this node, `node` in a cluster.
+    fn new(user: &UserId, info: &OnlineInfo, node: Option<&str>) -> Self {
         Self {
             user_id: user.as_str().to_owned(),
             session_id: info.session.id.to_string(),
@@ -117,7 +118,7 @@ impl OnlineUser {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             first_login_time: info.first_login_time,
-            node: None,
+            node: node.map(str::to_owned),
         }
     }
 }
@@ -198,7 +199,7 @@ pub(crate) async fn list(
     Ok(axum::Json(UserPage {
         users: page
             .iter()
-            .map(|(user, info)| OnlineUser::new(user, info))
+            .map(|(user, info)| OnlineUser::new(user, info, state.handle.node_name()))
             .collect(),
         next,
         total: state.handle.online_count(),
@@ -223,7 +224,11 @@ pub(crate) async fn get(
 ) -> Result<axum::Json<OnlineUser>, AppError> {
     let id = UserId::from(user.as_str());
     if let Some(info) = state.handle.online_info(&id) {
-        return Ok(axum::Json(OnlineUser::new(&id, &info)));
+        return Ok(axum::Json(OnlineUser::new(
+            &id,
+            &info,
+            state.handle.node_name(),
+        )));
     }
     // In a cluster, the user may be on another node.
     let online = state

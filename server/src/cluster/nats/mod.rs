@@ -38,11 +38,12 @@ use crate::cluster::seam::{Claim, Cluster, Node, NodePage, NodeUser, Remote};
 /// How long a node waits for another's answer before it goes on without (a hung peer): a
 /// message is then kept here, a login granted.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a `deliver` may take: a QoS message is answered with its outcome, which takes
-/// the client's acknowledgement or, at worst, the last retransmission (7–12 s) and a store
-/// write. Past it the asking node keeps the message itself; the holder drops it unsent if it
-/// only sees it then (`Hongyan-Expires`).
-const DELIVER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `deliver` may take: a QoS message is answered with its outcome, the client's
+/// acknowledgement (a round trip) or, when it cannot take it, a store write. Past it the asking
+/// node keeps the message itself (the store takes a fingerprint once per receiver, so a copy
+/// the holder stores later is not kept twice), and the holder drops it unsent if it only sees
+/// it then (`Hongyan-Expires`). It bounds how long a hung holder holds up a sender.
+const DELIVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a node collects the other nodes' pages of online users.
 const GATHER: Duration = Duration::from_millis(300);
 /// Longest pause between two attempts to reach NATS.
