@@ -712,7 +712,13 @@ async fn a_hung_node_loses_no_acknowledged_message_and_the_others_keep_serving()
     };
     let mut alice = online(n0.tcp(), "alice").await;
     let mut bob = online(n1.tcp(), "bob").await;
-    let (_hung_carol, _) = online(n2.tcp(), "carol").await;
+    let (_hung_carol, mut hung_events) = online(n2.tcp(), "carol").await;
+    // Her node answers for her (its subscription is live) before it hangs.
+    let deadline = Instant::now() + STEP;
+    while !n0.get("/api/users/carol").1.contains(r#""node":"node-2""#) {
+        assert!(Instant::now() < deadline, "carol never shows on node-2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     n2.signal("-STOP");
     // A message for a user on the hung node: acknowledged only once stored.
@@ -732,6 +738,10 @@ async fn a_hung_node_loses_no_acknowledged_message_and_the_others_keep_serving()
     .await;
     // Carol gives up on the hung node and logs in on another: the message is there.
     let mut carol = online(n1.ws(), "carol").await;
+    let hung_got = std::iter::from_fn(|| hung_events.try_recv())
+        .filter(|event| matches!(event, ClientEvent::MessageReceived(_)))
+        .count();
+    assert_eq!(hung_got, 0, "the hung node delivered nothing");
     let message = next(&mut carol.1, "the stored message", |event| match event {
         ClientEvent::MessageReceived(message) => Some(message),
         _ => None,

@@ -128,15 +128,26 @@ impl Core {
         // which the client kept, so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let requested = info.first_login_time.min(now_millis);
-        if self.registry.get(&user).is_none()
-            && self.cluster.claim(&user, requested).await == Claim::Stale
-        {
-            // §4.3 across nodes: a newer instance of the client is online on another node.
-            allowance.release();
-            return self
-                .refuse_stale(session, pipe, &user, &mut allowance)
-                .await;
+        // §4.3 across nodes: a user this node does not hold may be online on another, which
+        // applies the rule to its session; a newer instance there makes this login stale.
+        // Then requests for the user come here before the client hears it is online, so a
+        // login elsewhere right after this one finds it.
+        let claimed = self.registry.get(&user).is_none();
+        if claimed {
+            if self.cluster.claim(&user, requested).await == Claim::Stale {
+                allowance.release();
+                return self
+                    .refuse_stale(session, pipe, &user, &mut allowance)
+                    .await;
+            }
+            self.cluster.joined(&user).await;
         }
+        // A login that is not registered after all gives the user up again.
+        let unclaim = || {
+            if claimed && self.registry.get(&user).is_none() {
+                self.cluster.left(&user);
+            }
+        };
         let answered = if requested > 0 {
             requested
         } else if verified && session.first_login_time > 0 {
@@ -157,12 +168,17 @@ impl Core {
         {
             None => {
                 tracing::debug!(user = %Untrusted(user.as_str()), "login answer does not fit; not answered, not registered");
+                unclaim();
                 return Flow::Continue;
             }
-            Some(Flow::Close) => return Flow::Close,
+            Some(Flow::Close) => {
+                unclaim();
+                return Flow::Close;
+            }
             Some(Flow::Continue) => {}
         }
         if pipe.flush().await.is_err() {
+            unclaim();
             return Flow::Close;
         }
 
@@ -186,9 +202,6 @@ impl Core {
                         tracing::debug!(old = %old.info.id, "same client instance reconnected; previous session left to expire");
                     }
                 }
-                // Requests from other nodes for the user come here from now on, before the
-                // replay reads what they stored.
-                self.cluster.joined(&user).await;
                 tracing::Span::current()
                     .record("user", tracing::field::display(Untrusted(user.as_str())));
                 pipe.logged_in();
@@ -206,6 +219,7 @@ impl Core {
                 Flow::Continue
             }
             Registration::Stale => {
+                unclaim();
                 allowance.release();
                 self.refuse_stale(session, pipe, &user, &mut allowance)
                     .await
