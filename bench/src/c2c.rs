@@ -3,6 +3,7 @@
 //! duplicates, losses and CPU per 10,000 delivered messages.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -326,11 +327,27 @@ pub(crate) async fn log_in_all(
     args: &BenchOptions,
     timeout: Duration,
 ) -> (Vec<(usize, Peer)>, BTreeMap<String, usize>) {
+    log_in_all_at(target, None, users, args, timeout).await
+}
+
+/// [`log_in_all`] at `at` instead of the target's address, when given (another node of a
+/// cluster, on the same transport).
+pub(crate) async fn log_in_all_at(
+    target: &Target,
+    at: Option<SocketAddr>,
+    users: Vec<(usize, String)>,
+    args: &BenchOptions,
+    timeout: Duration,
+) -> (Vec<(usize, Peer)>, BTreeMap<String, usize>) {
     let limiter = Arc::new(Semaphore::new(LOGIN_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for (i, user) in users {
         let limiter = limiter.clone();
-        let (dial, source) = (target.dial(args, timeout), source_ip(args, i));
+        let mut dial = target.dial(args, timeout);
+        if let Some(at) = at {
+            dial.target = at;
+        }
+        let source = source_ip(args, i);
         tasks.spawn(async move {
             let _permit = limiter.acquire_owned().await;
             let peer = Peer::login(dial, source, &user, seed(i)).await;
@@ -372,9 +389,11 @@ pub(crate) async fn run(
     progress.show(&format!(
         "[c2c] logging in {pairs} receivers and {pairs} senders"
     ));
-    // Receivers first, so no message finds its receiver offline.
-    let (receivers, mut failures) = log_in_all(
+    // Receivers first, so no message finds its receiver offline; on another node of a
+    // cluster with `receive_at`.
+    let (receivers, mut failures) = log_in_all_at(
         target,
+        c2c.receive_at,
         (0..pairs)
             .map(|i| (pairs + i, format!("{prefix}r{i}")))
             .collect(),

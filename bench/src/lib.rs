@@ -137,6 +137,9 @@ pub struct C2cOptions {
     pub drain: u64,
     /// Seconds allowed for all logins.
     pub login_timeout: u64,
+    /// Where the receivers log in, if not where the senders do: another node of a cluster
+    /// (its gateway for the run's transport), so every message crosses nodes.
+    pub receive_at: Option<std::net::SocketAddr>,
 }
 
 /// The `s2c` scenario.

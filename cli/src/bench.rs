@@ -161,6 +161,12 @@ pub struct C2cArgs {
     /// Seconds allowed for all logins.
     #[arg(long, default_value_t = 10)]
     pub login_timeout: u64,
+    /// Log the receivers in at this address instead (the gateway of the run's transport on
+    /// another node of a cluster: the HTTP listener for `ws`), so every message crosses nodes;
+    /// the senders use `--tcp`/`--udp`/`--ws`. Server CPU (`--server-pid`) is the senders'
+    /// node's only.
+    #[arg(long, value_name = "ADDR")]
+    pub receive_at: Option<std::net::SocketAddr>,
 }
 
 /// `hongyan bench s2c` options.
@@ -251,6 +257,7 @@ impl BenchArgs {
                 size: a.size,
                 drain: a.drain,
                 login_timeout: a.login_timeout,
+                receive_at: a.receive_at,
             }),
             ScenarioArgs::S2c(a) => Scenario::S2c(S2cOptions {
                 receivers: a.receivers,

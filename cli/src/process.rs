@@ -7,13 +7,15 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr (coloured on a terminal), filtered by `HONGYAN_LOG` (a `tracing` filter,
-/// default `info`).
+/// default `info`, with NATS's client at `warn`: it logs every reconnection attempt, and the
+/// cluster logs losing and regaining NATS itself).
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            EnvFilter::try_from_env("HONGYAN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("HONGYAN_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")),
         )
         .init();
 }

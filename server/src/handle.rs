@@ -4,15 +4,16 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, Transport, UserId, codes};
+use hongyan_shared::{Fingerprint, Outgoing, Packet, Transport, UserId, codes};
 use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
+use crate::cluster::{NodePage, NodeUser, Remote};
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
 pub use crate::core::Delivery;
 use crate::core::{Core, Origin, Relayed, Route};
 use crate::hooks::SessionInfo;
-use crate::metrics::{Direction, KickReason, StoreOp};
+use crate::metrics::{Direction, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
 
@@ -152,15 +153,37 @@ impl ServerHandle {
         packet.qos = push.qos;
         let body = core.encode_vec(&mut packet);
         let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
-            let online = core.session_of(&push.to).ok_or(PushError::Offline)?;
-            let body = core.hold(body)?;
-            core.push(&online, Outbound::packet(body))?;
+            match core.session_of(&push.to) {
+                Some(online) => {
+                    let body = core.hold(body)?;
+                    core.push(&online, Outbound::packet(body))?;
+                }
+                None if core.clustered()
+                    && core.cluster.deliver(&push.to, body.into()).await == Remote::Forwarded => {}
+                None => return Err(PushError::Offline),
+            }
             core.metrics.message(Direction::s2c);
             return Ok(Sent {
                 fp,
                 receipt: Receipt::Settled(Delivery::Delivered),
             });
         };
+        if core.clustered() && core.registry.get(&push.to).is_none() {
+            // On another node, that node's QoS decides; on none, it is stored here.
+            let settled = match core.cluster.deliver(&push.to, body.clone().into()).await {
+                Remote::NotHere => None,
+                Remote::Forwarded | Remote::Delivered => Some(Delivery::Delivered),
+                Remote::Stored => Some(Delivery::Stored),
+                Remote::Lost => Some(Delivery::Lost),
+            };
+            if let Some(delivery) = settled {
+                core.metrics.message(Direction::s2c);
+                return Ok(Sent {
+                    fp,
+                    receipt: Receipt::Settled(delivery),
+                });
+            }
+        }
         let ticket = match core.route(&push.to) {
             Route::Live(online) => {
                 let (tx, rx) = oneshot::channel();
@@ -282,31 +305,41 @@ impl ServerHandle {
         self.kick_with_code(user, codes::KICKOUT_ADMIN, reason)
     }
 
-    /// Kicks `user` with an application-defined code (use codes above 100).
+    /// Kicks `user` with an application-defined code (use codes above 100). Only a session
+    /// on this node: [`kick_anywhere`](Self::kick_anywhere) reaches the whole cluster.
     pub fn kick_with_code(&self, user: &UserId, code: i32, reason: Option<&str>) -> bool {
-        let Some(online) = self.core.session_of(user) else {
-            return false;
-        };
-        let mut packet = Packet::kickout(
-            user.as_str(),
-            &Kickout {
-                code,
-                reason: reason.map(str::to_owned),
-            },
-        );
-        let body = self.core.encode(&mut packet);
-        self.core.metrics.kickout(if code == codes::KICKOUT_ADMIN {
-            KickReason::admin
-        } else {
-            KickReason::application
-        });
-        if online
-            .push(Outbound::kick(body, code), &*self.core.clock)
-            .is_err()
-        {
-            online.close();
+        self.core.kick_local(user, code, reason)
+    }
+
+    /// [`kick_with_code`](Self::kick_with_code) on whichever node of the cluster holds
+    /// `user` (this one first). Returns false if none does.
+    pub async fn kick_anywhere(&self, user: &UserId, code: i32, reason: Option<&str>) -> bool {
+        self.core.kick_local(user, code, reason)
+            || (self.core.clustered() && self.core.cluster.kick(user, code, reason).await)
+    }
+
+    /// `user`'s session on whichever node of the cluster holds it (this one first).
+    pub async fn online_anywhere(&self, user: &UserId) -> Option<NodeUser> {
+        match self.core.registry.info(user) {
+            Some(info) => Some(self.core.node_user(user, &info)),
+            None if self.core.clustered() => self.core.cluster.user(user).await,
+            None => None,
         }
-        true
+    }
+
+    /// Every node's page of online users after `after`, at most `limit` each; `None` for a
+    /// single node, or while the cluster cannot be asked.
+    pub async fn online_pages(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Option<Vec<NodePage>> {
+        self.core.cluster.pages(after, limit).await
+    }
+
+    /// This node's name in a cluster.
+    pub fn node_name(&self) -> Option<&str> {
+        self.core.cluster.node_name()
     }
 
     /// Whether `user` is online.

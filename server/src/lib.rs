@@ -25,6 +25,8 @@
 //!   kickouts, idle expiry, the server's retransmission queue, store and forward.
 //! - `pipe`: the [`Pipe`](engine::Pipe) below the core: how a session's packets reach its
 //!   peer, and the properties that make transports differ.
+//! - [`cluster`]: how the core reaches users on other nodes: the [`Cluster`](cluster::Cluster)
+//!   seam, one node's [`SingleNode`](cluster::SingleNode), the cluster on NATS.
 //! - `clock`: the one [`Clock`](engine::Clock) the core reads.
 //! - `gateway`: TCP, UDP and WebSocket pipes, HTTP sessions' pipe (events out as SSE,
 //!   acknowledgements in as requests), an in-memory one, and the one session loop they share
@@ -63,6 +65,7 @@ mod accept;
 mod api;
 mod as_user;
 mod clock;
+pub mod cluster;
 pub mod config;
 mod core;
 pub mod engine;

@@ -24,7 +24,8 @@ const STORE_PROBE: Duration = Duration::from_secs(2);
 /// `GET /readyz`: 200 while the server serves (every listener was bound before it started)
 /// and its message store, if any, commits writes; 503 once it is shutting down or while the
 /// store fails (its disk is full, its database unreachable), so load balancers send clients
-/// elsewhere. Recovers by itself with the store.
+/// elsewhere. Recovers by itself with the store. A cluster node that cannot reach the others
+/// answers 200 `degraded: …`: it still serves its own users and stores what it cannot route.
 pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
         return (
@@ -33,7 +34,11 @@ pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, String
         );
     }
     match tokio::time::timeout(STORE_PROBE, state.core.store_health()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        // Still serving its own users, and storing what it cannot route: ready, but said.
+        Ok(Ok(())) => match state.core.cluster.degraded() {
+            Some(why) => (StatusCode::OK, format!("degraded: {why}\n")),
+            None => (StatusCode::OK, "ready\n".to_owned()),
+        },
         Ok(Err(error)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("message store failing: {error}\n"),

@@ -130,6 +130,20 @@ impl Registry {
         }
     }
 
+    /// Takes `user` off this node whatever their session (a login on another node claimed
+    /// them): the session, and the `firstLoginTime` it was answered with.
+    pub(crate) fn remove(&self, user: &UserId) -> Option<(SessionHandle, i64)> {
+        let old = self.map().remove(user)?;
+        self.count(old.session.info.transport)
+            .fetch_sub(1, Ordering::Relaxed);
+        Some((old.session, old.first_login_time))
+    }
+
+    /// Every user online here.
+    pub(crate) fn users(&self) -> Vec<UserId> {
+        self.map().keys().cloned().collect()
+    }
+
     /// The user's online session.
     pub(crate) fn get(&self, user: &UserId) -> Option<SessionHandle> {
         self.map().get(user).map(|o| o.session.clone())

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hongyan_store::{MessageStore, StoreError};
+use hongyan_store::{MessageStore, StoreError, StoreSpec};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::accept::{Handshake, Plain};
 use crate::clock::SystemClock;
+use crate::cluster::{Cluster, NatsCluster, NatsError, Node};
 use crate::config::{Config, TlsConfigError};
 use crate::core::{self, Core};
 use crate::gateway::{tcp, udp};
@@ -54,6 +55,14 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A cluster was asked for with a store its nodes cannot share.
+    #[error(
+        "a cluster needs a message store all its nodes share: set --store postgres://… (or off), not {0}"
+    )]
+    ClusterStore(String),
+    /// The cluster's NATS address is unusable.
+    #[error(transparent)]
+    Cluster(#[from] NatsError),
 }
 
 /// The hongyan server. See [`Server::bind`].
@@ -72,6 +81,11 @@ impl Server {
     pub async fn bind(config: Config, hooks: Arc<dyn Hooks>) -> Result<Bound, ServerError> {
         // Checked before the store opens: a settings mistake should not wait on a database.
         config.tls()?;
+        if config.cluster.is_some()
+            && matches!(config.store, StoreSpec::Sqlite(_) | StoreSpec::Memory)
+        {
+            return Err(ServerError::ClusterStore(config.store.to_string()));
+        }
         let store = config
             .store
             .open(&config.store_config())
@@ -120,11 +134,27 @@ impl Server {
             None => None,
         };
         let limiter = Arc::new(Semaphore::new(open_files::connection_limit(&config)));
+        let cluster = match &config.cluster {
+            Some(url) => {
+                let name = config.node_name();
+                let cluster = NatsCluster::connect(url, &name).await?;
+                tracing::info!(node = %name, %url, "cluster node");
+                Some(Arc::new(cluster))
+            }
+            None => None,
+        };
         let mut core = Core::new(config, hooks, Arc::new(SystemClock));
         if let Some(store) = store {
             core = core.with_store(store);
         }
+        if let Some(cluster) = &cluster {
+            core = core.with_cluster(cluster.clone());
+        }
         let core = Arc::new(core);
+        if let Some(cluster) = cluster {
+            let node: Arc<dyn Node> = core.clone();
+            cluster.attach(Arc::downgrade(&node));
+        }
         let tls = match plan.files {
             Some(files) => Some(Tls::load(files, plan.tcp, plan.http, &core).await?),
             None => None,

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{Path, Query};
+use crate::cluster::NodeUser;
 use crate::http::state::HttpState;
 use crate::registry::OnlineInfo;
 
@@ -79,10 +80,34 @@ pub(crate) struct OnlineUser {
     /// instance's identity in duplicate-login decisions (§4.3).
     #[schema(example = 1_699_999_000_000_i64)]
     first_login_time: i64,
+    /// In a cluster: the node that holds the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "node-1")]
+    node: Option<String>,
+}
+
+impl From<NodeUser> for OnlineUser {
+    fn from(user: NodeUser) -> Self {
+        Self {
+            user_id: user.user_id,
+            session_id: user.session_id,
+            transport: match user.transport.as_str() {
+                "udp" => TransportName::Udp,
+                "ws" => TransportName::Ws,
+                "http" => TransportName::Http,
+                _ => TransportName::Tcp,
+            },
+            peer_addr: user.peer_addr,
+            since: user.since,
+            first_login_time: user.first_login_time,
+            node: Some(user.node),
+        }
+    }
 }
 
 impl OnlineUser {
-    fn new(user: &UserId, info: &OnlineInfo) -> Self {
+    /// `user`'s session on this node, `node` in a cluster.
+    fn new(user: &UserId, info: &OnlineInfo, node: Option<&str>) -> Self {
         Self {
             user_id: user.as_str().to_owned(),
             session_id: info.session.id.to_string(),
@@ -93,6 +118,7 @@ impl OnlineUser {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             first_login_time: info.first_login_time,
+            node: node.map(str::to_owned),
         }
     }
 }
@@ -151,6 +177,21 @@ pub(crate) async fn list(
         )));
     }
     let after = query.after.map(UserId::from);
+    if let Some(pages) = state.handle.online_pages(after.as_ref(), limit).await {
+        // A cluster: every node's page, merged in id order.
+        let total = pages.iter().map(|page| page.total).sum();
+        let mut users: Vec<NodeUser> = pages.into_iter().flat_map(|page| page.users).collect();
+        users.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+        users.truncate(limit);
+        let next = (users.len() == limit)
+            .then(|| users.last().map(|user| user.user_id.clone()))
+            .flatten();
+        return Ok(axum::Json(UserPage {
+            users: users.into_iter().map(OnlineUser::from).collect(),
+            next,
+            total,
+        }));
+    }
     let page = state.handle.online_page(after.as_ref(), limit);
     let next = (page.len() == limit)
         .then(|| page.last().map(|(user, _)| user.as_str().to_owned()))
@@ -158,7 +199,7 @@ pub(crate) async fn list(
     Ok(axum::Json(UserPage {
         users: page
             .iter()
-            .map(|(user, info)| OnlineUser::new(user, info))
+            .map(|(user, info)| OnlineUser::new(user, info, state.handle.node_name()))
             .collect(),
         next,
         total: state.handle.online_count(),
@@ -182,11 +223,20 @@ pub(crate) async fn get(
     Path(user): Path<String>,
 ) -> Result<axum::Json<OnlineUser>, AppError> {
     let id = UserId::from(user.as_str());
-    let info = state
+    if let Some(info) = state.handle.online_info(&id) {
+        return Ok(axum::Json(OnlineUser::new(
+            &id,
+            &info,
+            state.handle.node_name(),
+        )));
+    }
+    // In a cluster, the user may be on another node.
+    let online = state
         .handle
-        .online_info(&id)
+        .online_anywhere(&id)
+        .await
         .ok_or(AppError::NotOnline(user))?;
-    Ok(axum::Json(OnlineUser::new(&id, &info)))
+    Ok(axum::Json(online.into()))
 }
 
 /// Kick a user out (kickout code 2, an administrator's kick).
@@ -229,7 +279,15 @@ pub(crate) async fn kick(
         )));
     }
     let id = UserId::from(user.as_str());
-    if !state.handle.kick(&id, request.reason.as_deref()) {
+    let kicked = state
+        .handle
+        .kick_anywhere(
+            &id,
+            hongyan_shared::codes::KICKOUT_ADMIN,
+            request.reason.as_deref(),
+        )
+        .await;
+    if !kicked {
         return Err(AppError::NotOnline(user));
     }
     Ok(axum::Json(KickResult {

@@ -330,6 +330,15 @@ pub struct Config {
     /// `outbox_capacity` and `max_in_flight_per_user`).
     #[serde(deserialize_with = "format::positive")]
     pub store_replay_window: usize,
+    /// NATS address of a cluster (`nats://host:4222`; several comma-separated): this server
+    /// becomes one node of it, and reaches users on the other nodes through it (see README,
+    /// "Cluster"). Needs a store all nodes share (`postgres://…`). [default: none: one node]
+    #[schemars(extend("value_name" = "NATS_URL"))]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster, shown in logs and the online-user listing. [default:
+    /// the host name and HTTP port]
+    #[schemars(extend("value_name" = "NAME"))]
+    pub node_name: Option<String>,
 }
 
 impl Default for Config {
@@ -400,6 +409,8 @@ impl Default for Config {
             store_max_message_bytes: 64 * 1024,
             store_ttl: Duration::from_secs(7 * 24 * 3600),
             store_replay_window: 64,
+            cluster: None,
+            node_name: None,
         }
     }
 }
@@ -437,6 +448,23 @@ impl Config {
         HandshakeLimits {
             max_in_progress: self.max_tls_handshakes,
             timeout: self.tls_handshake_timeout,
+        }
+    }
+
+    /// This node's name in a cluster: [`node_name`](Self::node_name), or the host name and
+    /// the HTTP port (so nodes on one machine differ).
+    pub fn node_name(&self) -> String {
+        if let Some(name) = &self.node_name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "hongyan".to_owned());
+        match self.http_addr {
+            Some(addr) => format!("{host}:{}", addr.port()),
+            None => host,
         }
     }
 

@@ -93,6 +93,11 @@ impl Core {
             tracing::debug!(to = %Untrusted(ticket.user().as_str()), %error, "message not stored");
         }
         let user = ticket.finish(result.is_ok());
+        if result.is_ok() && self.clustered() && self.registry.get(&user).is_none() {
+            // The user may have logged in on another node after it was asked, and finished
+            // reading the store there: that node replays it now.
+            self.cluster.stored(&user);
+        }
         self.after_put(&user, result.is_ok()).await;
         result
     }

@@ -114,6 +114,7 @@ impl Core {
         if self.registry.remove_if_current(&user, session.info().id) {
             self.hooks
                 .on_logout(&user, session.info(), session.kick_code);
+            self.cluster.left(&user);
         }
         self.stop_replay(&user, session.info().id);
     }

@@ -1,10 +1,11 @@
 //! Login (§4.2) and the duplicate-login rules (§4.3).
 
-use hongyan_shared::{Kickout, LoginInfo, LoginResponse, Packet, UserId, codes};
+use hongyan_shared::{LoginInfo, LoginResponse, Packet, UserId, codes};
 
 use super::reply::{Allowance, end_unless_connectionless};
 use super::state::{Core, Flow};
 use crate::clock::system_time;
+use crate::cluster::Claim;
 use crate::config::MAX_USER_ID_BYTES;
 use crate::hooks::LoginRequest;
 use crate::limits::LoginLimit;
@@ -13,7 +14,7 @@ use crate::log_text::Untrusted;
 use crate::metrics::{KickReason, LoginResult, Refusal};
 use crate::pipe::Pipe;
 use crate::registry::Registration;
-use crate::session::{Outbound, Session};
+use crate::session::Session;
 
 static REFUSED: LogLimit = LogLimit::info("login refused");
 static STALE: LogLimit = LogLimit::info("stale client instance refused");
@@ -127,6 +128,26 @@ impl Core {
         // which the client kept, so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let requested = info.first_login_time.min(now_millis);
+        // §4.3 across nodes: a user this node does not hold may be online on another, which
+        // applies the rule to its session; a newer instance there makes this login stale.
+        // Then requests for the user come here before the client hears it is online, so a
+        // login elsewhere right after this one finds it.
+        let claimed = self.registry.get(&user).is_none();
+        if claimed {
+            if self.cluster.claim(&user, requested).await == Claim::Stale {
+                allowance.release();
+                return self
+                    .refuse_stale(session, pipe, &user, &mut allowance)
+                    .await;
+            }
+            self.cluster.joined(&user).await;
+        }
+        // A login that is not registered after all gives the user up again.
+        let unclaim = || {
+            if claimed && self.registry.get(&user).is_none() {
+                self.cluster.left(&user);
+            }
+        };
         let answered = if requested > 0 {
             requested
         } else if verified && session.first_login_time > 0 {
@@ -147,12 +168,17 @@ impl Core {
         {
             None => {
                 tracing::debug!(user = %Untrusted(user.as_str()), "login answer does not fit; not answered, not registered");
+                unclaim();
                 return Flow::Continue;
             }
-            Some(Flow::Close) => return Flow::Close,
+            Some(Flow::Close) => {
+                unclaim();
+                return Flow::Close;
+            }
             Some(Flow::Continue) => {}
         }
         if pipe.flush().await.is_err() {
+            unclaim();
             return Flow::Close;
         }
 
@@ -171,14 +197,7 @@ impl Core {
                     if kick {
                         self.metrics.kickout(KickReason::duplicate_login);
                         tracing::debug!(old = %old.info.id, "kicking the previous session");
-                        let body = self.encode(&mut Self::duplicate_kickout(&user));
-                        let kick = Outbound::kick(body, codes::KICKOUT_DUPLICATE_LOGIN);
-                        let told = old.push(kick, &*self.clock);
-                        if told.is_err() && !old.connectionless {
-                            // Its queue is full: it cannot be told, but must not stay
-                            // connected as the user (a UDP pseudo-session is left, §4.3).
-                            old.close();
-                        }
+                        self.kick_duplicate(&user, &old);
                     } else {
                         tracing::debug!(old = %old.info.id, "same client instance reconnected; previous session left to expire");
                     }
@@ -200,6 +219,7 @@ impl Core {
                 Flow::Continue
             }
             Registration::Stale => {
+                unclaim();
                 allowance.release();
                 self.refuse_stale(session, pipe, &user, &mut allowance)
                     .await
@@ -279,15 +299,5 @@ impl Core {
         Packet::login_response(user.as_str(), response)
             .to_compact_json()
             .len()
-    }
-
-    fn duplicate_kickout(user: &UserId) -> Packet {
-        Packet::kickout(
-            user.as_str(),
-            &Kickout {
-                code: codes::KICKOUT_DUPLICATE_LOGIN,
-                reason: None,
-            },
-        )
     }
 }

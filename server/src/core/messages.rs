@@ -9,6 +9,7 @@ use super::backlog::PutTicket;
 use super::keep::Route;
 use super::s2c::{Delivery, Origin};
 use super::state::{Core, Flow};
+use crate::cluster::Remote;
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
 use crate::hooks::SessionInfo;
 use crate::log_text::Untrusted;
@@ -165,15 +166,34 @@ impl Core {
         let Some(fp) = packet.qos_fingerprint().cloned() else {
             // Without QoS: fire and forget, as in the reference (never stored by hongyan).
             let pushed = match self.session_of(&receiver) {
-                Some(online) => self.forward(&online, &receiver, None, body, now),
-                None => Err(PushError::Offline),
+                Some(online) => self.forward(&online, &receiver, None, body, now).is_ok(),
+                None => {
+                    self.clustered()
+                        && self.cluster.deliver(&receiver, body.into()).await == Remote::Forwarded
+                }
             };
-            if pushed.is_ok() {
+            if pushed {
                 self.hooks.on_c2c_delivered(packet);
                 return Relayed::Forwarded;
             }
             return self.keep_for_offline_receiver(packet, None).await;
         };
+        if self.clustered() && self.registry.get(&receiver).is_none() {
+            // Not here: the node that holds the receiver runs the QoS with its client and
+            // answers with the outcome; nobody holds them → stored here, as on one node.
+            match self.cluster.deliver(&receiver, body.clone().into()).await {
+                Remote::NotHere => {}
+                Remote::Forwarded | Remote::Delivered => {
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Delivery::Delivered);
+                    }
+                    self.hooks.on_c2c_delivered(packet);
+                    return Relayed::Forwarded;
+                }
+                Remote::Stored => return Relayed::Kept { notify: false },
+                Remote::Lost => return Relayed::NotKept,
+            }
+        }
         let put = match self.route(&receiver) {
             Route::Live(online) => {
                 match self.forward(&online, &receiver, Some((&fp, waiter)), body, now) {
@@ -199,7 +219,7 @@ impl Core {
     /// retransmission queue. An error means the receiver cannot take it now (queue full,
     /// too large, a bound reached), and the message goes to
     /// [`keep_for_offline_receiver`](Self::keep_for_offline_receiver).
-    fn forward(
+    pub(super) fn forward(
         &self,
         online: &SessionHandle,
         receiver: &UserId,

@@ -16,6 +16,8 @@
 //! - `messages`: C2S, C2C and acknowledgements (§6.4).
 //! - `reply`: writing on the session's own pipe; what a connection does after a refusal.
 //! - `outbound`: what other tasks queued for a session, kickouts included.
+//! - `kick`: kickouts sent to a session from elsewhere (a newer login, an administrator).
+//! - `remote`: what this node answers for its users when another node of a cluster asks.
 //! - `s2c`: the queue of QoS packets the server sent, awaiting acknowledgement, bounded per
 //!   user and server-wide.
 //! - `queued`: the server-wide bound on bytes held for delivery (`max_queued_bytes`).
@@ -32,12 +34,14 @@ mod backlog;
 mod chores;
 mod dispatch;
 mod keep;
+mod kick;
 mod lifecycle;
 mod login;
 mod messages;
 mod outage;
 mod outbound;
 mod queued;
+mod remote;
 mod replay;
 mod reply;
 mod retransmit;

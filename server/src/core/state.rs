@@ -12,6 +12,7 @@ use super::queued::QueuedBytes;
 use super::s2c::{InFlightLimits, S2cQueue};
 use super::store_link::StoreLink;
 use crate::clock::Clock;
+use crate::cluster::{Cluster, SingleNode};
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
 use crate::limits::Limits;
@@ -46,6 +47,8 @@ pub struct Core {
     pub(crate) store: Option<StoreLink>,
     /// The abuse limits: per session, per address, server-wide.
     pub(crate) limits: Limits,
+    /// How users on other nodes are reached ([`SingleNode`] without a cluster).
+    pub(crate) cluster: Arc<dyn Cluster>,
     c2s_dedup: Mutex<DedupWindow<(UserId, Fingerprint)>>,
     next_session: AtomicU64,
 }
@@ -72,6 +75,7 @@ impl Core {
             metrics: Metrics::new(&*hooks, now),
             limits: Limits::new(config.limits(), clock.clone()),
             store: None,
+            cluster: Arc::new(SingleNode),
             hooks,
             clock,
             config,
@@ -93,13 +97,25 @@ impl Core {
         self
     }
 
+    /// The same core as one node of a cluster: users it does not hold are reached through
+    /// `cluster` (which the server attaches this core to once it is shared).
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Whether other nodes may hold users (a cluster); false for one node.
+    pub(crate) fn clustered(&self) -> bool {
+        self.cluster.node_name().is_some()
+    }
+
     pub(crate) fn next_session_id(&self) -> SessionId {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Where `user`'s online session is: the one place that answers it, for C2C routing,
-    /// keepalive answers, retransmissions, pushes and kicks alike (a cluster will answer it
-    /// with a route to another node).
+    /// Where `user`'s online session is on this node: the one place that answers it, for C2C
+    /// routing, keepalive answers, retransmissions, pushes and kicks alike. A user it does not
+    /// hold may be on another node of a cluster, which the cluster seam is asked about.
     pub(crate) fn session_of(&self, user: &UserId) -> Option<SessionHandle> {
         self.registry.get(user)
     }

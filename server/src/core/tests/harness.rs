@@ -14,6 +14,7 @@ use hongyan_shared::{
 use hongyan_store::{MemoryStore, MessageStore};
 
 use crate::clock::{Clock, ManualClock};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::{Core, Flow};
 use crate::gateway::memory::MemoryPipe;
@@ -170,12 +171,30 @@ impl Harness {
         Self::build(config, Some(store))
     }
 
+    /// A harness with a memory store, one node of the cluster `cluster`.
+    pub(super) fn in_cluster(cluster: Arc<dyn Cluster>) -> Self {
+        let config = Config::loopback();
+        let store = Arc::new(MemoryStore::new(config.store_config().limits));
+        Self::build_in(config, Some(store), Some(cluster))
+    }
+
     fn build(config: Config, store: Option<Arc<MemoryStore>>) -> Self {
+        Self::build_in(config, store, None)
+    }
+
+    fn build_in(
+        config: Config,
+        store: Option<Arc<MemoryStore>>,
+        cluster: Option<Arc<dyn Cluster>>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let hooks = Arc::new(TestHooks::default());
         let mut core = Core::new(config, hooks.clone(), clock.clone());
         if let Some(store) = &store {
             core = core.with_store(store.clone());
+        }
+        if let Some(cluster) = cluster {
+            core = core.with_cluster(cluster);
         }
         Self {
             clock,

@@ -13,10 +13,12 @@
 //!   exemptions.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
 //! - `as_user`: messages sent in a user's name; an HTTP session's pipe rules.
+//! - `cluster`: one node of a cluster: what it answers other nodes, what it does with theirs.
 
 mod amplification;
 mod as_user;
 mod bounds;
+mod cluster;
 mod deadlines;
 mod dispatch;
 mod harness;

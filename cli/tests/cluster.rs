@@ -1,0 +1,761 @@
+//! The cluster (issue 14) with real processes: a `nats-server` and a PostgreSQL of the test's
+//! own, and three `hongyan serve` nodes on loopback ports. Users on different nodes talk with
+//! QoS over TCP, UDP and WebSocket; a push through one node's API reaches a user on another;
+//! a login on another node kicks the first session; every node lists every online user. Then
+//! failures: a node killed with SIGKILL while traffic flows (its users log in again on the
+//! survivors, and every message a sender saw acknowledged arrives), a node stopped with
+//! SIGSTOP (a hung peer), NATS restarted under running nodes.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hongyan_client::{Client, ClientConfig, Endpoint, Events};
+use hongyan_shared::client::{ClientEvent, ConnectionState};
+use hongyan_shared::{Fingerprint, LoginInfo};
+use hongyan_store::testing::TempPostgres;
+use tokio::time::{Instant, timeout};
+
+/// The admin token the nodes run with.
+const TOKEN: &str = "cluster-test-token";
+/// The longest any step may take.
+const STEP: Duration = Duration::from_secs(60);
+
+/// A `nats-server` on a loopback port of its own, stopped on drop.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Self {
+        // A port the system just handed out, free again: nats-server binds it at once.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = Self { child: None, port };
+        nats.run(dir);
+        nats
+    }
+
+    /// Starts the server (again) on its port and waits until it greets a client.
+    fn run(&mut self, dir: &Path) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-l", &dir.join("nats.log").display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (scripts/setup installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut info = [0u8; 4];
+                if stream.read_exact(&mut info).is_ok() && &info == b"INFO" {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One `hongyan serve` node on ephemeral loopback ports (read back from its log), killed on
+/// drop.
+struct Node {
+    name: String,
+    child: Child,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    http: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Node {
+    fn start(name: &str, store: &str, nats: &str, state_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
+            .args([
+                "serve",
+                "--store",
+                store,
+                "--cluster",
+                nats,
+                "--node-name",
+                name,
+            ])
+            .args(["--tcp-addr", "127.0.0.1:0", "--udp-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
+            // The cluster, not the message limit, is under test.
+            .args(["--limits-exempt", "127.0.0.0/8"])
+            .env("HONGYAN_STATE_DIR", state_dir)
+            .env("HONGYAN_ADMIN_TOKEN", TOKEN)
+            .env(
+                "HONGYAN_LOG",
+                std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addresses_tx, addresses) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let line = line.unwrap_or_default();
+                for what in [
+                    "tcp gateway listening",
+                    "udp gateway listening",
+                    "http listening",
+                ] {
+                    if let Some(addr) = line
+                        .contains(what)
+                        .then(|| line.split("addr=Some(").nth(1))
+                        .flatten()
+                        .and_then(|rest| rest.split(')').next())
+                    {
+                        let _ = addresses_tx.send((what, addr.parse::<SocketAddr>().unwrap()));
+                    }
+                }
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut found = HashMap::new();
+        while found.len() < 3 {
+            let (what, addr) = addresses
+                .recv_timeout(STEP)
+                .unwrap_or_else(|_| panic!("{name} starts:\n{}", log.lock().unwrap()));
+            found.insert(what, addr);
+        }
+        Self {
+            name: name.to_owned(),
+            child,
+            tcp: found["tcp gateway listening"],
+            udp: found["udp gateway listening"],
+            http: found["http listening"],
+            log,
+        }
+    }
+
+    /// `method path` with the admin token and a JSON `body`: the status code and the body.
+    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(STEP)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = reply
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        (status, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        self.http("GET", path, "")
+    }
+
+    /// Waits until `/readyz`'s body starts with `state` (`ready`, `degraded`).
+    async fn wait_readyz(&self, state: &str) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let (status, body) = self.get("/readyz");
+            if status == 200 && body.starts_with(state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: /readyz stays {status} {body}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the log has a line that contains `text` (it is read by another thread).
+    async fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + STEP;
+        while !self.log.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in {}'s log:\n{}",
+                self.name,
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn tcp(&self) -> Endpoint {
+        Endpoint::Tcp(self.tcp.to_string())
+    }
+
+    fn udp(&self) -> Endpoint {
+        Endpoint::Udp(self.udp.to_string())
+    }
+
+    fn ws(&self) -> Endpoint {
+        Endpoint::WebSocket(format!("ws://{}/websocket", self.http))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- {}'s log:\n{}", self.name, self.log.lock().unwrap());
+        }
+        // A stopped process must run again to die.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// NATS, PostgreSQL and three nodes, named `node-0` … `node-2`.
+struct Cluster {
+    nodes: Vec<Node>,
+    nats: Nats,
+    dir: tempfile::TempDir,
+    _pg: TempPostgres,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let pg = TempPostgres::start().expect("PostgreSQL starts (scripts/setup installs it)");
+        let store = pg.create_database("hongyan").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let nats = Nats::start(dir.path());
+        // One after another: the first migrates the shared database.
+        let nodes: Vec<Node> = (0..3)
+            .map(|i| {
+                let state = dir.path().join(format!("node-{i}"));
+                Node::start(&format!("node-{i}"), &store, &nats.url(), &state)
+            })
+            .collect();
+        for node in &nodes {
+            node.wait_log("cluster connected").await;
+            node.wait_readyz("ready").await;
+        }
+        Self {
+            nodes,
+            nats,
+            dir,
+            _pg: pg,
+        }
+    }
+}
+
+/// A client logged in as `user` at `endpoint`.
+async fn online(endpoint: Endpoint, user: &str) -> (Client, Events) {
+    let config = ClientConfig::new(endpoint);
+    let (client, events) = Client::connect(config, LoginInfo::new(user, Some("t"), None)).unwrap();
+    timeout(STEP, client.wait_for(ConnectionState::Online))
+        .await
+        .expect("logs in in time")
+        .expect("logs in");
+    (client, events)
+}
+
+/// The next event that `pick` takes, within [`STEP`]; the others are dropped.
+async fn next<T>(
+    events: &mut Events,
+    what: &str,
+    mut pick: impl FnMut(ClientEvent) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) => {
+                if let Some(found) = pick(event) {
+                    return found;
+                }
+            }
+            other => panic!("never saw {what}: {other:?}"),
+        }
+    }
+}
+
+/// Sends a QoS message from `from` to `to` and waits for its acknowledgement and its arrival.
+async fn exchange(
+    (from, from_events): &mut (Client, Events),
+    (to, to_events): &mut (Client, Events),
+    text: &str,
+) {
+    let fp = from.send_c2c(to.user_id().as_str(), text, 0).await.unwrap();
+    let acked = fp.clone();
+    next(from_events, "the acknowledgement", |event| match event {
+        ClientEvent::MessageDelivered(fp) if fp == acked => Some(()),
+        _ => None,
+    })
+    .await;
+    let message = next(to_events, "the message", |event| match event {
+        ClientEvent::MessageReceived(message) => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(message.fp, Some(fp));
+    assert_eq!(message.content, text);
+    assert_eq!(message.from.as_str(), from.user_id().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_different_nodes_talk_with_qos_on_every_transport_and_are_listed_everywhere() {
+    let cluster = Cluster::start().await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        unreachable!("three nodes")
+    };
+    let mut alice = online(n0.tcp(), "alice").await;
+    let mut bob = online(n1.udp(), "bob").await;
+    let mut carol = online(n2.ws(), "carol").await;
+
+    // C2C with QoS, each pair on two nodes and two transports.
+    exchange(&mut alice, &mut bob, "tcp on node-0 to udp on node-1").await;
+    exchange(&mut bob, &mut carol, "udp on node-1 to ws on node-2").await;
+    exchange(&mut carol, &mut alice, "ws on node-2 to tcp on node-0").await;
+
+    // S2C pushed through node-0's API to a user on node-2, acknowledged there.
+    let (status, body) = n0.http(
+        "POST",
+        "/api/messages",
+        r#"{"to":"carol","content":"pushed via node-0","wait":true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""outcome":"delivered""#), "{body}");
+    let pushed = next(&mut carol.1, "the push", |event| match event {
+        ClientEvent::MessageReceived(message) => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(pushed.content, "pushed via node-0");
+    assert_eq!(pushed.from.as_str(), "0");
+
+    // Every node lists every online user, with the node that holds them.
+    for node in &cluster.nodes {
+        let (status, body) = node.get("/api/users");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""total":3"#), "{}: {body}", node.name);
+        for (user, holder) in [("alice", "node-0"), ("bob", "node-1"), ("carol", "node-2")] {
+            assert!(
+                body.contains(&format!(r#""userId":"{user}""#)),
+                "{}: {body}",
+                node.name
+            );
+            let (status, one) = node.get(&format!("/api/users/{user}"));
+            assert_eq!(status, 200, "{one}");
+            assert!(one.contains(&format!(r#""node":"{holder}""#)), "{one}");
+        }
+    }
+    // Pages follow user id order across nodes.
+    let (_, page) = n1.get("/api/users?limit=2");
+    assert!(page.contains(r#""next":"bob""#), "{page}");
+    assert!(!page.contains("carol"), "{page}");
+
+    // A user nobody holds: the message is stored, and replayed at their login on any node.
+    let fp = alice.0.send_c2c("dave", "for later", 0).await.unwrap();
+    next(&mut alice.1, "the acknowledgement", |event| match event {
+        ClientEvent::MessageDelivered(acked) if acked == fp => Some(()),
+        _ => None,
+    })
+    .await;
+    let mut dave = online(n2.tcp(), "dave").await;
+    let stored = next(&mut dave.1, "the stored message", |event| match event {
+        ClientEvent::MessageReceived(message) => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(stored.fp, Some(fp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_another_node_kicks_the_first_session_and_an_admin_kicks_from_any_node() {
+    let cluster = Cluster::start().await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        unreachable!("three nodes")
+    };
+    let (_first, mut first_events) = online(n0.tcp(), "alice").await;
+    let (second, second_events) = online(n1.ws(), "alice").await;
+    let kickout = next(&mut first_events, "the kickout", |event| match event {
+        ClientEvent::Kickout(kickout) => Some(kickout),
+        _ => None,
+    })
+    .await;
+    assert_eq!(kickout.code, hongyan_shared::codes::KICKOUT_DUPLICATE_LOGIN);
+    let (status, body) = n2.get("/api/users/alice");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""node":"node-1""#), "{body}");
+    let (_, users) = n0.get("/api/users");
+    assert!(users.contains(r#""total":1"#), "{users}");
+
+    // The surviving session still gets messages, from a user on the first node.
+    let mut bob = online(n0.udp(), "bob").await;
+    let mut alice = (second, second_events);
+    exchange(&mut bob, &mut alice, "to the second session").await;
+    let (second, mut second_events) = alice;
+
+    let (status, body) = n2.http("POST", "/api/users/alice/kick", r#"{"reason":"bye"}"#);
+    assert_eq!(status, 200, "{body}");
+    let kickout = next(
+        &mut second_events,
+        "the admin kickout",
+        |event| match event {
+            ClientEvent::Kickout(kickout) => Some(kickout),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(kickout.code, hongyan_shared::codes::KICKOUT_ADMIN);
+    assert_eq!(kickout.reason.as_deref(), Some("bye"));
+    drop(second);
+    let (status, _) = n0.http("POST", "/api/users/nobody/kick", "");
+    assert_eq!(status, 404);
+}
+
+/// Streams QoS messages from `sender` at `endpoint` to `receivers`, `WINDOW` in flight, until
+/// `stop` says so and the last ones are settled; returns those acknowledged, with their
+/// receiver.
+async fn stream(
+    endpoint: Endpoint,
+    sender: String,
+    receivers: Vec<String>,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicU64>,
+) -> HashMap<Fingerprint, String> {
+    const WINDOW: usize = 8;
+    let (client, mut events) = online(endpoint, &sender).await;
+    let mut in_flight = HashMap::new();
+    let mut delivered = HashMap::new();
+    let mut n = 0;
+    let deadline = Instant::now() + 3 * STEP;
+    loop {
+        while in_flight.len() < WINDOW && stop.load(Ordering::Relaxed) == 0 {
+            let to = receivers[n % receivers.len()].clone();
+            let fp = client
+                .send_c2c(&to, format!("{sender} #{n}"), 0)
+                .await
+                .unwrap();
+            in_flight.insert(fp, to);
+            n += 1;
+        }
+        if in_flight.is_empty() {
+            client.logout().await;
+            return delivered;
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ClientEvent::MessageDelivered(fp))) => {
+                if let Some(to) = in_flight.remove(&fp) {
+                    delivered.insert(fp, to);
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Some(ClientEvent::MessagesLost(lost))) => {
+                for packet in lost {
+                    if let Some(fp) = packet.fp {
+                        in_flight.remove(&fp);
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            other => panic!("{sender}: the stream stalls: {other:?}"),
+        }
+    }
+}
+
+/// Receives as `user` at `endpoint`, counting each fingerprint, until `done` says so.
+async fn receive(
+    endpoint: Endpoint,
+    user: String,
+    received: Arc<Mutex<HashMap<Fingerprint, usize>>>,
+    done: Arc<AtomicU64>,
+) -> Client {
+    let (client, mut events) = online(endpoint, &user).await;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let ClientEvent::MessageReceived(message) = event {
+                *received
+                    .lock()
+                    .unwrap()
+                    .entry(message.fp.expect("QoS"))
+                    .or_default() += 1;
+            }
+            if done.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+        }
+    });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_traffic_flows_loses_no_acknowledged_message() {
+    let cluster = Cluster::start().await;
+    let mut nodes = cluster.nodes;
+    let victim = nodes.pop().expect("three nodes");
+    let receivers: Vec<String> = (0..4).map(|i| format!("receiver-{i}")).collect();
+    // What each client instance received: before the kill on the victim, after it on the
+    // survivors.
+    let before: Vec<_> = receivers
+        .iter()
+        .map(|_| Arc::new(Mutex::new(HashMap::new())))
+        .collect();
+    let after: Vec<_> = receivers
+        .iter()
+        .map(|_| Arc::new(Mutex::new(HashMap::new())))
+        .collect();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut first_clients = Vec::new();
+    for (user, received) in receivers.iter().zip(&before) {
+        first_clients
+            .push(receive(victim.tcp(), user.clone(), received.clone(), done.clone()).await);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..2)
+        .map(|i| {
+            tokio::spawn(stream(
+                nodes[i].tcp(),
+                format!("sender-{i}"),
+                receivers.clone(),
+                acked.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let wait_acked = |at_least: u64| {
+        let acked = acked.clone();
+        async move {
+            let deadline = Instant::now() + STEP;
+            while acked.load(Ordering::Relaxed) < at_least {
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} acknowledged",
+                    acked.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_acked(200).await;
+    victim.kill();
+    // Its users log in again on the survivors while the senders go on.
+    let mut second_clients = Vec::new();
+    for (i, (user, received)) in receivers.iter().zip(&after).enumerate() {
+        second_clients.push(
+            receive(
+                nodes[i % 2].tcp(),
+                user.clone(),
+                received.clone(),
+                done.clone(),
+            )
+            .await,
+        );
+    }
+    let at_kill = acked.load(Ordering::Relaxed);
+    wait_acked(at_kill + 200).await;
+    stop.store(1, Ordering::Relaxed);
+    let mut expected: HashMap<Fingerprint, usize> = HashMap::new();
+    for sender in senders {
+        for (fp, to) in sender.await.unwrap() {
+            let index = receivers.iter().position(|r| *r == to).unwrap();
+            expected.insert(fp, index);
+        }
+    }
+    // Every acknowledged message reaches its receiver: once per client instance, and on the
+    // instance that lived on, unless the first one had it already.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(fp, i)| {
+                !before[**i].lock().unwrap().contains_key(*fp)
+                    && !after[**i].lock().unwrap().contains_key(*fp)
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged messages never arrived, e.g. {:?}",
+            missing.len(),
+            expected.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for received in before.iter().chain(&after) {
+        assert!(
+            received.lock().unwrap().values().all(|&n| n == 1),
+            "a client instance received a message twice"
+        );
+    }
+    let twice = expected
+        .iter()
+        .filter(|(fp, i)| {
+            before[**i].lock().unwrap().contains_key(*fp)
+                && after[**i].lock().unwrap().contains_key(*fp)
+        })
+        .count();
+    eprintln!(
+        "{} acknowledged ({} before the kill); {twice} reached both instances of their receiver \
+         (in flight when the node died)",
+        expected.len(),
+        at_kill
+    );
+    done.store(1, Ordering::Relaxed);
+    drop((first_clients, second_clients));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_nats_leaves_nodes_serving_and_the_cluster_recovers_by_itself() {
+    let mut cluster = Cluster::start().await;
+    let mut alice = online(cluster.nodes[0].tcp(), "alice").await;
+    let mut bob = online(cluster.nodes[1].tcp(), "bob").await;
+    exchange(&mut alice, &mut bob, "before").await;
+
+    cluster.nats.stop();
+    for node in &cluster.nodes {
+        node.wait_readyz("degraded").await;
+    }
+    // Local users are still served; a message for a user on another node is stored.
+    let fp = alice
+        .0
+        .send_c2c("bob", "while NATS is away", 0)
+        .await
+        .unwrap();
+    next(&mut alice.1, "the acknowledgement", |event| match event {
+        ClientEvent::MessageDelivered(acked) if acked == fp => Some(()),
+        _ => None,
+    })
+    .await;
+    let mut carol = online(cluster.nodes[0].ws(), "carol").await;
+    exchange(&mut alice, &mut carol, "on one node").await;
+
+    cluster.nats.run(cluster.dir.path());
+    for node in &cluster.nodes {
+        node.wait_readyz("ready").await;
+    }
+    // What was stored meanwhile reaches bob without a new login, and routing works again.
+    let stored = next(&mut bob.1, "the stored message", |event| match event {
+        ClientEvent::MessageReceived(message) => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(stored.fp, Some(fp));
+    exchange(&mut carol, &mut bob, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_loses_no_acknowledged_message_and_the_others_keep_serving() {
+    let cluster = Cluster::start().await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        unreachable!("three nodes")
+    };
+    let mut alice = online(n0.tcp(), "alice").await;
+    let mut bob = online(n1.tcp(), "bob").await;
+    let (_hung_carol, mut hung_events) = online(n2.tcp(), "carol").await;
+    // Her node answers for her (its subscription is live) before it hangs.
+    let deadline = Instant::now() + STEP;
+    while !n0.get("/api/users/carol").1.contains(r#""node":"node-2""#) {
+        assert!(Instant::now() < deadline, "carol never shows on node-2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    n2.signal("-STOP");
+    // A message for a user on the hung node: acknowledged only once stored.
+    let fp = alice
+        .0
+        .send_c2c("carol", "to a hung node", 0)
+        .await
+        .unwrap();
+    // The others keep serving meanwhile (alice's session waits for the hung node, at most
+    // `DELIVER_TIMEOUT`).
+    let mut dave = online(n0.udp(), "dave").await;
+    exchange(&mut bob, &mut dave, "between the others").await;
+    next(&mut alice.1, "the acknowledgement", |event| match event {
+        ClientEvent::MessageDelivered(acked) if acked == fp => Some(()),
+        _ => None,
+    })
+    .await;
+    // Carol gives up on the hung node and logs in on another: the message is there.
+    let mut carol = online(n1.ws(), "carol").await;
+    let hung_got = std::iter::from_fn(|| hung_events.try_recv())
+        .filter(|event| matches!(event, ClientEvent::MessageReceived(_)))
+        .count();
+    assert_eq!(hung_got, 0, "the hung node delivered nothing");
+    let message = next(&mut carol.1, "the stored message", |event| match event {
+        ClientEvent::MessageReceived(message) => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(message.fp, Some(fp));
+    exchange(&mut alice, &mut carol, "to carol on node-1").await;
+    // The hung node wakes up: it lets carol go rather than deliver a second time.
+    n2.signal("-CONT");
+    exchange(&mut bob, &mut carol, "after the wake-up").await;
+    let duplicates = std::iter::from_fn(|| carol.1.try_recv())
+        .filter(|event| matches!(event, ClientEvent::MessageReceived(_)))
+        .count();
+    assert_eq!(duplicates, 0);
+    let (_, users) = n0.get("/api/users/carol");
+    assert!(users.contains(r#""node":"node-1""#), "{users}");
+}

@@ -1,0 +1,271 @@
+//! One node of a cluster: what the core answers other nodes about the users it holds
+//! ([`Node`]), and what it does with their answers about users it does not hold (a scripted
+//! [`Cluster`], an in-process implementation of the seam like `SingleNode`, that answers as
+//! told and records what it was asked).
+
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, Transport, UserId, codes};
+
+use super::harness::{Harness, data, kinds};
+use crate::cluster::{Claim, Cluster, Handover, Node, NodePage, NodeUser, Remote};
+use crate::core::{Delivery, Flow};
+
+/// A cluster whose other nodes answer `deliver` with `remote` and `claim` with `claim`.
+struct Scripted {
+    remote: Remote,
+    claim: Claim,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(remote: Remote, claim: Claim) -> Arc<Self> {
+        Arc::new(Self {
+            remote,
+            claim,
+            asked: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn asked(&self) -> Vec<String> {
+        std::mem::take(&mut self.asked.lock().unwrap())
+    }
+
+    fn note(&self, what: String) {
+        self.asked.lock().unwrap().push(what);
+    }
+}
+
+#[async_trait]
+impl Cluster for Scripted {
+    fn node_name(&self) -> Option<&str> {
+        Some("node-a")
+    }
+    fn attach(&self, _node: Weak<dyn Node>) {}
+    async fn deliver(&self, user: &UserId, _packet: Bytes) -> Remote {
+        self.note(format!("deliver {user}"));
+        self.remote
+    }
+    async fn claim(&self, user: &UserId, requested: i64) -> Claim {
+        self.note(format!("claim {user} {requested}"));
+        self.claim
+    }
+    async fn joined(&self, user: &UserId) {
+        self.note(format!("joined {user}"));
+    }
+    fn left(&self, user: &UserId) {
+        self.note(format!("left {user}"));
+    }
+    fn stored(&self, user: &UserId) {
+        self.note(format!("stored {user}"));
+    }
+    async fn kick(&self, _user: &UserId, _code: i32, _reason: Option<&str>) -> bool {
+        false
+    }
+    async fn user(&self, _user: &UserId) -> Option<NodeUser> {
+        None
+    }
+    async fn pages(&self, _after: Option<&UserId>, _limit: usize) -> Option<Vec<NodePage>> {
+        None
+    }
+    fn degraded(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Whether `peer` was acknowledged for `fp` (the pseudo-ACK).
+fn acked(written: &[Packet], fp: &str) -> bool {
+    written
+        .iter()
+        .any(|p| p.kind == PacketType::Ack && p.data_content.as_deref() == Some(fp))
+}
+
+#[test]
+fn a_message_for_a_user_held_elsewhere_is_acknowledged_by_its_outcome_there() {
+    for (remote, ack, stored) in [
+        (Remote::Delivered, true, 0),
+        (Remote::Stored, true, 0),
+        (Remote::Lost, false, 0),
+        (Remote::NotHere, true, 1),
+    ] {
+        let cluster = Scripted::new(remote, Claim::Granted);
+        let h = Harness::in_cluster(cluster.clone());
+        let mut alice = h.online(Transport::Tcp, "alice");
+        cluster.asked();
+        h.receive(&mut alice, &data("alice", "bob", "m-1"));
+        assert_eq!(acked(&alice.written(), "m-1"), ack, "{remote:?}");
+        assert_eq!(h.stored("bob"), stored, "{remote:?}");
+        let mut asked = vec!["deliver bob".to_owned()];
+        if stored == 1 {
+            // The holder's replay may have read the store already: it is told.
+            asked.push("stored bob".to_owned());
+        }
+        assert_eq!(cluster.asked(), asked, "{remote:?}");
+    }
+}
+
+#[test]
+fn a_user_held_here_is_never_asked_about() {
+    let cluster = Scripted::new(Remote::Lost, Claim::Granted);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut bob = h.online(Transport::Udp, "bob");
+    cluster.asked();
+    h.receive(&mut alice, &data("alice", "bob", "m-1"));
+    assert!(acked(&alice.written(), "m-1"));
+    h.deliver(&mut bob);
+    assert_eq!(kinds(&bob.written()), [PacketType::CommonData]);
+    assert!(cluster.asked().is_empty());
+}
+
+#[test]
+fn a_push_for_a_user_held_elsewhere_settles_with_the_outcome_there() {
+    let cluster = Scripted::new(Remote::Delivered, Claim::Granted);
+    let h = Harness::in_cluster(cluster.clone());
+    let sent = h.push(Outgoing::new("bob", "hello")).unwrap();
+    assert_eq!(sent.settled(), Some(Delivery::Delivered));
+    assert_eq!(cluster.asked(), ["deliver bob"]);
+}
+
+#[test]
+fn a_login_asks_the_cluster_first_and_a_stale_one_is_refused_with_a_kickout() {
+    let cluster = Scripted::new(Remote::NotHere, Claim::Stale);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut alice = h.open(Transport::Tcp);
+    let mut info = hongyan_shared::LoginInfo::new("alice", Some("t"), None);
+    info.first_login_time = super::harness::T0 - 1000;
+    assert_eq!(h.receive(&mut alice, &Packet::login(&info)), Flow::Close);
+    assert_eq!(kinds(&alice.written()), [PacketType::Kickout]);
+    assert!(!h.handle().is_online(&"alice".into()));
+    assert_eq!(
+        cluster.asked(),
+        [format!("claim alice {}", super::harness::T0 - 1000)]
+    );
+
+    let cluster = Scripted::new(Remote::NotHere, Claim::Granted);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut alice = h.online(Transport::Tcp, "alice");
+    assert_eq!(cluster.asked(), ["claim alice 0", "joined alice"]);
+    h.core.close_session(&mut alice.session);
+    assert_eq!(cluster.asked(), ["left alice"]);
+}
+
+#[test]
+fn a_claim_from_another_node_applies_the_duplicate_login_rule_here() {
+    let h = Harness::with_store(|_| {});
+    let node: &dyn Node = &*h.core;
+    let alice: UserId = "alice".into();
+    assert_eq!(node.claim_here(&alice, 0), Claim::Granted, "not held here");
+
+    // An older instance elsewhere: stale, and the session here stays.
+    let mut here = h.online(Transport::Tcp, "alice");
+    let answered = h.handle().online_info(&alice).unwrap().first_login_time;
+    assert_eq!(node.claim_here(&alice, answered - 1), Claim::Stale);
+    assert!(h.handle().is_online(&alice));
+    assert!(here.written().is_empty());
+
+    // The same instance elsewhere: displaced without a kick.
+    assert_eq!(node.claim_here(&alice, answered), Claim::Granted);
+    assert!(!h.handle().is_online(&alice));
+    assert_eq!(h.deliver(&mut here), Flow::Continue);
+    assert!(here.written().is_empty());
+
+    // A new instance elsewhere: kicked with code 1, and no logout (the user is online).
+    let mut here = h.online(Transport::Tcp, "alice");
+    assert_eq!(node.claim_here(&alice, 0), Claim::Granted);
+    assert!(!h.handle().is_online(&alice));
+    assert_eq!(h.deliver(&mut here), Flow::Close);
+    let written = here.written();
+    assert_eq!(kinds(&written), [PacketType::Kickout]);
+    assert!(
+        written[0]
+            .data_content
+            .as_deref()
+            .unwrap()
+            .contains(&format!("\"code\":{}", codes::KICKOUT_DUPLICATE_LOGIN))
+    );
+    h.core.close_session(&mut here.session);
+    assert!(h.hooks.take().is_empty(), "no logout");
+}
+
+#[test]
+fn a_message_from_another_node_runs_the_qos_here_and_settles_with_the_outcome() {
+    let h = Harness::with_store(|_| {});
+    let node: &dyn Node = &*h.core;
+    let bob: UserId = "bob".into();
+    let from_elsewhere = data("alice", "bob", "m-1");
+    let not_here = node
+        .deliver_here(&bob, from_elsewhere.clone())
+        .now_or_never()
+        .unwrap();
+    assert!(matches!(not_here, Handover::Done(Remote::NotHere)));
+
+    // Acknowledged by the client.
+    let mut peer = h.online(Transport::Tcp, "bob");
+    let Handover::Waiting(outcome) = node
+        .deliver_here(&bob, from_elsewhere.clone())
+        .now_or_never()
+        .unwrap()
+    else {
+        panic!("handed to bob's session");
+    };
+    h.deliver(&mut peer);
+    assert_eq!(kinds(&peer.written()), [PacketType::CommonData]);
+    h.receive(
+        &mut peer,
+        &Packet::ack("bob", "alice", &Fingerprint::new("m-1"), false),
+    );
+    assert_eq!(outcome.now_or_never(), Some(Remote::Delivered));
+
+    // Never acknowledged: stored once the retransmissions run out.
+    let Handover::Waiting(outcome) = node
+        .deliver_here(&bob, data("alice", "bob", "m-2"))
+        .now_or_never()
+        .unwrap()
+    else {
+        panic!("handed to bob's session");
+    };
+    let schedule = h.core.config.s2c_schedule;
+    for _ in 0..=schedule.max_retries {
+        h.advance(schedule.check_interval);
+        h.tick();
+    }
+    assert_eq!(outcome.now_or_never(), Some(Remote::Stored));
+    assert_eq!(h.stored("bob"), 1);
+
+    // Without QoS: handed over.
+    let plain = Packet::common_data("alice", "bob", "hi", None, 0);
+    assert!(matches!(
+        node.deliver_here(&bob, plain).now_or_never().unwrap(),
+        Handover::Done(Remote::Forwarded)
+    ));
+}
+
+#[test]
+fn one_node_lists_and_kicks_only_its_own_users() {
+    let h = Harness::new();
+    let handle = h.handle();
+    assert!(
+        handle
+            .online_pages(None, 10)
+            .now_or_never()
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !handle
+            .kick_anywhere(&"nobody".into(), codes::KICKOUT_ADMIN, None)
+            .now_or_never()
+            .unwrap()
+    );
+    let _alice = h.online(Transport::Tcp, "alice");
+    let found = handle
+        .online_anywhere(&"alice".into())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.user_id.as_str(), found.node.as_str()), ("alice", ""));
+}
