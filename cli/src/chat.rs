@@ -269,6 +269,7 @@ impl Chat {
                     format_args!("✓ delivered [{}]", short(&fp)),
                 );
             }
+            ClientEvent::History(_) => {}
             ClientEvent::MessagesLost(lost) => {
                 for packet in lost {
                     let fp = packet.fp.clone().unwrap_or_default();

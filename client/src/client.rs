@@ -345,5 +345,6 @@ fn log_event(event: &ClientEvent) {
             tracing::debug!(from = %m.from, fp = ?m.fp, "message received");
         }
         ClientEvent::MessageDelivered(fp) => tracing::debug!(%fp, "message delivered"),
+        ClientEvent::History(event) => tracing::debug!(?event, "history"),
     }
 }
