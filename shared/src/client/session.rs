@@ -444,7 +444,10 @@ impl ClientSession {
     /// Every conversation the session knows of, with its newest seq, read position and unread
     /// count, in peer-id order (empty without history sync).
     pub fn conversations(&self) -> Vec<ConversationInfo> {
-        self.sync.as_ref().map(Sync::conversations).unwrap_or_default()
+        self.sync
+            .as_ref()
+            .map(Sync::conversations)
+            .unwrap_or_default()
     }
 
     /// Where the session stands with the conversation with `peer`.

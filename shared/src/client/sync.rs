@@ -113,10 +113,22 @@ impl Conversation {
 /// A request the session makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Request {
-    Conversations { after: Option<UserId> },
-    Tail { peer: UserId, after: u64 },
-    Older { peer: UserId, before: Option<u64>, limit: u32 },
-    Read { peer: UserId, seq: u64 },
+    Conversations {
+        after: Option<UserId>,
+    },
+    Tail {
+        peer: UserId,
+        after: u64,
+    },
+    Older {
+        peer: UserId,
+        before: Option<u64>,
+        limit: u32,
+    },
+    Read {
+        peer: UserId,
+        seq: u64,
+    },
 }
 
 /// A request sent and not yet answered.
@@ -367,7 +379,13 @@ impl Sync {
     /// A message this session sent, `packet`, was acknowledged by `peer` (the receiver, in
     /// whose name the server acknowledges), with its place in the history if the server
     /// numbered it.
-    pub(super) fn sent(&mut self, peer: &UserId, packet: &Packet, tag: Option<SeqTag>, now: Instant) {
+    pub(super) fn sent(
+        &mut self,
+        peer: &UserId,
+        packet: &Packet,
+        tag: Option<SeqTag>,
+        now: Instant,
+    ) {
         let Some(me) = self.me.clone() else {
             return;
         };
@@ -539,8 +557,7 @@ impl Sync {
             conversation.newest = conversation.newest.max(item.newest);
             conversation.read = conversation.read.max(item.read).min(conversation.newest);
             conversation.at = conversation.at.max(item.at);
-            if conversation.newest > conversation.through || !conversation.unsequenced.is_empty()
-            {
+            if conversation.newest > conversation.through || !conversation.unsequenced.is_empty() {
                 conversation.fetch_by(now);
             }
             infos.push(conversation.info(&item.peer));

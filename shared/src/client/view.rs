@@ -121,8 +121,8 @@ impl HistoryView {
                 at: tag.at,
                 content: Some(message.content.clone()),
             };
-            let known = conversation.messages.contains_key(&tag.seq)
-                | conversation.sequenced(&sequenced);
+            let known =
+                conversation.messages.contains_key(&tag.seq) | conversation.sequenced(&sequenced);
             conversation.messages.insert(tag.seq, sequenced.clone());
             return if known {
                 Vec::new()
@@ -161,14 +161,18 @@ impl HistoryView {
                 }
                 self.epoch = Some(*epoch);
                 for info in conversations {
-                    self.conversations.entry(info.peer.clone()).or_default().info =
-                        Some(info.clone());
+                    self.conversations
+                        .entry(info.peer.clone())
+                        .or_default()
+                        .info = Some(info.clone());
                 }
                 Vec::new()
             }
             HistoryEvent::Updated(info) => {
-                self.conversations.entry(info.peer.clone()).or_default().info =
-                    Some(info.clone());
+                self.conversations
+                    .entry(info.peer.clone())
+                    .or_default()
+                    .info = Some(info.clone());
                 Vec::new()
             }
             HistoryEvent::Sent { peer, message } => {

@@ -270,6 +270,9 @@ mod tests {
     #[test]
     fn a_document_that_is_not_an_object_is_refused() {
         assert!(ReadRequest::decode("[]").is_err());
-        assert!(ReadRequest::decode(r#"{"id":1}"#).is_err(), "peer and seq are required");
+        assert!(
+            ReadRequest::decode(r#"{"id":1}"#).is_err(),
+            "peer and seq are required"
+        );
     }
 }

@@ -71,7 +71,10 @@ impl WireFields<'_> {
         w.int("sm", self.sm);
         if let Some(tag) = self.seq {
             w.int(SeqTag::SEQ_KEY, i64::try_from(tag.seq).unwrap_or(i64::MAX));
-            w.int(SeqTag::EPOCH_KEY, i64::try_from(tag.epoch).unwrap_or(i64::MAX));
+            w.int(
+                SeqTag::EPOCH_KEY,
+                i64::try_from(tag.epoch).unwrap_or(i64::MAX),
+            );
             w.int(SeqTag::AT_KEY, tag.at);
         }
         w.end();
