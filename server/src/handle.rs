@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use hongyan_shared::history::{ConversationInfo, HistoryRange};
 use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
 use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
-pub use crate::core::Delivery;
 use crate::core::{Core, Origin, Route};
+pub use crate::core::{Delivery, HistoryPage};
 use crate::metrics::{Direction, KickReason, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
@@ -68,6 +69,17 @@ pub enum StoredError {
     Store(#[from] StoreError),
 }
 
+/// Why a user's conversation history could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// The server keeps no history (no store, or `history_retention` is 0).
+    #[error("this server keeps no conversation history (no store, or history_retention is 0)")]
+    Off,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl ServerHandle {
     /// The send API of the server whose protocol core is `core` (a server built with
     /// [`Server::bind`](crate::Server::bind) hands it out as [`Bound::handle`](crate::Bound::handle)).
@@ -101,10 +113,16 @@ impl ServerHandle {
         );
         packet.qos = push.qos;
         let body = core.encode_vec(&mut packet);
+        let server = UserId::server();
         let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
             let online = core.session_of(&push.to).ok_or(PushError::Offline)?;
-            let body = core.hold(body)?;
-            core.push(&online, Outbound::packet(body))?;
+            let now = core.clock.now();
+            core.deliver_kept(&packet, &server, &push.to, now, |tag| {
+                let body = core.hold(body)?;
+                let body = core.tagged_for(&online, body, tag)?;
+                core.push(&online, Outbound::packet(body))
+            })
+            .0?;
             core.metrics.message(Direction::s2c);
             return Ok(Sent {
                 fp,
@@ -115,7 +133,8 @@ impl ServerHandle {
             Route::Live(online) => {
                 let (tx, rx) = oneshot::channel();
                 let now = core.clock.now();
-                let pushed = core.hold(body).and_then(|body| {
+                let (pushed, _) = core.deliver_kept(&packet, &server, &push.to, now, |tag| {
+                    let body = core.hold(body)?;
                     core.push_qos(
                         &online,
                         &push.to,
@@ -124,6 +143,7 @@ impl ServerHandle {
                         Some(tx),
                         now,
                         Origin::Live,
+                        tag,
                     )
                 });
                 match pushed {
@@ -141,9 +161,12 @@ impl ServerHandle {
             Route::Offline => return Err(PushError::Offline),
         };
         let message = core.stored_form(&packet, &push.to, &qos_fp);
-        core.put(ticket, message)
+        let put = core
+            .put(ticket, message)
             .await
             .map_err(|_| PushError::NotStored)?;
+        let fresh = matches!(put, hongyan_store::Put::Stored(_));
+        core.keep_stored(&packet, &server, &push.to, fresh, core.clock.now());
         core.metrics.message(Direction::s2c);
         Ok(Sent {
             fp,
@@ -228,6 +251,43 @@ impl ServerHandle {
         let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
         let count = link.store.count(user);
         Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
+    }
+
+    /// The history epoch (§9.4): it changes only when a crash cost the history its newest,
+    /// unwritten messages. `None` without history, or before the store chores opened it.
+    pub fn history_epoch(&self) -> Option<u64> {
+        self.core.history.as_ref()?.epoch()
+    }
+
+    /// `user`'s conversations after `after` (by peer id), at most `limit`, with their newest
+    /// seq, `user`'s read position and unread count, and whether more follow. Includes what is
+    /// numbered but not written yet.
+    pub async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<(Vec<ConversationInfo>, bool), HistoryError> {
+        if self.core.history.is_none() {
+            return Err(HistoryError::Off);
+        }
+        Ok(self.core.conversations_of(user, after, limit).await?)
+    }
+
+    /// Up to `limit` messages of the conversation between `user` and `peer` (`"0"`: the
+    /// server's pushes to `user`) in `range`, oldest first, with the conversation's newest
+    /// seq. Includes what is numbered but not written yet.
+    pub async fn history(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, HistoryError> {
+        if self.core.history.is_none() {
+            return Err(HistoryError::Off);
+        }
+        Ok(self.core.history_of(user, peer, range, limit).await?)
     }
 
     /// Erases every message the store keeps for `user` (the account was deleted) and returns

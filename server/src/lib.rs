@@ -79,7 +79,7 @@ pub mod token;
 pub mod webhook;
 
 pub use config::Config;
-pub use handle::{Delivery, Sent, ServerHandle, StoredError};
+pub use handle::{Delivery, HistoryError, HistoryPage, Sent, ServerHandle, StoredError};
 /// The message [`ServerHandle::send`] takes: the same type the clients send.
 pub use hongyan_shared::Outgoing;
 /// The message store crate: [`MessageStore`](hongyan_store::MessageStore), its backends and

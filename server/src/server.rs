@@ -253,6 +253,9 @@ impl Bound {
             // What the sessions acknowledged up to their end is removed, so a clean restart
             // does not replay it again; then queued writes are committed.
             self.core.remove_acknowledged(self.core.clock.now()).await;
+            // The history numbered so far is written, and closed: a clean restart keeps its
+            // epoch, so clients keep what they learned.
+            self.core.finish_history().await;
             link.store.close().await;
         }
         result

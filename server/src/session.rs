@@ -1,6 +1,8 @@
 //! A session's state (owned by the task that runs it), its handle (held by everybody else) and
 //! its outbox between the two.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,9 +86,23 @@ pub(crate) struct SessionHandle {
     /// closed as stuck.
     stall_limit: Duration,
     close: CancellationToken,
+    /// The session opted in to conversation sync (§9.4): what is sent to it may carry
+    /// hongyan's history keys.
+    synced: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
+    /// Whether the session opted in to conversation sync (§9.4).
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session is told where messages sit in their conversations: from its first
+    /// conversation-sync question on (§9.4), until it logs in as somebody else.
+    pub(crate) fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Relaxed);
+    }
+
     /// Queues `out` for the session without waiting. A full queue refuses it, so the caller
     /// neither acknowledges nor counts it as sent: one slow consumer must not hold memory or
     /// stall its senders. A brief backlog (a receiver descheduled for a moment) costs only
@@ -183,6 +199,7 @@ impl Session {
             outbox: tx,
             stall_limit: limits.stall_limit,
             close,
+            synced: Arc::new(AtomicBool::new(false)),
         };
         let session = Self {
             properties,

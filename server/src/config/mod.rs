@@ -229,6 +229,16 @@ pub struct Config {
     /// `outbox_capacity` and `max_in_flight_per_user`).
     #[serde(deserialize_with = "format::positive")]
     pub store_replay_window: usize,
+    /// How long conversation history is kept, with a message store: every message accepted,
+    /// numbered per conversation, for hongyan clients' sync and the HTTP API (a number of
+    /// seconds, or 30d, 12h, 45m, 30s). 0 keeps none: only undelivered messages are stored.
+    #[serde(with = "format::retention")]
+    #[schemars(with = "String", extend("value_name" = "DURATION"))]
+    pub history_retention: Duration,
+    /// How long numbered history waits before it is written (0: at once; the store's group
+    /// commit batches it anyway). What a crash can cost the history. Not a user setting.
+    #[serde(skip)]
+    pub history_flush_delay: Duration,
 }
 
 impl Default for Config {
@@ -277,6 +287,8 @@ impl Default for Config {
             store_max_message_bytes: 64 * 1024,
             store_ttl: Duration::from_secs(7 * 24 * 3600),
             store_replay_window: 64,
+            history_retention: Duration::from_secs(30 * 24 * 3600),
+            history_flush_delay: Duration::ZERO,
         }
     }
 }

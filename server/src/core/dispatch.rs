@@ -1,5 +1,6 @@
 //! The dispatch table (§4.1) and the small handlers: keepalive (§5), echo, logout, and the 301
-//! reply to packets that need a login (§4.5).
+//! reply to packets that need a login (§4.5). hongyan's conversation-sync requests (§9.4)
+//! need a login too.
 
 use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
@@ -36,7 +37,12 @@ impl Core {
                 Flow::Close
             }
             PacketType::Echo => self.echo(session, pipe, packet).await,
-            PacketType::KeepAlive | PacketType::CommonData | PacketType::Ack => {
+            PacketType::KeepAlive
+            | PacketType::CommonData
+            | PacketType::Ack
+            | PacketType::ConversationsRequest
+            | PacketType::HistoryRequest
+            | PacketType::ReadRequest => {
                 let Some(user) = session.user.clone() else {
                     return self
                         .reject_unauthenticated(session, pipe, &packet, body.len())
@@ -45,10 +51,11 @@ impl Core {
                 match packet.kind {
                     PacketType::KeepAlive => self.keep_alive(session, pipe, &user).await,
                     PacketType::CommonData => self.data(session, pipe, packet, user, now).await,
-                    _ => {
+                    PacketType::Ack => {
                         self.ack(&user, &packet).await;
                         Flow::Continue
                     }
+                    _ => self.sync_request(session, pipe, packet, &user).await,
                 }
             }
             other => {

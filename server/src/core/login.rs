@@ -77,6 +77,8 @@ impl Core {
         let verified = session.user.as_ref() == Some(&user);
         if !verified {
             self.close_session(session);
+            // What the session opted in to was for its previous user.
+            session.handle.set_synced(false);
             let code = self
                 .hooks
                 .verify_login(LoginRequest {

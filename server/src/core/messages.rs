@@ -1,7 +1,7 @@
 //! Application data and acknowledgements (§6.4): C2S with ACK and de-duplication, C2C
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
-use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use hongyan_shared::{Fingerprint, Instant, Packet, SeqTag, UserId};
 use hongyan_store::Put;
 
 use super::backlog::PutTicket;
@@ -18,8 +18,9 @@ use crate::session::{Outbound, PushError, Session, SessionHandle};
 enum Kept {
     /// Stored (by the message store or the application): its sender is acknowledged.
     /// `notify`: the receiver is offline and the message new, so the offline hook is told
-    /// (for a push notification) once the acknowledgement is written.
-    Yes { notify: bool },
+    /// (for a push notification) once the acknowledgement is written. `tag`: its place in
+    /// the conversation's history, if it has one now.
+    Yes { notify: bool, tag: Option<SeqTag> },
     /// Not kept: no acknowledgement, so a QoS sender retransmits and finally reports it lost.
     No,
 }
@@ -33,8 +34,10 @@ impl Core {
         user: UserId,
         now: Instant,
     ) -> Flow {
-        // Hardening: the sender is who the session logged in as, never what the packet claims.
+        // Hardening: the sender is who the session logged in as, never what the packet claims,
+        // and a message's place in history is the server's to say (§9.4).
         packet.from = Some(user.clone());
+        packet.seq = None;
         if packet.qos && packet.qos_fingerprint().is_none() {
             // QoS without a fingerprint cannot be acknowledged; deliver it as plain data
             // rather than emit a QoS packet the receiver would choke on (§6.3).
@@ -123,7 +126,12 @@ impl Core {
         let Some(fp) = packet.qos_fingerprint().cloned() else {
             // Without QoS: fire and forget, as in the reference (never stored by hongyan).
             let pushed = match self.session_of(&receiver) {
-                Some(online) => self.forward(&online, &receiver, None, body, now),
+                Some(online) => {
+                    self.deliver_kept(&packet, user, &receiver, now, |tag| {
+                        self.forward(&online, &receiver, None, body, tag, now)
+                    })
+                    .0
+                }
                 None => Err(PushError::Offline),
             };
             if pushed.is_ok() {
@@ -134,26 +142,31 @@ impl Core {
             return Flow::Continue;
         };
         let put = match self.route(&receiver) {
-            Route::Live(online) => match self.forward(&online, &receiver, Some(&fp), body, now) {
-                Ok(()) => {
-                    self.hooks.on_c2c_delivered(&packet);
-                    let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
-                    return self.reply(session, pipe, ack).await;
+            Route::Live(online) => {
+                let (forwarded, tag) = self.deliver_kept(&packet, user, &receiver, now, |tag| {
+                    self.forward(&online, &receiver, Some(&fp), body, tag, now)
+                });
+                match forwarded {
+                    Ok(()) => {
+                        self.hooks.on_c2c_delivered(&packet);
+                        let ack = self.pseudo_ack(session, &receiver, user, &fp, tag);
+                        return self.reply(session, pipe, ack).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
+                        self.store_instead(&receiver, &e)
+                            .map(|ticket| (ticket, true))
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
-                    self.store_instead(&receiver, &e)
-                        .map(|ticket| (ticket, true))
-                }
-            },
+            }
             Route::Store { ticket, online } => Some((ticket, online)),
             Route::Offline => None,
         };
-        let Kept::Yes { notify } = self.keep_for_offline_receiver(&packet, put).await else {
+        let Kept::Yes { notify, tag } = self.keep_for_offline_receiver(&packet, put).await else {
             // Not kept: no ACK, so the sender retries and finally reports it lost.
             return Flow::Continue;
         };
-        let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
+        let ack = self.pseudo_ack(session, &receiver, user, &fp, tag);
         let flow = self.reply(session, pipe, ack).await;
         if notify && flow == Flow::Continue {
             // The sender hears first; the application's notification may take a while.
@@ -163,6 +176,23 @@ impl Core {
             self.hooks.on_offline(&packet).await;
         }
         flow
+    }
+
+    /// The acknowledgement `sender` gets in `receiver`'s name for its message `fp` (§6.4):
+    /// with the message's place in history for a session that syncs (§9.4).
+    fn pseudo_ack(
+        &self,
+        session: &Session,
+        receiver: &UserId,
+        sender: &UserId,
+        fp: &Fingerprint,
+        tag: Option<SeqTag>,
+    ) -> Packet {
+        let mut ack = Packet::ack(receiver.as_str(), sender.as_str(), fp, false);
+        if session.handle.is_synced() {
+            ack.seq = tag;
+        }
+        ack
     }
 
     /// Hands an encoded C2C message to its receiver's online session: counted against
@@ -176,12 +206,16 @@ impl Core {
         receiver: &UserId,
         fp: Option<&Fingerprint>,
         body: Vec<u8>,
+        tag: Option<SeqTag>,
         now: Instant,
     ) -> Result<(), PushError> {
         let body = self.hold(body)?;
         match fp {
-            Some(fp) => self.push_qos(online, receiver, fp, body, None, now, Origin::Live),
-            None => self.push(online, Outbound::packet(body)),
+            Some(fp) => self.push_qos(online, receiver, fp, body, None, now, Origin::Live, tag),
+            None => {
+                let body = self.tagged_for(online, body, tag)?;
+                self.push(online, Outbound::packet(body))
+            }
         }
     }
 
@@ -203,7 +237,10 @@ impl Core {
             let stored = self.hooks.on_offline(packet).await;
             self.metrics.offline(stored);
             return if stored {
-                Kept::Yes { notify: false }
+                Kept::Yes {
+                    notify: false,
+                    tag: None,
+                }
             } else {
                 Kept::No
             };
@@ -213,9 +250,17 @@ impl Core {
             .put(ticket, self.stored_form(packet, &receiver, fp))
             .await;
         self.metrics.offline(result.is_ok());
+        let sender = packet.from.clone().unwrap_or_default();
+        let now = self.clock.now();
         match result {
-            Ok(Put::Stored(_)) => Kept::Yes { notify: !online },
-            Ok(Put::AlreadyStored(_)) => Kept::Yes { notify: false },
+            Ok(Put::Stored(_)) => Kept::Yes {
+                notify: !online,
+                tag: self.keep_stored(packet, &sender, &receiver, true, now),
+            },
+            Ok(Put::AlreadyStored(_)) => Kept::Yes {
+                notify: false,
+                tag: self.keep_stored(packet, &sender, &receiver, false, now),
+            },
             Err(_) => Kept::No,
         }
     }

@@ -154,6 +154,8 @@ label_values! {
         ack,
         /// Type 5.
         echo,
+        /// hongyan's conversation-sync requests, types 1000–1002 (§9.4).
+        sync,
         /// Any other type.
         other,
         /// Not a packet.
@@ -171,6 +173,11 @@ impl From<Option<PacketType>> for Received {
             Some(PacketType::Logout) => Self::logout,
             Some(PacketType::Ack) => Self::ack,
             Some(PacketType::Echo) => Self::echo,
+            Some(
+                PacketType::ConversationsRequest
+                | PacketType::HistoryRequest
+                | PacketType::ReadRequest,
+            ) => Self::sync,
             Some(_) => Self::other,
         }
     }
@@ -193,6 +200,8 @@ label_values! {
         echo_response,
         /// Type 54.
         kickout,
+        /// hongyan's conversation-sync answers, types 1500–1502 (§9.4).
+        sync,
         /// Any other type.
         other,
     }
@@ -208,6 +217,9 @@ impl From<PacketType> for Sent {
             PacketType::Error => Self::error,
             PacketType::EchoResponse => Self::echo_response,
             PacketType::Kickout => Self::kickout,
+            PacketType::ConversationsResponse
+            | PacketType::HistoryResponse
+            | PacketType::ReadResponse => Self::sync,
             _ => Self::other,
         }
     }
@@ -326,6 +338,12 @@ label_values! {
         expire,
         /// The readiness probe's write.
         health,
+        /// Reading conversation history: counters, pages, conversations lists.
+        history_read,
+        /// Writing conversation history: numbered messages, read positions, the epoch.
+        history_write,
+        /// Sweeping history past its retention.
+        history_expire,
     }
 }
 

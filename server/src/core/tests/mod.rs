@@ -10,12 +10,15 @@
 //! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 //! - `bounds`: what is refused once a bound is reached; the login deadline.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
+//! - `history`: conversation history and sync: numbering, the sync requests, what sessions
+//!   that did not ask see, a crash.
 
 mod amplification;
 mod bounds;
 mod deadlines;
 mod dispatch;
 mod harness;
+mod history;
 mod kickout;
 mod login;
 mod messages;
