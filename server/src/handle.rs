@@ -378,6 +378,12 @@ impl ServerHandle {
         Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
     }
 
+    /// Whether the server keeps conversation history (§9.4): it has a message store, and
+    /// `history_retention` is above 0.
+    pub fn keeps_history(&self) -> bool {
+        self.core.history.is_some()
+    }
+
     /// The history epoch (§9.4): it changes only when a crash cost the history its newest,
     /// unwritten messages. `None` without history, or before the store chores opened it.
     pub fn history_epoch(&self) -> Option<u64> {
