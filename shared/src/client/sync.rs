@@ -20,8 +20,8 @@ use crate::history::{
 };
 use crate::packet::{Fingerprint, Packet, PacketType, SeqTag, UserId};
 
-/// Where the session stands with one conversation, as [`ClientSession::sync_state`]
-/// (super::ClientSession::sync_state) reports it.
+/// Where the session stands with one conversation, as
+/// [`ClientSession::sync_state`](super::ClientSession::sync_state) reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncState {
     /// The conversation's numbers as the session knows them.
