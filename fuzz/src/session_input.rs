@@ -329,6 +329,7 @@ impl PacketInput {
             qos: self.qos,
             typeu: self.typeu,
             sm: self.sm,
+            seq: None,
         }
     }
 }

@@ -4,14 +4,15 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use hongyan_shared::history::{ConversationInfo, HistoryRange};
 use hongyan_shared::{Fingerprint, Outgoing, Packet, Transport, UserId, codes};
 use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
 use crate::cluster::{NodePage, NodeUser, Remote};
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
-pub use crate::core::Delivery;
 use crate::core::{Core, Origin, Relayed, Route};
+pub use crate::core::{Delivery, HistoryPage};
 use crate::hooks::SessionInfo;
 use crate::metrics::{Direction, StoreOp};
 use crate::registry::OnlineInfo;
@@ -67,6 +68,17 @@ pub enum StoredError {
     /// The server keeps no messages (`store = off`).
     #[error("this server keeps no messages (its store setting is off)")]
     NoStore,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a user's conversation history could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// The server keeps no history (no store, or `history_retention` is 0).
+    #[error("this server keeps no conversation history (no store, or history_retention is 0)")]
+    Off,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -152,11 +164,17 @@ impl ServerHandle {
         );
         packet.qos = push.qos;
         let body = core.encode_vec(&mut packet);
+        let server = UserId::server();
         let Some(qos_fp) = fp.clone().filter(|_| push.qos) else {
+            let now = core.clock.now();
             match core.session_of(&push.to) {
                 Some(online) => {
-                    let body = core.hold(body)?;
-                    core.push(&online, Outbound::packet(body))?;
+                    core.deliver_kept(&packet, &server, &push.to, now, |tag| {
+                        let body = core.hold(body)?;
+                        let body = core.tagged_for(&online, body, tag)?;
+                        core.push(&online, Outbound::packet(body))
+                    })
+                    .0?;
                 }
                 None if core.clustered()
                     && core.cluster.deliver(&push.to, body.into()).await == Remote::Forwarded => {}
@@ -188,7 +206,8 @@ impl ServerHandle {
             Route::Live(online) => {
                 let (tx, rx) = oneshot::channel();
                 let now = core.clock.now();
-                let pushed = core.hold(body).and_then(|body| {
+                let (pushed, _) = core.deliver_kept(&packet, &server, &push.to, now, |tag| {
+                    let body = core.hold(body)?;
                     core.push_qos(
                         &online,
                         &push.to,
@@ -197,6 +216,7 @@ impl ServerHandle {
                         Some(tx),
                         now,
                         Origin::Live,
+                        tag,
                     )
                 });
                 match pushed {
@@ -214,9 +234,12 @@ impl ServerHandle {
             Route::Offline => return Err(PushError::Offline),
         };
         let message = core.stored_form(&packet, &push.to, &qos_fp);
-        core.put(ticket, message)
+        let put = core
+            .put(ticket, message)
             .await
             .map_err(|_| PushError::NotStored)?;
+        let fresh = matches!(put, hongyan_store::Put::Stored(_));
+        core.keep_stored(&packet, &server, &push.to, fresh, core.clock.now());
         core.metrics.message(Direction::s2c);
         Ok(Sent {
             fp,
@@ -281,10 +304,10 @@ impl ServerHandle {
             .await;
         let receipt = match relayed {
             Relayed::Refused => return Err(SendAsError::Refused),
-            Relayed::Forwarded => {
+            Relayed::Forwarded { .. } => {
                 receipt.map_or(Receipt::Settled(Delivery::Delivered), Receipt::Waiting)
             }
-            Relayed::Kept { notify } => {
+            Relayed::Kept { notify, .. } => {
                 if notify {
                     core.hooks.on_offline(&packet).await;
                 }
@@ -386,6 +409,49 @@ impl ServerHandle {
         let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
         let count = link.store.count(user);
         Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
+    }
+
+    /// Whether the server keeps conversation history (§9.4): it has a message store, and
+    /// `history_retention` is above 0.
+    pub fn keeps_history(&self) -> bool {
+        self.core.history.is_some()
+    }
+
+    /// The history epoch (§9.4): it changes only when a crash cost the history its newest,
+    /// unwritten messages. `None` without history, or before the store chores opened it.
+    pub fn history_epoch(&self) -> Option<u64> {
+        self.core.history.as_ref()?.epoch()
+    }
+
+    /// `user`'s conversations after `after` (by peer id), at most `limit`, with their newest
+    /// seq, `user`'s read position and unread count, and whether more follow. Includes what is
+    /// numbered but not written yet.
+    pub async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<(Vec<ConversationInfo>, bool), HistoryError> {
+        if self.core.history.is_none() {
+            return Err(HistoryError::Off);
+        }
+        Ok(self.core.conversations_of(user, after, limit).await?)
+    }
+
+    /// Up to `limit` messages of the conversation between `user` and `peer` (`"0"`: the
+    /// server's pushes to `user`) in `range`, oldest first, with the conversation's newest
+    /// seq. Includes what is numbered but not written yet.
+    pub async fn history(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, HistoryError> {
+        if self.core.history.is_none() {
+            return Err(HistoryError::Off);
+        }
+        Ok(self.core.history_of(user, peer, range, limit).await?)
     }
 
     /// Erases every message the store keeps for `user` (the account was deleted) and returns

@@ -89,7 +89,9 @@ pub mod token;
 pub mod webhook;
 
 pub use config::Config;
-pub use handle::{Delivery, SendAsError, Sent, ServerHandle, StoredError};
+pub use handle::{
+    Delivery, HistoryError, HistoryPage, SendAsError, Sent, ServerHandle, StoredError,
+};
 /// The message [`ServerHandle::send`] takes: the same type the clients send.
 pub use hongyan_shared::Outgoing;
 /// The message store crate: [`MessageStore`](hongyan_store::MessageStore), its backends and

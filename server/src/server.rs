@@ -94,6 +94,9 @@ impl Server {
         if store.is_some() {
             tracing::info!(store = %config.store, "message store open");
         }
+        if config.cluster.is_some() && !config.history_retention.is_zero() {
+            tracing::warn!("conversation history is not kept in a cluster yet: history_retention is ignored");
+        }
         Self::bind_with_store(config, hooks, store).await
     }
 
@@ -414,6 +417,9 @@ impl Bound {
             // What the sessions acknowledged up to their end is removed, so a clean restart
             // does not replay it again; then queued writes are committed.
             self.core.remove_acknowledged(self.core.clock.now()).await;
+            // The history numbered so far is written, and closed: a clean restart keeps its
+            // epoch, so clients keep what they learned.
+            self.core.finish_history().await;
             link.store.close().await;
         }
         result

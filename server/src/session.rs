@@ -79,6 +79,12 @@ pub(crate) struct SessionHandle {
     pub(crate) info: SessionInfo,
     /// Whether the session's pipe is connection-less (a UDP pseudo-session).
     pub(crate) connectionless: bool,
+    /// The session opted in to conversation sync (§9.4): what is sent to it may carry
+    /// hongyan's history keys. A plain copy in each handle (it fits beside `connectionless`,
+    /// so a session is no larger for it): the first sync request sets the session's own and
+    /// the registry's together; a handle cloned just before misses a message's tag, and the
+    /// client finds that message in the history.
+    pub(crate) synced: bool,
     max_outbound: usize,
     outbox: Mailbox<Outbound>,
     /// How long the outbox may stay full, with nothing taken from it, before the session is
@@ -88,6 +94,11 @@ pub(crate) struct SessionHandle {
 }
 
 impl SessionHandle {
+    /// Whether the session opted in to conversation sync (§9.4).
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced
+    }
+
     /// Queues `out` for the session without waiting. A full queue refuses it, so the caller
     /// neither acknowledges nor counts it as sent: one slow consumer must not hold memory or
     /// stall its senders. A brief backlog (a receiver descheduled for a moment) costs only
@@ -187,6 +198,7 @@ impl Session {
             outbox: tx,
             stall_limit: limits.stall_limit,
             close,
+            synced: false,
         };
         let session = Self {
             properties,

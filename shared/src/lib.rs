@@ -16,27 +16,32 @@
 //!   frame codec ([`codec::frame`]). It knows bytes and JSON, not packets.
 //! - [`qos`]: the retransmitting [`SendQueue`] and the receiver's [`DedupWindow`].
 //! - [`sense`]: sense modes, keepalive timings and the [`Transport`] enum.
+//! - [`history`]: the documents of conversation history and sync (§9.4), hongyan's own
+//!   extension: conversations, pages of messages, read positions.
 //! - [`client`]: the client session state machine ([`ClientSession`]) that the native and
-//!   browser clients drive.
+//!   browser clients drive, with its history sync and [`HistoryView`].
 //!
-//! Dependencies run one way: `client` uses `qos`, `sense`, `packet` and `codec`; `packet` uses
-//! `codec`; `codec`, `qos` and `sense` use none of the others. Modules import each other by
+//! Dependencies run one way: `client` uses `history`, `qos`, `sense`, `packet` and `codec`;
+//! `history` uses `packet` and `codec`; `packet` uses `codec`; `codec`, `qos` and `sense` use
+//! none of the others. Modules import each other by
 //! their own paths: the re-exports below are for users of the crate.
 
 pub mod client;
 pub mod codec;
+pub mod history;
 pub mod packet;
 pub mod qos;
 pub mod sense;
 
 pub use client::{
-    ClientEvent, ClientSession, ConnectionState, ReceivedMessage, SessionConfig, TransportCommand,
+    ClientEvent, ClientSession, ConnectionState, HistoryEvent, HistoryView, ReceivedMessage,
+    SessionConfig, SyncConfig, TransportCommand,
 };
 pub use codec::frame::{FrameCodec, FrameError};
 pub use codec::json::DecodeError;
 pub use packet::{
     ErrorResponse, Fingerprint, KeepAlive, Kickout, LoginInfo, LoginResponse, Outgoing, Packet,
-    PacketTooLarge, PacketType, UserId, codes,
+    PacketTooLarge, PacketType, SeqTag, UserId, codes,
 };
 pub use qos::{DedupConfig, DedupWindow, Retransmit, RetransmitSchedule, SendQueue};
 pub use sense::{KeepAliveTiming, SenseMode, Transport};

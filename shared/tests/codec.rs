@@ -239,6 +239,7 @@ fn any_packet() -> impl Strategy<Value = Packet> {
                 qos,
                 typeu,
                 sm,
+                seq: None,
             },
         )
 }

@@ -37,6 +37,8 @@
 //! # Layout
 //! - [`store`]: the [`MessageStore`] trait every backend implements.
 //! - [`message`]: [`NewMessage`] in, [`StoredMessage`] out, [`MessageId`], [`Put`].
+//! - [`history`]: conversation history: [`Conversation`], [`HistoryEntry`] (numbered by the
+//!   server), [`ConversationSummary`] (a member's newest seq and read position).
 //! - [`spec`]: [`StoreSpec`], the setting that picks a backend, and opening it.
 //! - [`config`]: [`StoreConfig`] and [`Limits`] (per-receiver quota, message size).
 //! - [`error`]: [`StoreError`], what every call can fail with.
@@ -50,6 +52,7 @@
 
 pub mod config;
 pub mod error;
+pub mod history;
 pub mod memory;
 pub mod message;
 pub mod postgres;
@@ -64,6 +67,7 @@ pub mod testing;
 
 pub use config::{Limits, StoreConfig};
 pub use error::StoreError;
+pub use history::{Conversation, ConversationSummary, HistoryEntry};
 pub use memory::MemoryStore;
 pub use message::{MessageId, NewMessage, Put, StoredMessage};
 pub use postgres::PostgresStore;

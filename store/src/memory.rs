@@ -5,13 +5,14 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use hongyan_shared::history::HistoryRange;
 use hongyan_shared::{Fingerprint, UserId};
 
-use crate::queue::check_message;
+use crate::queue::{check_history, check_message};
 use crate::stats::Counters;
 use crate::{
-    BackendKind, Limits, MessageId, MessageStore, NewMessage, Put, StoreError, StoreStats,
-    StoredMessage,
+    BackendKind, Conversation, ConversationSummary, HistoryEntry, Limits, MessageId, MessageStore,
+    NewMessage, Put, StoreError, StoreStats, StoredMessage,
 };
 
 /// Messages kept in memory: every rule of the SQL backends (idempotent puts, quotas, expiry,
@@ -32,6 +33,15 @@ struct State {
     /// `(expires_at, id)` of every message that expires, soonest first.
     by_expiry: BTreeSet<(i64, MessageId)>,
     receiver_of: HashMap<MessageId, UserId>,
+    /// Each conversation's history, by seq.
+    history: BTreeMap<Conversation, BTreeMap<u64, HistoryEntry>>,
+    /// `(accepted_at, conversation, seq)` of every history entry, oldest first.
+    history_by_time: BTreeSet<(i64, Conversation, u64)>,
+    /// Each member's summary of each conversation, by `(user, peer)`.
+    members: BTreeMap<(UserId, UserId), ConversationSummary>,
+    /// The history epoch, and whether a server writes history now (not closed).
+    epoch: u64,
+    history_open: bool,
 }
 
 impl MemoryStore {
@@ -56,6 +66,17 @@ impl MemoryStore {
 }
 
 impl State {
+    fn member(&mut self, user: &UserId, peer: &UserId) -> &mut ConversationSummary {
+        self.members
+            .entry((user.clone(), peer.clone()))
+            .or_insert_with(|| ConversationSummary {
+                peer: peer.clone(),
+                newest: 0,
+                newest_at: 0,
+                read: 0,
+            })
+    }
+
     fn take(&mut self, receiver: &UserId, id: MessageId) -> Option<StoredMessage> {
         let messages = self.by_receiver.get_mut(receiver)?;
         let message = messages.remove(&id)?;
@@ -189,6 +210,158 @@ impl MessageStore for MemoryStore {
         expired.sort_by_key(|m| m.id);
         Counters::add(&self.counters.expired, expired.len() as u64);
         Ok(expired)
+    }
+
+    async fn open_history(&self) -> Result<u64, StoreError> {
+        let mut state = self.open_state()?;
+        if state.epoch == 0 || state.history_open {
+            state.epoch += 1;
+        }
+        state.history_open = true;
+        Ok(state.epoch)
+    }
+
+    async fn close_history(&self) -> Result<(), StoreError> {
+        self.open_state()?.history_open = false;
+        Ok(())
+    }
+
+    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+        for entry in &entries {
+            check_history(entry)?;
+        }
+        let mut state = self.open_state()?;
+        let mut written = 0;
+        for entry in entries {
+            let conversation = entry.conversation.clone();
+            let rows = state.history.entry(conversation.clone()).or_default();
+            if rows.contains_key(&entry.seq) {
+                continue;
+            }
+            let (seq, at) = (entry.seq, entry.accepted_at);
+            let sender = entry.sender.clone();
+            rows.insert(seq, entry);
+            state
+                .history_by_time
+                .insert((at, conversation.clone(), seq));
+            written += 1;
+            for user in conversation.users() {
+                let peer = conversation.peer_of(user).expect("a member").clone();
+                let member = state.member(user, &peer);
+                if seq > member.newest {
+                    member.newest = seq;
+                    member.newest_at = at;
+                }
+                if user == &sender {
+                    member.read = member.read.max(seq);
+                }
+            }
+        }
+        Counters::add(&self.counters.history_written, written);
+        Ok(())
+    }
+
+    async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError> {
+        let state = self.open_state()?;
+        Ok(conversations
+            .iter()
+            .map(|c| {
+                let (user, peer) = c.some_user();
+                state
+                    .members
+                    .get(&(user.clone(), peer.clone()))
+                    .map_or(0, |m| m.newest)
+            })
+            .collect())
+    }
+
+    async fn history(
+        &self,
+        conversation: &Conversation,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let state = self.open_state()?;
+        let Some(rows) = state.history.get(conversation) else {
+            return Ok(Vec::new());
+        };
+        Ok(match range {
+            HistoryRange::After(after) => rows
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .take(limit)
+                .map(|(_, e)| e.clone())
+                .collect(),
+            HistoryRange::Before(before) => {
+                let to = before.map_or(Bound::Unbounded, Bound::Excluded);
+                let mut page: Vec<HistoryEntry> = rows
+                    .range((Bound::Unbounded, to))
+                    .rev()
+                    .take(limit)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                page.reverse();
+                page
+            }
+        })
+    }
+
+    async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let state = self.open_state()?;
+        let from = match after {
+            Some(after) => Bound::Excluded((user.clone(), after.clone())),
+            None => Bound::Included((user.clone(), UserId::default())),
+        };
+        Ok(state
+            .members
+            .range((from, Bound::Unbounded))
+            .take_while(|((u, _), _)| u == user)
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+
+    async fn conversation(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let state = self.open_state()?;
+        Ok(state.members.get(&(user.clone(), peer.clone())).cloned())
+    }
+
+    async fn mark_read(&self, user: &UserId, peer: &UserId, seq: u64) -> Result<u64, StoreError> {
+        let mut state = self.open_state()?;
+        let member = state.member(user, peer);
+        member.read = member.read.max(seq);
+        Ok(member.read)
+    }
+
+    async fn expire_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        let mut state = self.open_state()?;
+        let due: Vec<(i64, Conversation, u64)> = state
+            .history_by_time
+            .iter()
+            .take_while(|(at, _, _)| *at < before_ms)
+            .take(limit)
+            .cloned()
+            .collect();
+        for key in &due {
+            state.history_by_time.remove(key);
+            let (_, conversation, seq) = key;
+            if let Some(rows) = state.history.get_mut(conversation) {
+                rows.remove(seq);
+                if rows.is_empty() {
+                    state.history.remove(conversation);
+                }
+            }
+        }
+        Counters::add(&self.counters.history_expired, due.len() as u64);
+        Ok(due.len() as u64)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

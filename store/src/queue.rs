@@ -9,7 +9,9 @@ use hongyan_shared::UserId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::stats::Counters;
-use crate::{Limits, MessageId, NewMessage, Put, StoreError, StoreStats, StoredMessage};
+use crate::{
+    HistoryEntry, Limits, MessageId, NewMessage, Put, StoreError, StoreStats, StoredMessage,
+};
 
 /// Where a job's result goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -34,6 +36,32 @@ pub(crate) enum Job {
     },
     /// Commit a small write, to prove the store can.
     Probe(Reply<()>),
+    /// Start writing history: the epoch, grown if the last writer did not close it.
+    OpenHistory(Reply<u64>),
+    /// The history writer closed: the next open keeps the epoch.
+    CloseHistory(Reply<()>),
+    /// Write history entries and move the members' summaries.
+    AppendHistory(Vec<HistoryEntry>, Reply<()>),
+    /// Move a member's read position forward.
+    MarkRead {
+        /// Whose read position.
+        user: UserId,
+        /// The conversation's other member.
+        peer: UserId,
+        /// The position.
+        seq: u64,
+        /// Where it is now.
+        reply: Reply<u64>,
+    },
+    /// Remove up to `limit` history entries accepted before `before_ms`.
+    ExpireHistory {
+        /// Milliseconds since the Unix epoch.
+        before_ms: i64,
+        /// The most entries to remove.
+        limit: usize,
+        /// How many were removed.
+        reply: Reply<u64>,
+    },
     /// Commit what is queued before this, then stop the writer.
     Close(oneshot::Sender<()>),
 }
@@ -47,6 +75,8 @@ pub(crate) enum Done {
     Removed(u64),
     /// What an expire removed.
     Expired(Vec<StoredMessage>),
+    /// A number: the history epoch, a read position, history entries written or removed.
+    Number(u64),
     /// A probe or close that succeeded.
     Nothing,
 }
@@ -68,7 +98,12 @@ impl Job {
             Job::Put(_, reply) => drop(reply.send(Err(error))),
             Job::Remove(_, _, reply) | Job::Erase(_, reply) => drop(reply.send(Err(error))),
             Job::Expire { reply, .. } => drop(reply.send(Err(error))),
-            Job::Probe(reply) => drop(reply.send(Err(error))),
+            Job::Probe(reply) | Job::CloseHistory(reply) | Job::AppendHistory(_, reply) => {
+                drop(reply.send(Err(error)));
+            }
+            Job::OpenHistory(reply)
+            | Job::MarkRead { reply, .. }
+            | Job::ExpireHistory { reply, .. } => drop(reply.send(Err(error))),
             Job::Close(reply) => drop(reply.send(())),
         }
     }
@@ -98,7 +133,20 @@ impl Job {
                 Counters::add(&counters.expired, messages.len() as u64);
                 drop(reply.send(Ok(messages)));
             }
-            (Job::Probe(reply), Done::Nothing) => drop(reply.send(Ok(()))),
+            (Job::Probe(reply) | Job::CloseHistory(reply), Done::Nothing) => {
+                drop(reply.send(Ok(())));
+            }
+            (Job::AppendHistory(_, reply), Done::Number(n)) => {
+                Counters::add(&counters.history_written, n);
+                drop(reply.send(Ok(())));
+            }
+            (Job::ExpireHistory { reply, .. }, Done::Number(n)) => {
+                Counters::add(&counters.history_expired, n);
+                drop(reply.send(Ok(n)));
+            }
+            (Job::OpenHistory(reply) | Job::MarkRead { reply, .. }, Done::Number(n)) => {
+                drop(reply.send(Ok(n)));
+            }
             (Job::Close(reply), Done::Nothing) => drop(reply.send(())),
             (job, done) => unreachable!("a writer answered {job:?} with {done:?}"),
         }
@@ -229,6 +277,60 @@ impl WriteQueue {
         .await
     }
 
+    /// Queues the start of history writing (on the first shard, like every history job that
+    /// is not one user's).
+    pub async fn open_history(&self) -> Result<u64, StoreError> {
+        self.submit(0, Job::OpenHistory).await
+    }
+
+    /// Queues the end of history writing.
+    pub async fn close_history(&self) -> Result<(), StoreError> {
+        self.submit(0, Job::CloseHistory).await
+    }
+
+    /// Queues history entries.
+    pub async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            check_history(entry)?;
+        }
+        self.submit(0, |reply| Job::AppendHistory(entries, reply))
+            .await
+    }
+
+    /// Queues a read position (on the first shard, with the history appends that move the
+    /// same rows).
+    pub async fn mark_read(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+        seq: u64,
+    ) -> Result<u64, StoreError> {
+        let (user, peer) = (user.clone(), peer.clone());
+        self.submit(0, |reply| Job::MarkRead {
+            user,
+            peer,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a history retention sweep.
+    pub async fn expire_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        self.submit(0, |reply| Job::ExpireHistory {
+            before_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
     /// Queues a probe write on every shard: healthy means every writer can commit.
     pub async fn probe(&self) -> Result<(), StoreError> {
         let probes = (0..self.shards.len()).map(|shard| self.submit(shard, Job::Probe));
@@ -287,6 +389,23 @@ impl WriteQueue {
         // The writer answers every job it takes; a dropped reply means it stopped.
         result.await.unwrap_or(Err(StoreError::Closed))
     }
+}
+
+/// Fails a history entry no backend keeps faithfully (a NUL in an id), before it fails a
+/// whole batch.
+pub(crate) fn check_history(entry: &HistoryEntry) -> Result<(), StoreError> {
+    let ids = [
+        entry.conversation.low().as_str(),
+        entry.conversation.high().as_str(),
+        entry.sender.as_str(),
+        entry.fp.as_ref().map_or("", |fp| fp.as_str()),
+    ];
+    if ids.iter().any(|id| id.contains('\0')) {
+        return Err(StoreError::InvalidMessage(
+            "a history entry's id contains a NUL character".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Fails a message the store would refuse anyway, before it costs a place in a batch: one

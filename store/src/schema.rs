@@ -16,12 +16,17 @@
 //!   writes.
 //! - `hongyan_migrations`: which migrations ran, and when.
 //!
-//! # Room for history (issue 12)
-//! Conversation history will be a migration of its own that adds tables
-//! (`hongyan_conversations` with the next sequence number, `hongyan_history` keyed by
-//! `(conversation, seq)` with a retention period) and, if delivery should point into
-//! history, a nullable column on `hongyan_pending`. Nothing here needs rewriting: pending stays
-//! the small, hot table of undelivered messages, and retention 0 simply writes no history.
+//! # Tables (version 2: conversation history, issue 12)
+//! - `hongyan_history`: every message of every conversation, keyed by `(low, high, seq)`, the
+//!   conversation's members in id order and the message's place in it; `accepted_at` (indexed)
+//!   serves the retention sweep. `fp` is null for a message without one. Written in batches
+//!   behind delivery; pending stays the small, hot table of undelivered messages (a stored
+//!   message is in both), and retention 0 writes nothing here.
+//! - `hongyan_conversations`: one row per member (a user, never `"0"`) and conversation: its
+//!   newest seq and when it was accepted, and the member's read position. Rows outlive the
+//!   retention of the messages, so numbering never starts over.
+//! - `hongyan_meta`: `history_epoch` and `history_open` (1 while a server writes history; a
+//!   server that finds it still 1 crashed, and the epoch grows).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,7 +44,9 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[PENDING, HISTORY];
+
+const PENDING: Migration = Migration {
     version: 1,
     name: "pending messages",
     sqlite: "
@@ -85,7 +92,66 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         );
         INSERT INTO hongyan_health (id, probed_at) VALUES (1, 0);
     ",
-}];
+};
+
+const HISTORY: Migration = Migration {
+    version: 2,
+    name: "conversation history",
+    sqlite: "
+        CREATE TABLE hongyan_history (
+            low         TEXT    NOT NULL,
+            high        TEXT    NOT NULL,
+            seq         INTEGER NOT NULL,
+            sender      TEXT    NOT NULL,
+            fp          TEXT,
+            typeu       INTEGER NOT NULL,
+            content     BLOB    NOT NULL,
+            accepted_at INTEGER NOT NULL,
+            PRIMARY KEY (low, high, seq)
+        );
+        CREATE INDEX hongyan_history_by_time ON hongyan_history (accepted_at);
+        CREATE TABLE hongyan_conversations (
+            user_id   TEXT    NOT NULL,
+            peer      TEXT    NOT NULL,
+            newest    INTEGER NOT NULL,
+            newest_at INTEGER NOT NULL,
+            read_seq  INTEGER NOT NULL,
+            PRIMARY KEY (user_id, peer)
+        ) WITHOUT ROWID;
+        CREATE TABLE hongyan_meta (
+            key   TEXT    PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO hongyan_meta (key, value) VALUES ('history_epoch', 0), ('history_open', 0);
+    ",
+    postgres: "
+        CREATE TABLE hongyan_history (
+            low         TEXT    NOT NULL,
+            high        TEXT    NOT NULL,
+            seq         BIGINT  NOT NULL,
+            sender      TEXT    NOT NULL,
+            fp          TEXT,
+            typeu       INTEGER NOT NULL,
+            content     BYTEA   NOT NULL,
+            accepted_at BIGINT  NOT NULL,
+            PRIMARY KEY (low, high, seq)
+        );
+        CREATE INDEX hongyan_history_by_time ON hongyan_history (accepted_at);
+        CREATE TABLE hongyan_conversations (
+            user_id   TEXT    NOT NULL,
+            peer      TEXT    NOT NULL,
+            newest    BIGINT  NOT NULL,
+            newest_at BIGINT  NOT NULL,
+            read_seq  BIGINT  NOT NULL,
+            PRIMARY KEY (user_id, peer)
+        );
+        CREATE TABLE hongyan_meta (
+            key   TEXT    PRIMARY KEY,
+            value BIGINT  NOT NULL
+        );
+        INSERT INTO hongyan_meta (key, value) VALUES ('history_epoch', 0), ('history_open', 0);
+    ",
+};
 
 /// The version a database has once every migration ran.
 pub(crate) fn latest_version() -> i64 {

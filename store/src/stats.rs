@@ -23,6 +23,10 @@ pub struct StoreStats {
     pub expired: u64,
     /// Writes refused because the write queue was full.
     pub overloaded: u64,
+    /// History entries written by `append_history`.
+    pub history_written: u64,
+    /// History entries removed by `expire_history` (the retention period).
+    pub history_expired: u64,
     /// Group commits that succeeded.
     pub commits: u64,
     /// Writes those commits carried (`commit_ops / commits` is the mean batch size).
@@ -46,6 +50,8 @@ pub(crate) struct Counters {
     pub erased: AtomicU64,
     pub expired: AtomicU64,
     pub overloaded: AtomicU64,
+    pub history_written: AtomicU64,
+    pub history_expired: AtomicU64,
     pub commits: AtomicU64,
     pub commit_ops: AtomicU64,
     pub commit_nanos: AtomicU64,
@@ -79,6 +85,8 @@ impl Counters {
             erased: get(&self.erased),
             expired: get(&self.expired),
             overloaded: get(&self.overloaded),
+            history_written: get(&self.history_written),
+            history_expired: get(&self.history_expired),
             commits: get(&self.commits),
             commit_ops: get(&self.commit_ops),
             commit_time: Duration::from_nanos(get(&self.commit_nanos)),

@@ -2,8 +2,12 @@
 
 use async_trait::async_trait;
 use hongyan_shared::UserId;
+use hongyan_shared::history::HistoryRange;
 
-use crate::{MessageId, NewMessage, Put, StoreError, StoreStats, StoredMessage};
+use crate::{
+    Conversation, ConversationSummary, HistoryEntry, MessageId, NewMessage, Put, StoreError,
+    StoreStats, StoredMessage,
+};
 
 /// Which backend a store is, for logs and metrics labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +107,90 @@ pub trait MessageStore: Send + Sync + 'static {
     /// # Errors
     /// The error a put would get now.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// A server starts writing history: returns its history epoch. The epoch stays what it was
+    /// if the last server to write history closed it ([`close_history`](Self::close_history))
+    /// after its last append, and grows by one otherwise (a crash: seqs that server handed out
+    /// may never have been written), so clients that compare it know when to drop what they
+    /// learned. A fresh database starts at 1. Committed before it returns.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`].
+    async fn open_history(&self) -> Result<u64, StoreError>;
+
+    /// The server wrote its last history (every append committed): the next
+    /// [`open_history`](Self::open_history) keeps the epoch.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: the next open counts it as
+    /// a crash.
+    async fn close_history(&self) -> Result<(), StoreError>;
+
+    /// Writes `entries` (numbered by the server, each conversation's in seq order) in one
+    /// group commit, and moves each member's summary: the conversation's newest seq, and the
+    /// sender's read position to the message it sent. An entry whose (conversation, seq) is
+    /// already written is skipped, so a retry after an ambiguous failure writes nothing twice.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was written.
+    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError>;
+
+    /// The newest seq written in each of `conversations` (0 for one without history), in the
+    /// same order: where the server goes on numbering.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be read.
+    async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError>;
+
+    /// Up to `limit` entries of `conversation` in `range`, oldest first:
+    /// [`HistoryRange::After`] the oldest after a seq, [`HistoryRange::Before`] the newest
+    /// below one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be read.
+    async fn history(
+        &self,
+        conversation: &Conversation,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Up to `limit` of `user`'s conversations, in peer-id order, after `after`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be read.
+    async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+    /// `user`'s conversation with `peer`, if it has one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be read.
+    async fn conversation(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+    ) -> Result<Option<ConversationSummary>, StoreError>;
+
+    /// Moves `user`'s read position in the conversation with `peer` to `seq`, unless it is
+    /// already further (a read position never moves back), and returns where it is now. The
+    /// caller bounds `seq` by the conversation's newest seq.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was written.
+    async fn mark_read(&self, user: &UserId, peer: &UserId, seq: u64) -> Result<u64, StoreError>;
+
+    /// Removes up to `limit` history entries accepted before `before_ms` (the retention
+    /// period), oldest first, and returns how many. Conversations keep their newest seq, so
+    /// numbering never starts over.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was removed.
+    async fn expire_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// Commits what is queued, then releases the database. Calls after it fail with
     /// [`StoreError::Closed`]. Dropping the store without closing it also commits what is

@@ -76,6 +76,8 @@ async fn the_document_lists_the_integration_operations() {
             "GET /api/stats",
             "GET /api/users",
             "GET /api/users/{userId}",
+            "GET /api/users/{userId}/conversations",
+            "GET /api/users/{userId}/conversations/{peer}/messages",
             "GET /api/users/{userId}/stored",
             "POST /api/limits/exempt",
             "POST /api/messages",

@@ -77,6 +77,11 @@ pub(crate) enum AppError {
     /// The server keeps no messages.
     #[error("this server keeps no messages: its store setting is off")]
     NoStore,
+    /// The server keeps no conversation history.
+    #[error(
+        "this server keeps no conversation history: its store setting is off, or history_retention is 0"
+    )]
+    NoHistory,
     /// The message store failed.
     #[error("{0}")]
     Store(hongyan_store::StoreError),
@@ -124,7 +129,7 @@ impl AppError {
             Self::NotOnline(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::InFlight { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoStore => StatusCode::CONFLICT,
+            Self::NoStore | Self::NoHistory => StatusCode::CONFLICT,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::LoginRefused(_) => StatusCode::FORBIDDEN,
             Self::LoginUnavailable | Self::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +155,7 @@ impl AppError {
             Self::TooLarge { .. } => "too_large",
             Self::NotFound => "not_found",
             Self::NoStore => "store_off",
+            Self::NoHistory => "history_off",
             Self::Store(_) => "store_unavailable",
             Self::LoginRefused(_) => "login_refused",
             Self::LoginUnavailable => "login_unavailable",

@@ -11,6 +11,8 @@
 //! - `messages.rs`: `POST /api/messages`, `POST /api/messages/batch`.
 //! - `users.rs`: `GET /api/users`, `GET /api/users/{userId}`, `POST /api/users/{userId}/kick`.
 //! - `stored.rs`: `GET` and `DELETE /api/users/{userId}/stored` (stored messages).
+//! - `history.rs`: `GET /api/users/{userId}/conversations` and
+//!   `GET /api/users/{userId}/conversations/{peer}/messages` (conversation history).
 //! - `stats.rs`: `GET /api/stats`.
 //! - `exempt.rs`: `POST`, `GET` and `DELETE /api/limits/exempt` (lifting the limits for an
 //!   address).
@@ -23,6 +25,7 @@ pub(crate) mod auth;
 pub(crate) mod error;
 mod exempt;
 pub(crate) mod extract;
+mod history;
 mod messages;
 mod stats;
 mod stored;
@@ -55,7 +58,7 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
         description = "Integrate hongyan with an application backend: push server-to-client \
             messages, act as a user (send in a user's name, receive as a user over an HTTP \
             session streamed as Server-Sent Events), list and kick online users, count and \
-            erase users' stored messages, read statistics. Every operation needs the admin \
+            erase users' stored messages, read conversation history, read statistics. Every operation needs the admin \
             token as `Authorization: Bearer <token>`, but for those of an open HTTP session, \
             which its session token in the path authorises. See docs/INTEGRATION.md for the \
             webhooks hongyan calls and the metrics it exports."
@@ -66,6 +69,7 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
         (name = "messages", description = "Messages: pushed by the server (S2C, from \"0\"), or sent in a user's name (C2C)"),
         (name = "sessions", description = "HTTP sessions: receive as a user, as Server-Sent Events"),
         (name = "users", description = "Online users, and users' stored messages"),
+        (name = "history", description = "Conversation history: a user's conversations, a conversation's messages by seq"),
         (name = "server", description = "The server itself, and its abuse limits"),
     )
 )]
@@ -102,6 +106,8 @@ fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi
         .routes(routes!(users::get))
         .routes(routes!(users::kick))
         .routes(routes!(stored::count, stored::erase))
+        .routes(routes!(history::conversations))
+        .routes(routes!(history::messages))
         .routes(routes!(stats::stats))
         .routes(routes!(exempt::add, exempt::list, exempt::remove))
         .merge(as_user::admin_routes())

@@ -133,6 +133,64 @@ pub(super) mod secs {
     }
 }
 
+/// A duration written with a unit (`30d`, `12h`, `45m`, `30s`) or as a number of seconds;
+/// written back in the largest unit that divides it.
+pub(super) mod retention {
+    use std::time::Duration;
+
+    use super::*;
+
+    const UNITS: [(&str, u64); 4] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+
+    pub(in super::super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let secs = duration.as_secs();
+        if secs == 0 {
+            return s.serialize_str("0");
+        }
+        let (unit, size) = UNITS
+            .into_iter()
+            .find(|(_, size)| secs.is_multiple_of(*size))
+            .unwrap_or(("s", 1));
+        s.collect_str(&format_args!("{}{unit}", secs / size))
+    }
+
+    pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Secs(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Secs(secs) => Ok(Duration::from_secs(secs)),
+            Written::Text(text) => parse(&text).map_err(D::Error::custom),
+        }
+    }
+
+    /// `30d`, `12h`, `45m`, `30s` or a number of seconds.
+    pub(in super::super) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let (number, size) = UNITS
+            .into_iter()
+            .find_map(|(unit, size)| text.strip_suffix(unit).map(|n| (n, size)))
+            .unwrap_or((text, 1));
+        number
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(size))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                format!("{text:?} is not a duration like 30d, 12h, 45m, 30s or a number of seconds")
+            })
+    }
+}
+
 /// A positive duration in whole seconds.
 pub(super) mod positive_secs {
     use std::time::Duration;

@@ -339,6 +339,16 @@ pub struct Config {
     /// the host name and HTTP port]
     #[schemars(extend("value_name" = "NAME"))]
     pub node_name: Option<String>,
+    /// How long conversation history is kept, with a message store: every message accepted,
+    /// numbered per conversation, for hongyan clients' sync and the HTTP API (a number of
+    /// seconds, or 30d, 12h, 45m, 30s). 0 keeps none: only undelivered messages are stored.
+    #[serde(with = "format::retention")]
+    #[schemars(with = "String", extend("value_name" = "DURATION"))]
+    pub history_retention: Duration,
+    /// How long numbered history waits before it is written (0: at once; the store's group
+    /// commit batches it anyway). What a crash can cost the history. Not a user setting.
+    #[serde(skip)]
+    pub history_flush_delay: Duration,
 }
 
 impl Default for Config {
@@ -411,6 +421,8 @@ impl Default for Config {
             store_replay_window: 64,
             cluster: None,
             node_name: None,
+            history_retention: Duration::from_secs(30 * 24 * 3600),
+            history_flush_delay: Duration::ZERO,
         }
     }
 }

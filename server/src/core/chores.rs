@@ -25,18 +25,27 @@ const STALL_RETRY: Duration = Duration::from_secs(1);
 impl Core {
     /// When [`handle_store_timeout`](Self::handle_store_timeout) next has work: now while
     /// acknowledged messages await removal, a moment after a replay stalled or a removal
-    /// failed, and the next expiry sweep. `None` without a store.
+    /// failed, the next expiry sweep, and the history's work (opening its epoch, loading
+    /// conversations' counters, writing numbered messages, its retention sweep). `None`
+    /// without a store.
     pub fn poll_store_timeout(&self) -> Option<Instant> {
         let link = self.store.as_ref()?;
         let removals =
             (!link.acked.is_empty()).then(|| link.lock_retry().unwrap_or_else(|| self.clock.now()));
         let stall = link.backlogs.first_stall().map(|at| at + STALL_RETRY);
         let sweep = *link.lock_sweep();
-        [removals, stall, sweep].into_iter().flatten().min()
+        let history = self
+            .history
+            .as_ref()
+            .and_then(|h| h.poll_timeout(self.clock.now()));
+        [removals, stall, sweep, history]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does the store chores due at `now`: removes acknowledged messages, pumps stalled
-    /// replays, sweeps expired messages. One caller at a time.
+    /// replays, sweeps expired messages, does the history's work. One caller at a time.
     pub async fn handle_store_timeout(&self, now: Instant) {
         let Some(link) = &self.store else {
             return;
@@ -52,6 +61,7 @@ impl Core {
             self.sweep_expired().await;
             *link.lock_sweep() = link.sweep_interval().map(|every| now + every);
         }
+        self.history_chores(now).await;
     }
 
     /// Removes every acknowledged stored message from the store, many receivers' removals
@@ -121,9 +131,16 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
                 None => std::future::pending().await,
             }
         };
+        let history = async {
+            match &core.history {
+                Some(history) => history.wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = link.acked.wake.notified() => {}
+            () = history => {}
             () = sleep => {}
         }
         core.handle_store_timeout(core.clock.now()).await;

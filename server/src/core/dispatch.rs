@@ -1,5 +1,6 @@
 //! The dispatch table (§4.1) and the small handlers: keepalive (§5), echo, logout, and the 301
-//! reply to packets that need a login (§4.5).
+//! reply to packets that need a login (§4.5). hongyan's conversation-sync requests (§9.4)
+//! need a login too.
 
 use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
@@ -37,7 +38,12 @@ impl Core {
                 Flow::Close
             }
             PacketType::Echo => self.echo(session, pipe, packet).await,
-            PacketType::KeepAlive | PacketType::CommonData | PacketType::Ack => {
+            PacketType::KeepAlive
+            | PacketType::CommonData
+            | PacketType::Ack
+            | PacketType::ConversationsRequest
+            | PacketType::HistoryRequest
+            | PacketType::ReadRequest => {
                 let Some(user) = session.user.clone() else {
                     return self
                         .reject_unauthenticated(session, pipe, &packet, body.len())
@@ -55,9 +61,24 @@ impl Core {
                         }
                         self.data(session, pipe, packet, user, now).await
                     }
-                    _ => {
+                    PacketType::Ack => {
                         self.ack(&user, &packet).await;
                         Flow::Continue
+                    }
+                    _ => {
+                        // Each costs a store read: it counts against the message rate. One
+                        // over it is dropped (its client asks again), and the session waits.
+                        let ip = session.info().peer.ip();
+                        if let Err(next) = self.limits.message(session.rate.as_ref(), ip) {
+                            if let Some(rate) = &mut session.rate {
+                                rate.pause_until(Some(next));
+                            }
+                            self.metrics.refused(Refusal::message_rate);
+                            return Flow::Continue;
+                        }
+                        // Boxed: a rare path whose store reads would otherwise grow every
+                        // connection's task.
+                        Box::pin(self.sync_request(session, pipe, packet, &user)).await
                     }
                 }
             }

@@ -88,6 +88,8 @@ impl Core {
                     .await;
             }
             self.close_session(session);
+            // What the session opted in to was for its previous user.
+            session.handle.synced = false;
             let code = self
                 .hooks
                 .verify_login(LoginRequest {

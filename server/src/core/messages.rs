@@ -1,7 +1,7 @@
 //! Application data and acknowledgements (§6.4): C2S with ACK and de-duplication, C2C
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
-use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use hongyan_shared::{Fingerprint, Instant, Packet, SeqTag, UserId};
 use hongyan_store::Put;
 use tokio::sync::oneshot;
 
@@ -23,14 +23,25 @@ pub(crate) enum Relayed {
     /// `before_c2c` dropped it: no acknowledgement.
     Refused,
     /// Handed to the receiver's online session; with QoS, tracked for retransmission. The
-    /// sender is acknowledged.
-    Forwarded,
+    /// sender is acknowledged. `tag`: its place in the conversation's history (§9.4), if it
+    /// has one now.
+    Forwarded { tag: Option<SeqTag> },
     /// Kept for later, by the message store or the application: the sender is acknowledged.
     /// `notify`: the receiver is offline and the message new, so the offline hook is told
-    /// (for a push notification) once the sender has heard.
-    Kept { notify: bool },
+    /// (for a push notification) once the sender has heard. `tag` as for `Forwarded`.
+    Kept { notify: bool, tag: Option<SeqTag> },
     /// Not kept: no acknowledgement, so a QoS sender retransmits and finally reports it lost.
     NotKept,
+}
+
+impl Relayed {
+    /// The message's place in its conversation's history, if it has one now.
+    pub(crate) fn tag(self) -> Option<SeqTag> {
+        match self {
+            Relayed::Forwarded { tag } | Relayed::Kept { tag, .. } => tag,
+            Relayed::Refused | Relayed::NotKept => None,
+        }
+    }
 }
 
 impl Core {
@@ -42,8 +53,10 @@ impl Core {
         user: UserId,
         now: Instant,
     ) -> Flow {
-        // Hardening: the sender is who the session logged in as, never what the packet claims.
+        // Hardening: the sender is who the session logged in as, never what the packet claims,
+        // and a message's place in history is the server's to say (§9.4).
         packet.from = Some(user.clone());
+        packet.seq = None;
         if packet.qos && packet.qos_fingerprint().is_none() {
             // QoS without a fingerprint cannot be acknowledged; deliver it as plain data
             // rather than emit a QoS packet the receiver would choke on (§6.3).
@@ -124,14 +137,20 @@ impl Core {
     ) -> Flow {
         let relayed = self.relay(&mut packet, session.info(), None, now).await;
         let fp = match (relayed, packet.qos_fingerprint()) {
-            (Relayed::Forwarded | Relayed::Kept { .. }, Some(fp)) => fp,
+            (Relayed::Forwarded { .. } | Relayed::Kept { .. }, Some(fp)) => fp,
             // Refused, not kept, or without QoS: nothing to acknowledge.
             _ => return Flow::Continue,
         };
         let receiver = packet.to.as_ref().map_or("", UserId::as_str);
-        let ack = Packet::ack(receiver, user.as_str(), fp, false);
+        let mut ack = Packet::ack(receiver, user.as_str(), fp, false);
+        if session.handle.is_synced() {
+            // Its place in history goes only to a session that asked for history (§9.4).
+            ack.seq = relayed.tag();
+        }
+        // Not `relayed` itself across the awaits: every connection's task would carry its tag.
+        let notify = matches!(relayed, Relayed::Kept { notify: true, .. });
         let flow = self.reply(session, pipe, ack).await;
-        if relayed == (Relayed::Kept { notify: true }) && flow == Flow::Continue {
+        if notify && flow == Flow::Continue {
             // The sender hears first; the application's notification may take a while.
             if pipe.flush().await.is_err() {
                 return Flow::Close;
@@ -148,7 +167,8 @@ impl Core {
     /// application's `on_offline`); the caller tells the sender what became of it (a
     /// pseudo-ACK, an API outcome). `waiter`, for a QoS message handed to the receiver's
     /// session, hears whether the receiver acknowledged it, or what became of it when its
-    /// retransmissions ran out.
+    /// retransmissions ran out. With history on, a message handed over or kept is numbered
+    /// in its conversation (§9.4).
     pub(crate) async fn relay(
         &self,
         packet: &mut Packet,
@@ -166,15 +186,25 @@ impl Core {
         let Some(fp) = packet.qos_fingerprint().cloned() else {
             // Without QoS: fire and forget, as in the reference (never stored by hongyan).
             let pushed = match self.session_of(&receiver) {
-                Some(online) => self.forward(&online, &receiver, None, body, now).is_ok(),
+                Some(online) => {
+                    let sender = packet.from.clone().unwrap_or_default();
+                    self.deliver_kept(packet, &sender, &receiver, now, |tag| {
+                        self.forward(&online, &receiver, None, body, tag, now)
+                    })
+                }
                 None => {
-                    self.clustered()
-                        && self.cluster.deliver(&receiver, body.into()).await == Remote::Forwarded
+                    let remote = self.clustered()
+                        && self.cluster.deliver(&receiver, body.into()).await == Remote::Forwarded;
+                    if remote {
+                        (Ok(()), None)
+                    } else {
+                        (Err(PushError::Offline), None)
+                    }
                 }
             };
-            if pushed {
+            if let (Ok(()), tag) = pushed {
                 self.hooks.on_c2c_delivered(packet);
-                return Relayed::Forwarded;
+                return Relayed::Forwarded { tag };
             }
             return self.keep_for_offline_receiver(packet, None).await;
         };
@@ -188,18 +218,27 @@ impl Core {
                         let _ = waiter.send(Delivery::Delivered);
                     }
                     self.hooks.on_c2c_delivered(packet);
-                    return Relayed::Forwarded;
+                    return Relayed::Forwarded { tag: None };
                 }
-                Remote::Stored => return Relayed::Kept { notify: false },
+                Remote::Stored => {
+                    return Relayed::Kept {
+                        notify: false,
+                        tag: None,
+                    };
+                }
                 Remote::Lost => return Relayed::NotKept,
             }
         }
         let put = match self.route(&receiver) {
             Route::Live(online) => {
-                match self.forward(&online, &receiver, Some((&fp, waiter)), body, now) {
+                let sender = packet.from.clone().unwrap_or_default();
+                let (forwarded, tag) = self.deliver_kept(packet, &sender, &receiver, now, |tag| {
+                    self.forward(&online, &receiver, Some((&fp, waiter)), body, tag, now)
+                });
+                match forwarded {
                     Ok(()) => {
                         self.hooks.on_c2c_delivered(packet);
-                        return Relayed::Forwarded;
+                        return Relayed::Forwarded { tag };
                     }
                     Err(e) => {
                         tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
@@ -225,14 +264,18 @@ impl Core {
         receiver: &UserId,
         qos: Option<(&Fingerprint, Option<oneshot::Sender<Delivery>>)>,
         body: Vec<u8>,
+        tag: Option<SeqTag>,
         now: Instant,
     ) -> Result<(), PushError> {
         let body = self.hold(body)?;
         match qos {
             Some((fp, waiter)) => {
-                self.push_qos(online, receiver, fp, body, waiter, now, Origin::Live)
+                self.push_qos(online, receiver, fp, body, waiter, now, Origin::Live, tag)
             }
-            None => self.push(online, Outbound::packet(body)),
+            None => {
+                let body = self.tagged_for(online, body, tag)?;
+                self.push(online, Outbound::packet(body))
+            }
         }
     }
 
@@ -254,7 +297,10 @@ impl Core {
             let stored = self.hooks.on_offline(packet).await;
             self.metrics.offline(stored);
             return if stored {
-                Relayed::Kept { notify: false }
+                Relayed::Kept {
+                    notify: false,
+                    tag: None,
+                }
             } else {
                 Relayed::NotKept
             };
@@ -264,9 +310,17 @@ impl Core {
             .put(ticket, self.stored_form(packet, &receiver, fp))
             .await;
         self.metrics.offline(result.is_ok());
+        let sender = packet.from.clone().unwrap_or_default();
+        let now = self.clock.now();
         match result {
-            Ok(Put::Stored(_)) => Relayed::Kept { notify: !online },
-            Ok(Put::AlreadyStored(_)) => Relayed::Kept { notify: false },
+            Ok(Put::Stored(_)) => Relayed::Kept {
+                notify: !online,
+                tag: self.keep_stored(packet, &sender, &receiver, true, now),
+            },
+            Ok(Put::AlreadyStored(_)) => Relayed::Kept {
+                notify: false,
+                tag: self.keep_stored(packet, &sender, &receiver, false, now),
+            },
             Err(_) => Relayed::NotKept,
         }
     }

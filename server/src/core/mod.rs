@@ -28,11 +28,19 @@
 //! - `keep`: where a QoS message goes (live, or stored first) and storing it (§6.6).
 //! - `replay`: replaying stored messages to their receiver, in order, within a window.
 //! - `chores`: removals, the expiry sweep, stalled replays; the store's readiness.
+//! - `history`: conversation history in memory: each conversation's next seq, numbering
+//!   messages as they are delivered, the entries waiting to be written (issue 12).
+//! - `history_io`: the history's work with the store: opening its epoch, loading counters,
+//!   writing behind delivery, the retention sweep; reads merged with what is not written yet.
+//! - `sync`: the conversation-sync requests of hongyan clients (§9.4), answered within the
+//!   session's packet limit.
 
 mod acked;
 mod backlog;
 mod chores;
 mod dispatch;
+mod history;
+mod history_io;
 mod keep;
 mod kick;
 mod lifecycle;
@@ -48,10 +56,12 @@ mod retransmit;
 mod s2c;
 mod state;
 mod store_link;
+mod sync;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use self::chores::run as run_store_chores;
+pub use self::history_io::HistoryPage;
 pub(crate) use self::keep::Route;
 pub(crate) use self::messages::Relayed;
 pub(crate) use self::retransmit::run as run_retransmission;

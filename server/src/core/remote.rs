@@ -27,7 +27,7 @@ impl Node for Core {
             let Some(online) = self.session_of(user) else {
                 return Handover::Done(Remote::NotHere);
             };
-            return Handover::Done(match self.forward(&online, user, None, body, now) {
+            return Handover::Done(match self.forward(&online, user, None, body, None, now) {
                 Ok(()) => Remote::Forwarded,
                 Err(_) => Remote::Lost,
             });
@@ -35,7 +35,7 @@ impl Node for Core {
         let ticket = match self.route(user) {
             Route::Live(online) => {
                 let (waiter, outcome) = oneshot::channel();
-                match self.forward(&online, user, Some((&fp, Some(waiter))), body, now) {
+                match self.forward(&online, user, Some((&fp, Some(waiter))), body, None, now) {
                     Ok(()) => {
                         return Handover::Waiting(Box::pin(async move {
                             match outcome.await {

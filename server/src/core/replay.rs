@@ -295,9 +295,9 @@ impl Core {
         for message in messages.by_ref() {
             let mut packet = replay_packet(&message);
             let origin = Origin::Stored(message.id);
-            let pushed = self
-                .hold(self.encode_vec(&mut packet))
-                .and_then(|body| self.push_qos(handle, user, &message.fp, body, None, now, origin));
+            let pushed = self.hold(self.encode_vec(&mut packet)).and_then(|body| {
+                self.push_qos(handle, user, &message.fp, body, None, now, origin, None)
+            });
             match pushed {
                 Ok(()) => sent += 1,
                 Err(PushError::TooLarge { len, max }) => {

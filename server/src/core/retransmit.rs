@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use hongyan_shared::{Fingerprint, Instant, Packet, SeqTag, UserId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,8 @@ impl Core {
     /// again, to the user's current session: a sender's retransmission, or a stored message
     /// replayed to a new session while its copy to the old one awaits acknowledgement (the
     /// entry then carries the stored id, so the acknowledgement removes it from the store).
+    /// `tag`, the message's place in its conversation, goes with every copy sent to a session
+    /// that syncs history (§9.4), and with none other.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_qos(
         &self,
@@ -40,9 +42,12 @@ impl Core {
         waiter: Option<oneshot::Sender<Delivery>>,
         now: Instant,
         origin: Origin,
+        tag: Option<SeqTag>,
     ) -> Result<(), PushError> {
+        let sent = self.tagged_for(online, body.clone(), tag)?;
         let pending = Pending {
-            body: body.clone(),
+            body,
+            tag,
             waiter,
             origin,
         };
@@ -53,11 +58,28 @@ impl Core {
                 self.metrics.refused(reason);
                 PushError::Overloaded
             })?;
-        let pushed = self.push(online, Outbound::packet(body));
+        let pushed = self.push(online, Outbound::packet(sent));
         if pushed.is_err() && tracked {
             self.s2c.untrack(user, fp);
         }
         pushed
+    }
+
+    /// `body` as `online` gets it: with `tag`'s history keys added when the session syncs
+    /// history (§9.4), held against `max_queued_bytes` like the body; as it is otherwise.
+    pub(crate) fn tagged_for(
+        &self,
+        online: &SessionHandle,
+        body: Bytes,
+        tag: Option<SeqTag>,
+    ) -> Result<Bytes, PushError> {
+        match tag {
+            Some(tag) if online.is_synced() => match tag.tag_body(&body) {
+                Some(tagged) => self.hold(tagged),
+                None => Ok(body),
+            },
+            _ => Ok(body),
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work: the retransmission
@@ -78,9 +100,10 @@ impl Core {
     pub async fn handle_timeout(&self, now: Instant) {
         self.sweep_c2s(now);
         let (resend, lost) = self.s2c.tick(now);
-        for (user, body) in resend {
+        for (user, body, tag) in resend {
             if let Some(online) = self.session_of(&user)
                 && let Some(body) = self.restamp(body)
+                && let Ok(body) = self.tagged_for(&online, body, tag)
             {
                 let _ = self.push(&online, Outbound::packet(body));
             }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use hongyan_shared::{Fingerprint, Instant, Retransmit, RetransmitSchedule, SendQueue, UserId};
+use hongyan_shared::{
+    Fingerprint, Instant, Retransmit, RetransmitSchedule, SendQueue, SeqTag, UserId,
+};
 use hongyan_store::MessageId;
 use tokio::sync::oneshot;
 
@@ -37,9 +39,15 @@ pub(crate) enum Origin {
     Stored(MessageId),
 }
 
+/// A packet to send again: to whom, its bytes, and its place in history (§9.4).
+pub(super) type Resend = (UserId, Bytes, Option<SeqTag>);
+
 /// A QoS packet in flight, and whoever waits for its outcome.
 pub(crate) struct Pending {
+    /// The packet as any session may get it, without history keys.
     pub(super) body: Bytes,
+    /// Its place in its conversation's history, for a session that syncs (§9.4).
+    pub(super) tag: Option<SeqTag>,
     pub(super) waiter: Option<oneshot::Sender<Delivery>>,
     pub(super) origin: Origin,
 }
@@ -193,14 +201,14 @@ impl S2cQueue {
 
     /// Runs the tick if it is due at `now`: returns what to send again, to whom, and what
     /// was given up on.
-    pub(super) fn tick(&self, now: Instant) -> (Vec<(UserId, Bytes)>, Vec<Pending>) {
+    pub(super) fn tick(&self, now: Instant) -> (Vec<Resend>, Vec<Pending>) {
         let mut resend = Vec::new();
         let mut lost = Vec::new();
         let mut inner = self.lock();
         let Inner { queue, users } = &mut *inner;
         queue.handle_timeout(now, |r| match r {
             Retransmit::Resend((user, _), pending) => {
-                resend.push((user.clone(), pending.body.clone()));
+                resend.push((user.clone(), pending.body.clone(), pending.tag));
             }
             Retransmit::Lost((user, _), pending) => {
                 release(users, &user, &pending);

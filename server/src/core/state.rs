@@ -8,6 +8,7 @@ use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, PacketType, User
 
 use hongyan_store::MessageStore;
 
+use super::history::HistoryLink;
 use super::queued::QueuedBytes;
 use super::s2c::{InFlightLimits, S2cQueue};
 use super::store_link::StoreLink;
@@ -45,6 +46,8 @@ pub struct Core {
     pub(crate) metrics: Metrics,
     /// Where messages for users who cannot take them are kept; `None` with `store = off`.
     pub(crate) store: Option<StoreLink>,
+    /// Conversation history; `None` without a store, or with `history_retention` 0.
+    pub(crate) history: Option<HistoryLink>,
     /// The abuse limits: per session, per address, server-wide.
     pub(crate) limits: Limits,
     /// How users on other nodes are reached ([`SingleNode`] without a cluster).
@@ -76,6 +79,7 @@ impl Core {
             limits: Limits::new(config.limits(), clock.clone()),
             store: None,
             cluster: Arc::new(SingleNode),
+            history: None,
             hooks,
             clock,
             config,
@@ -84,16 +88,28 @@ impl Core {
 
     /// The same core keeping messages for users who cannot take them in `store` (opened from
     /// the `store` setting by [`Server::bind`](crate::Server::bind); a test may share one
-    /// store between cores, as restarts of one server would). Without it the core keeps
-    /// nothing, as with `store = off`.
+    /// store between cores, as restarts of one server would), and conversation history there
+    /// unless `history_retention` is 0. Without it the core keeps nothing, as with
+    /// `store = off`.
     pub fn with_store(mut self, store: Arc<dyn MessageStore>) -> Self {
         self.metrics.add_store(store.clone());
+        let now = self.clock.now();
         self.store = Some(StoreLink::new(
             store,
             self.config.store_expiry(),
             self.config.replay_window(),
-            self.clock.now(),
+            now,
         ));
+        // Not in a cluster yet: each node numbers conversations in memory, and two nodes
+        // would number one conversation twice (README, "Cluster").
+        if !self.config.history_retention.is_zero() && self.config.cluster.is_none() {
+            self.history = Some(HistoryLink::new(
+                self.config.history_retention,
+                self.config.history_flush_delay,
+                self.config.dedup.capacity,
+                now,
+            ));
+        }
         self
     }
 

@@ -161,6 +161,8 @@ label_values! {
         ack,
         /// Type 5.
         echo,
+        /// hongyan's conversation-sync requests, types 1000–1002 (§9.4).
+        sync,
         /// Any other type.
         other,
         /// Not a packet.
@@ -178,6 +180,11 @@ impl From<Option<PacketType>> for Received {
             Some(PacketType::Logout) => Self::logout,
             Some(PacketType::Ack) => Self::ack,
             Some(PacketType::Echo) => Self::echo,
+            Some(
+                PacketType::ConversationsRequest
+                | PacketType::HistoryRequest
+                | PacketType::ReadRequest,
+            ) => Self::sync,
             Some(_) => Self::other,
         }
     }
@@ -200,6 +207,8 @@ label_values! {
         echo_response,
         /// Type 54.
         kickout,
+        /// hongyan's conversation-sync answers, types 1500–1502 (§9.4).
+        sync,
         /// Any other type.
         other,
     }
@@ -215,6 +224,9 @@ impl From<PacketType> for Sent {
             PacketType::Error => Self::error,
             PacketType::EchoResponse => Self::echo_response,
             PacketType::Kickout => Self::kickout,
+            PacketType::ConversationsResponse
+            | PacketType::HistoryResponse
+            | PacketType::ReadResponse => Self::sync,
             _ => Self::other,
         }
     }
@@ -350,6 +362,12 @@ label_values! {
         expire,
         /// The readiness probe's write.
         health,
+        /// Reading conversation history: counters, pages, conversations lists.
+        history_read,
+        /// Writing conversation history: numbered messages, read positions, the epoch.
+        history_write,
+        /// Sweeping history past its retention.
+        history_expire,
     }
 }
 

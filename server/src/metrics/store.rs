@@ -121,6 +121,8 @@ impl Collector for StatsCollector {
             erased,
             expired,
             overloaded,
+            history_written,
+            history_expired,
             commits,
             commit_ops,
             commit_time,
@@ -152,6 +154,17 @@ impl Collector for StatsCollector {
                 "overloaded",
                 "Writes refused at once because the store's write queue was full",
                 overloaded,
+            ),
+            (
+                "history_written",
+                "Conversation history messages written since the store was opened",
+                history_written,
+            ),
+            (
+                "history_expired",
+                "Conversation history messages removed because they outlived \
+                 history_retention",
+                history_expired,
             ),
             ("commits", "Group commits that succeeded", commits),
             (

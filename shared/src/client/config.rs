@@ -45,6 +45,10 @@ pub struct SessionConfig {
     /// TCP 6144 (the frame body limit), UDP 2048 (the server's datagram buffer), WebSocket
     /// 65536.
     pub max_packet_len: usize,
+    /// Conversation history sync (§9.4): `None` (the default) behaves exactly as a
+    /// MobileIMSDK client and sends nothing else; `Some` syncs conversations with a hongyan
+    /// server after every login, and reports [`HistoryEvent`](super::HistoryEvent)s.
+    pub sync: Option<SyncConfig>,
     /// Seeds the generator that makes message fingerprints. The driver must draw it from a real
     /// entropy source: fingerprints of two clients must not collide, since servers key
     /// acknowledgements by fingerprint alone.
@@ -69,14 +73,67 @@ impl SessionConfig {
             retransmit: RetransmitSchedule::CLIENT,
             dedup: DedupConfig::default(),
             max_packet_len,
+            sync: None,
             seed,
         }
+    }
+
+    /// Syncs conversation history with the server (§9.4), with the default tuning.
+    pub fn with_sync(mut self) -> Self {
+        self.sync = Some(SyncConfig::default());
+        self
     }
 
     /// Uses the keepalive timing of `mode` on this configuration's transport (§5.2).
     pub fn with_sense_mode(mut self, mode: SenseMode) -> Self {
         self.keep_alive = mode.timing(self.transport);
         self
+    }
+}
+
+/// How a session syncs conversation history (§9.4). Requests are not QoS: each is sent again
+/// until answered, with its own timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// How long an unanswered request waits before it is sent again; doubled at each retry,
+    /// up to [`max_retry_interval`](Self::max_retry_interval).
+    pub request_timeout: Duration,
+    /// The longest wait between two tries of one request.
+    pub max_retry_interval: Duration,
+    /// Unanswered tries after which [`HistoryEvent::Unavailable`](super::HistoryEvent) is
+    /// reported (the session keeps trying).
+    pub unavailable_after: u32,
+    /// Requests in flight at once; more wait their turn.
+    pub max_in_flight: usize,
+    /// Conversations asked per page of the list.
+    pub conversations_page: u32,
+    /// Messages asked per page of history (the server may send fewer: its own cap, the
+    /// transport's packet limit).
+    pub history_page: u32,
+    /// At most this many of a conversation's newest messages are fetched to catch up after a
+    /// login or a gap; older ones only through `fetch_older`. `u64::MAX`: everything.
+    pub catch_up: u64,
+    /// How long a gap in the live seqs, or a message without a seq, may wait for the missing
+    /// message to arrive by itself (reordered, retransmitted) before it is fetched.
+    pub gap_grace: Duration,
+    /// How many times a message received without a seq is looked for in the history before
+    /// the session stops asking (the server's history lost it in a crash).
+    pub refresh_attempts: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(3),
+            max_retry_interval: Duration::from_secs(30),
+            unavailable_after: 5,
+            max_in_flight: 4,
+            conversations_page: 100,
+            history_page: 50,
+            catch_up: 200,
+            gap_grace: Duration::from_millis(1000),
+            refresh_attempts: 4,
+        }
     }
 }
 

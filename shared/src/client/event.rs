@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::packet::{Fingerprint, Kickout, Packet, UserId};
+use crate::history::{ConversationInfo, HistoryMessage};
+use crate::packet::{Fingerprint, Kickout, Packet, SeqTag, UserId};
 
 /// Where the session stands, from the application's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +54,11 @@ pub struct ReceivedMessage {
     pub qos: bool,
     /// The server's send time in epoch milliseconds, or -1 / 0 when not stamped.
     pub sm: i64,
+    /// Its place in the conversation's history (seq, epoch, acceptance time), when the
+    /// session syncs history and the server told it (§9.4); `None` from a server without
+    /// history, before the session opted in, or when the server could not number it at once
+    /// (the message is then fetched again with its seq, see [`HistoryEvent::Page`]).
+    pub seq: Option<SeqTag>,
 }
 
 impl ReceivedMessage {
@@ -65,6 +71,7 @@ impl ReceivedMessage {
             typeu: packet.typeu,
             qos: packet.qos,
             sm: packet.sm,
+            seq: packet.seq,
         }
     }
 }
@@ -114,6 +121,69 @@ pub enum ClientEvent {
     /// A QoS message was acknowledged (`messagesBeReceived`): for C2S the server has it, for C2C
     /// the server relayed it to the receiver or stored it offline (§6).
     MessageDelivered(Fingerprint),
+    /// Conversation history and sync (§9.4), when [`SessionConfig::sync`](super::SessionConfig)
+    /// is on.
+    History(HistoryEvent),
+}
+
+/// What the history sync of a [`ClientSession`](super::ClientSession) reports (§9.4).
+///
+/// An application keeps, per conversation (named by its peer: the other user, or `"0"` for
+/// the server's pushes), the messages it learned, keyed by seq: [`HistoryView`](super::HistoryView)
+/// does exactly that and is the easiest way to consume these events. A message that arrived
+/// live without a seq ([`ReceivedMessage::seq`] `None`) is kept by its sender and fingerprint
+/// until a [`Page`](Self::Page) brings it with its seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryEvent {
+    /// The conversations list, complete, after every (re)login and after
+    /// [`sync_conversations`](super::ClientSession::sync_conversations); in peer-id order.
+    /// `epoch` is the server's history epoch the numbers belong to.
+    Conversations {
+        /// The server's history epoch.
+        epoch: u64,
+        /// Every conversation of the user.
+        conversations: Vec<ConversationInfo>,
+    },
+    /// The server's history epoch changed: a crash cost it the newest part of its history, so
+    /// seqs learned before may since name other messages. Drop every message kept from
+    /// history and every unread count; a full sync follows at once.
+    Reset {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// One conversation's numbers changed: a message arrived or was sent, the read position
+    /// moved.
+    Updated(ConversationInfo),
+    /// Messages of the conversation with `peer`, oldest first: every message the server keeps
+    /// with a seq from `from` through `through` (one missing in that range is gone from the
+    /// server's history). `older` when it answers
+    /// [`fetch_older`](super::ClientSession::fetch_older); otherwise it catches up with what
+    /// the session missed (after a login, a gap in the live seqs, a message without a seq).
+    Page {
+        /// The conversation's other member.
+        peer: UserId,
+        /// The first seq the page covers.
+        from: u64,
+        /// The last seq the page covers.
+        through: u64,
+        /// The messages.
+        messages: Vec<HistoryMessage>,
+        /// An answer to `fetch_older`.
+        older: bool,
+        /// For `older`: more messages lie before `from`.
+        more: bool,
+    },
+    /// A message this session sent was acknowledged with its place in the history.
+    Sent {
+        /// The conversation's other member.
+        peer: UserId,
+        /// The message as the history keeps it.
+        message: HistoryMessage,
+    },
+    /// The server did not answer the sync requests in time (not a hongyan server, or the
+    /// link is bad), or keeps no history (epoch 0). Reported once per login; the session
+    /// still retries, slowly, unless the server said it keeps no history.
+    Unavailable,
 }
 
 /// What the session asks its driver to do with the transport.

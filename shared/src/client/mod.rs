@@ -37,20 +37,35 @@
 //! session.handle_timeout(next);
 //! ```
 //!
+//! # History sync
+//! With [`SessionConfig::sync`] set, the session also keeps the user's conversations in step
+//! with a hongyan server's history (§9.4): after every login it asks for the conversations
+//! list and fetches what it lacks, page by page; live messages carry their seq; the
+//! application asks for older pages with [`ClientSession::fetch_older`] and reports reading
+//! with [`ClientSession::mark_read`]. What it learns comes as [`ClientEvent::History`]
+//! events, which a [`HistoryView`] turns into per-conversation message lists.
+//!
 //! # Layout
 //! - [`ClientSession`] (`session.rs`): the state machine.
-//! - [`SessionConfig`] (`config.rs`): sense mode, relogin interval, retransmit schedule,
-//!   packet size limit and the fingerprint seed.
-//! - [`ClientEvent`], [`ConnectionState`], [`TransportCommand`] (`event.rs`): its outputs.
+//! - `sync.rs`: its history sync: requests, retries, gaps, catching up ([`SyncState`]).
+//! - [`SessionConfig`], [`SyncConfig`] (`config.rs`): sense mode, relogin interval,
+//!   retransmit schedule, packet size limit, the fingerprint seed, history sync tuning.
+//! - [`ClientEvent`], [`HistoryEvent`], [`ConnectionState`], [`TransportCommand`]
+//!   (`event.rs`): its outputs.
+//! - [`HistoryView`] (`view.rs`): the conversations an application keeps, from the events.
 
 mod config;
 mod event;
 mod rng;
 mod session;
+mod sync;
+mod view;
 
 pub use config::{
     JAVA_UDP_CLIENT_MAX_DATAGRAM, SERVER_UDP_MAX_DATAGRAM, SERVER_WS_MAX_FRAME, SessionConfig,
-    TIMEOUT_CHECK_INTERVAL,
+    SyncConfig, TIMEOUT_CHECK_INTERVAL,
 };
-pub use event::{ClientEvent, ConnectionState, ReceivedMessage, TransportCommand};
-pub use session::{ClientSession, LoginError, SendError};
+pub use event::{ClientEvent, ConnectionState, HistoryEvent, ReceivedMessage, TransportCommand};
+pub use session::{ClientSession, LoginError, SendError, SyncError};
+pub use sync::SyncState;
+pub use view::{ConversationView, HistoryView, Learned};

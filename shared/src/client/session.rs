@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 use super::config::SessionConfig;
 use super::event::{ClientEvent, ConnectionState, ReceivedMessage, TransportCommand};
 use super::rng::SplitMix64;
+use super::sync::{Sync, SyncState};
 use web_time::Instant;
 
+use crate::history::ConversationInfo;
 use crate::packet::{
     ErrorResponse, Fingerprint, Kickout, LoginInfo, LoginResponse, Outgoing, Packet,
     PacketTooLarge, PacketType, UserId, codes,
@@ -41,6 +43,17 @@ pub enum SendError {
     /// [`Outgoing::check_size`] tells before sending.
     #[error(transparent)]
     TooLarge(#[from] PacketTooLarge),
+}
+
+/// Why a history command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The session does not sync history ([`SessionConfig::sync`] is `None`).
+    #[error("history sync is off for this session")]
+    Disabled,
+    /// The session is not online; ask again once it is.
+    #[error("not online")]
+    NotOnline,
 }
 
 /// Whether the session's transport is up, as far as the session knows.
@@ -101,11 +114,14 @@ pub struct ClientSession {
     transmits: VecDeque<Packet>,
     transport: VecDeque<TransportCommand>,
     events: VecDeque<ClientEvent>,
+    /// History sync (§9.4), when configured.
+    sync: Option<Sync>,
 }
 
 impl ClientSession {
     /// An offline session.
     pub fn new(config: SessionConfig, now: Instant) -> Self {
+        let sync = config.sync.clone().map(Sync::new);
         Self {
             rng: SplitMix64::new(config.seed),
             send_queue: SendQueue::new(config.retransmit),
@@ -123,6 +139,7 @@ impl ClientSession {
             transmits: VecDeque::new(),
             transport: VecDeque::new(),
             events: VecDeque::new(),
+            sync,
         }
     }
 
@@ -289,16 +306,27 @@ impl ClientSession {
                 self.last_keep_alive_response = Some(now);
             }
             PacketType::CommonData => {
-                self.events
-                    .push_back(ClientEvent::MessageReceived(ReceivedMessage::from_packet(
-                        packet,
-                    )));
+                let message = ReceivedMessage::from_packet(packet);
+                if let Some(sync) = &mut self.sync {
+                    sync.received(&message, now);
+                }
+                self.events.push_back(ClientEvent::MessageReceived(message));
             }
             PacketType::Ack => {
                 let fp = Fingerprint::new(packet.data_content.unwrap_or_default());
-                if self.send_queue.acknowledge(&fp).is_some() {
+                if let Some(sent) = self.send_queue.acknowledge(&fp) {
                     self.unsent.retain(|p| p.fp.as_ref() != Some(&fp));
                     self.events.push_back(ClientEvent::MessageDelivered(fp));
+                    if let (Some(sync), Some(peer)) = (&mut self.sync, &packet.from) {
+                        sync.sent(peer, &sent, packet.seq, now);
+                    }
+                }
+            }
+            PacketType::ConversationsResponse
+            | PacketType::HistoryResponse
+            | PacketType::ReadResponse => {
+                if let Some(sync) = &mut self.sync {
+                    sync.handle_packet(&packet, now);
                 }
             }
             PacketType::Error => {
@@ -334,6 +362,7 @@ impl ClientSession {
             }
             _ => {}
         }
+        self.drain_sync();
     }
 
     /// Runs every timer that is due at `now`: relogin, keepalive, link timeout, QoS
@@ -373,9 +402,108 @@ impl ClientSession {
         for packet in resend {
             self.transmit(packet);
         }
+        if let Some(sync) = &mut self.sync {
+            // Only its acknowledgements may have been lost: the history may have it.
+            for packet in &lost {
+                if let Some(to) = &packet.to {
+                    sync.sent(to, packet, None, now);
+                }
+            }
+        }
         self.report_lost(lost);
         if self.state == ConnectionState::Online {
             self.dedup.handle_timeout(now);
+            if let Some(sync) = &mut self.sync {
+                sync.handle_timeout(now);
+            }
+        }
+        self.drain_sync();
+    }
+
+    /// Asks the server again for the conversations list (it is asked after every login);
+    /// answered with [`HistoryEvent::Conversations`](super::HistoryEvent).
+    pub fn sync_conversations(&mut self, now: Instant) -> Result<(), SyncError> {
+        self.sync_command(|sync| sync.sync_conversations(now))
+    }
+
+    /// Asks for up to `limit` messages of the conversation with `peer` (`"0"`: the server's
+    /// pushes) with a seq below `before`, or the newest ones with `None`; answered with a
+    /// [`HistoryEvent::Page`](super::HistoryEvent) whose `older` is true. Retried until
+    /// answered while online.
+    pub fn fetch_older(
+        &mut self,
+        peer: impl Into<UserId>,
+        before: Option<u64>,
+        limit: u32,
+        now: Instant,
+    ) -> Result<(), SyncError> {
+        let peer = peer.into();
+        self.sync_command(|sync| sync.fetch_older(peer, before, limit, now))
+    }
+
+    /// Tells the server the user has read the conversation with `peer` up to `seq` (at most
+    /// its newest message; a read position never moves back). The unread count drops at once
+    /// ([`HistoryEvent::Updated`](super::HistoryEvent)); the server is told until it answers,
+    /// also across reconnects.
+    pub fn mark_read(
+        &mut self,
+        peer: impl Into<UserId>,
+        seq: u64,
+        now: Instant,
+    ) -> Result<(), SyncError> {
+        let peer = peer.into();
+        self.sync_command(|sync| sync.mark_read(peer, seq, now))
+    }
+
+    /// Every conversation the session knows to have messages in the server's history, with its
+    /// newest seq, read position and unread count, in peer-id order (empty without history
+    /// sync). A conversation whose only messages came without a seq, and that the history
+    /// does not have (a crash lost them), is not listed.
+    pub fn conversations(&self) -> Vec<ConversationInfo> {
+        self.sync
+            .as_ref()
+            .map(Sync::conversations)
+            .unwrap_or_default()
+    }
+
+    /// Where the session stands with the conversation with `peer`.
+    pub fn sync_state(&self, peer: &UserId) -> Option<SyncState> {
+        self.sync.as_ref()?.state(peer)
+    }
+
+    /// The server's history epoch, once it answered a sync request.
+    pub fn history_epoch(&self) -> Option<u64> {
+        self.sync.as_ref()?.epoch()
+    }
+
+    fn sync_command(&mut self, command: impl FnOnce(&mut Sync)) -> Result<(), SyncError> {
+        if self.sync.is_none() {
+            return Err(SyncError::Disabled);
+        }
+        if !self.is_online() {
+            return Err(SyncError::NotOnline);
+        }
+        if let Some(sync) = &mut self.sync {
+            command(sync);
+        }
+        self.drain_sync();
+        Ok(())
+    }
+
+    /// Moves what the history sync produced to the session's outputs.
+    fn drain_sync(&mut self) {
+        let Some(sync) = &mut self.sync else {
+            return;
+        };
+        let mut packets = Vec::new();
+        while let Some(packet) = sync.poll_transmit() {
+            packets.push(packet);
+        }
+        while let Some(event) = sync.poll_event() {
+            self.events.push_back(ClientEvent::History(event));
+        }
+        for packet in packets {
+            self.transmit(packet);
         }
     }
 
@@ -408,6 +536,7 @@ impl ClientSession {
             self.check_at.filter(|_| online),
             self.send_queue.poll_timeout(),
             online.then(|| self.dedup.poll_timeout()),
+            self.sync.as_ref().and_then(Sync::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -460,11 +589,18 @@ impl ClientSession {
         for packet in std::mem::take(&mut self.unsent) {
             self.transmit(packet);
         }
+        if let (Some(sync), Some(me)) = (&mut self.sync, self.login.as_ref()) {
+            let me = me.login_user_id.clone().unwrap_or_default();
+            sync.online(&me, now);
+        }
     }
 
     /// The link is gone (keepalive timeout or transport closed) while online.
     fn link_lost(&mut self, now: Instant) {
         self.transmits.clear();
+        if let Some(sync) = &mut self.sync {
+            sync.offline();
+        }
         self.close_transport();
         self.stop_keep_alive();
         self.events.push_back(ClientEvent::LinkClosed);
@@ -482,6 +618,9 @@ impl ClientSession {
             return;
         }
         self.stop_keep_alive();
+        if let Some(sync) = &mut self.sync {
+            sync.offline();
+        }
         if self.config.auto_relogin {
             self.set_state(ConnectionState::Reconnecting);
             self.relogin_at = Some(now + self.config.relogin_interval);
@@ -501,6 +640,9 @@ impl ClientSession {
         self.first_login_saved = false;
         self.unsent.clear();
         self.dedup.clear();
+        if let Some(sync) = &mut self.sync {
+            sync.end();
+        }
         let mut lost: Vec<(Fingerprint, Packet)> = self.send_queue.drain().collect();
         lost.sort_by(|a, b| a.0.cmp(&b.0));
         self.report_lost(lost.into_iter().map(|(_, p)| p).collect());

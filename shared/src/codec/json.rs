@@ -293,6 +293,28 @@ pub(crate) mod lenient {
         d.deserialize_any(V)
     }
 
+    /// An optional 64-bit integer field, with the coercions of [`i64()`]: missing or `null`
+    /// is `None`.
+    pub(crate) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<i64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or null")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                i64(d).map(Some)
+            }
+        }
+        d.deserialize_option(V)
+    }
+
     /// A 32-bit integer field, with the coercions of [`i64()`] and a range check.
     pub(crate) fn i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
         let v = i64(d)?;

@@ -4,6 +4,7 @@
 use super::ids::{Fingerprint, UserId};
 use super::kind::PacketType;
 use super::payload::{ErrorResponse, Kickout, LoginInfo, LoginResponse};
+use super::seq_tag::SeqTag;
 use super::wire::{WireFields, WirePacket};
 use crate::codec::json::{self, DecodeError};
 
@@ -32,6 +33,10 @@ pub struct Packet {
     pub typeu: i32,
     /// `sm`: server send time in epoch milliseconds, or -1 when not stamped.
     pub sm: i64,
+    /// hongyan's history position of a message (`hySeq`, `hyEpoch`, `hyAt`), only on packets
+    /// the server sends to a session that opted in to conversation sync (§9.4); `None`
+    /// everywhere else, and then nothing of it is written.
+    pub seq: Option<SeqTag>,
 }
 
 impl Packet {
@@ -48,7 +53,14 @@ impl Packet {
             qos: false,
             typeu: -1,
             sm: -1,
+            seq: None,
         }
+    }
+
+    /// A hongyan extension packet (§9): `kind` with the JSON document `payload`, from `from`
+    /// to `to`.
+    pub fn extension(kind: PacketType, payload: String, from: &str, to: &str) -> Self {
+        Self::new(kind, Some(payload), from, to)
     }
 
     /// Type 0: a login carrying `info`, from its user to the server.
@@ -155,6 +167,7 @@ impl Packet {
             qos: wire.qos,
             typeu: wire.typeu,
             sm: wire.sm,
+            seq: SeqTag::from_keys(wire.hy_seq, wire.hy_epoch, wire.hy_at),
         })
     }
 
@@ -185,6 +198,7 @@ impl Packet {
             qos: self.qos,
             typeu: self.typeu,
             sm: self.sm,
+            seq: self.seq.as_ref(),
         }
     }
 

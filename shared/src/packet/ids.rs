@@ -2,8 +2,11 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A user id as MobileIMSDK carries it: any string. `"0"` is the server, `"-1"` is "unset".
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct UserId(String);
 
 impl UserId {
@@ -77,7 +80,8 @@ impl AsRef<str> for UserId {
 
 /// A message fingerprint (`fp`): the unique id that QoS acknowledgements refer to.
 /// Java clients use lowercase UUIDv4 strings, but any string is accepted.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Fingerprint(String);
 
 impl Fingerprint {

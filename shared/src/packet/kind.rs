@@ -26,6 +26,18 @@ pub enum PacketType {
     EchoResponse,
     /// 54, server → client: kickout with a [`Kickout`](crate::Kickout).
     Kickout,
+    /// 1000, client → server, hongyan (§9.4): "my conversations", a page at a time.
+    ConversationsRequest,
+    /// 1001, client → server, hongyan (§9.4): "messages of a conversation", a page at a time.
+    HistoryRequest,
+    /// 1002, client → server, hongyan (§9.4): "I have read a conversation up to a seq".
+    ReadRequest,
+    /// 1500, server → client, hongyan (§9.4): the answer to 1000.
+    ConversationsResponse,
+    /// 1501, server → client, hongyan (§9.4): the answer to 1001.
+    HistoryResponse,
+    /// 1502, server → client, hongyan (§9.4): the answer to 1002.
+    ReadResponse,
     /// Any other code: logged and ignored by receivers.
     Other(i32),
 }
@@ -45,8 +57,20 @@ impl PacketType {
             Self::Error => 52,
             Self::EchoResponse => 53,
             Self::Kickout => 54,
+            Self::ConversationsRequest => 1000,
+            Self::HistoryRequest => 1001,
+            Self::ReadRequest => 1002,
+            Self::ConversationsResponse => 1500,
+            Self::HistoryResponse => 1501,
+            Self::ReadResponse => 1502,
             Self::Other(code) => code,
         }
+    }
+
+    /// Whether this is one of hongyan's own types (codes 1000–1999, §9), which MobileIMSDK
+    /// clients never send and never receive unasked.
+    pub fn is_extension(self) -> bool {
+        (1000..2000).contains(&self.code())
     }
 
     /// The type for a wire code.
@@ -63,6 +87,12 @@ impl PacketType {
             52 => Self::Error,
             53 => Self::EchoResponse,
             54 => Self::Kickout,
+            1000 => Self::ConversationsRequest,
+            1001 => Self::HistoryRequest,
+            1002 => Self::ReadRequest,
+            1500 => Self::ConversationsResponse,
+            1501 => Self::HistoryResponse,
+            1502 => Self::ReadResponse,
             other => Self::Other(other),
         }
     }
@@ -74,7 +104,7 @@ mod tests {
 
     #[test]
     fn every_code_round_trips() {
-        for code in -3..70 {
+        for code in (-3..70).chain(995..1005).chain(1495..1505) {
             assert_eq!(PacketType::from_code(code).code(), code);
         }
     }

@@ -9,6 +9,8 @@
 //! - `wire.rs`: the packet's JSON members, in the reference's order, read leniently.
 //! - `payload.rs`: the documents inside `dataContent` ([`LoginInfo`], [`LoginResponse`],
 //!   [`ErrorResponse`], [`Kickout`]) and the protocol [`codes`].
+//! - `seq_tag.rs`: [`SeqTag`], a message's place in its conversation's history, carried only
+//!   to sessions that opted in to conversation sync (§9.4).
 //! - `kind.rs`: [`PacketType`]. `ids.rs`: [`UserId`] and [`Fingerprint`].
 //!
 //! Each file imports only files listed after it (and the JSON codec), never this module.
@@ -18,6 +20,7 @@ mod ids;
 mod kind;
 mod outgoing;
 mod payload;
+mod seq_tag;
 mod wire;
 
 pub use envelope::Packet;
@@ -25,3 +28,4 @@ pub use ids::{Fingerprint, UserId};
 pub use kind::PacketType;
 pub use outgoing::{Outgoing, PacketTooLarge};
 pub use payload::{ErrorResponse, KeepAlive, Kickout, LoginInfo, LoginResponse, codes};
+pub use seq_tag::SeqTag;

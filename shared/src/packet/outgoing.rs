@@ -111,6 +111,7 @@ impl Outgoing {
             qos: self.qos,
             typeu: self.typeu,
             sm: -1,
+            seq: None,
         }
         .encode(&mut json);
         let len = json.len();
@@ -133,6 +134,7 @@ impl Outgoing {
             qos: self.qos,
             typeu: self.typeu,
             sm: -1,
+            seq: None,
         }
     }
 }

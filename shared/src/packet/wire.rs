@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::ids::{Fingerprint, UserId};
 use super::kind::PacketType;
+use super::seq_tag::SeqTag;
 use crate::codec::json::{JsonWriter, lenient};
 
 /// A decoded packet body, before the type code becomes a [`PacketType`].
@@ -30,6 +31,12 @@ pub(super) struct WirePacket {
     pub(super) typeu: i32,
     #[serde(deserialize_with = "lenient::i64")]
     pub(super) sm: i64,
+    #[serde(rename = "hySeq", deserialize_with = "lenient::opt_i64")]
+    pub(super) hy_seq: Option<i64>,
+    #[serde(rename = "hyEpoch", deserialize_with = "lenient::opt_i64")]
+    pub(super) hy_epoch: Option<i64>,
+    #[serde(rename = "hyAt", deserialize_with = "lenient::opt_i64")]
+    pub(super) hy_at: Option<i64>,
 }
 
 /// A packet's members by reference: what is encoded, whether it comes from a whole
@@ -44,6 +51,8 @@ pub(super) struct WireFields<'a> {
     pub(super) qos: bool,
     pub(super) typeu: i32,
     pub(super) sm: i64,
+    /// hongyan's history keys (§9.4), written after the reference's members when present.
+    pub(super) seq: Option<&'a SeqTag>,
 }
 
 impl WireFields<'_> {
@@ -60,6 +69,14 @@ impl WireFields<'_> {
         w.bool("QoS", self.qos);
         w.int("typeu", i64::from(self.typeu));
         w.int("sm", self.sm);
+        if let Some(tag) = self.seq {
+            w.int(SeqTag::SEQ_KEY, i64::try_from(tag.seq).unwrap_or(i64::MAX));
+            w.int(
+                SeqTag::EPOCH_KEY,
+                i64::try_from(tag.epoch).unwrap_or(i64::MAX),
+            );
+            w.int(SeqTag::AT_KEY, tag.at);
+        }
         w.end();
     }
 

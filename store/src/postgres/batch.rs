@@ -25,6 +25,7 @@ use hongyan_shared::UserId;
 use tokio_postgres::{Row, Statement};
 
 use super::connection::{MESSAGE_COLUMNS, RECEIVER_LOCK_CLASS, message_from_row, pg_error};
+use super::history;
 use crate::queue::{Done, Job};
 use crate::schema::epoch_ms;
 use crate::{Limits, MessageId, NewMessage, Put, StoreError, StoredMessage};
@@ -116,6 +117,11 @@ pub(super) async fn transact(
             .collect::<Result<Vec<StoredMessage>, _>>()?;
         expired.sort_by_key(|m| m.id);
         dones[i] = Some(Done::Expired(expired));
+    }
+
+    // History, one job at a time (rare beside puts: the server hands it in batches).
+    for &(i, job) in &work.history {
+        dones[i] = Some(history::apply(client, job).await?);
     }
 
     // Round trip 2.
@@ -256,6 +262,7 @@ struct Work<'a> {
     erases: Vec<(usize, &'a UserId)>,
     puts: Vec<(usize, &'a NewMessage)>,
     expires: Vec<(usize, i64, usize)>,
+    history: Vec<(usize, &'a Job)>,
     probe: bool,
 }
 
@@ -266,6 +273,7 @@ impl<'a> Work<'a> {
             erases: Vec::new(),
             puts: Vec::new(),
             expires: Vec::new(),
+            history: Vec::new(),
             probe: false,
         };
         for (i, job) in batch.iter().enumerate() {
@@ -275,6 +283,11 @@ impl<'a> Work<'a> {
                 Job::Erase(receiver, _) => work.erases.push((i, receiver)),
                 Job::Expire { now_ms, limit, .. } => work.expires.push((i, *now_ms, *limit)),
                 Job::Probe(_) => work.probe = true,
+                Job::OpenHistory(_)
+                | Job::CloseHistory(_)
+                | Job::AppendHistory(..)
+                | Job::MarkRead { .. }
+                | Job::ExpireHistory { .. } => work.history.push((i, job)),
                 // Never in a batch: `Batch::gather` stops at a close.
                 Job::Close(_) => {}
             }

@@ -3,9 +3,11 @@
 //! - `connection`: the pool, migrations, errors, rows.
 //! - `writer`: the writer task: batching, failures, timeouts.
 //! - `batch`: one batch as one transaction in two pipelined round trips.
+//! - `history`: conversation history's statements and rows.
 
 mod batch;
 mod connection;
+mod history;
 mod writer;
 
 use std::sync::Arc;
@@ -14,16 +16,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use hongyan_shared::UserId;
+use hongyan_shared::history::HistoryRange;
 use tokio_postgres::Row;
 
 pub(crate) use self::connection::describe as describe_error;
 use self::connection::{MESSAGE_COLUMNS, connect, message_from_row, pg_error};
+use self::history::{
+    ENTRY_COLUMNS, SUMMARY_COLUMNS, entry_from_row, newest_from_row, sql_seq, summary_from_row,
+};
 use self::writer::Writer;
 use crate::queue::WriteQueue;
 use crate::stats::Counters;
 use crate::{
-    BackendKind, MessageId, MessageStore, NewMessage, Put, StoreConfig, StoreError, StoreStats,
-    StoredMessage,
+    BackendKind, Conversation, ConversationSummary, HistoryEntry, MessageId, MessageStore,
+    NewMessage, Put, StoreConfig, StoreError, StoreStats, StoredMessage,
 };
 
 /// Messages in a PostgreSQL database, which several hongyan nodes may share.
@@ -168,6 +174,121 @@ impl MessageStore for PostgresStore {
 
     async fn expire(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         self.queue.expire(now_ms, limit).await
+    }
+
+    async fn open_history(&self) -> Result<u64, StoreError> {
+        self.queue.open_history().await
+    }
+
+    async fn close_history(&self) -> Result<(), StoreError> {
+        self.queue.close_history().await
+    }
+
+    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+        self.queue.append_history(entries).await
+    }
+
+    async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (users, peers): (Vec<&str>, Vec<&str>) = conversations
+            .iter()
+            .map(|c| {
+                let (user, peer) = c.some_user();
+                (user.as_str(), peer.as_str())
+            })
+            .unzip();
+        self.read(
+            "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
+             LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
+             ORDER BY k.n",
+            &[&users, &peers],
+        )
+        .await?
+        .iter()
+        .map(newest_from_row)
+        .collect()
+    }
+
+    async fn history(
+        &self,
+        conversation: &Conversation,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (low, high) = (conversation.low().as_str(), conversation.high().as_str());
+        let (sql, bound, newest_first) = match range {
+            HistoryRange::After(after) => (
+                format!(
+                    "SELECT {ENTRY_COLUMNS} FROM hongyan_history
+                     WHERE low = $1 AND high = $2 AND seq > $3 ORDER BY seq LIMIT $4"
+                ),
+                sql_seq(after),
+                false,
+            ),
+            HistoryRange::Before(before) => (
+                format!(
+                    "SELECT {ENTRY_COLUMNS} FROM hongyan_history
+                     WHERE low = $1 AND high = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+                ),
+                before.map_or(i64::MAX, sql_seq),
+                true,
+            ),
+        };
+        let mut page = self
+            .read(&sql, &[&low, &high, &bound, &limit])
+            .await?
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if newest_first {
+            page.reverse();
+        }
+        Ok(page)
+    }
+
+    async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = after.map(UserId::as_str);
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM hongyan_conversations
+             WHERE user_id = $1 AND ($2::TEXT IS NULL OR peer > $2) ORDER BY peer LIMIT $3"
+        );
+        self.read(&sql, &[&user.as_str(), &after, &limit])
+            .await?
+            .iter()
+            .map(summary_from_row)
+            .collect()
+    }
+
+    async fn conversation(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM hongyan_conversations WHERE user_id = $1 AND peer = $2"
+        );
+        self.read(&sql, &[&user.as_str(), &peer.as_str()])
+            .await?
+            .first()
+            .map(summary_from_row)
+            .transpose()
+    }
+
+    async fn mark_read(&self, user: &UserId, peer: &UserId, seq: u64) -> Result<u64, StoreError> {
+        self.queue.mark_read(user, peer, seq).await
+    }
+
+    async fn expire_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        self.queue.expire_history(before_ms, limit).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

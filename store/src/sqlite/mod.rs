@@ -3,8 +3,10 @@
 //! - `connection`: opening connections (WAL, `synchronous=FULL`), migrations, errors, rows.
 //! - `writer`: the writer thread and its batches.
 //! - `readers`: read connections in tokio's blocking pool.
+//! - `history`: conversation history's statements and queries.
 
 mod connection;
+mod history;
 mod readers;
 mod writer;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hongyan_shared::UserId;
+use hongyan_shared::history::HistoryRange;
 
 use self::connection::{MESSAGE_COLUMNS, message_from_row};
 use self::readers::Readers;
@@ -20,8 +23,8 @@ use self::writer::Writer;
 use crate::queue::WriteQueue;
 use crate::stats::Counters;
 use crate::{
-    BackendKind, MessageId, MessageStore, NewMessage, Put, StoreConfig, StoreError, StoreStats,
-    StoredMessage,
+    BackendKind, Conversation, ConversationSummary, HistoryEntry, MessageId, MessageStore,
+    NewMessage, Put, StoreConfig, StoreError, StoreStats, StoredMessage,
 };
 
 /// Messages in a SQLite database file: zero set-up, one machine.
@@ -136,6 +139,68 @@ impl MessageStore for SqliteStore {
 
     async fn expire(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         self.queue.expire(now_ms, limit).await
+    }
+
+    async fn open_history(&self) -> Result<u64, StoreError> {
+        self.queue.open_history().await
+    }
+
+    async fn close_history(&self) -> Result<(), StoreError> {
+        self.queue.close_history().await
+    }
+
+    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+        self.queue.append_history(entries).await
+    }
+
+    async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError> {
+        let conversations = conversations.to_vec();
+        self.readers
+            .read(move |conn| history::newest_seqs(conn, &conversations))
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation: &Conversation,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let conversation = conversation.clone();
+        self.readers
+            .read(move |conn| history::page(conn, &conversation, range, limit))
+            .await
+    }
+
+    async fn conversations(
+        &self,
+        user: &UserId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let (user, after) = (user.clone(), after.cloned());
+        self.readers
+            .read(move |conn| history::conversations(conn, &user, after.as_ref(), limit))
+            .await
+    }
+
+    async fn conversation(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let (user, peer) = (user.clone(), peer.clone());
+        self.readers
+            .read(move |conn| history::conversation(conn, &user, &peer))
+            .await
+    }
+
+    async fn mark_read(&self, user: &UserId, peer: &UserId, seq: u64) -> Result<u64, StoreError> {
+        self.queue.mark_read(user, peer, seq).await
+    }
+
+    async fn expire_history(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
+        self.queue.expire_history(before_ms, limit).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

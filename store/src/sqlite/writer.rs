@@ -20,6 +20,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::connection::{MESSAGE_COLUMNS, db_error, message_from_row};
+use super::history;
 use crate::queue::{Batch, Done, Job};
 use crate::schema::epoch_ms;
 use crate::stats::Counters;
@@ -124,6 +125,18 @@ impl Writer {
                     probe(&tx)?;
                     Done::Nothing
                 }
+                Job::OpenHistory(_) => Done::Number(history::open(&tx)?),
+                Job::CloseHistory(_) => {
+                    history::close(&tx)?;
+                    Done::Nothing
+                }
+                Job::AppendHistory(entries, _) => Done::Number(history::append(&tx, entries)?),
+                Job::MarkRead {
+                    user, peer, seq, ..
+                } => Done::Number(history::mark_read(&tx, user, peer, *seq)?),
+                Job::ExpireHistory {
+                    before_ms, limit, ..
+                } => Done::Number(history::expire(&tx, *before_ms, *limit)?),
                 // Never in a batch: `Batch::gather` stops at a close.
                 Job::Close(_) => Done::Nothing,
             };

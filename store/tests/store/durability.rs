@@ -96,7 +96,7 @@ async fn stores_opening_at_once_migrate_once(kind: Kind) {
         "SELECT version FROM hongyan_migrations ORDER BY version",
     )
     .await;
-    assert_eq!(versions, [1], "each migration recorded once");
+    assert_eq!(versions, [1, 2], "each migration recorded once");
 }
 
 async fn a_database_from_a_newer_hongyan_is_refused(kind: Kind) {
@@ -119,9 +119,29 @@ async fn a_database_from_a_newer_hongyan_is_refused(kind: Kind) {
     );
 }
 
+/// Runs `statements` (several, separated by semicolons) on the backend's database directly.
+pub(crate) async fn sql_batch(backend: &Backend, statements: &str) {
+    match &backend.postgres {
+        None => {
+            let conn = rusqlite::Connection::open(&backend.config.default_sqlite_path).unwrap();
+            conn.execute_batch(statements).unwrap();
+        }
+        Some(pg) => {
+            let (client, connection) =
+                tokio_postgres::connect(&pg.url("hongyan"), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            let connection = tokio::spawn(connection);
+            client.batch_execute(statements).await.unwrap();
+            drop(client);
+            connection.await.unwrap().unwrap();
+        }
+    }
+}
+
 /// Runs `statement` on the backend's database directly, returning the first column of each
 /// row as numbers.
-async fn sql(backend: &Backend, statement: &str) -> Vec<i64> {
+pub(crate) async fn sql(backend: &Backend, statement: &str) -> Vec<i64> {
     match &backend.postgres {
         None => {
             let conn = rusqlite::Connection::open(&backend.config.default_sqlite_path).unwrap();

@@ -4,6 +4,7 @@
 //!   server of its own) and how to open it.
 //! - `conformance`: the same tests against every backend.
 //! - `durability`: what persistent backends add: reopening, migrations.
+//! - `history`: conversation history, on every backend, and across reopens.
 //! - `failures`: a full disk, a database that goes away, a full queue: errors, never false
 //!   successes, and recovery without reopening.
 
@@ -12,3 +13,4 @@ mod backend;
 mod conformance;
 mod durability;
 mod failures;
+mod history;

@@ -42,6 +42,8 @@ pub fn updates_for(event: ClientEvent) -> Vec<SessionUpdate> {
             log::info!("server error {code}: {}", message.unwrap_or_default());
             Vec::new()
         }
+        // The H5 client does not sync history yet (its session config leaves it off).
+        ClientEvent::History(_) => Vec::new(),
     }
 }
 

@@ -164,7 +164,18 @@ impl Harness {
     }
 
     /// A harness keeping messages in a memory store, its configuration changed by `configure`.
+    /// Without conversation history, which has its tests of its own
+    /// ([`with_history`](Self::with_history)): these are about store and forward.
     pub(super) fn with_store(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::with_history(|config| {
+            config.history_retention = Duration::ZERO;
+            configure(config);
+        })
+    }
+
+    /// A harness keeping messages and conversation history in a memory store, its
+    /// configuration changed by `configure`.
+    pub(super) fn with_history(configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::loopback();
         configure(&mut config);
         let store = Arc::new(MemoryStore::new(config.store_config().limits));
@@ -176,6 +187,17 @@ impl Harness {
         let config = Config::loopback();
         let store = Arc::new(MemoryStore::new(config.store_config().limits));
         Self::build_in(config, Some(store), Some(cluster))
+    }
+
+    /// A harness on `store`, which another harness may have used before, as a server
+    /// restarted on the same store.
+    pub(super) fn with_history_in(
+        store: Arc<MemoryStore>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config::loopback();
+        configure(&mut config);
+        Self::build(config, Some(store))
     }
 
     fn build(config: Config, store: Option<Arc<MemoryStore>>) -> Self {

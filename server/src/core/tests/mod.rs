@@ -12,6 +12,8 @@
 //! - `limits`: the abuse limits: messages per session, logins per address and in total,
 //!   exemptions.
 //! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
+//! - `history`: conversation history and sync: numbering, the sync requests, what sessions
+//!   that did not ask see, a crash.
 //! - `as_user`: messages sent in a user's name; an HTTP session's pipe rules.
 //! - `cluster`: one node of a cluster: what it answers other nodes, what it does with theirs.
 
@@ -22,6 +24,7 @@ mod cluster;
 mod deadlines;
 mod dispatch;
 mod harness;
+mod history;
 mod kickout;
 mod limits;
 mod login;

@@ -1,0 +1,559 @@
+//! [`HistoryLink`]: numbering the messages of each conversation in memory, and the entries
+//! waiting to be written behind delivery (issue 12).
+//!
+//! A conversation's next seq is a counter in memory, loaded from the store the first time the
+//! conversation is seen (by the store chores, never by a session: a message that arrives
+//! before its conversation's counter is loaded is delivered at once, without a seq, and
+//! numbered when the counter arrives). Numbering and handing the message to its receiver's
+//! queue happen under the conversation's lock, so seqs follow the order messages were
+//! accepted, and a message the receiver's session refuses is not numbered (the seq goes to the
+//! next one: no gap). Numbered entries wait in a buffer that the store chores write in batches
+//! (one group commit each); reads merge the buffer with the store.
+//!
+//! A crash loses the buffer: up to the last write's worth of history (never a delivery). The
+//! next server opens the store's history with a new epoch, and clients that see it drop what
+//! they learned and sync again.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use hashlink::LinkedHashMap;
+use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
+use hongyan_store::{Conversation, HistoryEntry};
+
+/// Locks over the conversations: a message takes one, for its conversation only.
+const SHARDS: usize = 16;
+/// Numbered conversations kept in memory (a shard's share); the least recently used one
+/// with nothing left to write goes when a shard is full. Loading it again costs one read.
+const COUNTERS: usize = 100_000;
+/// How long a message's seq is remembered, so that a sender's retransmission (after 5 and 10
+/// s, §6.1) is recognised and not numbered twice.
+const RECENT_LIFETIME: Duration = Duration::from_secs(60);
+/// The most entries waiting to be numbered or written; beyond it (the store has been failing
+/// for long) new messages are delivered without being kept in history.
+const MAX_WAITING: usize = 100_000;
+/// The most bytes of content waiting to be numbered or written.
+const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+
+/// A message accepted into a conversation (handed to its receiver, or stored for it), before
+/// it is numbered.
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub(crate) conversation: Conversation,
+    pub(crate) sender: UserId,
+    pub(crate) fp: Option<Fingerprint>,
+    pub(crate) typeu: i32,
+    pub(crate) content: String,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) at: i64,
+}
+
+impl Accepted {
+    fn numbered(self, seq: u64) -> HistoryEntry {
+        HistoryEntry {
+            conversation: self.conversation,
+            seq,
+            sender: self.sender,
+            fp: self.fp,
+            typeu: self.typeu,
+            content: self.content,
+            accepted_at: self.at,
+        }
+    }
+
+    /// Whether the store can keep it: no NUL in an id, which no backend keeps faithfully.
+    fn keepable(&self) -> bool {
+        let ids = [
+            self.conversation.low().as_str(),
+            self.conversation.high().as_str(),
+            self.fp.as_ref().map_or("", Fingerprint::as_str),
+        ];
+        !ids.iter().any(|id| id.contains('\0'))
+    }
+}
+
+/// What the history did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Numbered now.
+    Numbered(SeqTag),
+    /// Kept, numbered once its conversation's counter is loaded.
+    Later,
+    /// Seen before (a retransmission): its first tag, if it had one; not kept again.
+    Again(Option<SeqTag>),
+    /// Not kept: too much waits to be written already, or an id the store cannot keep.
+    Not,
+}
+
+impl Kept {
+    /// The message's place, if it has one now.
+    pub(crate) fn tag(self) -> Option<SeqTag> {
+        match self {
+            Kept::Numbered(tag) | Kept::Again(Some(tag)) => Some(tag),
+            _ => None,
+        }
+    }
+}
+
+/// A conversation's numbering.
+enum Counter {
+    /// Its newest seq is being read; these messages wait for their seqs, in order.
+    Loading(Vec<Accepted>),
+    /// `next` is the next seq; `unwritten` entries of it are not written yet (a counter is
+    /// forgotten only when none are: the store's newest seq is then its own).
+    Ready { next: u64, unwritten: usize },
+}
+
+type RecentKey = (Conversation, UserId, Fingerprint);
+
+/// The conversations of one lock.
+#[derive(Default)]
+struct Shard {
+    /// Least recently used first.
+    counters: LinkedHashMap<Conversation, Counter>,
+    /// Recently numbered messages, by (conversation, sender, fp): their tags.
+    recent: HashMap<RecentKey, Option<SeqTag>>,
+    recent_order: VecDeque<(Instant, RecentKey)>,
+}
+
+impl Shard {
+    fn forget_recent(&mut self, now: Instant, capacity: usize) {
+        while let Some((at, _)) = self.recent_order.front() {
+            let expired = now.saturating_duration_since(*at) >= RECENT_LIFETIME;
+            if !expired && self.recent_order.len() <= capacity {
+                break;
+            }
+            if let Some((_, key)) = self.recent_order.pop_front() {
+                self.recent.remove(&key);
+            }
+        }
+    }
+
+    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
+        if let Some(key) = key
+            && self.recent.insert(key.clone(), tag).is_none()
+        {
+            self.recent_order.push_back((now, key));
+        }
+    }
+
+    /// Forgets least recently used counters with nothing left to write while over `limit`.
+    fn trim(&mut self, limit: usize) {
+        while self.counters.len() > limit {
+            let idle = self
+                .counters
+                .iter()
+                .find(|(_, c)| matches!(c, Counter::Ready { unwritten: 0, .. }))
+                .map(|(k, _)| k.clone());
+            match idle {
+                Some(conversation) => {
+                    self.counters.remove(&conversation);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Entries waiting for the store.
+#[derive(Default)]
+struct Buffer {
+    /// Numbered, not yet handed to the store, in numbering order.
+    numbered: Vec<HistoryEntry>,
+    /// Handed to the store, not yet committed.
+    writing: Vec<HistoryEntry>,
+    /// Entries (and their content bytes) numbered or waiting to be, not yet committed.
+    held: usize,
+    held_bytes: usize,
+    /// Conversations whose counters the chores load.
+    loads: Vec<Conversation>,
+    loading: bool,
+    /// When the next write is due, and when a failed step may be tried again.
+    write_at: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+/// The core's conversation history: present with a store and a retention above 0.
+pub(crate) struct HistoryLink {
+    /// How long history is kept.
+    pub(crate) retention: Duration,
+    /// How long numbered entries may wait before they are written (0: at the next chore).
+    flush_delay: Duration,
+    recent_capacity: usize,
+    /// The store's history epoch; 0 until opened.
+    epoch: AtomicU64,
+    /// Wakes the store chores: something waits to be loaded or written.
+    pub(crate) wake: tokio::sync::Notify,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    buffer: Mutex<Buffer>,
+    /// When the retention sweep next runs.
+    next_sweep: Mutex<Option<Instant>>,
+}
+
+impl HistoryLink {
+    /// History kept for `retention`, written `flush_delay` after numbering, remembering up to
+    /// `recent_capacity` numbered messages to recognise retransmissions.
+    pub(crate) fn new(
+        retention: Duration,
+        flush_delay: Duration,
+        recent_capacity: usize,
+        now: Instant,
+    ) -> Self {
+        let link = Self {
+            retention,
+            flush_delay,
+            recent_capacity: recent_capacity.div_ceil(SHARDS).max(1),
+            epoch: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            buffer: Mutex::default(),
+            next_sweep: Mutex::new(None),
+        };
+        *link.lock_sweep() = Some(now + link.sweep_interval());
+        link
+    }
+
+    fn shard(&self, conversation: &Conversation) -> MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(conversation) % SHARDS as u64) as usize;
+        self.shards[i]
+            .lock()
+            .expect("history shard lock is never held across a panic-prone section")
+    }
+
+    fn lock_buffer(&self) -> MutexGuard<'_, Buffer> {
+        self.buffer
+            .lock()
+            .expect("history buffer lock is never held across a panic-prone section")
+    }
+
+    pub(crate) fn lock_sweep(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.next_sweep
+            .lock()
+            .expect("history sweep lock is never held across a panic-prone section")
+    }
+
+    /// How often the retention sweep runs: a hundredth of the retention, between a minute and
+    /// an hour.
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        (self.retention / 100).clamp(Duration::from_secs(60), Duration::from_secs(3600))
+    }
+
+    /// The store's history epoch, once opened.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        match self.epoch.load(Ordering::Acquire) {
+            0 => None,
+            epoch => Some(epoch),
+        }
+    }
+
+    /// Keeps `accepted`, handing it to its receiver with `deliver` under its conversation's
+    /// lock: `deliver` gets the message's tag (`None` when it cannot be numbered now), and
+    /// only if it succeeds is the message kept. A message seen before (a sender's
+    /// retransmission) is delivered with its first tag and not kept again.
+    pub(crate) fn deliver<T, E>(
+        &self,
+        accepted: Accepted,
+        now: Instant,
+        deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
+    ) -> (Result<T, E>, Kept) {
+        let mut shard = self.shard(&accepted.conversation);
+        shard.forget_recent(now, self.recent_capacity);
+        let key = accepted
+            .fp
+            .clone()
+            .filter(|fp| !fp.is_empty())
+            .map(|fp| (accepted.conversation.clone(), accepted.sender.clone(), fp));
+        if let Some(&tag) = key.as_ref().and_then(|k| shard.recent.get(k)) {
+            return (deliver(tag), Kept::Again(tag));
+        }
+        let bytes = accepted.content.len();
+        let room = {
+            let buffer = self.lock_buffer();
+            buffer.held < MAX_WAITING && buffer.held_bytes + bytes <= MAX_WAITING_BYTES
+        };
+        if !room || !accepted.keepable() {
+            return (deliver(None), Kept::Not);
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let conversation = accepted.conversation.clone();
+        let kept = match shard.counters.to_back(&conversation) {
+            Some(Counter::Ready { next, unwritten }) => {
+                let tag = SeqTag {
+                    seq: *next,
+                    epoch,
+                    at: accepted.at,
+                };
+                let result = deliver(Some(tag));
+                if result.is_err() {
+                    return (result, Kept::Not);
+                }
+                *next += 1;
+                *unwritten += 1;
+                shard.remember(key, Some(tag), now);
+                self.numbered(vec![accepted.numbered(tag.seq)], false, now);
+                return (result, Kept::Numbered(tag));
+            }
+            Some(Counter::Loading(waiting)) => {
+                let result = deliver(None);
+                if result.is_err() {
+                    return (result, Kept::Not);
+                }
+                waiting.push(accepted);
+                (result, Kept::Later)
+            }
+            None => {
+                let result = deliver(None);
+                if result.is_err() {
+                    return (result, Kept::Not);
+                }
+                shard
+                    .counters
+                    .insert(conversation.clone(), Counter::Loading(vec![accepted]));
+                shard.trim(COUNTERS / SHARDS);
+                self.lock_buffer().loads.push(conversation);
+                self.wake.notify_one();
+                (result, Kept::Later)
+            }
+        };
+        shard.remember(key, None, now);
+        let mut buffer = self.lock_buffer();
+        buffer.held += 1;
+        buffer.held_bytes += bytes;
+        kept
+    }
+
+    /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
+    /// has one: a stored message sent again.
+    pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
+        let fp = accepted.fp.clone().filter(|fp| !fp.is_empty())?;
+        let key = (accepted.conversation.clone(), accepted.sender.clone(), fp);
+        self.shard(&accepted.conversation)
+            .recent
+            .get(&key)
+            .copied()
+            .flatten()
+    }
+
+    /// Keeps `accepted`, already kept for its receiver (stored): numbered now if its
+    /// conversation's counter is loaded.
+    pub(crate) fn record(&self, accepted: Accepted, now: Instant) -> Kept {
+        self.deliver(accepted, now, |_| Ok::<(), ()>(())).1
+    }
+
+    /// Adds numbered `entries` to the buffer, counting them unless they were counted while
+    /// they waited for their seqs. Called with the entries' shard locked, so the buffer keeps
+    /// each conversation's seq order.
+    fn numbered(&self, entries: Vec<HistoryEntry>, counted: bool, now: Instant) {
+        let mut buffer = self.lock_buffer();
+        if buffer.write_at.is_none() {
+            buffer.write_at = Some(now + self.flush_delay);
+            self.wake.notify_one();
+        }
+        if !counted {
+            buffer.held += entries.len();
+            buffer.held_bytes += entries.iter().map(|e| e.content.len()).sum::<usize>();
+        }
+        buffer.numbered.extend(entries);
+    }
+
+    // ---- The store chores' side -------------------------------------------------------------
+
+    /// When the chores have history work: opening the epoch, loading counters, writing, a
+    /// retry, the retention sweep.
+    pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let buffer = self.lock_buffer();
+        let retry = buffer.retry_at;
+        let opening = (self.epoch().is_none()).then(|| retry.unwrap_or(now));
+        let loads =
+            (!buffer.loads.is_empty() && self.epoch().is_some()).then(|| retry.unwrap_or(now));
+        let write = buffer
+            .write_at
+            .filter(|_| buffer.writing.is_empty())
+            .map(|at| retry.map_or(at, |r| r.max(at)));
+        let sweep = *self.lock_sweep();
+        [opening, loads, write, sweep].into_iter().flatten().min()
+    }
+
+    /// Whether a step that failed may be tried again at `now`.
+    pub(crate) fn may_retry(&self, now: Instant) -> bool {
+        self.lock_buffer().retry_at.is_none_or(|at| at <= now)
+    }
+
+    /// A step failed: the chores try again after `delay`.
+    pub(crate) fn failed(&self, now: Instant, delay: Duration) {
+        self.lock_buffer().retry_at = Some(now + delay);
+    }
+
+    /// The epoch was read.
+    pub(crate) fn opened(&self, epoch: u64) {
+        self.epoch.store(epoch.max(1), Ordering::Release);
+        self.lock_buffer().retry_at = None;
+    }
+
+    /// The conversations whose counters are to be loaded now.
+    pub(crate) fn take_loads(&self) -> Vec<Conversation> {
+        let mut buffer = self.lock_buffer();
+        if buffer.loading || buffer.loads.is_empty() {
+            return Vec::new();
+        }
+        buffer.loading = true;
+        std::mem::take(&mut buffer.loads)
+    }
+
+    /// The newest seqs of `conversations` were read (`None`: the read failed, they are loaded
+    /// again later): their counters start after them, and what waited is numbered, in order.
+    pub(crate) fn loaded(
+        &self,
+        conversations: Vec<Conversation>,
+        newest: Option<Vec<u64>>,
+        now: Instant,
+    ) {
+        let Some(newest) = newest else {
+            let mut buffer = self.lock_buffer();
+            buffer.loading = false;
+            buffer.loads.extend(conversations);
+            return;
+        };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        for (conversation, newest) in conversations.into_iter().zip(newest) {
+            let mut shard = self.shard(&conversation);
+            let Some(counter) = shard.counters.get_mut(&conversation) else {
+                continue;
+            };
+            let Counter::Loading(waiting) = counter else {
+                continue;
+            };
+            let waiting = std::mem::take(waiting);
+            let first = newest + 1;
+            let count = waiting.len();
+            *counter = Counter::Ready {
+                next: first + count as u64,
+                unwritten: count,
+            };
+            let mut entries = Vec::with_capacity(count);
+            for (accepted, seq) in waiting.into_iter().zip(first..) {
+                let key = accepted
+                    .fp
+                    .clone()
+                    .map(|fp| (conversation.clone(), accepted.sender.clone(), fp));
+                if let Some(key) = key
+                    && let Some(tag) = shard.recent.get_mut(&key)
+                {
+                    *tag = Some(SeqTag {
+                        seq,
+                        epoch,
+                        at: accepted.at,
+                    });
+                }
+                entries.push(accepted.numbered(seq));
+            }
+            if !entries.is_empty() {
+                self.numbered(entries, true, now);
+            }
+        }
+        self.lock_buffer().loading = false;
+    }
+
+    /// What is due to be written at `now`, handed over to the writing: `None` if nothing is,
+    /// or a write is under way.
+    pub(crate) fn take_writes(&self, now: Instant) -> Option<Vec<HistoryEntry>> {
+        let mut buffer = self.lock_buffer();
+        if !buffer.writing.is_empty() || buffer.write_at.is_none_or(|at| at > now) {
+            return None;
+        }
+        buffer.write_at = None;
+        if buffer.numbered.is_empty() {
+            return None;
+        }
+        buffer.writing = std::mem::take(&mut buffer.numbered);
+        Some(buffer.writing.clone())
+    }
+
+    /// The write handed over by [`take_writes`](Self::take_writes) committed (`ok`), or
+    /// failed and is tried again later, before anything numbered since.
+    pub(crate) fn written(&self, ok: bool, now: Instant) {
+        let done = {
+            let mut buffer = self.lock_buffer();
+            let writing = std::mem::take(&mut buffer.writing);
+            if !ok {
+                let later = std::mem::take(&mut buffer.numbered);
+                buffer.numbered = writing;
+                buffer.numbered.extend(later);
+                buffer.write_at = Some(now);
+                return;
+            }
+            buffer.held = buffer.held.saturating_sub(writing.len());
+            let bytes: usize = writing.iter().map(|e| e.content.len()).sum();
+            buffer.held_bytes = buffer.held_bytes.saturating_sub(bytes);
+            if !buffer.numbered.is_empty() && buffer.write_at.is_none() {
+                buffer.write_at = Some(now + self.flush_delay);
+            }
+            writing
+        };
+        let mut written: HashMap<&Conversation, usize> = HashMap::new();
+        for entry in &done {
+            *written.entry(&entry.conversation).or_default() += 1;
+        }
+        for (conversation, n) in written {
+            if let Some(Counter::Ready { unwritten, .. }) =
+                self.shard(conversation).counters.get_mut(conversation)
+            {
+                *unwritten = unwritten.saturating_sub(n);
+            }
+        }
+    }
+
+    // ---- Reads ------------------------------------------------------------------------------
+
+    /// `conversation`'s entries not yet committed, in seq order.
+    pub(crate) fn unwritten(&self, conversation: &Conversation) -> Vec<HistoryEntry> {
+        let buffer = self.lock_buffer();
+        buffer
+            .writing
+            .iter()
+            .chain(&buffer.numbered)
+            .filter(|e| &e.conversation == conversation)
+            .cloned()
+            .collect()
+    }
+
+    /// Every conversation of `user` with entries not yet committed: the newest seq and its
+    /// time, and the newest seq `user` sent (which `user` has read).
+    pub(crate) fn unwritten_of(&self, user: &UserId) -> HashMap<UserId, (u64, i64, u64)> {
+        let buffer = self.lock_buffer();
+        let mut found: HashMap<UserId, (u64, i64, u64)> = HashMap::new();
+        for entry in buffer.writing.iter().chain(&buffer.numbered) {
+            let Some(peer) = entry.conversation.peer_of(user) else {
+                continue;
+            };
+            let summary = found.entry(peer.clone()).or_default();
+            if entry.seq > summary.0 {
+                summary.0 = entry.seq;
+                summary.1 = entry.accepted_at;
+            }
+            if &entry.sender == user {
+                summary.2 = summary.2.max(entry.seq);
+            }
+        }
+        found
+    }
+
+    /// `conversation`'s newest seq, if its counter is in memory (then it is authoritative,
+    /// written or not).
+    pub(crate) fn newest(&self, conversation: &Conversation) -> Option<u64> {
+        match self.shard(conversation).counters.get(conversation)? {
+            Counter::Ready { next, .. } => Some(next - 1),
+            Counter::Loading(_) => None,
+        }
+    }
+
+    /// Entries numbered or waiting to be, not yet committed.
+    pub(crate) fn held(&self) -> usize {
+        self.lock_buffer().held
+    }
+}

@@ -1,0 +1,145 @@
+//! Conversation history (issue 12): what the server hands in and reads back.
+//!
+//! Every message the server accepts in a conversation is kept with its *seq*: its place in the
+//! conversation, from 1, gapless, in the order the server accepted it. The server numbers the
+//! messages itself (in memory, so online delivery never waits for the disk) and hands them in
+//! batches to [`MessageStore::append_history`](crate::MessageStore::append_history), which
+//! writes them and keeps, per member, the conversation's newest seq and the member's read
+//! position.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use hongyan_shared::{Fingerprint, UserId};
+
+/// A conversation: the unordered pair of its members. The server's pushes to a user form the
+/// conversation `("0", user)`; a user's messages to themselves, `(user, user)`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Conversation {
+    low: UserId,
+    high: UserId,
+}
+
+impl Conversation {
+    /// The conversation between `a` and `b`, in either order.
+    pub fn between(a: &UserId, b: &UserId) -> Self {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        Self {
+            low: low.clone(),
+            high: high.clone(),
+        }
+    }
+
+    /// The member whose id sorts first.
+    pub fn low(&self) -> &UserId {
+        &self.low
+    }
+
+    /// The member whose id sorts last (the same as [`low`](Self::low) for a user's messages
+    /// to themselves).
+    pub fn high(&self) -> &UserId {
+        &self.high
+    }
+
+    /// The other member, for `member`; `None` if `member` is not in the conversation.
+    pub fn peer_of(&self, member: &UserId) -> Option<&UserId> {
+        if member == &self.low {
+            Some(&self.high)
+        } else if member == &self.high {
+            Some(&self.low)
+        } else {
+            None
+        }
+    }
+
+    /// The members that are users (not the server), each once: the ones with a read position
+    /// and a conversations list.
+    pub fn users(&self) -> impl Iterator<Item = &UserId> {
+        let high = (self.high != self.low).then_some(&self.high);
+        [Some(&self.low), high]
+            .into_iter()
+            .flatten()
+            .filter(|u| !u.is_server())
+    }
+
+    /// A member that is a user, and the other member: whose row says how far the conversation
+    /// goes.
+    pub fn some_user(&self) -> (&UserId, &UserId) {
+        if self.low.is_server() {
+            (&self.high, &self.low)
+        } else {
+            (&self.low, &self.high)
+        }
+    }
+}
+
+impl fmt::Debug for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({:?}, {:?})", self.low, self.high)
+    }
+}
+
+/// One message of a conversation's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its place in the conversation: from 1, gapless, in acceptance order.
+    pub seq: u64,
+    /// Who sent it (`"0"`: the server).
+    pub sender: UserId,
+    /// Its fingerprint, when it had one.
+    pub fp: Option<Fingerprint>,
+    /// The application's message type (MobileIMSDK `typeu`).
+    pub typeu: i32,
+    /// The message body (MobileIMSDK `dataContent`).
+    pub content: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub accepted_at: i64,
+}
+
+/// A conversation as one of its members sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationSummary {
+    /// The other member (`"0"`: the server's pushes).
+    pub peer: UserId,
+    /// The newest seq written (0 before any).
+    pub newest: u64,
+    /// When the newest message was accepted, in milliseconds since the Unix epoch.
+    pub newest_at: i64,
+    /// The member's read position: every seq up to it is read.
+    pub read: u64,
+}
+
+/// What a batch moves in one member's summary.
+#[derive(Default)]
+pub(crate) struct SummaryChange {
+    pub(crate) newest: u64,
+    pub(crate) newest_at: i64,
+    pub(crate) read: u64,
+}
+
+/// The summary changes `entries` make, per `(user, peer)`: the newest seq of each
+/// conversation, and each sender's read position at its own newest message.
+pub(crate) fn summary_changes(
+    entries: &[HistoryEntry],
+) -> HashMap<(UserId, UserId), SummaryChange> {
+    let mut changes: HashMap<(UserId, UserId), SummaryChange> = HashMap::new();
+    for entry in entries {
+        let conversation = &entry.conversation;
+        for user in conversation.users() {
+            let Some(peer) = conversation.peer_of(user) else {
+                continue;
+            };
+            let change = changes.entry((user.clone(), peer.clone())).or_default();
+            if entry.seq > change.newest {
+                change.newest = entry.seq;
+                change.newest_at = entry.accepted_at;
+            }
+            if user == &entry.sender {
+                change.read = change.read.max(entry.seq);
+            }
+        }
+    }
+    changes
+}

@@ -1,0 +1,242 @@
+//! Conversation history in SQLite: the writer's statements (in its batch transaction) and the
+//! readers' queries.
+
+use hongyan_shared::UserId;
+use hongyan_shared::history::HistoryRange;
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::history::summary_changes;
+use crate::{Conversation, ConversationSummary, HistoryEntry};
+
+/// The columns every query that reads history selects, in [`entry_from_row`]'s order.
+const ENTRY_COLUMNS: &str = "low, high, seq, sender, fp, typeu, content, accepted_at";
+
+/// The columns every query that reads a member's summary selects.
+const SUMMARY_COLUMNS: &str = "peer, newest, newest_at, read_seq";
+
+/// A seq as SQLite stores it (seqs stay far below `i64::MAX`).
+pub(super) fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Starts history writing: the epoch, grown when the last writer did not close it.
+pub(super) fn open(conn: &Connection) -> rusqlite::Result<u64> {
+    let meta = |key: &str| -> rusqlite::Result<i64> {
+        conn.prepare_cached("SELECT value FROM hongyan_meta WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()
+            .map(Option::unwrap_or_default)
+    };
+    let (mut epoch, open) = (meta("history_epoch")?, meta("history_open")?);
+    if epoch == 0 || open != 0 {
+        epoch += 1;
+    }
+    let mut set = conn.prepare_cached(
+        "INSERT INTO hongyan_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?;
+    set.execute(("history_epoch", epoch))?;
+    set.execute(("history_open", 1))?;
+    Ok(seq_of(epoch))
+}
+
+/// Ends history writing cleanly.
+pub(super) fn close(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE hongyan_meta SET value = 0 WHERE key = 'history_open'")?
+        .execute([])?;
+    Ok(())
+}
+
+/// Writes `entries` (skipping any already written) and moves the members' summaries; returns
+/// how many entries were new.
+pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<u64> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO hongyan_history (low, high, seq, sender, fp, typeu, content, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut written = 0;
+    for entry in entries {
+        written += insert.execute((
+            entry.conversation.low().as_str(),
+            entry.conversation.high().as_str(),
+            sql_seq(entry.seq),
+            entry.sender.as_str(),
+            entry.fp.as_ref().map(|fp| fp.as_str()),
+            entry.typeu,
+            entry.content.as_bytes(),
+            entry.accepted_at,
+        ))? as u64;
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO hongyan_conversations (user_id, peer, newest, newest_at, read_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, peer) DO UPDATE SET
+             newest_at = CASE WHEN excluded.newest > newest THEN excluded.newest_at
+                              ELSE newest_at END,
+             newest = max(newest, excluded.newest),
+             read_seq = max(read_seq, excluded.read_seq)",
+    )?;
+    for ((user, peer), change) in summary_changes(entries) {
+        upsert.execute((
+            user.as_str(),
+            peer.as_str(),
+            sql_seq(change.newest),
+            change.newest_at,
+            sql_seq(change.read),
+        ))?;
+    }
+    Ok(written)
+}
+
+/// Moves `user`'s read position with `peer` forward to `seq`; returns where it is.
+pub(super) fn mark_read(
+    conn: &Connection,
+    user: &UserId,
+    peer: &UserId,
+    seq: u64,
+) -> rusqlite::Result<u64> {
+    let read: i64 = conn
+        .prepare_cached(
+            "INSERT INTO hongyan_conversations (user_id, peer, newest, newest_at, read_seq)
+             VALUES (?1, ?2, 0, 0, ?3)
+             ON CONFLICT (user_id, peer) DO UPDATE SET read_seq = max(read_seq, excluded.read_seq)
+             RETURNING read_seq",
+        )?
+        .query_row((user.as_str(), peer.as_str(), sql_seq(seq)), |row| {
+            row.get(0)
+        })?;
+    Ok(seq_of(read))
+}
+
+/// Removes up to `limit` entries accepted before `before_ms`, oldest first.
+pub(super) fn expire(conn: &Connection, before_ms: i64, limit: usize) -> rusqlite::Result<u64> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let removed = conn
+        .prepare_cached(
+            "DELETE FROM hongyan_history WHERE rowid IN (
+                 SELECT rowid FROM hongyan_history WHERE accepted_at < ?1
+                 ORDER BY accepted_at LIMIT ?2
+             )",
+        )?
+        .execute((before_ms, limit))?;
+    Ok(removed as u64)
+}
+
+/// The newest seq of each conversation (0 without history).
+pub(super) fn newest_seqs(
+    conn: &Connection,
+    conversations: &[Conversation],
+) -> rusqlite::Result<Vec<u64>> {
+    let mut select = conn.prepare_cached(
+        "SELECT newest FROM hongyan_conversations WHERE user_id = ?1 AND peer = ?2",
+    )?;
+    conversations
+        .iter()
+        .map(|c| {
+            let (user, peer) = c.some_user();
+            let newest: Option<i64> = select
+                .query_row((user.as_str(), peer.as_str()), |row| row.get(0))
+                .optional()?;
+            Ok(newest.map_or(0, seq_of))
+        })
+        .collect()
+}
+
+/// Up to `limit` entries of `conversation` in `range`, oldest first.
+pub(super) fn page(
+    conn: &Connection,
+    conversation: &Conversation,
+    range: HistoryRange,
+    limit: usize,
+) -> rusqlite::Result<Vec<HistoryEntry>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (low, high) = (conversation.low().as_str(), conversation.high().as_str());
+    match range {
+        HistoryRange::After(after) => {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM hongyan_history
+                 WHERE low = ?1 AND high = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+            );
+            conn.prepare_cached(&sql)?
+                .query_map((low, high, sql_seq(after), limit), entry_from_row)?
+                .collect()
+        }
+        HistoryRange::Before(before) => {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM hongyan_history
+                 WHERE low = ?1 AND high = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+            );
+            let before = before.map_or(i64::MAX, sql_seq);
+            let mut page = conn
+                .prepare_cached(&sql)?
+                .query_map((low, high, before, limit), entry_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            page.reverse();
+            Ok(page)
+        }
+    }
+}
+
+/// Up to `limit` of `user`'s conversations after `after`, in peer-id order.
+pub(super) fn conversations(
+    conn: &Connection,
+    user: &UserId,
+    after: Option<&UserId>,
+    limit: usize,
+) -> rusqlite::Result<Vec<ConversationSummary>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM hongyan_conversations
+         WHERE user_id = ?1 AND (?2 IS NULL OR peer > ?2) ORDER BY peer LIMIT ?3"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(
+            (user.as_str(), after.map(UserId::as_str), limit),
+            summary_from_row,
+        )?
+        .collect()
+}
+
+/// `user`'s conversation with `peer`.
+pub(super) fn conversation(
+    conn: &Connection,
+    user: &UserId,
+    peer: &UserId,
+) -> rusqlite::Result<Option<ConversationSummary>> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM hongyan_conversations WHERE user_id = ?1 AND peer = ?2"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row((user.as_str(), peer.as_str()), summary_from_row)
+        .optional()
+}
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
+    let low: String = row.get(0)?;
+    let high: String = row.get(1)?;
+    Ok(HistoryEntry {
+        conversation: Conversation::between(&low.into(), &high.into()),
+        seq: seq_of(row.get(2)?),
+        sender: row.get::<_, String>(3)?.into(),
+        fp: row.get::<_, Option<String>>(4)?.map(Into::into),
+        typeu: row.get(5)?,
+        content: String::from_utf8(row.get(6)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, Box::new(e))
+        })?,
+        accepted_at: row.get(7)?,
+    })
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationSummary> {
+    Ok(ConversationSummary {
+        peer: row.get::<_, String>(0)?.into(),
+        newest: seq_of(row.get(1)?),
+        newest_at: row.get(2)?,
+        read: seq_of(row.get(3)?),
+    })
+}

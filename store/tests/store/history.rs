@@ -1,0 +1,385 @@
+//! Conversation history (issue 12), the same tests against every backend, and what the
+//! persistent ones add: the epoch across restarts, the migration from a version 1 database.
+
+use std::sync::Arc;
+
+use hongyan_shared::UserId;
+use hongyan_shared::history::HistoryRange;
+use hongyan_store::{Conversation, HistoryEntry, Limits, MessageStore, StoreError};
+
+use crate::backend::{Backend, Kind, NOW, message};
+
+macro_rules! every_backend {
+    ($($tests:tt)*) => {
+        tests_for!(memory, Memory, [$($tests)*]);
+        tests_for!(sqlite, Sqlite, [$($tests)*]);
+        tests_for!(postgres, Postgres, [$($tests)*]);
+    };
+}
+
+macro_rules! persistent_backends {
+    ($($tests:tt)*) => {
+        tests_for!(sqlite_durable, Sqlite, [$($tests)*]);
+        tests_for!(postgres_durable, Postgres, [$($tests)*]);
+    };
+}
+
+every_backend!(
+    pages_come_back_in_seq_order_from_either_end,
+    an_entry_comes_back_exactly_as_it_was_appended,
+    appending_again_writes_nothing_twice,
+    each_member_sees_the_newest_seq_and_its_own_read_position,
+    a_read_position_never_moves_back,
+    retention_removes_old_messages_but_never_the_numbering,
+    the_epoch_grows_only_when_the_last_writer_did_not_close,
+    an_entry_with_a_nul_in_an_id_is_refused,
+);
+
+persistent_backends!(
+    history_and_epoch_survive_a_reopen,
+    a_version_1_database_migrates_and_keeps_its_messages,
+);
+
+fn user(id: &str) -> UserId {
+    UserId::from(id)
+}
+
+fn between(a: &str, b: &str) -> Conversation {
+    Conversation::between(&user(a), &user(b))
+}
+
+/// Entry `seq` of the conversation between `a` and `b`, sent by `sender`.
+fn entry(a: &str, b: &str, seq: u64, sender: &str) -> HistoryEntry {
+    HistoryEntry {
+        conversation: between(a, b),
+        seq,
+        sender: user(sender),
+        fp: Some(format!("{sender}-{seq}").into()),
+        typeu: 7,
+        content: format!("{sender} #{seq}"),
+        accepted_at: NOW + i64::try_from(seq).unwrap(),
+    }
+}
+
+async fn open(kind: Kind) -> (Backend, Arc<dyn MessageStore>) {
+    let backend = Backend::new(kind, Limits::UNLIMITED).await;
+    let store = backend.open().await;
+    (backend, store)
+}
+
+fn seqs(entries: &[HistoryEntry]) -> Vec<u64> {
+    entries.iter().map(|e| e.seq).collect()
+}
+
+async fn pages_come_back_in_seq_order_from_either_end(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    let alice_bob: Vec<HistoryEntry> = (1..=10)
+        .map(|seq| {
+            entry(
+                "bob",
+                "alice",
+                seq,
+                if seq % 2 == 0 { "bob" } else { "alice" },
+            )
+        })
+        .collect();
+    // Two appends, as the server hands history in batches.
+    store.append_history(alice_bob[..6].to_vec()).await.unwrap();
+    store.append_history(alice_bob[6..].to_vec()).await.unwrap();
+    store
+        .append_history((1..=3).map(|seq| entry("0", "bob", seq, "0")).collect())
+        .await
+        .unwrap();
+
+    let c = between("alice", "bob");
+    let page = |range, limit| {
+        let store = Arc::clone(&store);
+        let c = c.clone();
+        async move { seqs(&store.history(&c, range, limit).await.unwrap()) }
+    };
+    assert_eq!(page(HistoryRange::After(0), 4).await, [1, 2, 3, 4]);
+    assert_eq!(page(HistoryRange::After(4), 4).await, [5, 6, 7, 8]);
+    assert_eq!(page(HistoryRange::After(8), 4).await, [9, 10]);
+    assert!(page(HistoryRange::After(10), 4).await.is_empty());
+    assert_eq!(page(HistoryRange::Before(None), 3).await, [8, 9, 10]);
+    assert_eq!(page(HistoryRange::Before(Some(5)), 10).await, [1, 2, 3, 4]);
+    assert!(page(HistoryRange::Before(Some(1)), 10).await.is_empty());
+
+    let pushes = store
+        .history(&between("bob", "0"), HistoryRange::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&pushes), [1, 2, 3]);
+    assert!(pushes.iter().all(|e| e.sender.is_server()));
+}
+
+async fn an_entry_comes_back_exactly_as_it_was_appended(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    let mut sent = entry("ali\"ce'", "bob", 1, "ali\"ce'");
+    sent.content = "你好 🌏\n\"quoted\" 'single' \\ \u{0}nul ".repeat(50);
+    sent.typeu = -1;
+    let mut unfingerprinted = entry("ali\"ce'", "bob", 2, "bob");
+    unfingerprinted.fp = None;
+    unfingerprinted.content = String::new();
+    store
+        .append_history(vec![sent.clone(), unfingerprinted.clone()])
+        .await
+        .unwrap();
+    let back = store
+        .history(&sent.conversation, HistoryRange::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(back, [sent, unfingerprinted]);
+}
+
+async fn appending_again_writes_nothing_twice(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    let batch: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
+    store.append_history(batch.clone()).await.unwrap();
+    // A retry after an ambiguous failure, with more behind it.
+    let mut retry = batch.clone();
+    retry.push(entry("alice", "bob", 4, "bob"));
+    store.append_history(retry).await.unwrap();
+    let back = store
+        .history(&between("alice", "bob"), HistoryRange::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&back), [1, 2, 3, 4]);
+    assert_eq!(back[..3], batch[..]);
+    assert_eq!(store.stats().history_written, 4);
+}
+
+async fn each_member_sees_the_newest_seq_and_its_own_read_position(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    store
+        .append_history(vec![
+            entry("alice", "bob", 1, "alice"),
+            entry("alice", "bob", 2, "bob"),
+            entry("alice", "bob", 3, "bob"),
+            entry("alice", "carol", 1, "carol"),
+            entry("0", "alice", 1, "0"),
+            entry("alice", "alice", 1, "alice"),
+        ])
+        .await
+        .unwrap();
+    let alice = store.conversations(&user("alice"), None, 10).await.unwrap();
+    let summary: Vec<(&str, u64, u64, i64)> = alice
+        .iter()
+        .map(|c| (c.peer.as_str(), c.newest, c.read, c.newest_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("0", 1, 0, NOW + 1),
+            ("alice", 1, 1, NOW + 1),
+            ("bob", 3, 1, NOW + 3),
+            ("carol", 1, 0, NOW + 1)
+        ],
+        "in peer order; a sender has read what it sent"
+    );
+    // Paging by peer.
+    let page: Vec<String> = store
+        .conversations(&user("alice"), Some(&user("alice")), 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.peer.to_string())
+        .collect();
+    assert_eq!(page, ["bob", "carol"]);
+    let bob = store
+        .conversation(&user("bob"), &user("alice"))
+        .await
+        .unwrap()
+        .expect("bob is in it");
+    assert_eq!((bob.newest, bob.read), (3, 3));
+    assert_eq!(
+        store
+            .conversation(&user("bob"), &user("carol"))
+            .await
+            .unwrap(),
+        None
+    );
+    // The server is no user: it has no conversations list.
+    assert!(
+        store
+            .conversations(&user("0"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .newest_seqs(&[
+                between("bob", "alice"),
+                between("0", "alice"),
+                between("bob", "carol")
+            ])
+            .await
+            .unwrap(),
+        [3, 1, 0]
+    );
+}
+
+async fn a_read_position_never_moves_back(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    store
+        .append_history((1..=5).map(|s| entry("alice", "bob", s, "bob")).collect())
+        .await
+        .unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    assert_eq!(store.mark_read(&alice, &bob, 3).await.unwrap(), 3);
+    assert_eq!(store.mark_read(&alice, &bob, 2).await.unwrap(), 3);
+    assert_eq!(store.mark_read(&alice, &bob, 5).await.unwrap(), 5);
+    // A later message does not move it; sending one does.
+    store
+        .append_history(vec![entry("alice", "bob", 6, "bob")])
+        .await
+        .unwrap();
+    let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
+    assert_eq!((mine.newest, mine.read), (6, 5));
+    store
+        .append_history(vec![entry("alice", "bob", 7, "alice")])
+        .await
+        .unwrap();
+    let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
+    assert_eq!((mine.newest, mine.read), (7, 7));
+    // Read before the messages were written (they are written behind delivery).
+    assert_eq!(store.mark_read(&alice, &user("dave"), 2).await.unwrap(), 2);
+    store
+        .append_history(vec![
+            entry("alice", "dave", 1, "dave"),
+            entry("alice", "dave", 2, "dave"),
+        ])
+        .await
+        .unwrap();
+    let dave = store
+        .conversation(&alice, &user("dave"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((dave.newest, dave.read), (2, 2));
+}
+
+async fn retention_removes_old_messages_but_never_the_numbering(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    store
+        .append_history((1..=6).map(|s| entry("alice", "bob", s, "bob")).collect())
+        .await
+        .unwrap();
+    store
+        .append_history(vec![entry("carol", "dave", 1, "dave")])
+        .await
+        .unwrap();
+    // Accepted at NOW + seq: everything before NOW + 4 goes, two at a time.
+    assert_eq!(store.expire_history(NOW + 4, 2).await.unwrap(), 2);
+    assert_eq!(store.expire_history(NOW + 4, 10).await.unwrap(), 2);
+    assert_eq!(store.expire_history(NOW + 4, 10).await.unwrap(), 0);
+    let left = store
+        .history(&between("alice", "bob"), HistoryRange::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&left), [4, 5, 6]);
+    assert_eq!(
+        store
+            .newest_seqs(&[between("alice", "bob"), between("carol", "dave")])
+            .await
+            .unwrap(),
+        [6, 1],
+        "the numbering goes on where it was"
+    );
+    assert_eq!(
+        store.stats().history_expired,
+        4,
+        "three of alice and bob's, carol's one"
+    );
+}
+
+async fn the_epoch_grows_only_when_the_last_writer_did_not_close(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    assert_eq!(store.open_history().await.unwrap(), 1, "a fresh database");
+    store.close_history().await.unwrap();
+    assert_eq!(store.open_history().await.unwrap(), 1, "closed cleanly");
+    // Opened again without a close: the writer before crashed.
+    assert_eq!(store.open_history().await.unwrap(), 2);
+    store.close_history().await.unwrap();
+    assert_eq!(store.open_history().await.unwrap(), 2);
+}
+
+async fn an_entry_with_a_nul_in_an_id_is_refused(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    let mut bad = entry("alice", "bob", 1, "alice");
+    bad.fp = Some("f\u{0}p".into());
+    assert!(matches!(
+        store.append_history(vec![bad]).await,
+        Err(StoreError::InvalidMessage(_))
+    ));
+    assert!(
+        store
+            .history(&between("alice", "bob"), HistoryRange::After(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn history_and_epoch_survive_a_reopen(kind: Kind) {
+    let backend = Backend::new(kind, Limits::UNLIMITED).await;
+    let store = backend.open().await;
+    assert_eq!(store.open_history().await.unwrap(), 1);
+    let written: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
+    store.append_history(written.clone()).await.unwrap();
+    store
+        .mark_read(&user("bob"), &user("alice"), 2)
+        .await
+        .unwrap();
+    store.close_history().await.unwrap();
+    store.close().await;
+
+    let reopened = backend.open().await;
+    assert_eq!(reopened.open_history().await.unwrap(), 1, "closed cleanly");
+    let back = reopened
+        .history(&between("alice", "bob"), HistoryRange::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(back, written);
+    let bob = reopened
+        .conversation(&user("bob"), &user("alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((bob.newest, bob.read), (3, 2));
+    // This one "crashes": closed without closing its history.
+    reopened.close().await;
+    let after_crash = backend.open().await;
+    assert_eq!(after_crash.open_history().await.unwrap(), 2);
+    after_crash.close().await;
+}
+
+async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
+    let backend = Backend::new(kind, Limits::UNLIMITED).await;
+    let store = backend.open().await;
+    store.put(message("bob", "alice", "1")).await.unwrap();
+    store.close().await;
+    // Back to version 1, as the store issue's hongyan left it.
+    crate::durability::sql_batch(
+        &backend,
+        "DROP TABLE hongyan_history; DROP TABLE hongyan_conversations; DROP TABLE hongyan_meta;
+         DELETE FROM hongyan_migrations WHERE version = 2",
+    )
+    .await;
+
+    let migrated = backend.open().await;
+    assert_eq!(migrated.count(&user("bob")).await.unwrap(), 1);
+    assert_eq!(migrated.open_history().await.unwrap(), 1);
+    migrated
+        .append_history(vec![entry("alice", "bob", 1, "alice")])
+        .await
+        .unwrap();
+    migrated.close().await;
+    let versions = crate::durability::sql(
+        &backend,
+        "SELECT version FROM hongyan_migrations ORDER BY version",
+    )
+    .await;
+    assert_eq!(versions, [1, 2]);
+}
