@@ -59,6 +59,15 @@ pub fn Chat(
             document.set_title(&title);
         }
     });
+    // Reading the open thread moves the read position on the server (and so the unread count
+    // of this user's other clients, at their next sync).
+    let read_due = Memo::new(move |_| state.with(ChatState::read_due));
+    let reader = use_context::<SessionHandle>().expect("provided above");
+    Effect::new(move |_| {
+        if let Some((peer, seq)) = read_due.get() {
+            reader.mark_read(peer, seq);
+        }
+    });
     let chat_showing =
         Memo::new(move |_| state.with(|s| s.me().is_some() && s.connection().shows_chat()));
     view! {

@@ -4,6 +4,7 @@
 //!
 //! - `handle.rs`: the [`Command`]s the UI sends and the [`SessionHandle`] it sends them with.
 //! - `driver.rs`: the task that owns the session and the gloo-net WebSocket (wasm32).
+//! - `config.rs`: the session's tuning: the Java clients' defaults with history sync on.
 //! - `events.rs`: the pure mapping from [`ClientEvent`]s to [`SessionUpdate`]s.
 //! - `entropy.rs`: fingerprints and session seeds from `crypto.getRandomValues`.
 //!
@@ -11,11 +12,13 @@
 //! [`ClientEvent`]: hongyan_shared::client::ClientEvent
 //! [`SessionUpdate`]: crate::state::SessionUpdate
 
+mod config;
 mod driver;
 mod entropy;
 mod events;
 mod handle;
 
+pub use config::{CATCH_UP, session_config};
 pub use driver::spawn;
 pub use entropy::{new_fingerprint, random_u64};
 pub use events::updates_for;
