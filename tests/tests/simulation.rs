@@ -33,6 +33,15 @@
 //!    in again and the link lets packets through eventually; the server never reports a
 //!    message lost that it stored (a memory store never refuses), and once everybody is
 //!    online and the traffic settled, the store is empty.
+//!
+//! With conversation history on (§9.4; clients that sync, history written behind delivery)
+//! and a server that crashes at random, a crash takes what was only in memory: messages in
+//! flight to their receivers (already acknowledged to their senders), the C2S de-duplication
+//! window, and the history not yet written. Invariant 5 then holds except for messages a crash
+//! took in flight, which the receiver finds in its history unless the crash took that too; and
+//! 6. once the link is clean and everybody online, every client's view of each of its
+//!    conversations equals the server's history (epoch, newest seq, read position, and every
+//!    message from where the client's view starts).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -49,8 +58,10 @@ use hongyan_server::engine::{
 };
 use hongyan_server::{Config, Delivery, Hooks, Sent, ServerHandle, SessionInfo};
 use hongyan_shared::client::{
-    ClientEvent, ClientSession, ConnectionState, SessionConfig, TransportCommand,
+    ClientEvent, ClientSession, ConnectionState, HistoryEvent, HistoryView, SessionConfig,
+    SyncConfig, TransportCommand,
 };
+use hongyan_shared::history::HistoryRange;
 use hongyan_shared::{
     Fingerprint, Instant, LoginInfo, Outgoing, Packet, PacketType, Transport, UserId,
 };
@@ -212,11 +223,12 @@ struct Server {
 
 impl Server {
     fn start(
+        config: &Config,
         clock: &Arc<ManualClock>,
         hooks: &Arc<SimHooks>,
         store: Option<&Arc<MemoryStore>>,
     ) -> Self {
-        let mut core = Core::new(Config::loopback(), hooks.clone(), clock.clone());
+        let mut core = Core::new(config.clone(), hooks.clone(), clock.clone());
         if let Some(store) = store {
             core = core.with_store(store.clone());
         }
@@ -263,6 +275,18 @@ struct Peer {
     logins: usize,
     /// When the session went online, each time.
     online_at: Vec<Instant>,
+    /// Its conversations as its history events built them (with history sync).
+    view: HistoryView,
+    history: HistoryCounts,
+}
+
+/// What a client's history sync went through.
+#[derive(Debug, Default, Clone, Copy)]
+struct HistoryCounts {
+    resets: usize,
+    pages: usize,
+    unsequenced: usize,
+    unavailable: usize,
 }
 
 /// A message the server pushed to a client.
@@ -270,6 +294,7 @@ struct S2cSent {
     to: usize,
     fp: Fingerprint,
     sent: Sent,
+    at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -291,10 +316,22 @@ enum Action {
         ms: u64,
     },
     RestartServer,
+    /// The client marks one of its conversations read up to its newest message.
+    MarkRead {
+        client: usize,
+    },
+    /// The client scrolls back in one of its conversations.
+    FetchOlder {
+        client: usize,
+    },
+    /// The link stops dropping, duplicating and delaying packets.
+    Heal,
 }
 
 struct Sim {
     transport: Transport,
+    /// The server's configuration, for every start.
+    config: Config,
     /// The rules of the transport's gateway, for every server session.
     properties: PipeProperties,
     clock: Arc<ManualClock>,
@@ -317,19 +354,56 @@ struct Sim {
     /// `(user, firstLoginTime)` of every login the server received.
     login_times: Vec<(String, i64)>,
     script: Vec<(Instant, Action)>,
+    /// When the server crashed and restarted.
+    restarts: Vec<Instant>,
     dropped: usize,
     duplicated: usize,
 }
 
 impl Sim {
     fn new(seed: u64, loss: Loss, users: &[&str], transport: Transport) -> Self {
-        Self::build(seed, loss, users, transport, None)
+        Self::build(seed, loss, users, transport, None, Config::loopback(), None)
     }
 
     /// A simulation whose server keeps messages in a memory store.
     fn with_store(seed: u64, loss: Loss, users: &[&str], transport: Transport) -> Self {
         let store = Arc::new(MemoryStore::new(Config::loopback().store_config().limits));
-        Self::build(seed, loss, users, transport, Some(store))
+        Self::build(
+            seed,
+            loss,
+            users,
+            transport,
+            Some(store),
+            Config::loopback(),
+            None,
+        )
+    }
+
+    /// A simulation whose server keeps messages and conversation history in a memory store,
+    /// writing history `flush_delay` behind (what a crash can lose), and whose clients sync
+    /// their conversations with `sync`.
+    fn with_history(
+        seed: u64,
+        loss: Loss,
+        users: &[&str],
+        transport: Transport,
+        flush_delay: Duration,
+        sync: SyncConfig,
+    ) -> Self {
+        let config = Config {
+            history_flush_delay: flush_delay,
+            ..Config::loopback()
+        };
+        let store = Arc::new(MemoryStore::new(config.store_config().limits));
+        Self::build(
+            seed,
+            loss,
+            users,
+            transport,
+            Some(store),
+            config,
+            Some(sync),
+        )
     }
 
     fn build(
@@ -338,6 +412,8 @@ impl Sim {
         users: &[&str],
         transport: Transport,
         store: Option<Arc<MemoryStore>>,
+        config: Config,
+        sync: Option<SyncConfig>,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(EPOCH_MS));
         let t0 = clock.now();
@@ -346,7 +422,8 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(i, user)| {
-                let config = SessionConfig::new(transport, seed.wrapping_mul(31) + i as u64);
+                let mut config = SessionConfig::new(transport, seed.wrapping_mul(31) + i as u64);
+                config.sync = sync.clone();
                 Peer {
                     user: (*user).to_owned(),
                     session: ClientSession::new(config, t0),
@@ -356,14 +433,16 @@ impl Sim {
                     received_order: Vec::new(),
                     logins: 0,
                     online_at: Vec::new(),
+                    view: HistoryView::new(),
+                    history: HistoryCounts::default(),
                 }
             })
             .collect();
-        let config = Config::loopback();
         let mut sim = Self {
+            config: config.clone(),
             transport,
             properties: PipeProperties::of(transport, config.max_outbound(transport)),
-            server: Server::start(&clock, &hooks, store.as_ref()),
+            server: Server::start(&config, &clock, &hooks, store.as_ref()),
             store,
             partitioned_until: vec![None; users.len()],
             clock,
@@ -379,6 +458,7 @@ impl Sim {
             s2c_sent: Vec::new(),
             login_times: Vec::new(),
             script: Vec::new(),
+            restarts: Vec::new(),
             dropped: 0,
             duplicated: 0,
         };
@@ -602,6 +682,16 @@ impl Sim {
         }
         while let Some(event) = self.peers[i].session.poll_event() {
             let peer = &mut self.peers[i];
+            peer.view.apply(&event);
+            match &event {
+                ClientEvent::History(HistoryEvent::Reset { .. }) => peer.history.resets += 1,
+                ClientEvent::History(HistoryEvent::Page { .. }) => peer.history.pages += 1,
+                ClientEvent::History(HistoryEvent::Unavailable) => peer.history.unavailable += 1,
+                ClientEvent::MessageReceived(m) if m.seq.is_none() && m.qos => {
+                    peer.history.unsequenced += 1;
+                }
+                _ => {}
+            }
             match event {
                 ClientEvent::MessageReceived(m) => {
                     if let Some(fp) = m.fp {
@@ -661,7 +751,12 @@ impl Sim {
                 let push = Outgoing::new(self.peers[to].user.as_str(), format!("s2c {fp}"))
                     .with_fingerprint(fp.clone());
                 if let Ok(sent) = at_once(self.server.handle.send(push)) {
-                    self.s2c_sent.push(S2cSent { to, fp, sent });
+                    self.s2c_sent.push(S2cSent {
+                        to,
+                        fp,
+                        sent,
+                        at: now,
+                    });
                 }
                 self.flush_all_server();
             }
@@ -678,7 +773,37 @@ impl Sim {
             Action::Partition { client, ms } => {
                 self.partitioned_until[client] = Some(now + Duration::from_millis(ms));
             }
+            Action::MarkRead { client } => {
+                let conversations = self.peers[client].session.conversations();
+                if !conversations.is_empty() {
+                    let pick = &conversations[self.rng.random_range(0..conversations.len())];
+                    let _ =
+                        self.peers[client]
+                            .session
+                            .mark_read(pick.peer.clone(), pick.newest, now);
+                    self.drain_client(client);
+                }
+            }
+            Action::FetchOlder { client } => {
+                let conversations = self.peers[client].session.conversations();
+                if !conversations.is_empty() {
+                    let pick = &conversations[self.rng.random_range(0..conversations.len())];
+                    let from = self.peers[client]
+                        .session
+                        .sync_state(&pick.peer)
+                        .map_or(1, |state| state.complete_from);
+                    let _ = self.peers[client].session.fetch_older(
+                        pick.peer.clone(),
+                        Some(from),
+                        5,
+                        now,
+                    );
+                    self.drain_client(client);
+                }
+            }
+            Action::Heal => self.loss = Loss::NONE,
             Action::RestartServer => {
+                self.restarts.push(now);
                 // The process dies: no session says goodbye, every connection breaks.
                 let conns = std::mem::take(&mut self.server.conns);
                 if self.connection_oriented() {
@@ -693,7 +818,8 @@ impl Sim {
                         );
                     }
                 }
-                self.server = Server::start(&self.clock, &self.hooks, self.store.as_ref());
+                self.server =
+                    Server::start(&self.config, &self.clock, &self.hooks, self.store.as_ref());
             }
         }
     }
@@ -1309,4 +1435,359 @@ fn with_a_store_the_replay_keeps_send_order_and_new_messages_do_not_overtake_it(
             "{transport}: bob got alice's messages in send order"
         );
     }
+}
+
+/// What history runs went through, to show every branch was exercised.
+#[derive(Debug, Default)]
+struct HistoryTotals {
+    conversations: usize,
+    messages: usize,
+    resets: usize,
+    pages: usize,
+    unsequenced: usize,
+    lost_with_a_crash: usize,
+    restarts: usize,
+    /// Acknowledged messages (C2C, and S2C delivered or stored) received live.
+    received_live: usize,
+    /// Acknowledged messages a crash took while in flight to their receiver, found in the
+    /// receiver's history instead.
+    only_in_history: usize,
+    /// Acknowledged messages a crash took in flight, and their history with them.
+    gone_with_a_crash: usize,
+}
+
+/// How a history run's clients sync: small pages (so catching up takes several, and the
+/// conversations list too), the whole history (so views can be compared whole), short waits.
+fn sim_sync() -> SyncConfig {
+    SyncConfig {
+        request_timeout: Duration::from_secs(2),
+        max_retry_interval: Duration::from_secs(8),
+        conversations_page: 1,
+        history_page: 7,
+        catch_up: u64::MAX,
+        gap_grace: Duration::from_millis(500),
+        refresh_attempts: 6,
+        ..SyncConfig::default()
+    }
+}
+
+impl Sim {
+    /// Whether a restart happened after `at`.
+    fn crashed_since(&self, at: Instant) -> bool {
+        self.restarts.iter().any(|&restart| restart >= at)
+    }
+
+    /// Invariant 5 where the server crashes at random: a crash takes the messages in flight
+    /// from the server to their receivers (acknowledged to their senders when relayed, kept
+    /// only in memory), which the receiver then finds in its history, unless the crash took
+    /// their history too (written behind delivery). Every message is still reported exactly
+    /// once and received live at most once; one the sender saw acknowledged and nobody
+    /// received had a crash after it was sent; the store ends empty.
+    fn check_delivery_across_crashes(&mut self, seed: u64, totals: &mut HistoryTotals) {
+        let transport = self.transport;
+        let store = self.store.clone().expect("a run with a store");
+        let app = self.hooks.record();
+        let in_view = |receiver: &Peer, from: &UserId, fp: &Fingerprint| {
+            receiver.view.conversation(from).is_some_and(|c| {
+                c.messages
+                    .values()
+                    .any(|m| &m.from == from && m.fp.as_ref() == Some(fp))
+            })
+        };
+        let mut acknowledged = Vec::new();
+        for peer in &self.peers {
+            for (fp, outcome) in &peer.sent {
+                let ctx = format!(
+                    "seed {seed} ({transport}), {} sent {fp} to {}",
+                    peer.user, outcome.to
+                );
+                assert_eq!(
+                    outcome.delivered.len() + outcome.lost.len(),
+                    1,
+                    "{ctx}: exactly one report, got {outcome:?}"
+                );
+                let received = if outcome.to == UserId::SERVER {
+                    app.c2s.get(fp).copied().unwrap_or(0)
+                } else {
+                    self.peers
+                        .iter()
+                        .find(|p| p.user == outcome.to)
+                        .expect("a known user")
+                        .received
+                        .get(fp)
+                        .copied()
+                        .unwrap_or(0)
+                };
+                // The server application's de-duplication window (C2S) lives in memory: a
+                // retransmission after a crash reaches it again.
+                let c2s_after_crash = outcome.to == UserId::SERVER
+                    && outcome.sent_at.is_some_and(|at| self.crashed_since(at));
+                assert!(
+                    received <= 1 || c2s_after_crash,
+                    "{ctx}: received {received} times"
+                );
+                if !outcome.delivered.is_empty() && outcome.to != UserId::SERVER {
+                    let sent_at = outcome.sent_at.expect("sent");
+                    let sender = UserId::from(peer.user.as_str());
+                    acknowledged.push((ctx, outcome.to.clone(), sender, fp.clone(), sent_at));
+                }
+            }
+            for (fp, count) in &peer.received {
+                assert_eq!(
+                    *count, 1,
+                    "seed {seed} ({transport}): {} got {fp} {count} times",
+                    peer.user
+                );
+            }
+        }
+        for pushed in self.s2c_sent.drain(..) {
+            let receiver = &self.peers[pushed.to];
+            let ctx = format!(
+                "seed {seed} ({transport}), the server sent {} to {}",
+                pushed.fp, receiver.user
+            );
+            let outcome = pushed
+                .sent
+                .outcome()
+                .now_or_never()
+                .unwrap_or_else(|| panic!("{ctx}: never reported"));
+            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
+            match outcome {
+                Delivery::Delivered => assert_eq!(received, 1, "{ctx}: delivered"),
+                Delivery::Stored => {
+                    let to = receiver.user.clone();
+                    let from = UserId::from(UserId::SERVER);
+                    acknowledged.push((ctx, to, from, pushed.fp, pushed.at));
+                }
+                // The crash took the server's wait for the client's acknowledgement.
+                Delivery::Lost => assert!(
+                    self.restarts.iter().any(|&at| at >= pushed.at),
+                    "{ctx}: lost, with a store that never refuses and no crash"
+                ),
+            }
+        }
+        for (ctx, to, from, fp, sent_at) in acknowledged {
+            let receiver = self.peers.iter().find(|p| p.user == to);
+            let receiver = receiver.expect("a known user");
+            if receiver.received.contains_key(&fp) {
+                totals.received_live += 1;
+            } else if in_view(receiver, &from, &fp) {
+                assert!(self.crashed_since(sent_at), "{ctx}: only in the history");
+                totals.only_in_history += 1;
+            } else {
+                assert!(
+                    self.crashed_since(sent_at),
+                    "{ctx}: acknowledged, never received"
+                );
+                totals.gone_with_a_crash += 1;
+            }
+        }
+        for peer in &self.peers {
+            let left = at_once(store.count(&UserId::from(peer.user.as_str())))
+                .expect("the memory store counts");
+            assert_eq!(
+                left, 0,
+                "seed {seed} ({transport}): {left} messages stranded in the store for {}",
+                peer.user
+            );
+        }
+    }
+
+    /// Invariant 6: once the traffic settled and everybody is online, every client's view of
+    /// each of its conversations equals the server's history: the same epoch, the same newest
+    /// seq, read position and unread count, every message the server keeps from where the
+    /// client's view starts, exactly as the server keeps it, and no message the client holds
+    /// without a seq that the server's history has (those are the ones a crash took from the
+    /// history after they were delivered).
+    fn check_history(&mut self, seed: u64, totals: &mut HistoryTotals) {
+        let transport = self.transport;
+        let handle = self.server.handle.clone();
+        let epoch = handle.history_epoch().expect("the history is open");
+        for peer in &self.peers {
+            let ctx = format!("seed {seed} ({transport}), {}", peer.user);
+            let user = UserId::from(peer.user.as_str());
+            assert_eq!(
+                peer.session.state(),
+                ConnectionState::Online,
+                "{ctx}: online at the end"
+            );
+            assert_eq!(peer.session.history_epoch(), Some(epoch), "{ctx}");
+            assert_eq!(peer.view.epoch(), Some(epoch), "{ctx}");
+            let mut listed = Vec::new();
+            let mut after: Option<UserId> = None;
+            loop {
+                let (page, more) = at_once(handle.conversations(&user, after.as_ref(), 100))
+                    .expect("the memory store reads");
+                after = page.last().map(|c| c.peer.clone());
+                listed.extend(page);
+                if !more {
+                    break;
+                }
+            }
+            let known: Vec<UserId> = peer
+                .session
+                .conversations()
+                .into_iter()
+                .map(|c| c.peer)
+                .collect();
+            let servers: Vec<UserId> = listed.iter().map(|c| c.peer.clone()).collect();
+            assert_eq!(known, servers, "{ctx}: the same conversations");
+            for info in &listed {
+                let ctx = format!("{ctx}, conversation with {}", info.peer);
+                let state = peer
+                    .session
+                    .sync_state(&info.peer)
+                    .expect("the session knows it");
+                assert_eq!(state.info, *info, "{ctx}: newest, read, unread");
+                assert_eq!(state.complete_through, info.newest, "{ctx}: caught up");
+                assert_eq!(state.unsequenced, 0, "{ctx}: nothing left to look for");
+                let page =
+                    at_once(handle.history(&user, &info.peer, HistoryRange::After(0), 100_000))
+                        .expect("the memory store reads");
+                let server: BTreeMap<u64, _> = page.entries.iter().map(|e| (e.seq, e)).collect();
+                let view = peer.view.conversation(&info.peer).expect("the view has it");
+                for (seq, message) in &view.messages {
+                    let entry = server
+                        .get(seq)
+                        .unwrap_or_else(|| panic!("{ctx}: the view has {seq}, the server not"));
+                    assert_eq!(
+                        (
+                            &message.from,
+                            &message.fp,
+                            message.typeu,
+                            message.at,
+                            message.content.as_deref()
+                        ),
+                        (
+                            &entry.sender,
+                            &entry.fp,
+                            entry.typeu,
+                            entry.accepted_at,
+                            Some(entry.content.as_str())
+                        ),
+                        "{ctx}: message {seq}"
+                    );
+                }
+                for seq in server.keys().filter(|&&s| s >= state.complete_from) {
+                    assert!(
+                        view.messages.contains_key(seq),
+                        "{ctx}: the server has {seq}, the view not"
+                    );
+                }
+                for message in &view.unsequenced {
+                    let kept = page
+                        .entries
+                        .iter()
+                        .any(|e| e.sender == message.from && e.fp == message.fp);
+                    assert!(
+                        !kept,
+                        "{ctx}: {:?} is in the history but never got its seq",
+                        message.fp
+                    );
+                    totals.lost_with_a_crash += 1;
+                }
+                totals.conversations += 1;
+                totals.messages += view.messages.len();
+            }
+            totals.resets += peer.history.resets;
+            totals.pages += peer.history.pages;
+            totals.unsequenced += peer.history.unsequenced;
+            assert_eq!(
+                peer.history.unavailable, 0,
+                "{ctx}: the server kept answering"
+            );
+        }
+    }
+}
+
+/// A minute of random traffic (messages both ways, pushes, reads, scrolling back) over a
+/// lossy link with cuts, partitions and a server crash now and then, thirty seconds more of
+/// loss, and a minute on a clean link to settle, with conversation history written 300 ms
+/// behind delivery.
+fn history_run(seed: u64, transport: Transport) -> Sim {
+    let loss = Loss {
+        drop: 0.2,
+        duplicate: 0.1,
+        max_delay_ms: 400,
+        min_delay_ms: 0,
+    };
+    let mut sim = Sim::with_history(
+        seed,
+        loss,
+        &["alice", "bob"],
+        transport,
+        Duration::from_millis(300),
+        sim_sync(),
+    );
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5EED);
+    let mut t = 500;
+    while t < 60_000 {
+        let action = match rng.random_range(0..60) {
+            0..15 => Action::Send {
+                from: 0,
+                to: "bob".into(),
+            },
+            15..30 => Action::Send {
+                from: 1,
+                to: "alice".into(),
+            },
+            30..40 => Action::ServerSend {
+                to: rng.random_range(0..2),
+            },
+            40..44 => Action::Send {
+                from: 0,
+                to: "0".into(),
+            },
+            44..48 => Action::MarkRead {
+                client: rng.random_range(0..2),
+            },
+            48..51 => Action::FetchOlder {
+                client: rng.random_range(0..2),
+            },
+            51..54 => Action::CutLink {
+                client: rng.random_range(0..2),
+            },
+            54..57 => Action::Partition {
+                client: rng.random_range(0..2),
+                ms: rng.random_range(5_000..25_000),
+            },
+            _ => Action::RestartServer,
+        };
+        sim.script.push((sim.at(t), action));
+        t += rng.random_range(50..700);
+    }
+    sim.script.push((sim.at(90_000), Action::Heal));
+    let end = sim.at(150_000);
+    sim.run_until(end);
+    sim
+}
+
+#[test]
+fn after_any_loss_and_reconnects_every_clients_view_of_each_conversation_equals_the_servers() {
+    let mut totals = HistoryTotals::default();
+    let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    for seed in 0..seeds {
+        let transport = transports[seed as usize % transports.len()];
+        let mut sim = history_run(seed, transport);
+        totals.restarts += sim.restarts.len();
+        sim.check_delivery_across_crashes(seed, &mut totals);
+        sim.check_history(seed, &mut totals);
+    }
+    eprintln!("{totals:?}");
+    // Every branch was taken: several conversations and pages, crashes that changed the epoch
+    // (and the views with it), messages that arrived without a seq and were found again, and
+    // some a crash took from the history after they were delivered.
+    assert!(totals.conversations >= 400, "{totals:?}");
+    assert!(totals.messages > 10_000, "{totals:?}");
+    assert!(totals.resets > 100, "{totals:?}");
+    assert!(totals.pages > 4_000, "{totals:?}");
+    assert!(totals.unsequenced > 1_000, "{totals:?}");
+    assert!(totals.lost_with_a_crash > 0, "{totals:?}");
+    assert!(totals.restarts > 100, "{totals:?}");
+    assert!(totals.received_live > 5_000, "{totals:?}");
+    assert!(totals.only_in_history > 0, "{totals:?}");
 }

@@ -144,7 +144,7 @@ pub(super) mod retention {
         }
         let (unit, size) = UNITS
             .into_iter()
-            .find(|(_, size)| secs % size == 0)
+            .find(|(_, size)| secs.is_multiple_of(*size))
             .unwrap_or(("s", 1));
         s.collect_str(&format_args!("{}{unit}", secs / size))
     }

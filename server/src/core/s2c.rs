@@ -39,6 +39,9 @@ pub(crate) enum Origin {
     Stored(MessageId),
 }
 
+/// A packet to send again: to whom, its bytes, and its place in history (§9.4).
+pub(super) type Resend = (UserId, Bytes, Option<SeqTag>);
+
 /// A QoS packet in flight, and whoever waits for its outcome.
 pub(crate) struct Pending {
     /// The packet as any session may get it, without history keys.
@@ -198,10 +201,7 @@ impl S2cQueue {
 
     /// Runs the tick if it is due at `now`: returns what to send again, to whom, and what
     /// was given up on.
-    pub(super) fn tick(
-        &self,
-        now: Instant,
-    ) -> (Vec<(UserId, Bytes, Option<SeqTag>)>, Vec<Pending>) {
+    pub(super) fn tick(&self, now: Instant) -> (Vec<Resend>, Vec<Pending>) {
         let mut resend = Vec::new();
         let mut lost = Vec::new();
         let mut inner = self.lock();

@@ -396,6 +396,14 @@ impl ClientSession {
         for packet in resend {
             self.transmit(packet);
         }
+        if let Some(sync) = &mut self.sync {
+            // Only its acknowledgements may have been lost: the history may have it.
+            for packet in &lost {
+                if let Some(to) = &packet.to {
+                    sync.sent(to, packet, None, now);
+                }
+            }
+        }
         self.report_lost(lost);
         if self.state == ConnectionState::Online {
             self.dedup.handle_timeout(now);
@@ -441,8 +449,10 @@ impl ClientSession {
         self.sync_command(|sync| sync.mark_read(peer, seq, now))
     }
 
-    /// Every conversation the session knows of, with its newest seq, read position and unread
-    /// count, in peer-id order (empty without history sync).
+    /// Every conversation the session knows to have messages in the server's history, with its
+    /// newest seq, read position and unread count, in peer-id order (empty without history
+    /// sync). A conversation whose only messages came without a seq, and that the history
+    /// does not have (a crash lost them), is not listed.
     pub fn conversations(&self) -> Vec<ConversationInfo> {
         self.sync
             .as_ref()

@@ -209,10 +209,11 @@ impl Sync {
         })
     }
 
-    /// Every conversation the session knows of, in peer-id order.
+    /// Every conversation the session knows to be in the history, in peer-id order.
     pub(super) fn conversations(&self) -> Vec<ConversationInfo> {
         self.conversations
             .iter()
+            .filter(|(_, c)| c.newest > 0)
             .map(|(peer, c)| c.info(peer))
             .collect()
     }
@@ -421,7 +422,9 @@ impl Sync {
         }
     }
 
-    /// Whether `tag` belongs to the epoch the session syncs in; a newer epoch resets it.
+    /// Whether `tag` belongs to the epoch the session syncs in; a newer epoch resets it. The
+    /// first tag, before any answer, names the epoch: numbers learned from it must be dropped
+    /// if a later answer is of another epoch.
     fn current(&mut self, tag: &SeqTag, now: Instant) -> bool {
         match self.epoch {
             Some(epoch) if tag.epoch > epoch => {
@@ -429,7 +432,10 @@ impl Sync {
                 false
             }
             Some(epoch) => tag.epoch == epoch,
-            None => true,
+            None => {
+                self.epoch = Some(tag.epoch);
+                true
+            }
         }
     }
 
@@ -520,10 +526,18 @@ impl Sync {
             .retain(|_, r| matches!(r.request, Request::Read { .. }));
         self.waiting.retain(|r| matches!(r, Request::Read { .. }));
         for (peer, read) in reads {
+            // A read request still queued or in flight carries it; otherwise (the link went
+            // down since) the next conversations list sends it again.
+            let sending = self
+                .in_flight
+                .values()
+                .map(|r| &r.request)
+                .chain(&self.waiting)
+                .any(|r| matches!(r, Request::Read { peer: p, .. } if *p == peer));
             let conversation = self.conversations.entry(peer).or_default();
             conversation.read_wanted = read;
             conversation.read = read;
-            conversation.read_sending = true;
+            conversation.read_sending = sending;
         }
         self.listing = None;
         self.start_listing(now);
@@ -607,9 +621,20 @@ impl Sync {
         }
         let grace = self.config.gap_grace;
         let attempts = self.config.refresh_attempts;
+        // Sending a message moves the sender's read position to it (§9.4): one of ours whose
+        // acknowledgement was lost is learned here.
+        let me = self.me.clone();
+        let mine = response
+            .items
+            .iter()
+            .filter(|m| Some(&m.from) == me.as_ref())
+            .map(|m| m.seq)
+            .max()
+            .unwrap_or(0);
         let conversation = self.conversations.entry(peer.clone()).or_default();
-        let newer = response.newest > conversation.newest;
+        let newer = response.newest > conversation.newest || mine > conversation.read;
         conversation.newest = conversation.newest.max(response.newest);
+        conversation.read = conversation.read.max(mine).min(conversation.newest);
         if let Some(last) = response.items.last() {
             conversation.at = conversation.at.max(last.at);
         }
@@ -626,6 +651,10 @@ impl Sync {
                 && response.from < conversation.low
             {
                 conversation.low = response.from.max(1);
+            }
+            if conversation.newest > conversation.through {
+                // The answer named a newer message than the session has.
+                conversation.fetch_by(now + grace);
             }
         } else {
             if response.from <= conversation.through + 1 {
@@ -677,6 +706,9 @@ impl Sync {
         let conversation = self.conversations.entry(peer.clone()).or_default();
         conversation.read_sending = false;
         conversation.newest = conversation.newest.max(response.newest);
+        if conversation.newest > conversation.through {
+            conversation.fetch_by(now + self.config.gap_grace);
+        }
         let changed = response.read > conversation.read;
         conversation.read = conversation.read.max(response.read);
         conversation.read_acked = conversation.read_acked.max(response.read).max(seq);

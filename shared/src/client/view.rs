@@ -110,7 +110,8 @@ impl HistoryView {
         let peer = message.from.clone();
         let conversation = self.conversations.entry(peer.clone()).or_default();
         if let Some(tag) = &message.seq {
-            if self.epoch.is_some_and(|epoch| epoch != tag.epoch) {
+            // The first tag names the epoch, as it does for the session.
+            if *self.epoch.get_or_insert(tag.epoch) != tag.epoch {
                 return Vec::new();
             }
             let sequenced = HistoryMessage {
