@@ -418,6 +418,58 @@ impl Browser {
         }
     }
 
+    /// Waits until the open thread shows exactly `expected`, oldest first.
+    pub async fn wait_for_thread(&self, expected: &[String]) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let shown = self.thread_texts().await;
+            if shown == expected {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let first_difference = shown.iter().zip(expected).position(|(a, b)| a != b);
+                let seqs = self
+                    .all_js("#thread li.message", "e.dataset.seq || '-'")
+                    .await;
+                panic!(
+                    "timed out waiting for the thread: it shows {} messages, {} expected; \
+                     first difference at {first_difference:?}; shown: {shown:?}; their seqs \
+                     ('-': none yet): {seqs:?}",
+                    shown.len(),
+                    expected.len()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Scrolls the open thread to its top, as a reader looking for earlier messages does.
+    pub async fn scroll_thread_to_top(&self) {
+        self.wait_for("#thread").await;
+        self.client
+            .execute("document.getElementById('thread').scrollTop = 0;", vec![])
+            .await
+            .expect("scroll the thread");
+    }
+
+    /// How far the open thread is scrolled from its top, in CSS pixels.
+    pub async fn thread_scroll_top(&self) -> f64 {
+        self.client
+            .execute(
+                "return document.getElementById('thread').scrollTop;",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or_default()
+    }
+
+    /// Reloads the page, as the user's F5 does: the client starts from nothing.
+    pub async fn reload(&self) {
+        self.client.refresh().await.expect("reload the page");
+    }
+
     /// Closes the browser window and its WebDriver session.
     pub async fn close(self) {
         let _ = self.client.close().await;

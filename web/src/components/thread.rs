@@ -5,7 +5,9 @@ use leptos::html;
 use leptos::prelude::*;
 
 use super::context::{use_chat_state, use_session};
-use crate::state::{ChatMessage, Delivery, Earlier, MessageId, MessageKey, display_name};
+use crate::state::{
+    ChatMessage, ChatState, Delivery, Earlier, MessageId, MessageKey, display_name,
+};
 
 /// How close to the top (in CSS pixels) scrolling loads earlier messages, and how close to
 /// the bottom counts as reading the newest (so new messages keep it in view).
@@ -35,6 +37,7 @@ pub fn Thread() -> impl IntoView {
         last_seen.set_value((top, height));
         at_bottom.set_value(top + list.client_height() >= height - EDGE_PX);
     };
+    let backfiller = session.clone();
     let load_earlier = Callback::new(move |()| {
         let Some(peer) = peer.get_untracked() else {
             return;
@@ -44,6 +47,19 @@ pub fn Thread() -> impl IntoView {
         }
         if let Some(before) = state.try_update(|s| s.begin_earlier(&peer)).flatten() {
             session.fetch_earlier(peer, before);
+        }
+    });
+    // Messages shown without a seq that the catch-up did not reach: load earlier pages,
+    // where they usually are, so they take their place.
+    let backfill = Memo::new(move |_| state.with(ChatState::backfill_due));
+    Effect::new(move |_| {
+        if let Some((peer, _)) = backfill.get() {
+            if let Some(list) = list.get_untracked() {
+                remember(&list);
+            }
+            if let Some(before) = state.try_update(|s| s.begin_backfill(&peer)).flatten() {
+                backfiller.fetch_earlier(peer, before);
+            }
         }
     });
     let on_scroll = move |_| {

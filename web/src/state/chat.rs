@@ -61,6 +61,10 @@ pub enum SessionUpdate {
 /// How many earlier messages one "load earlier" asks for.
 pub const EARLIER_PAGE: u32 = 50;
 
+/// How many pages of earlier messages an open thread loads by itself to find the place of
+/// messages it shows without a seq (see [`ChatState::backfill_due`]).
+pub const BACKFILL_PAGES: u32 = 4;
+
 /// Whether a thread has earlier messages to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Earlier {
@@ -136,6 +140,8 @@ struct Local {
     /// unread count covers numbered ones).
     unread_unsequenced: usize,
     earlier: EarlierFetch,
+    /// Pages of earlier messages loaded by [`ChatState::begin_backfill`].
+    backfilled: u32,
     /// The thread shows the history from this seq on: a catch-up that skipped messages (more
     /// than the session catches up at once) leaves a hole below it, filled only by loading
     /// earlier messages.
@@ -261,6 +267,39 @@ impl ChatState {
             return None;
         };
         self.locals.get_mut(peer)?.earlier = EarlierFetch::Loading;
+        Some(before)
+    }
+
+    /// Earlier messages the open thread should load by itself: when it shows messages the
+    /// history has not numbered for it (ours acknowledged without a seq, received ones
+    /// without one) that the session's catch-up did not reach, because more than it catches
+    /// up with at once came after them (a replay of many stored messages, a burst of replies
+    /// to a conversation's first message). The page before the first message shown usually
+    /// holds them; at most [`BACKFILL_PAGES`] are loaded so.
+    pub fn backfill_due(&self) -> Option<(UserId, u64)> {
+        if self.connection != ConnectionStatus::Online {
+            return None;
+        }
+        let peer = self.selected.as_ref()?;
+        let local = self.locals.get(peer)?;
+        let waiting = local
+            .pending
+            .iter()
+            .any(|p| p.fp.is_some() && p.delivery != Some(Delivery::Sending));
+        if !waiting || local.backfilled >= BACKFILL_PAGES {
+            return None;
+        }
+        match self.earlier(peer) {
+            Earlier::Available { before } => Some((peer.clone(), before)),
+            _ => None,
+        }
+    }
+
+    /// Starts loading a page of earlier messages for [`backfill_due`](Self::backfill_due):
+    /// returns the seq to load before.
+    pub fn begin_backfill(&mut self, peer: &UserId) -> Option<u64> {
+        let before = self.begin_earlier(peer)?;
+        self.local(peer).backfilled += 1;
         Some(before)
     }
 

@@ -492,3 +492,65 @@ fn a_new_history_epoch_drops_what_the_history_said() {
     assert_eq!(unread(&state, "bob"), 0);
     assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
 }
+
+#[test]
+fn an_open_thread_loads_earlier_pages_to_place_messages_the_catch_up_skipped() {
+    let mut state = logged_in("alice");
+    let bob = UserId::from("bob");
+    // A conversation's first message is acknowledged before the server numbered it; a
+    // hundred and more replies follow, and the catch-up starts after it.
+    send(&mut state, "bob", "hello bob", 1);
+    state.apply(SessionUpdate::Delivered(fp(1)));
+    state.apply(page(
+        "bob",
+        2,
+        121,
+        (2..=121)
+            .map(|seq| numbered(seq, "bob", u128::from(seq) + 10, "reply"))
+            .collect(),
+    ));
+    assert_eq!(
+        state.backfill_due(),
+        None,
+        "only the open thread loads by itself"
+    );
+    state.select(bob.clone());
+    assert_eq!(state.backfill_due(), Some((bob.clone(), 2)));
+    assert_eq!(state.begin_backfill(&bob), Some(2));
+    assert_eq!(state.backfill_due(), None, "one page at a time");
+    state.apply(SessionUpdate::History(HistoryEvent::Page {
+        peer: bob.clone(),
+        from: 1,
+        through: 1,
+        messages: vec![numbered(1, "alice", 1, "hello bob")],
+        older: true,
+        more: false,
+    }));
+    assert_eq!(state.backfill_due(), None);
+    let thread = state.thread(&bob);
+    assert_eq!(thread.len(), 121);
+    assert_eq!(thread[0].text, "hello bob");
+    assert_eq!(thread[0].seq(), Some(1));
+}
+
+#[test]
+fn backfill_gives_up_after_a_few_pages() {
+    let mut state = logged_in("alice");
+    let bob = UserId::from("bob");
+    state.apply(page(
+        "bob",
+        500,
+        500,
+        vec![numbered(500, "bob", 500, "newest")],
+    ));
+    state.apply(received("bob", Some(1), "never numbered"));
+    state.select(bob.clone());
+    for page_number in 0..BACKFILL_PAGES {
+        let before = state.begin_backfill(&bob).expect("still looking");
+        let from = before - 50;
+        state.apply(older_page("bob", from, before - 1, true));
+        assert_eq!(before, 500 - 50 * u64::from(page_number));
+    }
+    assert_eq!(state.backfill_due(), None);
+    assert!(matches!(state.earlier(&bob), Earlier::Available { .. }));
+}
