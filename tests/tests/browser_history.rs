@@ -71,10 +71,10 @@ async fn conversations_and_history_survive_a_reload_and_show_in_a_second_browser
     history.extend(answers);
     first.wait_for_thread(&history).await;
 
-    // A reload starts the page from nothing: after the login the list and the newest
-    // messages come back from the server, and nothing is unread.
+    // A reload starts the page from nothing but the tab's login: it logs in again by itself,
+    // the list and the newest messages come back from the server, and nothing is unread.
     first.reload().await;
-    first.log_in_online("alice").await;
+    first.wait_for_status("online").await;
     first.wait_for_text(&preview, "bob 120").await;
     assert_eq!(first.count(&unread).await, 0, "alice read everything");
     first.click(bob_row).await;
@@ -134,11 +134,18 @@ async fn conversations_and_history_survive_a_reload_and_show_in_a_second_browser
 
     // Reading it told the server: after another reload nothing is unread.
     second.reload().await;
-    second.log_in_online("alice").await;
+    second.wait_for_status("online").await;
     second
         .wait_for_text(&preview, "while you were away 5")
         .await;
     assert_eq!(second.count(&unread).await, 0, "the read position was kept");
+
+    // After a logout a reload shows the login screen: the tab forgot the login.
+    second.click("#logout").await;
+    second.wait_for("#login").await;
+    second.reload().await;
+    second.wait_for("#login").await;
+    assert_eq!(second.count("#status").await, 0);
 
     bob.logout().await;
     second.close().await;
