@@ -14,7 +14,9 @@ mod connection;
 mod login;
 mod message;
 
-pub use chat::{ChatState, Conversation, EARLIER_PAGE, Earlier, SessionUpdate, display_name};
+pub use chat::{
+    BACKFILL_PAGES, ChatState, Conversation, EARLIER_PAGE, Earlier, SessionUpdate, display_name,
+};
 pub use compose::{ComposeError, check_outgoing};
 pub use connection::ConnectionStatus;
 pub use login::{LoginForm, LoginFormError, LoginRequest, WEBSOCKET_PATH, default_server_url};
