@@ -85,6 +85,10 @@ pub struct BenchOptions {
     pub unbatched: bool,
     /// The server's admin token, for `s2c` (pushes through the HTTP API).
     pub api_token: Option<String>,
+    /// TLS to the TCP gateway (`tls://`) or the WebSocket gateway (`wss://`), and HTTPS to the
+    /// API. The server's certificate is not checked: the generator measures cost, not
+    /// identity, and talks to loopback only.
+    pub tls: bool,
 }
 
 /// What a run measures.
@@ -205,6 +209,9 @@ fn check_bounds(options: &BenchOptions, server: &ServerUnderTest) -> Result<(), 
                 ));
             }
         }
+    }
+    if options.tls && options.transport == Transport::Udp {
+        return refuse("UDP has no TLS".into());
     }
     if !options.source_ip.is_loopback() {
         return refuse(format!(

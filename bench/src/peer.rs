@@ -11,7 +11,7 @@ use hongyan_shared::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Conn, ConnError};
+use crate::conn::{Conn, ConnError, Tls};
 
 /// Packets handled before the session's replies are written, when batching.
 const READ_BATCH: usize = 64;
@@ -23,7 +23,7 @@ const READ_BATCH: usize = 64;
 const DEDUP_WINDOW: usize = 1024;
 
 /// How every simulated client of a run connects and behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dial {
     pub(crate) transport: Transport,
     pub(crate) target: SocketAddr,
@@ -32,6 +32,8 @@ pub(crate) struct Dial {
     /// Handle everything already received before writing the replies (one write per burst);
     /// false writes after every packet, as the Java clients do.
     pub(crate) batch: bool,
+    /// TLS (TCP and WebSocket), if the run asks for it.
+    pub(crate) tls: Option<Tls>,
 }
 
 /// Why a simulated client failed; reports count failures by [`kind`](Self::kind).
@@ -155,7 +157,7 @@ impl Peer {
         while session.poll_transport().is_some() {}
         let conn = tokio::time::timeout_at(
             deadline.into(),
-            Conn::open(dial.transport, source, dial.target),
+            Conn::open(dial.transport, source, dial.target, dial.tls.as_ref()),
         )
         .await
         .map_err(|_| Failure::LoginTimeout)??;

@@ -23,7 +23,7 @@ pub enum Report {
 /// Facts every report carries.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
-    /// `tcp`, `udp` or `ws`.
+    /// `tcp`, `tls` (TCP in TLS), `udp`, `ws` or `wss`.
     pub transport: String,
     /// The address measured.
     pub target: String,

@@ -11,6 +11,7 @@ use hongyan_bench::{
     SpawnedServer, Spawner, Targets,
 };
 use hongyan_server::hongyan_store::StoreSpec;
+use hongyan_server::tls::ensure_self_signed;
 use hongyan_server::{BearerToken, Config, Hooks, Server};
 use hongyan_shared::{SenseMode, Transport};
 
@@ -85,6 +86,11 @@ pub struct BenchArgs {
     /// `memory` or `off`. A running server uses its own.
     #[arg(long, value_name = "STORE", default_value = "sqlite", global = true)]
     pub store: StoreSpec,
+    /// TLS: `tls://` to the TCP gateway, `wss://` to the WebSocket gateway, HTTPS to the API
+    /// (`--spawn`: the server gets a self-signed certificate). The server's certificate is not
+    /// checked: the generator measures cost, not identity, on loopback only.
+    #[arg(long, global = true)]
+    pub tls: bool,
     /// The server's admin token, for `s2c` (pushes through the HTTP API at `--ws`).
     #[arg(
         long,
@@ -274,6 +280,7 @@ impl BenchArgs {
             sense_mode: self.sense_mode,
             unbatched: self.unbatched,
             api_token: self.api_token.clone(),
+            tls: self.tls,
         }
     }
 }
@@ -301,7 +308,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             other => other.clone(),
         };
-        ServerUnderTest::Spawned(spawner(token, store))
+        ServerUnderTest::Spawned(spawner(token, store, args.tls))
     } else {
         ServerUnderTest::Running {
             tcp: args.tcp,
@@ -338,15 +345,30 @@ struct BenchHooks;
 impl Hooks for BenchHooks {}
 
 /// `hongyan bench --spawn`'s server: every gateway on `127.0.0.1` with an ephemeral port,
-/// every login accepted, `admin_token` guarding its API, messages kept in `store`.
-pub fn spawner(admin_token: BearerToken, store: StoreSpec) -> Spawner {
+/// every login accepted, `admin_token` guarding its API, messages kept in `store`, and the
+/// abuse limits lifted for loopback (`limits_exempt`), where the generator's clients come
+/// from: a benchmark measures the server's capacity, not its limits on one address. With
+/// `tls`, TCP and HTTP in TLS with a self-signed certificate made for the run (in the
+/// system's temporary directory).
+pub fn spawner(admin_token: BearerToken, store: StoreSpec, tls: bool) -> Spawner {
     Box::new(move |stop| {
         Box::pin(async move {
-            let config = Config {
+            let mut config = Config {
                 admin_token: Some(admin_token),
                 store,
+                limits_exempt: Some(hongyan_server::limits::loopback()),
                 ..Config::loopback()
             };
+            let dir = tls.then(|| {
+                std::env::temp_dir().join(format!("hongyan-bench-tls-{}", std::process::id()))
+            });
+            if let Some(dir) = dir.clone() {
+                let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+                let made =
+                    tokio::task::spawn_blocking(move || ensure_self_signed(&dir, &names)).await??;
+                config.tls_cert = Some(made.files.cert);
+                config.tls_key = Some(made.files.key);
+            }
             let bound = Server::bind(config, Arc::new(BenchHooks)).await?;
             let targets = Targets {
                 tcp: bound.tcp_addr(),
@@ -356,6 +378,9 @@ pub fn spawner(admin_token: BearerToken, store: StoreSpec) -> Spawner {
             let serve = Box::pin(async move {
                 if let Err(e) = bound.serve(stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "bench server failed");
+                }
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             });
             Ok(SpawnedServer { targets, serve })

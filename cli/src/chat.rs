@@ -8,7 +8,14 @@
 //!
 //! - plain text: send it to the current peer (QoS on, unless `--no-qos`);
 //! - `/to bob`: talk to `bob` from now on (`/to 0` talks to the server);
+//! - `/history bob 20`: print the newest 20 messages of the conversation with `bob` (20 when
+//!   the number is left out; `0` is the server's pushes);
 //! - `/quit`: log out and exit.
+//!
+//! The chat syncs conversation history with a hongyan server that keeps it (§9.4): after each
+//! login it prints what arrived while it was away (the unread messages of every
+//! conversation, `<bob> text  (while away)`), and messages it missed while the link was down.
+//! Against a server without history nothing changes.
 //!
 //! When stdin ends, the chat waits until every sent QoS message is delivered or reported lost,
 //! then logs out, unless `--stay` keeps it running until it is kicked out or killed.
@@ -18,12 +25,15 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use hongyan_shared::client::{ClientEvent, ConnectionState};
+use hongyan_shared::client::{
+    ClientEvent, ConnectionState, HistoryEvent, HistoryView, Learned, SyncConfig,
+};
+use hongyan_shared::history::HistoryMessage;
 use hongyan_shared::{Fingerprint, LoginInfo, SenseMode, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use hongyan_client::{Client, ClientConfig, Endpoint, Outgoing};
+use hongyan_client::{Client, ClientConfig, Endpoint, Outgoing, TlsOptions, Trust};
 
 /// Arguments of `hongyan chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,9 +44,30 @@ pub struct ChatArgs {
     /// Connect over UDP to `host:port` (e.g. 127.0.0.1:7901).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["tcp", "ws"])]
     pub udp: Option<String>,
-    /// Connect over WebSocket to a URL (e.g. ws://127.0.0.1:3000/websocket).
+    /// Connect over WebSocket to a URL (e.g. ws://127.0.0.1:3000/websocket, or
+    /// wss://chat.example.com/websocket for TLS).
     #[arg(long, value_name = "URL", conflicts_with_all = ["tcp", "udp"])]
     pub ws: Option<String>,
+    /// Speak TLS over TCP (`--tcp` only; a WebSocket takes TLS from a `wss://` URL). The
+    /// server's certificate must chain to the system's roots, or to `--ca-file`.
+    #[arg(long, requires = "tcp")]
+    pub tls: bool,
+    /// Trust the certificates in this PEM file (a private CA, or a self-signed server's own
+    /// certificate, as `hongyan serve --tls-self-signed` prints) instead of the system's roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "danger_accept_invalid_certs"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// DANGER: accept ANY certificate, so that anyone on the path can read and change the
+    /// chat. For a throwaway test server only; `--ca-file` is the safe way to a self-signed one.
+    #[arg(long)]
+    pub danger_accept_invalid_certs: bool,
+    /// The name to check the certificate against (and send as SNI) instead of the host
+    /// connected to, e.g. when connecting by IP address.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// The user id to log in as.
     #[arg(long)]
     pub user: String,
@@ -67,14 +98,36 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
-    /// The endpoint chosen by `--tcp`, `--udp` or `--ws`.
+    /// The endpoint chosen by `--tcp` (with `--tls`: TLS), `--udp` or `--ws`.
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
         match (&self.tcp, &self.udp, &self.ws) {
+            (Some(addr), None, None) if self.tls => Ok(Endpoint::TcpTls(addr.clone())),
             (Some(addr), None, None) => Ok(Endpoint::Tcp(addr.clone())),
             (None, Some(addr), None) => Ok(Endpoint::Udp(addr.clone())),
             (None, None, Some(url)) => Ok(Endpoint::WebSocket(url.clone())),
             _ => anyhow::bail!("choose exactly one of --tcp, --udp and --ws"),
         }
+    }
+
+    /// How a TLS endpoint's certificate is checked; an error if TLS options are given for an
+    /// endpoint without TLS, where they would silently do nothing.
+    pub fn tls_options(&self, endpoint: &Endpoint) -> anyhow::Result<TlsOptions> {
+        let trust = match (&self.ca_file, self.danger_accept_invalid_certs) {
+            (Some(file), _) => Trust::CaFile(file.clone()),
+            (None, true) => Trust::DangerAcceptInvalidCerts,
+            (None, false) => Trust::SystemRoots,
+        };
+        let options = TlsOptions {
+            trust,
+            server_name: self.tls_server_name.clone(),
+        };
+        if !endpoint.uses_tls() && options != TlsOptions::default() {
+            anyhow::bail!(
+                "--ca-file, --danger-accept-invalid-certs and --tls-server-name are for TLS: \
+                 add --tls to --tcp, or use a wss:// URL"
+            );
+        }
+        Ok(options)
     }
 }
 
@@ -94,6 +147,8 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let endpoint = args.endpoint()?;
     let mut config = ClientConfig::new(endpoint.clone());
+    config.tls = args.tls_options(&endpoint)?;
+    config.session.sync = Some(SyncConfig::default());
     if let Some(mode) = args.sense_mode {
         config = config.with_sense_mode(mode);
     }
@@ -117,11 +172,13 @@ pub async fn run_with(
         pending: HashSet::new(),
         stdin_open: true,
         leaving: false,
+        me: UserId::from(args.user.as_str()),
+        view: HistoryView::new(),
     };
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => chat.event(event),
+                Some(event) => chat.event(event).await,
                 None => break,
             },
             line = lines.recv(), if chat.stdin_open => match line {
@@ -145,7 +202,15 @@ struct Chat {
     pending: HashSet<Fingerprint>,
     stdin_open: bool,
     leaving: bool,
+    me: UserId,
+    /// The conversations as the history sync reported them.
+    view: HistoryView,
 }
+
+/// Messages `/history` prints when the command gives no number.
+const HISTORY_DEFAULT: u32 = 20;
+/// The most `/history` asks for at once.
+const HISTORY_MAX: u32 = 1000;
 
 impl Chat {
     async fn line(&mut self, line: String) {
@@ -161,10 +226,14 @@ impl Chat {
                 json!({"event": "peer", "to": self.peer}),
                 format_args!("talking to {}", describe(&self.peer)),
             );
+        } else if let Some(rest) = line.strip_prefix("/history") {
+            self.history(rest).await;
         } else if line.starts_with('/') {
             self.out.status(
                 json!({"event": "unknown_command", "line": line}),
-                format_args!("commands: /to <user>, /quit; anything else is sent"),
+                format_args!(
+                    "commands: /to <user>, /history <user> [n], /quit; anything else is sent"
+                ),
             );
         } else {
             self.send(line.to_owned()).await;
@@ -194,6 +263,94 @@ impl Chat {
         }
     }
 
+    /// `/history <user> [n]`: asks for the conversation's newest `n` messages; they are
+    /// printed when the page arrives.
+    async fn history(&mut self, args: &str) {
+        let mut words = args.split_whitespace();
+        let peer = words.next().map(str::to_owned);
+        let count = words.next().map(str::parse::<u32>);
+        let (peer, count) = match (peer, count, words.next()) {
+            (Some(peer), None, None) => (peer, HISTORY_DEFAULT),
+            (Some(peer), Some(Ok(n)), None) if (1..=HISTORY_MAX).contains(&n) => (peer, n),
+            _ => {
+                self.out.status(
+                    json!({"event": "unknown_command", "line": format!("/history{args}")}),
+                    format_args!("usage: /history <user> [n], n from 1 to {HISTORY_MAX}"),
+                );
+                return;
+            }
+        };
+        if let Err(error) = self.client.fetch_older(peer.as_str(), None, count).await {
+            self.out.status(
+                json!({"event": "history_failed", "peer": peer, "error": error.to_string()}),
+                format_args!("no history: {error}"),
+            );
+        }
+    }
+
+    /// Prints a page of history the sync fetched: the one `/history` asked for whole, and
+    /// of a catch-up page the unread messages it made known.
+    fn page(&self, event: &HistoryEvent, learned: Vec<Learned>) {
+        let HistoryEvent::Page {
+            peer,
+            messages,
+            older,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if *older {
+            self.out.status(
+                json!({"event": "history", "peer": peer.as_str(), "messages": messages.iter().map(message_json).collect::<Vec<_>>()}),
+                format_args!(
+                    "history with {}: {} message{}",
+                    describe(peer.as_str()),
+                    messages.len(),
+                    if messages.len() == 1 { "" } else { "s" }
+                ),
+            );
+            if !self.out.json {
+                for message in messages {
+                    self.out.line(
+                        Value::Null,
+                        format_args!(
+                            "  #{} <{}> {}",
+                            message.seq,
+                            describe(message.from.as_str()),
+                            message.content.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+            return;
+        }
+        let read = self
+            .view
+            .conversation(peer)
+            .and_then(|c| c.info.as_ref())
+            .map_or(0, |info| info.read);
+        for learned in learned {
+            let Learned::Message { peer, message } = learned else {
+                continue;
+            };
+            if message.from == self.me || message.seq <= read {
+                continue;
+            }
+            let mut value = message_json(&message);
+            value["event"] = json!("missed");
+            value["peer"] = json!(peer.as_str());
+            self.out.line(
+                value,
+                format_args!(
+                    "<{}> {}  (while away)",
+                    describe(message.from.as_str()),
+                    message.content.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    }
+
     /// Logs out in the background; the event stream ends once it is done.
     fn leave(&mut self) {
         if !self.leaving {
@@ -203,8 +360,13 @@ impl Chat {
         }
     }
 
-    fn event(&mut self, event: ClientEvent) {
+    async fn event(&mut self, event: ClientEvent) {
         let out = self.out.clone();
+        let learned = self.view.apply(&event);
+        if let Some((peer, seq)) = shown(&event, &learned) {
+            // What the chat printed is read: it is not shown as missed after the next login.
+            let _ = self.client.mark_read(peer, seq).await;
+        }
         match event {
             ClientEvent::StateChanged(state) => {
                 let text = match state {
@@ -258,6 +420,13 @@ impl Chat {
                 }),
                 format_args!("<{}> {}", describe(m.from.as_str()), m.content),
             ),
+            ClientEvent::RateLimited { fp } => out.status(
+                json!({"event": "rate_limited", "fp": fp.as_ref().map(Fingerprint::as_str)}),
+                format_args!(
+                    "sending too fast: message [{}] refused; it is retried",
+                    fp.as_ref().map(short).unwrap_or_default()
+                ),
+            ),
             ClientEvent::ErrorResponse { code, message } => out.status(
                 json!({"event": "error", "code": code, "message": message}),
                 format_args!("server error {code}"),
@@ -269,7 +438,7 @@ impl Chat {
                     format_args!("✓ delivered [{}]", short(&fp)),
                 );
             }
-            ClientEvent::History(_) => {}
+            ClientEvent::History(history) => self.page(&history, learned),
             ClientEvent::MessagesLost(lost) => {
                 for packet in lost {
                     let fp = packet.fp.clone().unwrap_or_default();
@@ -287,6 +456,34 @@ impl Chat {
             }
         }
     }
+}
+
+/// The conversation and newest seq that `event` shows the user: a message received with
+/// its seq, or the messages a catch-up page made known.
+fn shown(event: &ClientEvent, learned: &[Learned]) -> Option<(UserId, u64)> {
+    match event {
+        ClientEvent::MessageReceived(m) => m.seq.map(|tag| (m.from.clone(), tag.seq)),
+        ClientEvent::History(HistoryEvent::Page { older: false, .. }) => learned
+            .iter()
+            .filter_map(|l| match l {
+                Learned::Message { peer, message } => Some((peer.clone(), message.seq)),
+                Learned::Unsequenced { .. } => None,
+            })
+            .max_by_key(|(_, seq)| *seq),
+        _ => None,
+    }
+}
+
+/// A message of the history as a JSON object.
+fn message_json(message: &HistoryMessage) -> Value {
+    json!({
+        "seq": message.seq,
+        "from": message.from.as_str(),
+        "content": message.content,
+        "typeu": message.typeu,
+        "at": message.at,
+        "fp": message.fp.as_ref().map(Fingerprint::as_str),
+    })
 }
 
 fn describe(user: &str) -> &str {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use hongyan_shared::client::{
-    ClientEvent, ClientSession, ConnectionState, SendError, TransportCommand,
+    ClientEvent, ClientSession, ConnectionState, SendError, SyncError, TransportCommand,
 };
 use hongyan_shared::{Fingerprint, LoginInfo, Outgoing, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,6 +37,24 @@ enum Command {
     },
     Logout {
         done: oneshot::Sender<()>,
+    },
+    History {
+        request: HistoryCommand,
+        reply: oneshot::Sender<Result<(), SyncError>>,
+    },
+}
+
+/// A history request of the application (§9.4).
+#[derive(Debug)]
+enum HistoryCommand {
+    FetchOlder {
+        peer: UserId,
+        before: Option<u64>,
+        limit: u32,
+    },
+    MarkRead {
+        peer: UserId,
+        seq: u64,
     },
 }
 
@@ -188,6 +206,43 @@ impl Client {
         Ok(answer.await.map_err(|_| ClientError::Closed)??)
     }
 
+    /// With history sync on ([`SessionConfig::sync`](hongyan_shared::client::SessionConfig)),
+    /// asks for up to `limit` messages of the conversation with `peer` (`"0"`: the server's
+    /// pushes) with a seq below `before`, or the newest ones with `None`. They arrive as a
+    /// [`HistoryEvent::Page`](hongyan_shared::client::HistoryEvent) whose `older` is true.
+    pub async fn fetch_older(
+        &self,
+        peer: impl Into<UserId>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(), ClientError> {
+        let request = HistoryCommand::FetchOlder {
+            peer: peer.into(),
+            before,
+            limit,
+        };
+        self.history(request).await
+    }
+
+    /// With history sync on, tells the server the user has read the conversation with `peer`
+    /// up to `seq`.
+    pub async fn mark_read(&self, peer: impl Into<UserId>, seq: u64) -> Result<(), ClientError> {
+        let request = HistoryCommand::MarkRead {
+            peer: peer.into(),
+            seq,
+        };
+        self.history(request).await
+    }
+
+    async fn history(&self, request: HistoryCommand) -> Result<(), ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::History { request, reply })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        Ok(answer.await.map_err(|_| ClientError::Closed)??)
+    }
+
     /// Logs out (type 3) and ends the session; returns once the connection is closed. Pending
     /// QoS messages are reported lost. Does nothing if the session has already ended.
     pub async fn logout(&self) {
@@ -268,6 +323,19 @@ impl Driver {
                 self.logout_waiters.push(done);
                 self.session.logout(now());
             }
+            Command::History { request, reply } => {
+                let result = match request {
+                    HistoryCommand::FetchOlder {
+                        peer,
+                        before,
+                        limit,
+                    } => self.session.fetch_older(peer, before, limit, now()),
+                    HistoryCommand::MarkRead { peer, seq } => {
+                        self.session.mark_read(peer, seq, now())
+                    }
+                };
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -340,6 +408,7 @@ fn log_event(event: &ClientEvent) {
             tracing::info!(code = kickout.code, reason = ?kickout.reason, "kicked out");
         }
         ClientEvent::ErrorResponse { code, .. } => tracing::info!(code, "error response"),
+        ClientEvent::RateLimited { fp } => tracing::info!(?fp, "message refused: sending too fast"),
         ClientEvent::MessagesLost(lost) => tracing::info!(count = lost.len(), "messages lost"),
         ClientEvent::MessageReceived(m) => {
             tracing::debug!(from = %m.from, fp = ?m.fp, "message received");

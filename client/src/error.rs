@@ -1,6 +1,6 @@
 //! The client library's errors.
 
-use hongyan_shared::client::{LoginError, SendError};
+use hongyan_shared::client::{LoginError, SendError, SyncError};
 
 use crate::tls::TlsSetupError;
 
@@ -14,6 +14,9 @@ pub enum ClientError {
     /// large, duplicate fingerprint).
     #[error(transparent)]
     Send(#[from] SendError),
+    /// A history request was refused (history sync is off, or the session is not online).
+    #[error(transparent)]
+    Sync(#[from] SyncError),
     /// TLS could not be set up for a `tls://` or `wss://` endpoint (CA file, system roots,
     /// server name).
     #[error(transparent)]

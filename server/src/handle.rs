@@ -1,15 +1,18 @@
-//! The send API for embedding code (§7.3): push server → client messages, kick users, look
-//! up who is online.
+//! The send API for embedding code (§7.3): push server → client messages, send messages in a
+//! user's name, kick users, look up who is online.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use hongyan_shared::history::{ConversationInfo, HistoryRange};
-use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, UserId, codes};
+use hongyan_shared::{Fingerprint, Kickout, Outgoing, Packet, Transport, UserId, codes};
 use hongyan_store::StoreError;
 use tokio::sync::oneshot;
 
-use crate::core::{Core, Origin, Route};
+use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
+use crate::core::{Core, Origin, Relayed, Route};
 pub use crate::core::{Delivery, HistoryPage};
+use crate::hooks::SessionInfo;
 use crate::metrics::{Direction, KickReason, StoreOp};
 use crate::registry::OnlineInfo;
 use crate::session::{Outbound, PushError};
@@ -78,6 +81,53 @@ pub enum HistoryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a message could not be sent in a user's name ([`ServerHandle::send_as`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendAsError {
+    /// The sender is no user id a client could log in with.
+    #[error(
+        "{0:?} cannot send: it is not a user id a client could log in with (empty, \"0\", \"-1\" or over 256 bytes)"
+    )]
+    Sender(UserId),
+    /// The receiver is no user id a client could log in with (a message for the server,
+    /// `"0"`, is C2S, which the API does not send).
+    #[error(
+        "{0:?} cannot receive: it is not a user id a client could log in with (empty, \"0\", \"-1\" or over 256 bytes)"
+    )]
+    Receiver(UserId),
+    /// The chosen fingerprint is empty, or longer than a client's QoS message may carry
+    /// (§6.3).
+    #[error("a fingerprint must be 1 to 128 bytes long")]
+    Fingerprint,
+    /// The application's `before_c2c` hook dropped the message, as it would a client's.
+    #[error("refused by the before_c2c hook")]
+    Refused,
+}
+
+/// Whether a client could log in as `user`, and so send and receive as them (§4.2).
+fn usable(user: &UserId) -> bool {
+    user.is_valid_login() && user.as_str().len() <= MAX_USER_ID_BYTES
+}
+
+/// Whether [`ServerHandle::send_as`] takes `message` from `from`: both are user ids a client
+/// could log in as, and a chosen fingerprint is one a client's QoS message may carry.
+pub(crate) fn check_send_as(from: &UserId, message: &Outgoing) -> Result<(), SendAsError> {
+    if !usable(from) {
+        return Err(SendAsError::Sender(from.clone()));
+    }
+    if !usable(&message.to) {
+        return Err(SendAsError::Receiver(message.to.clone()));
+    }
+    if message
+        .fp
+        .as_ref()
+        .is_some_and(|fp| fp.is_empty() || fp.as_str().len() > MAX_FINGERPRINT_BYTES)
+    {
+        return Err(SendAsError::Fingerprint);
+    }
+    Ok(())
 }
 
 impl ServerHandle {
@@ -174,6 +224,81 @@ impl ServerHandle {
         })
     }
 
+    /// Sends `message` from user `from` to `message.to` (C2C), by exactly the rules of a
+    /// message a client of `from` sends (§6.4): `before_c2c` (told the session's transport is
+    /// [`Transport::Http`], under an id of its own), forwarding with QoS and retransmission,
+    /// store and forward, `on_c2c_delivered` and `on_offline`. Whoever holds the handle speaks
+    /// for every user; `from` need not be online. Without a fingerprint a QoS message gets a
+    /// fresh UUID.
+    ///
+    /// [`Sent::outcome`] says what its sender would have heard, and more: handed to the
+    /// receiver's session, a QoS message resolves to [`Delivery::Delivered`] when the receiver
+    /// acknowledges it (a client sender hears at the hand-over already) or, once its
+    /// retransmissions ran out, to [`Delivery::Stored`] or [`Delivery::Lost`]; kept for later
+    /// (by the store, or the application's `on_offline`) it is `Stored` at once; not kept
+    /// (the receiver cannot take it and nothing stored it: a client's sender would retransmit)
+    /// it is `Lost` at once; without QoS, `Delivered` once handed over.
+    pub async fn send_as(&self, from: &UserId, message: Outgoing) -> Result<Sent, SendAsError> {
+        self.send_as_from(from, message, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+    }
+
+    /// [`send_as`](Self::send_as) on behalf of a caller at `peer` (the HTTP API's client),
+    /// which `before_c2c` is told.
+    pub(crate) async fn send_as_from(
+        &self,
+        from: &UserId,
+        message: Outgoing,
+        peer: SocketAddr,
+    ) -> Result<Sent, SendAsError> {
+        let core = &self.core;
+        check_send_as(from, &message)?;
+        let fp = match (message.qos, message.fp) {
+            (true, None) => Some(Fingerprint::new(uuid::Uuid::new_v4().to_string())),
+            (_, fp) => fp,
+        };
+        let mut packet = Packet::common_data(
+            from.as_str(),
+            message.to.as_str(),
+            message.content,
+            fp,
+            message.typeu,
+        );
+        packet.qos = message.qos;
+        let sender = SessionInfo {
+            id: core.next_session_id(),
+            transport: Transport::Http,
+            peer,
+        };
+        let (waiter, receipt) = if message.qos {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let relayed = core
+            .relay(&mut packet, sender, waiter, core.clock.now())
+            .await;
+        let receipt = match relayed {
+            Relayed::Refused => return Err(SendAsError::Refused),
+            Relayed::Forwarded { .. } => {
+                receipt.map_or(Receipt::Settled(Delivery::Delivered), Receipt::Waiting)
+            }
+            Relayed::Kept { notify, .. } => {
+                if notify {
+                    core.hooks.on_offline(&packet).await;
+                }
+                Receipt::Settled(Delivery::Stored)
+            }
+            Relayed::NotKept => Receipt::Settled(Delivery::Lost),
+        };
+        // As sent: the hook may have rewritten it.
+        Ok(Sent {
+            fp: packet.fp,
+            receipt,
+        })
+    }
+
     /// Kicks `user` with code 2 (admin), as `sendKickout` does; their `on_logout` hook fires
     /// with that code. Returns false if the user was not online.
     pub fn kick(&self, user: &UserId, reason: Option<&str>) -> bool {
@@ -251,6 +376,12 @@ impl ServerHandle {
         let link = self.core.store.as_ref().ok_or(StoredError::NoStore)?;
         let count = link.store.count(user);
         Ok(link.call(&self.core.metrics, StoreOp::count, count).await?)
+    }
+
+    /// Whether the server keeps conversation history (§9.4): it has a message store, and
+    /// `history_retention` is above 0.
+    pub fn keeps_history(&self) -> bool {
+        self.core.history.is_some()
     }
 
     /// The history epoch (§9.4): it changes only when a crash cost the history its newest,

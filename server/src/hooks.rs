@@ -9,7 +9,8 @@ use hongyan_shared::{Fingerprint, Packet, Transport, UserId};
 use crate::log_limit::LogLimit;
 use crate::log_text::Untrusted;
 
-/// Identifies a session (one TCP connection, WebSocket connection or UDP address).
+/// Identifies a session (one TCP connection, WebSocket connection, UDP address or HTTP
+/// session), or a message the HTTP API sends in a user's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 

@@ -26,8 +26,9 @@
 //! - `pipe`: the [`Pipe`](engine::Pipe) below the core: how a session's packets reach its
 //!   peer, and the properties that make transports differ.
 //! - `clock`: the one [`Clock`](engine::Clock) the core reads.
-//! - `gateway`: TCP, UDP and WebSocket pipes (and an in-memory one) and the one session loop
-//!   they share (`gateway::driver`). No protocol decisions live there.
+//! - `gateway`: TCP, UDP and WebSocket pipes, HTTP sessions' pipe (events out as SSE,
+//!   acknowledgements in as requests), an in-memory one, and the one session loop they share
+//!   (`gateway::driver`). No protocol decisions live there.
 //! - `registry`: the online map, `user → session`.
 //! - `session`: a session's own state, its outbox and the handle others use to reach it.
 //! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
@@ -44,8 +45,12 @@
 //! - `accept`: what turns an accepted connection into the stream a listener serves (plain, or
 //!   a TLS handshake), so accept loops are written once for both.
 //! - `open_files`: the connection limit the open-file limit allows.
+//! - [`limits`]: the abuse limits: messages per session, logins per address and in total,
+//!   connections and UDP pseudo-sessions per address, the API's request rate; exemptions.
 //! - `api`: the HTTP API for backends under `/api` (push, online users, kick, stats), its
 //!   OpenAPI document and Swagger UI.
+//! - `as_user`: the API's operations that act as a user: send in a user's name (C2C), and
+//!   HTTP sessions that receive as one (Server-Sent Events).
 //! - `probes`: `/readyz` and `/metrics`.
 //! - `metrics`: the server's counters and gauges, exported at `/metrics`.
 //! - [`token`]: bearer tokens (admin, metrics, webhook) and the generated admin token.
@@ -56,6 +61,7 @@
 
 mod accept;
 mod api;
+mod as_user;
 mod clock;
 pub mod config;
 mod core;
@@ -64,6 +70,7 @@ mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+pub mod limits;
 mod log_limit;
 mod log_text;
 mod mailbox;
@@ -79,7 +86,9 @@ pub mod token;
 pub mod webhook;
 
 pub use config::Config;
-pub use handle::{Delivery, HistoryError, HistoryPage, Sent, ServerHandle, StoredError};
+pub use handle::{
+    Delivery, HistoryError, HistoryPage, SendAsError, Sent, ServerHandle, StoredError,
+};
 /// The message [`ServerHandle::send`] takes: the same type the clients send.
 pub use hongyan_shared::Outgoing;
 /// The message store crate: [`MessageStore`](hongyan_store::MessageStore), its backends and

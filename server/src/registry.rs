@@ -154,6 +154,16 @@ impl Registry {
         }
     }
 
+    /// Marks whether `user`'s online session, if it is still `session`, is told where
+    /// messages sit in their conversations (§9.4).
+    pub(crate) fn set_synced(&self, user: &UserId, session: SessionId, synced: bool) {
+        if let Some(online) = self.map().get_mut(user)
+            && online.session.info.id == session
+        {
+            online.session.synced = synced;
+        }
+    }
+
     /// The user's online record.
     pub(crate) fn info(&self, user: &UserId) -> Option<OnlineInfo> {
         self.map().get(user).map(|o| OnlineInfo {

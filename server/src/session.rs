@@ -1,8 +1,6 @@
 //! A session's state (owned by the task that runs it), its handle (held by everybody else) and
 //! its outbox between the two.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::hooks::SessionInfo;
+use crate::limits::SessionRate;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
 use crate::pipe::PipeProperties;
 
@@ -80,27 +79,24 @@ pub(crate) struct SessionHandle {
     pub(crate) info: SessionInfo,
     /// Whether the session's pipe is connection-less (a UDP pseudo-session).
     pub(crate) connectionless: bool,
+    /// The session opted in to conversation sync (§9.4): what is sent to it may carry
+    /// hongyan's history keys. A plain copy in each handle (it fits beside `connectionless`,
+    /// so a session is no larger for it): the first sync request sets the session's own and
+    /// the registry's together; a handle cloned just before misses a message's tag, and the
+    /// client finds that message in the history.
+    pub(crate) synced: bool,
     max_outbound: usize,
     outbox: Mailbox<Outbound>,
     /// How long the outbox may stay full, with nothing taken from it, before the session is
     /// closed as stuck.
     stall_limit: Duration,
     close: CancellationToken,
-    /// The session opted in to conversation sync (§9.4): what is sent to it may carry
-    /// hongyan's history keys.
-    synced: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
     /// Whether the session opted in to conversation sync (§9.4).
     pub(crate) fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Relaxed)
-    }
-
-    /// Whether the session is told where messages sit in their conversations: from its first
-    /// conversation-sync question on (§9.4), until it logs in as somebody else.
-    pub(crate) fn set_synced(&self, synced: bool) {
-        self.synced.store(synced, Ordering::Relaxed);
+        self.synced
     }
 
     /// Queues `out` for the session without waiting. A full queue refuses it, so the caller
@@ -171,6 +167,9 @@ pub struct Session {
     pub(crate) login_deadline: Option<Instant>,
     /// How long the session may stay silent.
     pub(crate) idle_expiry: Duration,
+    /// Its message budget, from its login on (`max_messages_per_sec`), and its read pause;
+    /// `None` before a login and without a limit. Boxed: an idle session carries 8 bytes.
+    pub(crate) rate: Option<SessionRate>,
     pub(crate) handle: SessionHandle,
 }
 
@@ -199,7 +198,7 @@ impl Session {
             outbox: tx,
             stall_limit: limits.stall_limit,
             close,
-            synced: Arc::new(AtomicBool::new(false)),
+            synced: false,
         };
         let session = Self {
             properties,
@@ -209,6 +208,7 @@ impl Session {
             last_inbound: now,
             login_deadline: Some(now + limits.login_timeout),
             idle_expiry: limits.idle_expiry,
+            rate: None,
             handle,
         };
         (session, Outbox(rx))

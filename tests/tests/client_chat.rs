@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hongyan_cli::chat::{self, ChatArgs};
+use hongyan_server::hongyan_store::StoreSpec;
+use hongyan_server::{Delivery, Outgoing};
+use hongyan_shared::{Packet, PacketType, Transport, UserId};
 use hongyan_tests::{Event, TestServer, WAIT};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// A cloneable in-memory stdout.
@@ -164,6 +167,104 @@ async fn a_chat_reports_its_kickout_and_ends() {
         .expect("a kicked chat ends")
         .unwrap()
         .unwrap();
+}
+
+/// A chat running in the background.
+type ChatTask = tokio::task::JoinHandle<Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+/// Starts `hongyan chat --json` as `user` over TCP, waiting until it is online.
+async fn chat_online(
+    server: &TestServer,
+    user: &str,
+) -> (Captured, mpsc::Sender<String>, ChatTask) {
+    let out = Captured::default();
+    let (input, lines) = mpsc::channel(8);
+    let tcp = server.tcp.to_string();
+    let run = chat::run_with(
+        args(user, &["--tcp", &tcp, "--stay"]),
+        lines,
+        Box::new(out.clone()),
+    );
+    let chat = tokio::spawn(async move { run.await.map_err(Into::into) });
+    out.wait_for(|e| e["event"] == "state" && e["state"] == "online")
+        .await;
+    (out, input, chat)
+}
+
+async fn quit(input: mpsc::Sender<String>, chat: ChatTask) {
+    input.send("/quit".to_owned()).await.unwrap();
+    tokio::time::timeout(WAIT, chat)
+        .await
+        .expect("the chat quits")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_chat_shows_what_arrived_while_it_was_away_and_prints_a_conversations_history() {
+    let server = TestServer::with(|c| c.store = StoreSpec::Memory).await;
+    // Erin's other device (a MobileIMSDK client, which never asks for history) receives
+    // bob's messages; nobody reads them.
+    let mut device = server.logged_in(Transport::Tcp, "erin").await;
+    for i in 1..=3 {
+        let sent = server
+            .handle
+            .send_as(
+                &UserId::from("bob"),
+                Outgoing::new("erin", format!("away {i}")),
+            )
+            .await
+            .expect("a valid message");
+        let packet = device.expect(PacketType::CommonData).await;
+        let fp = packet.fp.clone().expect("QoS");
+        device.send(&Packet::ack("erin", "bob", &fp, false)).await;
+        assert_eq!(sent.outcome().await, Delivery::Delivered);
+    }
+
+    let (out, input, chat) = chat_online(&server, "erin").await;
+    for i in 1..=3 {
+        let content = format!("away {i}");
+        let missed = out
+            .wait_for(|e| e["event"] == "missed" && e["content"] == content.as_str())
+            .await;
+        assert_eq!(
+            (&missed["peer"], &missed["seq"]),
+            (&json!("bob"), &json!(i))
+        );
+    }
+    input.send("/history bob 2".to_owned()).await.unwrap();
+    let history = out.wait_for(event("history")).await;
+    assert_eq!(history["peer"], "bob");
+    let messages = history["messages"].as_array().expect("a list");
+    let seqs: Vec<&Value> = messages.iter().map(|m| &m["seq"]).collect();
+    assert_eq!(seqs, [2, 3], "the newest two, oldest first");
+    assert_eq!(messages[1]["content"], "away 3");
+    assert_eq!(messages[1]["from"], "bob");
+    input.send("/history".to_owned()).await.unwrap();
+    out.wait_for(event("unknown_command")).await;
+    quit(input, chat).await;
+
+    // What the chat showed is read: the next start shows nothing as missed, only what is new.
+    server
+        .handle
+        .send_as(&UserId::from("bob"), Outgoing::new("erin", "new"))
+        .await
+        .expect("a valid message");
+    let (out, input, chat) = chat_online(&server, "erin").await;
+    // Replayed live, or (if it was in flight to the chat that just logged out) found in the
+    // history first.
+    out.wait_for(|e| (e["event"] == "message" || e["event"] == "missed") && e["content"] == "new")
+        .await;
+    input.send("/history bob".to_owned()).await.unwrap();
+    let history = out.wait_for(event("history")).await;
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(4));
+    let missed: Vec<Value> = out
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "missed" && e["content"] != "new")
+        .collect();
+    assert!(missed.is_empty(), "{missed:#?}");
+    quit(input, chat).await;
 }
 
 #[test]

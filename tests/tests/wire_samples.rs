@@ -1,11 +1,32 @@
 //! The captured MobileIMSDK sessions (docs/PROTOCOL.md §1.4), replayed: every `C>S`
 //! packet is sent byte for byte, and every `S>C` answer is checked field by field (only the
 //! server clock in `firstLoginTime` differs).
+//!
+//! Each is replayed twice: against the default server, and against one keeping conversation
+//! history (§9.4), where a client that never asks for history must see exactly the same
+//! packets: no new type, no history key. The one difference is the message store's (§6.4):
+//! a message for an offline user is stored, so its sender is acknowledged.
 
 use std::time::Duration;
 
+use hongyan_server::hongyan_store::StoreSpec;
 use hongyan_shared::{LoginResponse, Packet, Transport};
 use hongyan_tests::{Peer, TestServer};
+
+/// The default server, or one keeping conversation history (a memory store, the default
+/// retention).
+async fn server(history: bool) -> TestServer {
+    if history {
+        let server = TestServer::with(|c| c.store = StoreSpec::Memory).await;
+        assert!(
+            server.handle.keeps_history(),
+            "history is on by default with a store"
+        );
+        server
+    } else {
+        TestServer::start().await
+    }
+}
 
 /// Checks `got` against the captured `expected` packet. Login responses carry the server's
 /// clock, so there only the code and the presence of a time are compared.
@@ -33,7 +54,16 @@ async fn expect(peer: &mut Peer, captured: &str) {
 
 #[tokio::test]
 async fn tcp_capture_replays_with_the_same_answers() {
-    let server = TestServer::start().await;
+    tcp_capture(false).await;
+}
+
+#[tokio::test]
+async fn tcp_capture_replays_with_the_same_answers_with_history_on() {
+    tcp_capture(true).await;
+}
+
+async fn tcp_capture(history: bool) {
+    let server = server(history).await;
     let mut a = server.peer(Transport::Tcp).await;
     let mut b = server.peer(Transport::Tcp).await;
 
@@ -55,6 +85,11 @@ async fn tcp_capture_replays_with_the_same_answers() {
 
     // To an offline user with offline storage refused: nothing comes back.
     a.send_json(r#"{"bridge":false,"type":2,"dataContent":"to offline tcp6841C","from":"tcp6841A","to":"tcp6841C","fp":"873982be-8275-4c6f-9c9b-aebc673f214f","QoS":true,"typeu":11,"sm":-1}"#).await;
+    if history {
+        // The store keeps it for C, so A hears C's acknowledgement, as a store-less
+        // MobileIMSDK server does when its offline listener keeps a message.
+        expect(&mut a, r#"{"bridge":false,"type":4,"dataContent":"873982be-8275-4c6f-9c9b-aebc673f214f","from":"tcp6841C","to":"tcp6841A","QoS":false,"typeu":-1,"sm":-1}"#).await;
+    }
 
     a.send_json(r#"{"bridge":false,"type":1,"dataContent":"{}","from":"tcp6841A","to":"0","QoS":false,"typeu":-1,"sm":-1}"#).await;
     expect(&mut a, r#"{"bridge":false,"type":51,"dataContent":"{}","from":"0","to":"tcp6841A","QoS":false,"typeu":-1,"sm":-1}"#).await;
@@ -94,7 +129,16 @@ async fn tcp_capture_replays_with_the_same_answers() {
 
 #[tokio::test]
 async fn udp_capture_replays_with_the_same_answers() {
-    let server = TestServer::start().await;
+    udp_capture(false).await;
+}
+
+#[tokio::test]
+async fn udp_capture_replays_with_the_same_answers_with_history_on() {
+    udp_capture(true).await;
+}
+
+async fn udp_capture(history: bool) {
+    let server = server(history).await;
     let mut a = server.peer(Transport::Udp).await;
     a.send_json(r#"{"bridge":false,"type":0,"dataContent":"{\"loginUserId\":\"udp5620A\",\"loginToken\":\"tok-udp5620A\",\"firstLoginTime\":0}","from":"udp5620A","to":"0","QoS":false,"typeu":-1,"sm":-1}"#).await;
     let response = a.packet().await;

@@ -233,6 +233,9 @@ mod tests {
         let names = field_names::<Config>();
         assert_eq!(names[..3], ["tcp_addr", "udp_addr", "http_addr"]);
         assert!(names.contains(&"slow_consumer_secs") && !names.contains(&"s2c_schedule"));
-        assert_eq!(field_names::<ProcessSettings>(), ["workers", "state_dir"]);
+        assert_eq!(
+            field_names::<ProcessSettings>(),
+            ["workers", "state_dir", "tls_self_signed"]
+        );
     }
 }

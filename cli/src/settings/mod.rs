@@ -44,6 +44,10 @@ pub struct ProcessSettings {
     /// the SQLite message store (`hongyan.db`). [default: $XDG_STATE_HOME/hongyan,
     /// ~/.local/state/hongyan or ./.hongyan]
     pub state_dir: Option<PathBuf>,
+    /// For development: turn TLS on with a self-signed certificate, made in the state dir
+    /// (`tls/`) and reused while valid, whose fingerprint is printed at start. Clients do not
+    /// trust it unless told to; not with tls_cert and tls_key.
+    pub tls_self_signed: bool,
 }
 
 /// The server settings `hongyan serve` starts from: the library's defaults, except that

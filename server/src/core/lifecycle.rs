@@ -59,6 +59,15 @@ impl Core {
         Self::deadline(session, session.last_inbound)
     }
 
+    /// Until when the session's loop should read nothing more from its pipe: a message of it
+    /// went over its rate (§8.1 item 18), and reading on would only cost a refusal per
+    /// message. The loop wakes then and calls
+    /// [`handle_session_timeout`](Self::handle_session_timeout), which ends the pause; `None`
+    /// while it may read.
+    pub fn poll_read(&self, session: &Session) -> Option<Instant> {
+        session.rate.as_ref()?.pause()
+    }
+
     /// The deadline `session` has while packets that arrived at `now` are handled: handling
     /// them counts as traffic ([`handle_packet`](Self::handle_packet)).
     pub(crate) fn deadline_after_inbound(&self, session: &Session, now: Instant) -> Instant {
@@ -75,6 +84,11 @@ impl Core {
     /// for its idle expiry is closed (§3.4); one that spoke since goes on until its new
     /// deadline.
     pub fn handle_session_timeout(&self, session: &mut Session, now: Instant) -> Flow {
+        if let Some(rate) = &mut session.rate
+            && rate.pause().is_some_and(|pause| now >= pause)
+        {
+            rate.pause_until(None);
+        }
         if session.login_deadline.is_some_and(|login| now >= login) {
             self.metrics.refused(Refusal::login_timeout);
             tracing::debug!(timeout = ?self.config.login_timeout, "no login in time");

@@ -3,26 +3,44 @@
 
 use hongyan_shared::{Fingerprint, Instant, Packet, SeqTag, UserId};
 use hongyan_store::Put;
+use tokio::sync::oneshot;
 
 use super::backlog::PutTicket;
 use super::keep::Route;
-use super::s2c::Origin;
+use super::s2c::{Delivery, Origin};
 use super::state::{Core, Flow};
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
+use crate::hooks::SessionInfo;
 use crate::log_text::Untrusted;
 use crate::metrics::{Direction, Refusal};
 use crate::pipe::Pipe;
 use crate::session::{Outbound, PushError, Session, SessionHandle};
 
-/// What became of a C2C message its receiver could not take at once.
-enum Kept {
-    /// Stored (by the message store or the application): its sender is acknowledged.
+/// What became of a C2C message (§6.4), which decides what its sender hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relayed {
+    /// `before_c2c` dropped it: no acknowledgement.
+    Refused,
+    /// Handed to the receiver's online session; with QoS, tracked for retransmission. The
+    /// sender is acknowledged. `tag`: its place in the conversation's history (§9.4), if it
+    /// has one now.
+    Forwarded { tag: Option<SeqTag> },
+    /// Kept for later, by the message store or the application: the sender is acknowledged.
     /// `notify`: the receiver is offline and the message new, so the offline hook is told
-    /// (for a push notification) once the acknowledgement is written. `tag`: its place in
-    /// the conversation's history, if it has one now.
-    Yes { notify: bool, tag: Option<SeqTag> },
+    /// (for a push notification) once the sender has heard. `tag` as for `Forwarded`.
+    Kept { notify: bool, tag: Option<SeqTag> },
     /// Not kept: no acknowledgement, so a QoS sender retransmits and finally reports it lost.
-    No,
+    NotKept,
+}
+
+impl Relayed {
+    /// The message's place in its conversation's history, if it has one now.
+    pub(crate) fn tag(self) -> Option<SeqTag> {
+        match self {
+            Relayed::Forwarded { tag } | Relayed::Kept { tag, .. } => tag,
+            Relayed::Refused | Relayed::NotKept => None,
+        }
+    }
 }
 
 impl Core {
@@ -116,57 +134,20 @@ impl Core {
         user: &UserId,
         now: Instant,
     ) -> Flow {
-        if !self.hooks.before_c2c(&mut packet, session.info()) {
-            tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "c2c message dropped by before_c2c");
-            return Flow::Continue;
+        let relayed = self.relay(&mut packet, session.info(), None, now).await;
+        let fp = match (relayed, packet.qos_fingerprint()) {
+            (Relayed::Forwarded { .. } | Relayed::Kept { .. }, Some(fp)) => fp,
+            // Refused, not kept, or without QoS: nothing to acknowledge.
+            _ => return Flow::Continue,
+        };
+        let receiver = packet.to.as_ref().map_or("", UserId::as_str);
+        let mut ack = Packet::ack(receiver, user.as_str(), fp, false);
+        if session.handle.is_synced() {
+            // Its place in history goes only to a session that asked for history (§9.4).
+            ack.seq = relayed.tag();
         }
-        self.metrics.message(Direction::c2c);
-        let receiver = packet.to.clone().unwrap_or_default();
-        let body = self.encode_vec(&mut packet);
-        let Some(fp) = packet.qos_fingerprint().cloned() else {
-            // Without QoS: fire and forget, as in the reference (never stored by hongyan).
-            let pushed = match self.session_of(&receiver) {
-                Some(online) => {
-                    self.deliver_kept(&packet, user, &receiver, now, |tag| {
-                        self.forward(&online, &receiver, None, body, tag, now)
-                    })
-                    .0
-                }
-                None => Err(PushError::Offline),
-            };
-            if pushed.is_ok() {
-                self.hooks.on_c2c_delivered(&packet);
-            } else {
-                self.keep_for_offline_receiver(&packet, None).await;
-            }
-            return Flow::Continue;
-        };
-        let put = match self.route(&receiver) {
-            Route::Live(online) => {
-                let (forwarded, tag) = self.deliver_kept(&packet, user, &receiver, now, |tag| {
-                    self.forward(&online, &receiver, Some(&fp), body, tag, now)
-                });
-                match forwarded {
-                    Ok(()) => {
-                        self.hooks.on_c2c_delivered(&packet);
-                        let ack = self.pseudo_ack(session, &receiver, user, &fp, tag);
-                        return self.reply(session, pipe, ack).await;
-                    }
-                    Err(e) => {
-                        tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
-                        self.store_instead(&receiver, &e)
-                            .map(|ticket| (ticket, true))
-                    }
-                }
-            }
-            Route::Store { ticket, online } => Some((ticket, online)),
-            Route::Offline => None,
-        };
-        let Kept::Yes { notify, tag } = self.keep_for_offline_receiver(&packet, put).await else {
-            // Not kept: no ACK, so the sender retries and finally reports it lost.
-            return Flow::Continue;
-        };
-        let ack = self.pseudo_ack(session, &receiver, user, &fp, tag);
+        // Not `relayed` itself across the awaits: every connection's task would carry its tag.
+        let notify = matches!(relayed, Relayed::Kept { notify: true, .. });
         let flow = self.reply(session, pipe, ack).await;
         if notify && flow == Flow::Continue {
             // The sender hears first; the application's notification may take a while.
@@ -178,21 +159,68 @@ impl Core {
         flow
     }
 
-    /// The acknowledgement `sender` gets in `receiver`'s name for its message `fp` (§6.4):
-    /// with the message's place in history for a session that syncs (§9.4).
-    fn pseudo_ack(
+    /// The C2C rules (§6.4) from `before_c2c` on, for `packet`, whose `from` is its sender's
+    /// user id, sent from `sender` (a client's session, or the HTTP API sending in a user's
+    /// name): the one path of every C2C message. The message is handed to the receiver's
+    /// online session from memory, or kept for later (the message store, else the
+    /// application's `on_offline`); the caller tells the sender what became of it (a
+    /// pseudo-ACK, an API outcome). `waiter`, for a QoS message handed to the receiver's
+    /// session, hears whether the receiver acknowledged it, or what became of it when its
+    /// retransmissions ran out. With history on, a message handed over or kept is numbered
+    /// in its conversation (§9.4).
+    pub(crate) async fn relay(
         &self,
-        session: &Session,
-        receiver: &UserId,
-        sender: &UserId,
-        fp: &Fingerprint,
-        tag: Option<SeqTag>,
-    ) -> Packet {
-        let mut ack = Packet::ack(receiver.as_str(), sender.as_str(), fp, false);
-        if session.handle.is_synced() {
-            ack.seq = tag;
+        packet: &mut Packet,
+        sender: SessionInfo,
+        waiter: Option<oneshot::Sender<Delivery>>,
+        now: Instant,
+    ) -> Relayed {
+        if !self.hooks.before_c2c(packet, sender) {
+            tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "c2c message dropped by before_c2c");
+            return Relayed::Refused;
         }
-        ack
+        self.metrics.message(Direction::c2c);
+        let receiver = packet.to.clone().unwrap_or_default();
+        let body = self.encode_vec(packet);
+        let Some(fp) = packet.qos_fingerprint().cloned() else {
+            // Without QoS: fire and forget, as in the reference (never stored by hongyan).
+            let pushed = match self.session_of(&receiver) {
+                Some(online) => {
+                    let sender = packet.from.clone().unwrap_or_default();
+                    self.deliver_kept(packet, &sender, &receiver, now, |tag| {
+                        self.forward(&online, &receiver, None, body, tag, now)
+                    })
+                }
+                None => (Err(PushError::Offline), None),
+            };
+            if let (Ok(()), tag) = pushed {
+                self.hooks.on_c2c_delivered(packet);
+                return Relayed::Forwarded { tag };
+            }
+            return self.keep_for_offline_receiver(packet, None).await;
+        };
+        let put = match self.route(&receiver) {
+            Route::Live(online) => {
+                let sender = packet.from.clone().unwrap_or_default();
+                let (forwarded, tag) = self.deliver_kept(packet, &sender, &receiver, now, |tag| {
+                    self.forward(&online, &receiver, Some((&fp, waiter)), body, tag, now)
+                });
+                match forwarded {
+                    Ok(()) => {
+                        self.hooks.on_c2c_delivered(packet);
+                        return Relayed::Forwarded { tag };
+                    }
+                    Err(e) => {
+                        tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
+                        self.store_instead(&receiver, &e)
+                            .map(|ticket| (ticket, true))
+                    }
+                }
+            }
+            Route::Store { ticket, online } => Some((ticket, online)),
+            Route::Offline => None,
+        };
+        self.keep_for_offline_receiver(packet, put).await
     }
 
     /// Hands an encoded C2C message to its receiver's online session: counted against
@@ -204,14 +232,16 @@ impl Core {
         &self,
         online: &SessionHandle,
         receiver: &UserId,
-        fp: Option<&Fingerprint>,
+        qos: Option<(&Fingerprint, Option<oneshot::Sender<Delivery>>)>,
         body: Vec<u8>,
         tag: Option<SeqTag>,
         now: Instant,
     ) -> Result<(), PushError> {
         let body = self.hold(body)?;
-        match fp {
-            Some(fp) => self.push_qos(online, receiver, fp, body, None, now, Origin::Live, tag),
+        match qos {
+            Some((fp, waiter)) => {
+                self.push_qos(online, receiver, fp, body, waiter, now, Origin::Live, tag)
+            }
             None => {
                 let body = self.tagged_for(online, body, tag)?;
                 self.push(online, Outbound::packet(body))
@@ -232,17 +262,17 @@ impl Core {
         &self,
         packet: &Packet,
         put: Option<(PutTicket<'_>, bool)>,
-    ) -> Kept {
+    ) -> Relayed {
         let (Some((ticket, online)), Some(fp)) = (put, packet.qos_fingerprint()) else {
             let stored = self.hooks.on_offline(packet).await;
             self.metrics.offline(stored);
             return if stored {
-                Kept::Yes {
+                Relayed::Kept {
                     notify: false,
                     tag: None,
                 }
             } else {
-                Kept::No
+                Relayed::NotKept
             };
         };
         let receiver = ticket.user().clone();
@@ -253,15 +283,15 @@ impl Core {
         let sender = packet.from.clone().unwrap_or_default();
         let now = self.clock.now();
         match result {
-            Ok(Put::Stored(_)) => Kept::Yes {
+            Ok(Put::Stored(_)) => Relayed::Kept {
                 notify: !online,
                 tag: self.keep_stored(packet, &sender, &receiver, true, now),
             },
-            Ok(Put::AlreadyStored(_)) => Kept::Yes {
+            Ok(Put::AlreadyStored(_)) => Relayed::Kept {
                 notify: false,
                 tag: self.keep_stored(packet, &sender, &receiver, false, now),
             },
-            Err(_) => Kept::No,
+            Err(_) => Relayed::NotKept,
         }
     }
 

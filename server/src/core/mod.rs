@@ -59,6 +59,7 @@ mod tests;
 pub(crate) use self::chores::run as run_store_chores;
 pub use self::history_io::HistoryPage;
 pub(crate) use self::keep::Route;
+pub(crate) use self::messages::Relayed;
 pub(crate) use self::retransmit::run as run_retransmission;
 pub use self::s2c::Delivery;
 pub(crate) use self::s2c::Origin;

@@ -15,6 +15,7 @@ use super::store_link::StoreLink;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, Refusal};
 use crate::registry::Registry;
 use crate::session::{Outbound, PushError, SessionHandle};
@@ -46,6 +47,8 @@ pub struct Core {
     pub(crate) store: Option<StoreLink>,
     /// Conversation history; `None` without a store, or with `history_retention` 0.
     pub(crate) history: Option<HistoryLink>,
+    /// The abuse limits: per session, per address, server-wide.
+    pub(crate) limits: Limits,
     c2s_dedup: Mutex<DedupWindow<(UserId, Fingerprint)>>,
     next_session: AtomicU64,
 }
@@ -70,6 +73,7 @@ impl Core {
             registry: Registry::default(),
             next_session: AtomicU64::new(1),
             metrics: Metrics::new(&*hooks, now),
+            limits: Limits::new(config.limits(), clock.clone()),
             store: None,
             history: None,
             hooks,

@@ -46,12 +46,16 @@ impl Core {
     /// A conversation-sync request from `user`'s logged-in `session`.
     pub(super) async fn sync_request<P: Pipe>(
         &self,
-        session: &Session,
+        session: &mut Session,
         pipe: &mut P,
         packet: Packet,
         user: &UserId,
     ) -> Flow {
-        session.handle.set_synced(true);
+        if !session.handle.synced {
+            // From its first question on, until it logs in as somebody else.
+            session.handle.synced = true;
+            self.registry.set_synced(user, session.info().id, true);
+        }
         let data = packet.data_content.as_deref().unwrap_or_default();
         let limit = session.properties.max_outbound;
         let answer = match packet.kind {

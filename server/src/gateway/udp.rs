@@ -7,7 +7,8 @@
 //! never more bytes than the datagram had) and, unless it logged the address in, the session
 //! ends with that answer. Those brief sessions have a small table of their own,
 //! `max_udp_unauthenticated`, inside `max_udp_sessions`, so datagrams from forged addresses,
-//! however many, never take the room of logged-in users.
+//! however many, never take the room of logged-in users. One IP address holds at most
+//! `max_udp_sessions_per_ip` pseudo-sessions of either kind (one per source port).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,12 +22,15 @@ use tokio_util::task::TaskTracker;
 
 use super::driver;
 use crate::core::Core;
+use crate::limits::AddressSlot;
 use crate::log_limit::LogLimit;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
 use crate::metrics::Refusal;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
 
 static REFUSED: LogLimit = LogLimit::warn("udp pseudo-session limit reached; datagram dropped");
+static CROWDED: LogLimit =
+    LogLimit::warn("address holds max_udp_sessions_per_ip; datagram dropped");
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
 /// Room for a client's whole QoS window and then some (the channel allocates as it fills).
@@ -54,6 +58,8 @@ struct Table {
 struct Entry {
     inbox: Inbox,
     logged_in: bool,
+    /// Its place in its address's count (`max_udp_sessions_per_ip`), given back with it.
+    _slot: Option<AddressSlot>,
 }
 
 impl UdpSessions {
@@ -233,11 +239,20 @@ fn open(
             }
             return;
         }
+        let Ok(slot) = core.limits.udp_session(peer.ip()) else {
+            drop(table);
+            core.metrics.refused(Refusal::address_udp_sessions);
+            if CROWDED.allow() {
+                tracing::warn!(%peer, "address holds max_udp_sessions_per_ip; datagram dropped");
+            }
+            return;
+        };
         table.entries.insert(
             peer,
             Entry {
                 inbox: tx.clone(),
                 logged_in: false,
+                _slot: slot,
             },
         );
         table.unauthenticated += 1;

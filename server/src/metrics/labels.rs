@@ -85,6 +85,7 @@ pub(crate) struct PerTransport<T> {
     pub(crate) tcp: T,
     pub(crate) udp: T,
     pub(crate) ws: T,
+    pub(crate) http: T,
 }
 
 impl<T> PerTransport<T> {
@@ -94,6 +95,7 @@ impl<T> PerTransport<T> {
             tcp: make(Transport::Tcp),
             udp: make(Transport::Udp),
             ws: make(Transport::WebSocket),
+            http: make(Transport::Http),
         }
     }
 
@@ -103,6 +105,7 @@ impl<T> PerTransport<T> {
             Transport::Tcp => &self.tcp,
             Transport::Udp => &self.udp,
             Transport::WebSocket => &self.ws,
+            Transport::Http => &self.http,
         }
     }
 
@@ -112,6 +115,7 @@ impl<T> PerTransport<T> {
             tcp: f(&self.tcp),
             udp: f(&self.udp),
             ws: f(&self.ws),
+            http: f(&self.http),
         }
     }
 }
@@ -125,6 +129,8 @@ label_values! {
         udp,
         /// WebSocket.
         ws,
+        /// An HTTP session (the API acting as a user).
+        http,
     }
 }
 
@@ -134,6 +140,7 @@ impl From<Transport> for TransportLabel {
             Transport::Tcp => Self::tcp,
             Transport::Udp => Self::udp,
             Transport::WebSocket => Self::ws,
+            Transport::Http => Self::http,
         }
     }
 }
@@ -298,6 +305,23 @@ label_values! {
         in_flight,
         /// A packet while `max_queued_bytes` were held for delivery server-wide.
         queued_bytes,
+        /// A data message over its session's `max_messages_per_sec` (not acknowledged;
+        /// error 1000).
+        message_rate,
+        /// A login over its address's `max_logins_per_sec_per_ip` (refused with code 1000).
+        address_login_rate,
+        /// A login over the server's `max_logins_per_sec` (refused with code 1000).
+        login_rate,
+        /// A TCP or HTTP connection beyond its address's `max_connections_per_ip` (TCP:
+        /// closed; HTTP: 429).
+        address_connections,
+        /// A UDP datagram from a new port of an address that holds `max_udp_sessions_per_ip`
+        /// pseudo-sessions, dropped.
+        address_udp_sessions,
+        /// An API request over its address's `api_requests_per_sec_per_ip`: 429.
+        api_rate,
+        /// An API request whose body is larger than `api_max_body_bytes`: 413.
+        api_body,
     }
 }
 

@@ -34,6 +34,7 @@ use self::labels::{
 pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal, StoreOp};
 pub(crate) use self::store::StoreMetrics;
 use crate::hooks::Hooks;
+use crate::tls::metrics::TlsMetrics;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
 /// `labels`.
@@ -102,6 +103,8 @@ pub(crate) struct Metrics {
     refused: PerValue<Refusal, Counter>,
     /// The message store's series, when the server has a store.
     pub(crate) store: Option<StoreMetrics>,
+    /// TLS handshakes and certificate reloads (all zero without TLS).
+    pub(crate) tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -112,7 +115,7 @@ impl Metrics {
         let connections = per_transport(
             r,
             "connections",
-            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
+            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions, HTTP sessions",
         );
         let http_connections = Gauge::default();
         r.register(
@@ -217,6 +220,8 @@ impl Metrics {
             None,
             |reason| ByRefusal { reason },
         );
+        let tls = TlsMetrics::default();
+        tls.register(r);
         hooks.register_metrics(&mut registry);
         Self {
             registry,
@@ -240,6 +245,7 @@ impl Metrics {
             kickouts,
             refused,
             store: None,
+            tls,
         }
     }
 
@@ -354,6 +360,7 @@ impl Metrics {
         set(&self.online.tcp, online.tcp);
         set(&self.online.udp, online.udp);
         set(&self.online.ws, online.ws);
+        set(&self.online.http, online.http);
         set(&self.qos_in_flight, in_flight);
         set(&self.queued_bytes, queued_bytes);
         let mut out = String::with_capacity(8192);

@@ -13,7 +13,8 @@ use crate::hooks::{LoginRequest, SessionInfo};
 pub(crate) struct Session {
     /// hongyan's id for the connection, e.g. `"s42"`.
     pub(crate) session_id: String,
-    /// `tcp`, `udp` or `ws`.
+    /// `tcp`, `udp`, `ws` or `http` (an HTTP session, or a message the API sent in a user's
+    /// name).
     pub(crate) transport: &'static str,
     /// The client's address, `ip:port`.
     pub(crate) peer_addr: String,

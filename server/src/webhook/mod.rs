@@ -23,7 +23,7 @@
 
 mod client;
 mod config;
-mod contract;
+pub(crate) mod contract;
 mod endpoint;
 mod events;
 mod metrics;

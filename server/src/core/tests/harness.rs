@@ -19,6 +19,7 @@ use crate::core::{Core, Flow};
 use crate::gateway::memory::MemoryPipe;
 use crate::handle::{Sent, ServerHandle};
 use crate::hooks::{Hooks, LoginRequest, SessionInfo};
+use crate::metrics::PerTransport;
 use crate::pipe::PipeProperties;
 use crate::session::{Outbox, PushError, Session};
 
@@ -255,9 +256,14 @@ impl Harness {
     }
 
     pub(super) fn open_with(&self, properties: PipeProperties) -> Peer {
+        self.open_from(properties, [127, 0, 0, 1])
+    }
+
+    /// [`open_with`](Self::open_with) from another address, `ip`.
+    pub(super) fn open_from(&self, properties: PipeProperties, ip: [u8; 4]) -> Peer {
         let port = self.next_port.get();
         self.next_port.set(port + 1);
-        let peer = SocketAddr::from(([127, 0, 0, 1], port));
+        let peer = SocketAddr::from((ip, port));
         let (session, outbox) = self.core.open_session(properties, peer, self.now());
         Peer {
             session,
@@ -321,6 +327,15 @@ impl Harness {
             .and_then(|p| LoginResponse::decode(p.data_content.as_deref()?).ok())
             .expect("a login response");
         (flow, response)
+    }
+
+    /// How many refusals `/metrics` counts for `reason`.
+    pub(super) fn refused(&self, reason: &str) -> u64 {
+        let text = self.core.metrics.render(PerTransport::default(), 0, 0);
+        let series = format!("hongyan_refused_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |n| n.parse().unwrap())
     }
 
     /// A logged-in peer, its login events taken.
