@@ -399,6 +399,19 @@ impl Browser {
         }
     }
 
+    /// Waits until exactly `n` elements match `css`.
+    pub async fn wait_for_count(&self, css: &str, n: usize) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let count = self.count(css).await;
+            if count == n {
+                return;
+            }
+            self.check_deadline(deadline, &format!("{n} of {css} (there are {count})"))
+                .await;
+        }
+    }
+
     /// How many elements match `css` right now.
     pub async fn count(&self, css: &str) -> usize {
         self.client
@@ -466,17 +479,27 @@ impl Browser {
             .expect("scroll the thread");
     }
 
-    /// How far the open thread is scrolled from its top, in CSS pixels.
-    pub async fn thread_scroll_top(&self) -> f64 {
-        self.client
-            .execute(
-                "return document.getElementById('thread').scrollTop;",
-                vec![],
-            )
-            .await
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or_default()
+    /// Waits until the open thread is scrolled away from its top: what a page put above
+    /// the view does, so the reader keeps seeing what they saw.
+    pub async fn wait_for_thread_scrolled_down(&self) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let top = self
+                .client
+                .execute(
+                    "return document.getElementById('thread').scrollTop;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or_default();
+            if top > 0.0 {
+                return;
+            }
+            self.check_deadline(deadline, "the thread to keep its view below the new page")
+                .await;
+        }
     }
 
     /// Reloads the page, as the user's F5 does: the client starts from nothing.
