@@ -129,6 +129,15 @@ async fn conversations_and_history_survive_a_reload_and_show_in_a_second_browser
         .wait_for_count("#thread li.message:not([data-seq])", 0)
         .await;
     assert_eq!(second.count(&unread).await, 0, "opening it reads it");
+    // The same history as the first browser's, back to the first message.
+    second.scroll_thread_to_top().await;
+    second.wait_for_thread(&history).await;
+    assert_eq!(
+        second
+            .count("#thread li.message[data-author=\"me\"][data-seq=\"1\"]")
+            .await,
+        1
+    );
 
     // Reading it told the server: after another reload nothing is unread.
     second.reload().await;
