@@ -86,6 +86,11 @@ pub struct BenchArgs {
     /// `memory` or `off`. A running server uses its own.
     #[arg(long, value_name = "STORE", default_value = "sqlite", global = true)]
     pub store: StoreSpec,
+    /// The `--spawn`ed server keeps no conversation history (`history_retention = 0`), to
+    /// compare with the default, which keeps it as `hongyan serve` does with a store. A
+    /// running server uses its own setting.
+    #[arg(long, global = true)]
+    pub no_history: bool,
     /// TLS: `tls://` to the TCP gateway, `wss://` to the WebSocket gateway, HTTPS to the API
     /// (`--spawn`: the server gets a self-signed certificate). The server's certificate is not
     /// checked: the generator measures cost, not identity, on loopback only.
@@ -308,7 +313,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             other => other.clone(),
         };
-        ServerUnderTest::Spawned(spawner(token, store, args.tls))
+        ServerUnderTest::Spawned(spawner(token, store, args.tls, !args.no_history))
     } else {
         ServerUnderTest::Running {
             tcp: args.tcp,
@@ -349,8 +354,9 @@ impl Hooks for BenchHooks {}
 /// abuse limits lifted for loopback (`limits_exempt`), where the generator's clients come
 /// from: a benchmark measures the server's capacity, not its limits on one address. With
 /// `tls`, TCP and HTTP in TLS with a self-signed certificate made for the run (in the
-/// system's temporary directory).
-pub fn spawner(admin_token: BearerToken, store: StoreSpec, tls: bool) -> Spawner {
+/// system's temporary directory). With `history` (and a store), conversation history kept
+/// with the default retention; without, none.
+pub fn spawner(admin_token: BearerToken, store: StoreSpec, tls: bool, history: bool) -> Spawner {
     Box::new(move |stop| {
         Box::pin(async move {
             let mut config = Config {
@@ -359,6 +365,9 @@ pub fn spawner(admin_token: BearerToken, store: StoreSpec, tls: bool) -> Spawner
                 limits_exempt: Some(hongyan_server::limits::loopback()),
                 ..Config::loopback()
             };
+            if !history {
+                config.history_retention = std::time::Duration::ZERO;
+            }
             let dir = tls.then(|| {
                 std::env::temp_dir().join(format!("hongyan-bench-tls-{}", std::process::id()))
             });

@@ -23,9 +23,13 @@ fn bench(args: &str) -> Value {
 }
 
 fn c2c_delivers_every_message_exactly_once_over(transport: &str) {
+    c2c_delivers_every_message_exactly_once_with(&format!("-t {transport}"));
+}
+
+fn c2c_delivers_every_message_exactly_once_with(flags: &str) {
     // 100 pairs = 200 connections, 2 s of sending with 4 messages in flight per sender.
     let r = bench(&format!(
-        "-t {transport} c2c --pairs 100 --window 4 --duration 2 --drain 20"
+        "{flags} c2c --pairs 100 --window 4 --duration 2 --drain 20"
     ));
     assert_eq!(r["scenario"], "c2c", "{r:#}");
     assert!(r["sent"].as_u64() > Some(0), "{r:#}");
@@ -54,6 +58,12 @@ fn c2c_over_udp_loses_and_duplicates_nothing() {
 #[test]
 fn c2c_over_websocket_loses_and_duplicates_nothing() {
     c2c_delivers_every_message_exactly_once_over("ws");
+}
+
+#[test]
+fn c2c_without_history_loses_and_duplicates_nothing() {
+    // The comparison run of docs/PERFORMANCE.md: the spawned server keeps no history.
+    c2c_delivers_every_message_exactly_once_with("-t tcp --no-history");
 }
 
 #[test]
