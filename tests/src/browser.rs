@@ -399,6 +399,19 @@ impl Browser {
         }
     }
 
+    /// Waits until exactly `n` elements match `css`.
+    pub async fn wait_for_count(&self, css: &str, n: usize) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let count = self.count(css).await;
+            if count == n {
+                return;
+            }
+            self.check_deadline(deadline, &format!("{n} of {css} (there are {count})"))
+                .await;
+        }
+    }
+
     /// How many elements match `css` right now.
     pub async fn count(&self, css: &str) -> usize {
         self.client
@@ -430,6 +443,68 @@ impl Browser {
             self.check_deadline(deadline, &format!("message {text:?} in the thread"))
                 .await;
         }
+    }
+
+    /// Waits until the open thread shows exactly `expected`, oldest first.
+    pub async fn wait_for_thread(&self, expected: &[String]) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let shown = self.thread_texts().await;
+            if shown == expected {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let first_difference = shown.iter().zip(expected).position(|(a, b)| a != b);
+                let seqs = self
+                    .all_js("#thread li.message", "e.dataset.seq || '-'")
+                    .await;
+                panic!(
+                    "timed out waiting for the thread: it shows {} messages, {} expected; \
+                     first difference at {first_difference:?}; shown: {shown:?}; their seqs \
+                     ('-': none yet): {seqs:?}",
+                    shown.len(),
+                    expected.len()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Scrolls the open thread to its top, as a reader looking for earlier messages does.
+    pub async fn scroll_thread_to_top(&self) {
+        self.wait_for("#thread").await;
+        self.client
+            .execute("document.getElementById('thread').scrollTop = 0;", vec![])
+            .await
+            .expect("scroll the thread");
+    }
+
+    /// Waits until the open thread is scrolled away from its top: what a page put above
+    /// the view does, so the reader keeps seeing what they saw.
+    pub async fn wait_for_thread_scrolled_down(&self) {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let top = self
+                .client
+                .execute(
+                    "return document.getElementById('thread').scrollTop;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or_default();
+            if top > 0.0 {
+                return;
+            }
+            self.check_deadline(deadline, "the thread to keep its view below the new page")
+                .await;
+        }
+    }
+
+    /// Reloads the page, as the user's F5 does: the client starts from nothing.
+    pub async fn reload(&self) {
+        self.client.refresh().await.expect("reload the page");
     }
 
     /// Closes the browser window and its WebDriver session.

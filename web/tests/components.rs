@@ -5,6 +5,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use futures::channel::mpsc::UnboundedReceiver;
+use hongyan_shared::client::{HistoryEvent, ReceivedMessage};
+use hongyan_shared::history::{ConversationInfo, HistoryMessage};
 use hongyan_shared::{Fingerprint, Outgoing, UserId};
 use hongyan_web::components::Chat;
 use hongyan_web::session::{Command, SessionHandle};
@@ -203,11 +205,16 @@ async fn unread_badges_count_messages_in_closed_conversations() {
     let app = Mounted::new(chatting_alice());
     app.state.update(|s| {
         for (n, text) in [(1, "one"), (2, "two"), (2, "two again")] {
-            s.apply(SessionUpdate::Received {
-                from: UserId::from("carol"),
+            s.apply(SessionUpdate::Received(ReceivedMessage {
                 fp: Some(fp(n)),
-                text: text.to_owned(),
-            });
+                from: UserId::from("carol"),
+                to: UserId::from("alice"),
+                content: text.to_owned(),
+                typeu: -1,
+                qos: true,
+                sm: -1,
+                seq: None,
+            }));
         }
     });
     tick().await;
@@ -242,4 +249,80 @@ async fn kickout_and_reconnecting_are_shown_in_the_status() {
     );
     assert_eq!(app.text("#status"), "You logged in elsewhere");
     assert_eq!(app.text("#logout"), "Log in again");
+}
+
+/// Alice's state after a login: bob's conversation is in the history with `newest`
+/// messages, of which she has read `read`, and the newest `shown` have been fetched.
+fn alice_with_history(newest: u64, read: u64, shown: u64) -> ChatState {
+    let mut state = chatting_alice();
+    let bob = UserId::from("bob");
+    state.apply(SessionUpdate::History(HistoryEvent::Conversations {
+        epoch: 1,
+        conversations: vec![ConversationInfo {
+            peer: bob.clone(),
+            newest,
+            read,
+            unread: newest - read,
+            at: 10,
+        }],
+    }));
+    let from = newest - shown + 1;
+    state.apply(SessionUpdate::History(HistoryEvent::Page {
+        peer: bob,
+        from,
+        through: newest,
+        messages: (from..=newest)
+            .map(|seq| HistoryMessage {
+                seq,
+                from: UserId::from("bob"),
+                fp: Some(fp(u128::from(seq))),
+                typeu: -1,
+                at: 10,
+                content: Some(format!("message {seq}")),
+            })
+            .collect(),
+        older: false,
+        more: false,
+    }));
+    state
+}
+
+#[wasm_bindgen_test]
+async fn history_shows_unread_then_opening_the_thread_sends_the_read_position() {
+    let mut app = Mounted::new(alice_with_history(12, 9, 12));
+    tick().await;
+    let bob = "li.conversation[data-peer=\"bob\"]";
+    assert_eq!(app.text(&format!("{bob} .unread")), "3");
+    assert_eq!(app.text(&format!("{bob} .preview")), "message 12");
+    assert!(app.next_command().is_none(), "nothing is read while closed");
+
+    app.get(bob).click();
+    tick().await;
+    assert_eq!(app.count("#thread li.message[data-seq]"), 12);
+    match app.next_command() {
+        Some(Command::MarkRead { peer, seq }) => {
+            assert_eq!((peer.as_str(), seq), ("bob", 12));
+        }
+        other => panic!("expected the read position, got {other:?}"),
+    }
+    assert_eq!(app.count(".unread"), 0);
+}
+
+#[wasm_bindgen_test]
+async fn load_earlier_asks_for_the_page_before_the_first_message_shown() {
+    let mut state = alice_with_history(150, 150, 100);
+    state.select(UserId::from("bob"));
+    let mut app = Mounted::new(state);
+    tick().await;
+    assert_eq!(app.count("#thread li.message"), 100);
+    app.get("#load-earlier").click();
+    tick().await;
+    match app.next_command() {
+        Some(Command::FetchEarlier { peer, before }) => {
+            assert_eq!((peer.as_str(), before), ("bob", 51));
+        }
+        other => panic!("expected a request for earlier messages, got {other:?}"),
+    }
+    assert_eq!(app.count("#load-earlier"), 0);
+    assert_eq!(app.count(".earlier.loading"), 1);
 }

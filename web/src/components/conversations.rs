@@ -20,7 +20,7 @@ struct Row {
 
 impl Row {
     fn of(conversation: &Conversation, state: &ChatState) -> Self {
-        let preview = conversation.last().map_or_else(String::new, |m| {
+        let preview = conversation.last.as_ref().map_or_else(String::new, |m| {
             let text: String = m.text.chars().take(60).collect();
             match (m.author, m.delivery) {
                 (Author::Me, Some(Delivery::Lost)) => format!("✕ {text}"),
@@ -43,21 +43,21 @@ impl Row {
 #[component]
 pub fn ConversationList() -> impl IntoView {
     let state = use_chat_state();
-    let rows = move || {
+    let rows = Memo::new(move |_| {
         state.with(|s| {
             s.conversations()
                 .iter()
                 .map(|c| Row::of(c, s))
                 .collect::<Vec<_>>()
         })
-    };
+    });
     view! {
         <ul id="conversations" class="conversations">
-            <For each=rows key=|row| row.clone() let(row)>
+            <For each=move || rows.get() key=|row| row.clone() let(row)>
                 <ConversationRow row />
             </For>
         </ul>
-        <Show when=move || state.with(|s| s.conversations().is_empty())>
+        <Show when=move || rows.with(Vec::is_empty)>
             <p class="empty">"No conversations yet. Enter a user id above to start one."</p>
         </Show>
     }

@@ -4,6 +4,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
 use super::context::{use_chat_state, use_session};
+use crate::session::remembered;
 use crate::state::{ConnectionStatus, LoginForm, default_server_url};
 
 /// The server URL for this page: its own origin at `/websocket`.
@@ -41,6 +42,7 @@ pub fn LoginScreen() -> impl IntoView {
         match form.with_untracked(LoginForm::validate) {
             Ok(request) => {
                 form_error.set(None);
+                form.with_untracked(remembered::save);
                 state.update(|s| s.begin_login(request.user_id()));
                 session.login(request);
             }

@@ -25,7 +25,7 @@ pub use conversations::{ConversationList, NewChat};
 pub use login::LoginScreen;
 pub use thread::Thread;
 
-use crate::session::{self, SessionHandle};
+use crate::session::{self, SessionHandle, remembered};
 use crate::state::ChatState;
 
 /// The whole application: a fresh state and a session driver on a gloo-net WebSocket.
@@ -33,6 +33,18 @@ use crate::state::ChatState;
 pub fn App() -> impl IntoView {
     let state = RwSignal::new(ChatState::new());
     let session = session::spawn(state);
+    // A reload of a tab that was logged in logs in again at once.
+    if let Some(request) = remembered::load().and_then(|form| form.validate().ok()) {
+        state.update(|s| s.begin_login(request.user_id()));
+        session.login(request);
+    }
+    // Once the session is over for good, a reload shows the login screen.
+    let ended = Memo::new(move |_| state.with(|s| s.connection().is_final()));
+    Effect::new(move |_| {
+        if ended.get() {
+            remembered::forget();
+        }
+    });
     let handle = session.clone();
     on_cleanup(move || handle.shutdown());
     view! { <Chat state session /> }
@@ -57,6 +69,15 @@ pub fn Chat(
         };
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
             document.set_title(&title);
+        }
+    });
+    // Reading the open thread moves the read position on the server (and so the unread count
+    // of this user's other clients, at their next sync).
+    let read_due = Memo::new(move |_| state.with(ChatState::read_due));
+    let reader = use_context::<SessionHandle>().expect("provided above");
+    Effect::new(move |_| {
+        if let Some((peer, seq)) = read_due.get() {
+            reader.mark_read(peer, seq);
         }
     });
     let chat_showing =

@@ -11,14 +11,15 @@ use futures::channel::mpsc;
 use futures::{FutureExt, Sink, SinkExt, StreamExt, pin_mut, select_biased};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, State};
-use hongyan_shared::client::{ClientSession, SessionConfig, TransportCommand};
-use hongyan_shared::{Instant, Packet, Transport};
+use hongyan_shared::client::{ClientSession, TransportCommand};
+use hongyan_shared::{Instant, Packet};
 use leptos::prelude::*;
 
+use super::config::session_config;
 use super::entropy::random_u64;
 use super::events::updates_for;
 use super::handle::{Command, SessionHandle};
-use crate::state::{ChatState, SessionUpdate};
+use crate::state::{ChatState, EARLIER_PAGE, SessionUpdate};
 
 /// Starts the driver on the browser's event loop and returns the handle that commands it.
 /// The driver stops on [`SessionHandle::shutdown`], when every handle is gone, or when
@@ -106,8 +107,7 @@ impl Driver {
             Command::Login(request) => {
                 self.link = None;
                 self.server = request.server;
-                let config = SessionConfig::new(Transport::WebSocket, random_u64());
-                let mut session = ClientSession::new(config, now);
+                let mut session = ClientSession::new(session_config(random_u64()), now);
                 match session.login(request.info, now) {
                     Ok(()) => self.session = Some(session),
                     Err(error) => {
@@ -131,6 +131,26 @@ impl Driver {
                     if let Some(fp) = fp {
                         self.update(SessionUpdate::Lost(fp));
                     }
+                }
+            }
+            Command::MarkRead { peer, seq } => {
+                if let Some(session) = &mut self.session
+                    && let Err(error) = session.mark_read(peer, seq, now)
+                {
+                    // The read position is asked again once online (`ChatState::read_due`).
+                    log::debug!("read position not sent: {error}");
+                }
+            }
+            Command::FetchEarlier { peer, before } => {
+                let result = match &mut self.session {
+                    Some(session) => session
+                        .fetch_older(peer.clone(), Some(before), EARLIER_PAGE, now)
+                        .map_err(|e| e.to_string()),
+                    None => Err("not logged in".to_owned()),
+                };
+                if let Err(error) = result {
+                    log::info!("earlier messages not loaded: {error}");
+                    self.update(SessionUpdate::EarlierUnavailable(peer));
                 }
             }
             Command::Logout => match &mut self.session {

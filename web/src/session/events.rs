@@ -21,11 +21,7 @@ pub fn updates_for(event: ClientEvent) -> Vec<SessionUpdate> {
             code: kickout.code,
             reason: kickout.reason,
         }],
-        ClientEvent::MessageReceived(message) => vec![SessionUpdate::Received {
-            from: message.from,
-            fp: message.fp,
-            text: message.content,
-        }],
+        ClientEvent::MessageReceived(message) => vec![SessionUpdate::Received(message)],
         ClientEvent::MessageDelivered(fp) => vec![SessionUpdate::Delivered(fp)],
         ClientEvent::MessagesLost(packets) => packets
             .into_iter()
@@ -42,19 +38,23 @@ pub fn updates_for(event: ClientEvent) -> Vec<SessionUpdate> {
             log::info!("server error {code}: {}", message.unwrap_or_default());
             Vec::new()
         }
-        // The H5 client does not sync history yet (its session config leaves it off).
-        ClientEvent::History(_) => Vec::new(),
+        ClientEvent::History(event) => vec![SessionUpdate::History(event)],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use hongyan_shared::client::{ClientSession, SessionConfig, TransportCommand};
+    use hongyan_shared::history::{
+        ConversationInfo, ConversationsRequest, ConversationsResponse, HistoryMessage,
+        HistoryRange, HistoryRequest, HistoryResponse, ReadRequest, SyncDocument,
+    };
     use hongyan_shared::{
         Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing, Packet, Transport, codes,
     };
 
     use super::*;
+    use crate::session::session_config;
     use crate::state::{ChatState, ConnectionStatus, Delivery};
 
     /// A real session with a scripted server, its events applied to a [`ChatState`] the way
@@ -63,15 +63,22 @@ mod tests {
         session: ClientSession,
         state: ChatState,
         now: Instant,
+        /// What the session sent, oldest first.
+        sent: Vec<Packet>,
     }
 
     impl Harness {
         fn logged_in(user: &str) -> Self {
+            Self::logged_in_with(SessionConfig::new(Transport::WebSocket, 7), user)
+        }
+
+        fn logged_in_with(config: SessionConfig, user: &str) -> Self {
             let now = Instant::now();
             let mut harness = Self {
-                session: ClientSession::new(SessionConfig::new(Transport::WebSocket, 7), now),
+                session: ClientSession::new(config, now),
                 state: ChatState::new(),
                 now,
+                sent: Vec::new(),
             };
             harness.state.begin_login(user.into());
             harness
@@ -99,7 +106,9 @@ mod tests {
         }
 
         fn drain(&mut self) {
-            while self.session.poll_transmit().is_some() {}
+            while let Some(packet) = self.session.poll_transmit() {
+                self.sent.push(packet);
+            }
             while self.session.poll_transport().is_some() {}
             while let Some(event) = self.session.poll_event() {
                 for update in updates_for(event) {
@@ -115,10 +124,7 @@ mod tests {
         }
 
         fn delivery(&self, peer: &str) -> Option<Delivery> {
-            self.state
-                .conversation(&peer.into())
-                .and_then(|c| c.last())
-                .and_then(|m| m.delivery)
+            self.state.last(&peer.into()).and_then(|m| m.delivery)
         }
 
         fn run_timers_for(&mut self, secs: u64) {
@@ -129,6 +135,17 @@ mod tests {
                 self.drain();
             }
             self.now = end;
+        }
+
+        /// The last request of type `D` the session sent.
+        fn request<D: SyncDocument>(&self) -> D {
+            let packet = self
+                .sent
+                .iter()
+                .rev()
+                .find(|p| p.kind == D::KIND)
+                .unwrap_or_else(|| panic!("no {:?} sent", D::KIND));
+            D::decode(packet.data_content.as_deref().unwrap()).unwrap()
         }
     }
 
@@ -158,9 +175,9 @@ mod tests {
         let message = Packet::common_data("alice", "bob", "hello 👋", Some(fp), -1);
         h.server_says(message.clone());
         h.server_says(message);
-        let conversation = h.state.conversation(&"alice".into()).unwrap();
-        assert_eq!(conversation.messages.len(), 1);
-        assert_eq!(conversation.messages[0].text, "hello 👋");
+        let thread = h.state.thread(&"alice".into());
+        assert_eq!(thread.len(), 1);
+        assert_eq!(thread[0].text, "hello 👋");
     }
 
     #[test]
@@ -199,6 +216,70 @@ mod tests {
             h.state.connection()
         );
         assert_eq!(h.delivery("bob"), Some(Delivery::Lost), "{fp}");
+    }
+
+    #[test]
+    fn history_sync_fills_the_list_and_the_thread_and_reading_is_told() {
+        let mut h = Harness::logged_in_with(session_config(7), "alice");
+        let asked: ConversationsRequest = h.request();
+        h.server_says(
+            ConversationsResponse {
+                id: asked.id,
+                epoch: 3,
+                items: vec![ConversationInfo {
+                    peer: "bob".into(),
+                    newest: 2,
+                    read: 0,
+                    unread: 2,
+                    at: 5,
+                }],
+                more: false,
+            }
+            .to_packet("0", "alice"),
+        );
+        let list = h.state.conversations();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].unread, 2);
+        let tail: HistoryRequest = h.request();
+        assert_eq!(tail.range(), HistoryRange::After(0));
+        let item = |seq: u64, from: &str, text: &str| HistoryMessage {
+            seq,
+            from: from.into(),
+            fp: Some(Fingerprint::from_random(u128::from(seq))),
+            typeu: -1,
+            at: 5,
+            content: Some(text.to_owned()),
+        };
+        h.server_says(
+            HistoryResponse {
+                id: tail.id,
+                epoch: 3,
+                peer: "bob".into(),
+                newest: 2,
+                from: 1,
+                through: 2,
+                items: vec![item(1, "alice", "hi bob"), item(2, "bob", "hi alice")],
+                more: false,
+            }
+            .to_packet("0", "alice"),
+        );
+        let texts: Vec<String> = h
+            .state
+            .thread(&"bob".into())
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["hi bob", "hi alice"]);
+
+        h.state.select("bob".into());
+        let (peer, seq) = h.state.read_due().expect("bob's thread is open and unread");
+        h.session.mark_read(peer, seq, h.now).unwrap();
+        h.drain();
+        let read: ReadRequest = h.request();
+        assert_eq!((read.peer.as_str(), read.seq), ("bob", 2));
+        assert_eq!(h.state.read_due(), None);
+        h.state.deselect();
+        assert_eq!(h.state.unread(&"bob".into()), 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`SessionHandle`] that queues them.
 
 use futures::channel::mpsc;
-use hongyan_shared::Outgoing;
+use hongyan_shared::{Outgoing, UserId};
 
 use crate::state::LoginRequest;
 
@@ -13,6 +13,20 @@ pub enum Command {
     Login(LoginRequest),
     /// Send a message the UI has recorded as `Sending`, under its fingerprint.
     Send(Outgoing),
+    /// Tell the server the user has read the conversation with `peer` up to `seq`.
+    MarkRead {
+        /// The conversation's other member.
+        peer: UserId,
+        /// The newest message read.
+        seq: u64,
+    },
+    /// Load the page of the conversation with `peer` before seq `before`.
+    FetchEarlier {
+        /// The conversation's other member.
+        peer: UserId,
+        /// The seq of the first message shown.
+        before: u64,
+    },
     /// Log out: the session sends a logout and ends.
     Logout,
     /// The app is being torn down: log out and stop the driver.
@@ -48,6 +62,16 @@ impl SessionHandle {
     /// Sends a message the UI has already recorded as `Sending`.
     pub fn send(&self, outgoing: Outgoing) {
         self.command(Command::Send(outgoing));
+    }
+
+    /// Tells the server the user has read the conversation with `peer` up to `seq`.
+    pub fn mark_read(&self, peer: UserId, seq: u64) {
+        self.command(Command::MarkRead { peer, seq });
+    }
+
+    /// Loads the page of the conversation with `peer` before seq `before`.
+    pub fn fetch_earlier(&self, peer: UserId, before: u64) {
+        self.command(Command::FetchEarlier { peer, before });
     }
 
     /// Logs out.

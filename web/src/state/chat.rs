@@ -3,11 +3,24 @@
 //! [`ChatState`] is a reducer: the session driver feeds it [`SessionUpdate`]s, the components
 //! feed it the user's actions, and the view only reads it. It never touches the DOM, so all of
 //! the rules below are unit-tested natively.
+//!
+//! # Where messages live
+//! The conversation history the session syncs with the server (§9.4) is kept in the shared
+//! [`HistoryView`]: messages by seq, exactly the server's once caught up. Beside it, per
+//! conversation, this client keeps what the history does not have yet: our messages until the
+//! server numbers them (with their delivery state and the retry of lost ones), and messages
+//! that arrived without a seq (a server without history, a replay of stored messages at
+//! login) until a page brings them with their seq. A thread shows the history in seq order,
+//! then those, in the order they happened here.
 
-use hongyan_shared::client::SERVER_WS_MAX_FRAME;
-use hongyan_shared::{Fingerprint, Outgoing, PacketTooLarge, UserId};
+use std::collections::BTreeMap;
+
+use hongyan_shared::client::{ClientEvent, HistoryEvent, HistoryView, Learned, ReceivedMessage};
+use hongyan_shared::history::HistoryMessage;
+use hongyan_shared::{Fingerprint, Outgoing, UserId};
 
 use super::connection::ConnectionStatus;
+use super::message::{Author, ChatMessage, Delivery, MessageId, MessageKey};
 
 /// What the session driver reports to the UI.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,107 +46,54 @@ pub enum SessionUpdate {
     /// The session is over (logged out, kicked out or refused) and will not reconnect.
     Ended,
     /// A message arrived (already acknowledged and de-duplicated by the session).
-    Received {
-        /// Who sent it; `"0"` is the server.
-        from: UserId,
-        /// Its fingerprint when it was sent with QoS.
-        fp: Option<Fingerprint>,
-        /// The text.
-        text: String,
-    },
+    Received(ReceivedMessage),
     /// The server acknowledged one of our messages.
     Delivered(Fingerprint),
     /// One of our messages was retransmitted without an acknowledgement and given up on.
     Lost(Fingerprint),
+    /// What the history sync learned: conversations, pages, read positions.
+    History(HistoryEvent),
+    /// A request for earlier messages of the conversation with this peer could not be made
+    /// (the session is not online); it may be asked again.
+    EarlierUnavailable(UserId),
 }
 
-/// A message's place in this client's list, stable for the life of the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(u64);
+/// How many earlier messages one "load earlier" asks for.
+pub const EARLIER_PAGE: u32 = 50;
 
-impl MessageId {
-    /// The number, for DOM ids and keys.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
+/// How many pages of earlier messages an open thread loads by itself to find the place of
+/// messages it shows without a seq (see [`ChatState::backfill_due`]).
+pub const BACKFILL_PAGES: u32 = 4;
 
-/// Who wrote a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Author {
-    /// This user.
-    Me,
-    /// The conversation's peer.
-    Peer,
-    /// The server (user `"0"`): shown as a system message.
-    Server,
-}
-
-/// Where one of our messages is on its way to the peer.
+/// Whether a thread has earlier messages to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Delivery {
-    /// Sent and waiting for the acknowledgement (retransmitted meanwhile).
-    Sending,
-    /// Acknowledged by the server: handed to the peer or stored for them.
-    Delivered,
-    /// Never acknowledged; the user may retry.
-    Lost,
+pub enum Earlier {
+    /// Nothing lies before the first message shown (or the thread has no history).
+    None,
+    /// Messages before seq `before` may be loaded.
+    Available {
+        /// The seq of the first message shown.
+        before: u64,
+    },
+    /// A page of earlier messages was asked for.
+    Loading,
 }
 
-impl Delivery {
-    /// A short machine-readable name, used as the `data-status` attribute.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Sending => "sending",
-            Self::Delivered => "delivered",
-            Self::Lost => "lost",
-        }
-    }
-}
-
-/// One line of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// The local id.
-    pub id: MessageId,
-    /// The wire fingerprint, when the message travelled with QoS.
-    pub fp: Option<Fingerprint>,
-    /// Who wrote it.
-    pub author: Author,
-    /// The text, exactly as sent.
-    pub text: String,
-    /// For our own messages, how far they got; `None` for received ones.
-    pub delivery: Option<Delivery>,
-}
-
-/// The messages exchanged with one peer.
+/// One row of the conversation list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conversation {
     /// The other side; `"0"` is the server's system conversation.
     pub peer: UserId,
-    /// Oldest first.
-    pub messages: Vec<ChatMessage>,
-    /// Messages received while this conversation was not open.
+    /// The last message of the thread, for the preview.
+    pub last: Option<ChatMessage>,
+    /// Messages not read yet (0 for the open conversation).
     pub unread: usize,
 }
 
 impl Conversation {
-    fn new(peer: UserId) -> Self {
-        Self {
-            peer,
-            messages: Vec::new(),
-            unread: 0,
-        }
-    }
-
     /// The name shown for the peer.
     pub fn title(&self) -> String {
         display_name(&self.peer)
-    }
-
-    /// The last message, for the conversation list preview.
-    pub fn last(&self) -> Option<&ChatMessage> {
-        self.messages.last()
     }
 }
 
@@ -146,37 +106,46 @@ pub fn display_name(peer: &UserId) -> String {
     }
 }
 
-/// Why a message cannot be sent as typed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ComposeError {
-    /// The text is empty or only white space.
-    #[error("type a message first")]
-    Empty,
-    /// The encoded packet would exceed the server's frame limit.
-    #[error("the message is too long ({} bytes encoded, the limit is {})", .0.len, .0.max)]
-    TooLong(#[from] PacketTooLarge),
-    /// No conversation is open.
-    #[error("choose someone to talk to")]
-    NoPeer,
-    /// The peer id cannot receive messages (empty or `"-1"`).
-    #[error("{0:?} is not a user id")]
-    BadPeer(String),
+/// A message only this client knows of yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pending {
+    id: MessageId,
+    /// Who wrote it: us, or the sender of a message received without a seq.
+    from: UserId,
+    fp: Option<Fingerprint>,
+    text: String,
+    /// Ours: how far it got. Received: `None`.
+    delivery: Option<Delivery>,
 }
 
-/// Checks that `message` can be sent by `me` as typed: to a real peer, not blank, and in one
-/// WebSocket frame. The size rule is the shared session's own
-/// ([`Outgoing::check_size`] against the limit of a WebSocket session), so the composer tells
-/// the user at once what the session would refuse.
-pub fn check_outgoing(me: &UserId, message: &Outgoing) -> Result<(), ComposeError> {
-    let peer = &message.to;
-    if peer.as_str().is_empty() || peer.as_str() == UserId::UNSET {
-        return Err(ComposeError::BadPeer(peer.to_string()));
-    }
-    if message.content.trim().is_empty() {
-        return Err(ComposeError::Empty);
-    }
-    message.check_size(me, SERVER_WS_MAX_FRAME)?;
-    Ok(())
+/// Where a request for earlier messages stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum EarlierFetch {
+    #[default]
+    Idle,
+    Loading,
+    /// The server said nothing lies before the first message shown.
+    Exhausted,
+}
+
+/// What this client keeps of one conversation beside the history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Local {
+    /// When the conversation was last active: the server's acceptance time in epoch ms, or a
+    /// step past the latest one seen for what happened only here. The list is sorted by it.
+    activity: i64,
+    /// Ours until numbered, and received ones without a seq, in the order they happened.
+    pending: Vec<Pending>,
+    /// Messages received without a seq while the conversation was not open (the history's
+    /// unread count covers numbered ones).
+    unread_unsequenced: usize,
+    earlier: EarlierFetch,
+    /// Pages of earlier messages loaded by [`ChatState::begin_backfill`].
+    backfilled: u32,
+    /// The thread shows the history from this seq on: a catch-up that skipped messages (more
+    /// than the session catches up at once) leaves a hole below it, filled only by loading
+    /// earlier messages.
+    shown_from: u64,
 }
 
 /// The state of the chat screen.
@@ -184,9 +153,11 @@ pub fn check_outgoing(me: &UserId, message: &Outgoing) -> Result<(), ComposeErro
 pub struct ChatState {
     me: Option<UserId>,
     connection: ConnectionStatus,
-    /// Most recently active first.
-    conversations: Vec<Conversation>,
+    history: HistoryView,
+    locals: BTreeMap<UserId, Local>,
     selected: Option<UserId>,
+    /// The latest activity of any conversation.
+    latest: i64,
     next_id: u64,
 }
 
@@ -207,13 +178,65 @@ impl ChatState {
     }
 
     /// Every conversation, most recently active first.
-    pub fn conversations(&self) -> &[Conversation] {
-        &self.conversations
+    pub fn conversations(&self) -> Vec<Conversation> {
+        let mut peers: Vec<(&UserId, &Local)> = self.locals.iter().collect();
+        peers.sort_by(|(a, la), (b, lb)| lb.activity.cmp(&la.activity).then(a.cmp(b)));
+        peers
+            .into_iter()
+            .map(|(peer, _)| Conversation {
+                peer: peer.clone(),
+                last: self.last(peer),
+                unread: self.unread(peer),
+            })
+            .collect()
     }
 
-    /// The conversation with `peer`, if there is one.
-    pub fn conversation(&self, peer: &UserId) -> Option<&Conversation> {
-        self.conversations.iter().find(|c| &c.peer == peer)
+    /// Whether there is a conversation with `peer`.
+    pub fn has_conversation(&self, peer: &UserId) -> bool {
+        self.locals.contains_key(peer)
+    }
+
+    /// The thread with `peer`, oldest first: its history, then what only this client knows.
+    pub fn thread(&self, peer: &UserId) -> Vec<ChatMessage> {
+        let Some(local) = self.locals.get(peer) else {
+            return Vec::new();
+        };
+        let mut thread: Vec<ChatMessage> = self
+            .shown_history(peer, local)
+            .map(|(seq, m)| self.history_line(*seq, m))
+            .collect();
+        thread.extend(local.pending.iter().map(|p| self.pending_line(p)));
+        thread
+    }
+
+    /// The last message of the thread with `peer`.
+    pub fn last(&self, peer: &UserId) -> Option<ChatMessage> {
+        let local = self.locals.get(peer)?;
+        if let Some(pending) = local.pending.last() {
+            return Some(self.pending_line(pending));
+        }
+        self.shown_history(peer, local)
+            .next_back()
+            .map(|(seq, m)| self.history_line(*seq, m))
+    }
+
+    /// Messages of the conversation with `peer` the user has not read: 0 while it is open.
+    pub fn unread(&self, peer: &UserId) -> usize {
+        if self.selected.as_ref() == Some(peer) {
+            return 0;
+        }
+        let numbered = self
+            .history
+            .conversation(peer)
+            .and_then(|c| c.info.as_ref())
+            .map_or(0, |info| usize::try_from(info.unread).unwrap_or(usize::MAX));
+        let unsequenced = self.locals.get(peer).map_or(0, |l| l.unread_unsequenced);
+        numbered.saturating_add(unsequenced)
+    }
+
+    /// Unread messages over all conversations.
+    pub fn total_unread(&self) -> usize {
+        self.locals.keys().map(|peer| self.unread(peer)).sum()
     }
 
     /// The peer whose thread is open.
@@ -221,17 +244,86 @@ impl ChatState {
         self.selected.as_ref()
     }
 
-    /// Unread messages over all conversations.
-    pub fn total_unread(&self) -> usize {
-        self.conversations.iter().map(|c| c.unread).sum()
+    /// Whether the thread with `peer` has earlier messages to load.
+    pub fn earlier(&self, peer: &UserId) -> Earlier {
+        let Some(local) = self.locals.get(peer) else {
+            return Earlier::None;
+        };
+        match local.earlier {
+            EarlierFetch::Loading => Earlier::Loading,
+            EarlierFetch::Exhausted => Earlier::None,
+            EarlierFetch::Idle => match self.shown_history(peer, local).next() {
+                Some((&before, _)) if before > 1 => Earlier::Available { before },
+                _ => Earlier::None,
+            },
+        }
+    }
+
+    /// The user asked for earlier messages of the thread with `peer`: returns the seq to
+    /// load before (and marks the thread loading), or `None` when there is nothing to load
+    /// or a page is already on its way.
+    pub fn begin_earlier(&mut self, peer: &UserId) -> Option<u64> {
+        let Earlier::Available { before } = self.earlier(peer) else {
+            return None;
+        };
+        self.locals.get_mut(peer)?.earlier = EarlierFetch::Loading;
+        Some(before)
+    }
+
+    /// Earlier messages the open thread should load by itself: when it shows messages the
+    /// history has not numbered for it (ours acknowledged without a seq, received ones
+    /// without one) that the session's catch-up did not reach, because more than it catches
+    /// up with at once came after them (a replay of many stored messages, a burst of replies
+    /// to a conversation's first message). The page before the first message shown usually
+    /// holds them; at most [`BACKFILL_PAGES`] are loaded so.
+    pub fn backfill_due(&self) -> Option<(UserId, u64)> {
+        if self.connection != ConnectionStatus::Online {
+            return None;
+        }
+        let peer = self.selected.as_ref()?;
+        let local = self.locals.get(peer)?;
+        let waiting = local
+            .pending
+            .iter()
+            .any(|p| p.fp.is_some() && p.delivery != Some(Delivery::Sending));
+        if !waiting || local.backfilled >= BACKFILL_PAGES {
+            return None;
+        }
+        match self.earlier(peer) {
+            Earlier::Available { before } => Some((peer.clone(), before)),
+            _ => None,
+        }
+    }
+
+    /// Starts loading a page of earlier messages for [`backfill_due`](Self::backfill_due):
+    /// returns the seq to load before.
+    pub fn begin_backfill(&mut self, peer: &UserId) -> Option<u64> {
+        let before = self.begin_earlier(peer)?;
+        self.local(peer).backfilled += 1;
+        Some(before)
+    }
+
+    /// The read position to tell the server: the open conversation's newest message shown,
+    /// when the server's read position is behind it and the session is online.
+    pub fn read_due(&self) -> Option<(UserId, u64)> {
+        if self.connection != ConnectionStatus::Online {
+            return None;
+        }
+        let peer = self.selected.as_ref()?;
+        let local = self.locals.get(peer)?;
+        let info = self.history.conversation(peer)?.info.as_ref()?;
+        let (&newest_shown, _) = self.shown_history(peer, local).next_back()?;
+        (newest_shown > info.read).then(|| (peer.clone(), newest_shown))
     }
 
     /// Starts a session for `me`. Conversations are kept when the same user logs in again
     /// (after a kickout or a refused login) and dropped when someone else does.
     pub fn begin_login(&mut self, me: UserId) {
         if self.me.as_ref() != Some(&me) {
-            self.conversations.clear();
+            self.history = HistoryView::new();
+            self.locals.clear();
             self.selected = None;
+            self.latest = 0;
         }
         self.me = Some(me);
         self.connection = ConnectionStatus::Connecting;
@@ -239,8 +331,10 @@ impl ChatState {
 
     /// Opens the thread with `peer`, creating the conversation if needed, and marks it read.
     pub fn select(&mut self, peer: UserId) {
-        let index = self.index_or_insert(&peer, false);
-        self.conversations[index].unread = 0;
+        self.locals
+            .entry(peer.clone())
+            .or_default()
+            .unread_unsequenced = 0;
         self.selected = Some(peer);
     }
 
@@ -260,11 +354,14 @@ impl ChatState {
     /// session's reports on its fingerprint, so the UI gives it one before sending.
     pub fn record_outgoing(&mut self, outgoing: &Outgoing) -> MessageId {
         let id = self.fresh_id();
-        let index = self.index_or_insert(&outgoing.to, true);
-        self.conversations[index].messages.push(ChatMessage {
+        let from = self.me.clone().unwrap_or_default();
+        let activity = self.step();
+        let local = self.locals.entry(outgoing.to.clone()).or_default();
+        local.activity = activity;
+        local.pending.push(Pending {
             id,
+            from,
             fp: outgoing.fp.clone(),
-            author: Author::Me,
             text: outgoing.content.clone(),
             delivery: Some(Delivery::Sending),
         });
@@ -274,16 +371,14 @@ impl ChatState {
     /// Puts a lost message back to `Sending` and returns what to send again, under the same
     /// fingerprint (a receiver that did get the first copy then drops the second).
     pub fn retry(&mut self, id: MessageId) -> Option<Outgoing> {
-        self.conversations.iter_mut().find_map(|conversation| {
-            let message = conversation.messages.iter_mut().find(|m| m.id == id)?;
+        self.locals.iter_mut().find_map(|(peer, local)| {
+            let message = local.pending.iter_mut().find(|m| m.id == id)?;
             if message.delivery != Some(Delivery::Lost) {
                 return None;
             }
             let fp = message.fp.clone()?;
             message.delivery = Some(Delivery::Sending);
-            Some(
-                Outgoing::new(conversation.peer.clone(), message.text.clone()).with_fingerprint(fp),
-            )
+            Some(Outgoing::new(peer.clone(), message.text.clone()).with_fingerprint(fp))
         })
     }
 
@@ -302,56 +397,194 @@ impl ChatState {
                 if !self.connection.is_final() {
                     self.connection = ConnectionStatus::Reconnecting;
                 }
+                // The session forgets requests in flight when the link goes.
+                self.stop_loading_earlier();
             }
             SessionUpdate::KickedOut { code, reason } => {
                 self.connection = ConnectionStatus::KickedOut { code, reason };
                 self.give_up_pending();
+                self.stop_loading_earlier();
             }
             SessionUpdate::Ended => {
                 if !self.connection.is_final() {
                     self.connection = ConnectionStatus::LoggedOut;
                 }
                 self.give_up_pending();
+                self.stop_loading_earlier();
             }
-            SessionUpdate::Received { from, fp, text } => self.receive(from, fp, text),
+            SessionUpdate::Received(message) => self.receive(message),
             SessionUpdate::Delivered(fp) => self.set_delivery(&fp, Delivery::Delivered),
             SessionUpdate::Lost(fp) => self.set_delivery(&fp, Delivery::Lost),
+            SessionUpdate::History(event) => self.history_event(event),
+            SessionUpdate::EarlierUnavailable(peer) => {
+                if let Some(local) = self.locals.get_mut(&peer)
+                    && local.earlier == EarlierFetch::Loading
+                {
+                    local.earlier = EarlierFetch::Idle;
+                }
+            }
         }
     }
 
-    fn receive(&mut self, from: UserId, fp: Option<Fingerprint>, text: String) {
-        let author = if from.is_server() {
-            Author::Server
-        } else {
-            Author::Peer
-        };
-        // The session delivers each QoS message once, across reconnects too, but only while
-        // it remembers the fingerprint: for its dedup lifetime (10 to 15 minutes, §6.3), and
-        // not into a new session after a logout or kickout. The conversation keeps messages
-        // longer than that, and a sender's retry of a message reported lost (same fingerprint,
-        // see `retry`) may come later, so a copy of a message already shown is dropped here.
-        if let (Some(fp), Some(conversation)) = (&fp, self.conversation(&from)) {
-            let seen = conversation
-                .messages
-                .iter()
-                .any(|m| m.author == author && m.fp.as_ref() == Some(fp));
-            if seen {
-                return;
+    fn receive(&mut self, message: ReceivedMessage) {
+        let open = self.selected.as_ref() == Some(&message.from);
+        let learned = self
+            .history
+            .apply(&ClientEvent::MessageReceived(message.clone()));
+        let peer = message.from;
+        self.locals.entry(peer.clone()).or_default();
+        for learned in learned {
+            match learned {
+                Learned::Unsequenced { message, .. } => {
+                    let id = self.fresh_id();
+                    let activity = self.step();
+                    let local = self.local(&peer);
+                    local.activity = activity;
+                    local.pending.push(Pending {
+                        id,
+                        from: message.from,
+                        fp: message.fp,
+                        text: message.content,
+                        delivery: None,
+                    });
+                    if !open {
+                        local.unread_unsequenced += 1;
+                    }
+                }
+                Learned::Message { message, .. } => {
+                    self.saw_at(&peer, message.at);
+                    self.numbered(&peer, std::slice::from_ref(&message));
+                }
             }
         }
-        let id = self.fresh_id();
-        let open = self.selected.as_ref() == Some(&from);
-        let index = self.index_or_insert(&from, true);
-        let conversation = &mut self.conversations[index];
-        conversation.messages.push(ChatMessage {
-            id,
-            fp,
-            author,
-            text,
-            delivery: None,
+    }
+
+    fn history_event(&mut self, event: HistoryEvent) {
+        match &event {
+            HistoryEvent::Conversations { conversations, .. } => {
+                for info in conversations {
+                    self.saw_at(&info.peer, info.at);
+                }
+            }
+            HistoryEvent::Updated(info) => self.saw_at(&info.peer, info.at),
+            HistoryEvent::Reset { .. } => {
+                for local in self.locals.values_mut() {
+                    local.shown_from = 0;
+                    local.earlier = EarlierFetch::Idle;
+                }
+            }
+            HistoryEvent::Page {
+                peer,
+                from,
+                through,
+                messages,
+                older,
+                more,
+            } => {
+                let newest_known = self
+                    .history
+                    .conversation(peer)
+                    .and_then(|c| c.messages.keys().next_back().copied());
+                let local = self.local(peer);
+                if *older {
+                    local.earlier = if *more {
+                        EarlierFetch::Idle
+                    } else {
+                        EarlierFetch::Exhausted
+                    };
+                    if through.saturating_add(1) >= local.shown_from {
+                        local.shown_from = local.shown_from.min(*from);
+                    }
+                } else if newest_known.is_some_and(|newest| *from > newest + 1) {
+                    // The session skipped what it does not catch up with at once: show the
+                    // newest run, and let "load earlier" fill in below it.
+                    local.shown_from = *from;
+                    local.earlier = EarlierFetch::Idle;
+                }
+                if let Some(last) = messages.last() {
+                    self.saw_at(peer, last.at);
+                }
+                self.numbered(peer, messages);
+            }
+            HistoryEvent::Sent { peer, message } => {
+                self.saw_at(peer, message.at);
+                self.numbered(peer, std::slice::from_ref(message));
+            }
+            HistoryEvent::Unavailable => {
+                log::info!("the server keeps no history: this client remembers this page only");
+            }
+        }
+        self.history.apply(&ClientEvent::History(event));
+    }
+
+    /// `messages` now have their place in the history: the copies kept beside it go (ours
+    /// waiting to be numbered, received ones without a seq).
+    fn numbered(&mut self, peer: &UserId, messages: &[HistoryMessage]) {
+        let open = self.selected.as_ref() == Some(peer);
+        let local = self.local(peer);
+        let mut counted = 0;
+        local.pending.retain(|pending| {
+            let Some(fp) = &pending.fp else {
+                return true;
+            };
+            let found = messages
+                .iter()
+                .any(|m| m.from == pending.from && m.fp.as_ref() == Some(fp));
+            if found && pending.delivery.is_none() {
+                counted += 1;
+            }
+            !found
         });
+        // The history's unread count includes them now.
         if !open {
-            conversation.unread += 1;
+            local.unread_unsequenced = local.unread_unsequenced.saturating_sub(counted);
+        }
+    }
+
+    /// The history's messages the thread with `peer` shows, by seq.
+    fn shown_history(
+        &self,
+        peer: &UserId,
+        local: &Local,
+    ) -> impl DoubleEndedIterator<Item = (&u64, &HistoryMessage)> {
+        let from = local.shown_from;
+        self.history
+            .conversation(peer)
+            .into_iter()
+            .flat_map(move |c| c.messages.range(from..))
+    }
+
+    fn author(&self, from: &UserId) -> Author {
+        if from.is_server() {
+            Author::Server
+        } else if self.me.as_ref() == Some(from) {
+            Author::Me
+        } else {
+            Author::Peer
+        }
+    }
+
+    fn history_line(&self, seq: u64, message: &HistoryMessage) -> ChatMessage {
+        let author = self.author(&message.from);
+        ChatMessage {
+            key: MessageKey::Seq(seq),
+            fp: message.fp.clone(),
+            author,
+            text: message
+                .content
+                .clone()
+                .unwrap_or_else(|| "(this message is too large to show here)".to_owned()),
+            delivery: (author == Author::Me).then_some(Delivery::Delivered),
+        }
+    }
+
+    fn pending_line(&self, pending: &Pending) -> ChatMessage {
+        ChatMessage {
+            key: MessageKey::Local(pending.id),
+            fp: pending.fp.clone(),
+            author: self.author(&pending.from),
+            text: pending.text.clone(),
+            delivery: pending.delivery,
         }
     }
 
@@ -360,10 +593,10 @@ impl ChatState {
     /// "lost" never overrides "delivered".
     fn set_delivery(&mut self, fp: &Fingerprint, delivery: Delivery) {
         let message = self
-            .conversations
-            .iter_mut()
-            .flat_map(|c| c.messages.iter_mut())
-            .find(|m| m.author == Author::Me && m.fp.as_ref() == Some(fp));
+            .locals
+            .values_mut()
+            .flat_map(|l| l.pending.iter_mut())
+            .find(|m| m.delivery.is_some() && m.fp.as_ref() == Some(fp));
         if let Some(message) = message
             && message.delivery != Some(Delivery::Delivered)
         {
@@ -374,293 +607,43 @@ impl ChatState {
     /// After a kickout or logout the session drops its retransmission queue, so nothing still
     /// `Sending` will ever be resolved: show those messages as lost, never silently dropped.
     fn give_up_pending(&mut self) {
-        for message in self
-            .conversations
-            .iter_mut()
-            .flat_map(|c| c.messages.iter_mut())
-        {
+        for message in self.locals.values_mut().flat_map(|l| l.pending.iter_mut()) {
             if message.delivery == Some(Delivery::Sending) {
                 message.delivery = Some(Delivery::Lost);
             }
         }
     }
 
+    fn stop_loading_earlier(&mut self) {
+        for local in self.locals.values_mut() {
+            if local.earlier == EarlierFetch::Loading {
+                local.earlier = EarlierFetch::Idle;
+            }
+        }
+    }
+
+    fn local(&mut self, peer: &UserId) -> &mut Local {
+        self.locals.entry(peer.clone()).or_default()
+    }
+
+    /// The conversation with `peer` was active at `at` (the server's clock).
+    fn saw_at(&mut self, peer: &UserId, at: i64) {
+        self.latest = self.latest.max(at);
+        let local = self.local(peer);
+        local.activity = local.activity.max(at);
+    }
+
+    /// An activity time for something that happens here and now: past every one seen.
+    fn step(&mut self) -> i64 {
+        self.latest += 1;
+        self.latest
+    }
+
     fn fresh_id(&mut self) -> MessageId {
         self.next_id += 1;
         MessageId(self.next_id)
     }
-
-    /// The index of `peer`'s conversation, created if missing; with `bump` it moves to the top
-    /// of the list (new activity).
-    fn index_or_insert(&mut self, peer: &UserId, bump: bool) -> usize {
-        match self.conversations.iter().position(|c| &c.peer == peer) {
-            Some(0) => 0,
-            Some(index) if bump => {
-                let conversation = self.conversations.remove(index);
-                self.conversations.insert(0, conversation);
-                0
-            }
-            Some(index) => index,
-            None if bump => {
-                self.conversations
-                    .insert(0, Conversation::new(peer.clone()));
-                0
-            }
-            None => {
-                self.conversations.push(Conversation::new(peer.clone()));
-                self.conversations.len() - 1
-            }
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fp(n: u128) -> Fingerprint {
-        Fingerprint::from_random(n)
-    }
-
-    fn logged_in(me: &str) -> ChatState {
-        let mut state = ChatState::new();
-        state.begin_login(UserId::from(me));
-        state.apply(SessionUpdate::LoggedIn);
-        state
-    }
-
-    fn send(state: &mut ChatState, to: &str, text: &str, n: u128) -> MessageId {
-        state.record_outgoing(&Outgoing::new(to, text).with_fingerprint(fp(n)))
-    }
-
-    fn received(from: &str, n: Option<u128>, text: &str) -> SessionUpdate {
-        SessionUpdate::Received {
-            from: UserId::from(from),
-            fp: n.map(fp),
-            text: text.to_owned(),
-        }
-    }
-
-    fn delivery_of(state: &ChatState, peer: &str, id: MessageId) -> Option<Delivery> {
-        state
-            .conversation(&UserId::from(peer))
-            .and_then(|c| c.messages.iter().find(|m| m.id == id))
-            .and_then(|m| m.delivery)
-    }
-
-    #[test]
-    fn sent_message_goes_from_sending_to_delivered() {
-        let mut state = logged_in("alice");
-        let id = send(&mut state, "bob", "hi", 1);
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
-        state.apply(SessionUpdate::Delivered(fp(1)));
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Delivered));
-    }
-
-    #[test]
-    fn late_ack_after_lost_marks_delivered_but_late_lost_never_undelivers() {
-        let mut state = logged_in("alice");
-        let lost_then_acked = send(&mut state, "bob", "one", 1);
-        let acked_then_lost = send(&mut state, "bob", "two", 2);
-        state.apply(SessionUpdate::Lost(fp(1)));
-        state.apply(SessionUpdate::Delivered(fp(1)));
-        state.apply(SessionUpdate::Delivered(fp(2)));
-        state.apply(SessionUpdate::Lost(fp(2)));
-        assert_eq!(
-            delivery_of(&state, "bob", lost_then_acked),
-            Some(Delivery::Delivered)
-        );
-        assert_eq!(
-            delivery_of(&state, "bob", acked_then_lost),
-            Some(Delivery::Delivered)
-        );
-    }
-
-    #[test]
-    fn retry_resends_a_lost_message_under_the_same_fingerprint() {
-        let mut state = logged_in("alice");
-        let id = send(&mut state, "bob", "again", 9);
-        assert_eq!(state.retry(id), None, "only lost messages can be retried");
-        state.apply(SessionUpdate::Lost(fp(9)));
-        let again = state.retry(id).expect("a lost message can be retried");
-        assert_eq!(again, Outgoing::new("bob", "again").with_fingerprint(fp(9)));
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
-    }
-
-    /// Copies the session drops never get here; this is a later one it has forgotten (a
-    /// retry after its dedup lifetime, or after a new login).
-    #[test]
-    fn a_message_already_in_the_conversation_appears_once() {
-        let mut state = logged_in("bob");
-        state.apply(received("alice", Some(5), "hello"));
-        state.apply(received("alice", Some(5), "hello"));
-        let conversation = state.conversation(&UserId::from("alice")).unwrap();
-        assert_eq!(conversation.messages.len(), 1);
-        assert_eq!(conversation.unread, 1);
-    }
-
-    #[test]
-    fn messages_without_qos_are_never_merged() {
-        let mut state = logged_in("bob");
-        state.apply(received("alice", None, "ping"));
-        state.apply(received("alice", None, "ping"));
-        assert_eq!(
-            state
-                .conversation(&UserId::from("alice"))
-                .unwrap()
-                .messages
-                .len(),
-            2
-        );
-    }
-
-    #[test]
-    fn unread_counts_only_closed_conversations_and_clear_on_open() {
-        let mut state = logged_in("bob");
-        state.select(UserId::from("alice"));
-        state.apply(received("alice", Some(1), "seen at once"));
-        state.apply(received("carol", Some(2), "waits"));
-        state.apply(received("carol", Some(3), "waits more"));
-        assert_eq!(
-            state.conversation(&UserId::from("alice")).unwrap().unread,
-            0
-        );
-        assert_eq!(state.total_unread(), 2);
-        state.select(UserId::from("carol"));
-        assert_eq!(state.total_unread(), 0);
-    }
-
-    #[test]
-    fn most_recent_conversation_comes_first() {
-        let mut state = logged_in("bob");
-        state.apply(received("alice", Some(1), "a"));
-        state.apply(received("carol", Some(2), "c"));
-        let peers: Vec<_> = state
-            .conversations()
-            .iter()
-            .map(|c| c.peer.to_string())
-            .collect();
-        assert_eq!(peers, ["carol", "alice"]);
-        send(&mut state, "alice", "back to you", 3);
-        assert_eq!(state.conversations()[0].peer, UserId::from("alice"));
-    }
-
-    #[test]
-    fn server_messages_are_system_messages() {
-        let mut state = logged_in("bob");
-        state.apply(received("0", Some(1), "maintenance at noon"));
-        let conversation = state.conversation(&UserId::server()).unwrap();
-        assert_eq!(conversation.title(), "System");
-        assert_eq!(conversation.messages[0].author, Author::Server);
-    }
-
-    #[test]
-    fn conversations_survive_a_reconnect() {
-        let mut state = logged_in("alice");
-        let id = send(&mut state, "bob", "before", 1);
-        state.apply(SessionUpdate::LinkLost);
-        assert_eq!(state.connection(), &ConnectionStatus::Reconnecting);
-        state.apply(SessionUpdate::LoggedIn);
-        assert_eq!(state.connection(), &ConnectionStatus::Online);
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Sending));
-        state.apply(SessionUpdate::Delivered(fp(1)));
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Delivered));
-    }
-
-    #[test]
-    fn kickout_marks_pending_messages_lost_and_is_not_undone_by_link_loss() {
-        let mut state = logged_in("alice");
-        let id = send(&mut state, "bob", "in flight", 1);
-        state.apply(SessionUpdate::KickedOut {
-            code: 1,
-            reason: None,
-        });
-        state.apply(SessionUpdate::LinkLost);
-        assert_eq!(state.connection().key(), "kicked-out");
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Lost));
-    }
-
-    #[test]
-    fn kickout_survives_the_session_ending_until_the_user_leaves() {
-        let mut state = logged_in("alice");
-        state.apply(SessionUpdate::KickedOut {
-            code: 1,
-            reason: None,
-        });
-        state.apply(SessionUpdate::Ended);
-        assert_eq!(state.connection().describe(), "You logged in elsewhere");
-        state.leave();
-        assert_eq!(state.connection(), &ConnectionStatus::LoggedOut);
-    }
-
-    #[test]
-    fn refused_first_login_ends_but_refused_relogin_keeps_reconnecting() {
-        let mut state = ChatState::new();
-        state.begin_login(UserId::from("alice"));
-        state.apply(SessionUpdate::LoginRefused { code: 1025 });
-        state.apply(SessionUpdate::Ended);
-        assert_eq!(
-            state.connection(),
-            &ConnectionStatus::LoginRefused { code: 1025 }
-        );
-
-        let mut state = logged_in("alice");
-        state.apply(SessionUpdate::LinkLost);
-        state.apply(SessionUpdate::LoginRefused { code: 1025 });
-        assert_eq!(state.connection(), &ConnectionStatus::Reconnecting);
-    }
-
-    #[test]
-    fn logout_gives_up_on_pending_messages() {
-        let mut state = logged_in("alice");
-        let id = send(&mut state, "bob", "unsent", 1);
-        state.apply(SessionUpdate::Ended);
-        assert_eq!(state.connection(), &ConnectionStatus::LoggedOut);
-        assert_eq!(delivery_of(&state, "bob", id), Some(Delivery::Lost));
-    }
-
-    #[test]
-    fn same_user_keeps_history_other_user_starts_clean() {
-        let mut state = logged_in("alice");
-        send(&mut state, "bob", "mine", 1);
-        state.apply(SessionUpdate::Ended);
-        state.begin_login(UserId::from("alice"));
-        assert_eq!(state.conversations().len(), 1);
-        state.begin_login(UserId::from("mallory"));
-        assert!(state.conversations().is_empty());
-    }
-
-    #[test]
-    fn unicode_and_emoji_are_kept_verbatim() {
-        let mut state = logged_in("alice");
-        state.apply(received("bob", Some(1), "你好 👋🏽 <b>&'"));
-        assert_eq!(
-            state.conversation(&UserId::from("bob")).unwrap().messages[0].text,
-            "你好 👋🏽 <b>&'"
-        );
-    }
-
-    #[test]
-    fn outgoing_text_must_fit_one_frame() {
-        let me = UserId::from("alice");
-        let to_bob = |text: &str| Outgoing::new("bob", text).with_fingerprint(fp(1));
-        assert_eq!(
-            check_outgoing(&me, &to_bob("  \n")),
-            Err(ComposeError::Empty)
-        );
-        assert_eq!(check_outgoing(&me, &to_bob("你好 👋")), Ok(()));
-        // '<' is escaped to six bytes by the Gson-compatible encoder.
-        let angle_brackets = "<".repeat(SERVER_WS_MAX_FRAME / 6);
-        assert!(matches!(
-            check_outgoing(&me, &to_bob(&angle_brackets)),
-            Err(ComposeError::TooLong(PacketTooLarge {
-                max: SERVER_WS_MAX_FRAME,
-                ..
-            }))
-        ));
-        assert_eq!(
-            check_outgoing(&me, &Outgoing::new("", "x")),
-            Err(ComposeError::BadPeer(String::new()))
-        );
-    }
-}
+mod tests;
