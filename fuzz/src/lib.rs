@@ -12,6 +12,8 @@
 //! - [`clock`]: a clock that only moves forward, by amounts taken from the input.
 //! - [`session_input`]: the operations that drive a client session, decoded from the input
 //!   with `arbitrary`.
+//! - [`server_input`]: the operations that drive the server's protocol core: peers on each
+//!   transport, hostile packets, the application's pushes and kicks, time.
 //! - [`seeds`]: the seed corpus of each target, written to `fuzz/seeds/` by
 //!   `cargo run --example seeds`.
 //!
@@ -22,4 +24,5 @@
 pub mod clock;
 pub mod samples;
 pub mod seeds;
+pub mod server_input;
 pub mod session_input;

@@ -152,4 +152,10 @@ impl ServerHandle {
     pub fn queued_bytes(&self) -> usize {
         self.core.queued.bytes()
     }
+
+    /// Client → server fingerprints the de-duplication window remembers, and the bytes it
+    /// counts for them (at most the `dedup` configuration's `capacity` and `max_bytes`).
+    pub fn c2s_window(&self) -> (usize, usize) {
+        self.core.c2s_window()
+    }
 }
