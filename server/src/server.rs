@@ -147,7 +147,6 @@ impl Bound {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let services = TaskTracker::new();
-        let sessions = Arc::new(udp::UdpSessions::default());
 
         services.spawn(core::run_retransmission(self.core.clone(), token.clone()));
         if let Some(listener) = self.tcp {
@@ -165,7 +164,6 @@ impl Bound {
             services.spawn(udp::serve(
                 socket,
                 self.core.clone(),
-                sessions,
                 token.clone(),
                 tracker.clone(),
             ));
