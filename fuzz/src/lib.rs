@@ -18,6 +18,8 @@
 //!   in-memory pipes and a manual clock, with the checks of its invariants.
 //! - [`udp_input`]: the operations of the UDP path: datagrams from many addresses, some
 //!   over the inbound limit.
+//! - [`ws_input`]: WebSocket frames field by field, their encoding, and a model of what the
+//!   gateway must make of them.
 //! - [`seeds`]: the seed corpus of each target, written to `fuzz/seeds/` by
 //!   `cargo run --example seeds`.
 //!
@@ -32,3 +34,4 @@ pub mod server_harness;
 pub mod server_input;
 pub mod session_input;
 pub mod udp_input;
+pub mod ws_input;

@@ -4,7 +4,8 @@
 //!
 //! - [`tcp`]: length-prefixed frames (§3.1).
 //! - [`udp`]: one packet per datagram, pseudo-sessions keyed by address (§3.2).
-//! - [`ws`]: one packet per WebSocket text frame at `/websocket` (§3.3).
+//! - [`ws`]: one packet per WebSocket text frame at `/websocket` (§3.3); [`ws_message`]:
+//!   what each message means for its session, without the socket.
 //! - [`memory`]: an in-memory pipe for tests and simulations.
 //! - [`driver`]: the one session loop every socket gateway runs.
 
@@ -13,3 +14,4 @@ pub(crate) mod memory;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod ws;
+pub(crate) mod ws_message;
