@@ -1,11 +1,13 @@
 //! Shared helpers for hongyan's end-to-end tests: a real server on loopback ports
 //! ([`TestServer`]), hooks that record what the server reports ([`RecordingHooks`]), and raw
-//! protocol peers on each transport ([`Peer`]) that send exactly the bytes a test chooses.
+//! protocol peers on each transport ([`Peer`]) that send exactly the bytes a test chooses;
+//! a fault proxy ([`proxy`]), the browser driver ([`browser`]) and the soak ([`soak`]).
 //!
 //! Every wait is bounded ([`WAIT`]), so a broken server fails a test instead of hanging it.
 
 pub mod browser;
 pub mod proxy;
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
