@@ -6,8 +6,9 @@ process, with medians: the numbers in docs/PERFORMANCE.md.
     bench/scripts/c2c-matrix.py target/release/hongyan 3 w16 -- --pairs 100 --window 16 --duration 8
 
 TRANSPORTS (default "tcp udp ws") picks transports; SERVER_WORKERS sets the server's worker
-threads (`hongyan serve --workers`, default: one per core); every run's JSON report is appended to
-$OUT_DIR/raw-NAME.jsonl (default /tmp) with the load average seen before it.
+threads (`hongyan serve --workers`, default: one per core); SERVER_ARGS adds arguments to
+`hongyan serve` (e.g. "--store off" against the default SQLite store); every run's JSON report is
+appended to $OUT_DIR/raw-NAME.jsonl (default /tmp) with the load average seen before it.
 """
 import json, os, statistics, subprocess, sys, time
 
@@ -16,13 +17,14 @@ extra = sys.argv[sys.argv.index('--') + 1:]
 transports = os.environ.get('TRANSPORTS', 'tcp udp ws').split()
 env = dict(os.environ, HONGYAN_LOG='warn')
 workers = ['--workers', os.environ['SERVER_WORKERS']] if os.environ.get('SERVER_WORKERS') else []
+workers += os.environ.get('SERVER_ARGS', '').split()
 raw = open(os.path.join(os.environ.get('OUT_DIR', '/tmp'), f'raw-{name}.jsonl'), 'a')
 addrs = ['--tcp', '127.0.0.1:18901', '--udp', '127.0.0.1:17901', '--ws', '127.0.0.1:13000']
 for t in transports:
     rows = []
     for _ in range(reps):
         srv = subprocess.Popen([B, 'serve', '--tcp-addr', '127.0.0.1:18901', '--udp-addr', '127.0.0.1:17901',
-                                '--http-addr', '127.0.0.1:13000', *workers],
+                                '--http-addr', '127.0.0.1:13000', '--limits-exempt', '127.0.0.0/8', *workers],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1)

@@ -7,7 +7,7 @@ set -euo pipefail
 B=$1; P=${2:-6}; N=${3:-16667}
 export HONGYAN_LOG=warn
 "$B" serve --tcp-addr off --http-addr off --udp-addr 127.0.0.1:17901 --udp-sense-mode MODE_30S \
-    --max-udp-sessions 200000 >/dev/null 2>&1 &
+    --max-udp-sessions 200000 --limits-exempt 127.0.0.0/8 >/dev/null 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null' EXIT
 sleep 1

@@ -25,10 +25,10 @@ const LOGIN_CONCURRENCY: usize = 256;
 /// Counters every peer updates, read by the progress line and the end-of-run check.
 pub(crate) struct Shared {
     pub(crate) base: Instant,
-    sending: AtomicBool,
+    pub(crate) sending: AtomicBool,
     pub(crate) sent: AtomicU64,
-    acked: AtomicU64,
-    reported_lost: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) reported_lost: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) duplicates: AtomicU64,
 }
@@ -37,8 +37,9 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-struct Sender {
-    to: String,
+/// Keeps `window` QoS messages in flight, to its receivers in turn.
+pub(crate) struct Sender {
+    to: Vec<String>,
     window: usize,
     size: usize,
     pacing: Option<Duration>,
@@ -52,6 +53,31 @@ struct Sender {
 }
 
 impl Sender {
+    /// A sender to `to` (in turn), `window` in flight, `size`-byte messages, `pacing` apart
+    /// from `next_send` on.
+    pub(crate) fn new(
+        to: Vec<String>,
+        window: usize,
+        size: usize,
+        pacing: Option<Duration>,
+        next_send: Instant,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            to,
+            window,
+            size,
+            pacing,
+            next_send,
+            shared,
+            in_flight: HashMap::new(),
+            seq: 0,
+            ack: micros_histogram(),
+            acked: 0,
+            lost: 0,
+        }
+    }
+
     fn content(&self, now: Instant) -> String {
         content(self.seq, self.shared.base, now, self.size)
     }
@@ -62,8 +88,9 @@ impl Sender {
             && self.next_send <= now
         {
             let content = self.content(now);
+            let to = &self.to[usize::try_from(self.seq).unwrap_or(0) % self.to.len()];
             let fp = session
-                .send(Outgoing::new(self.to.as_str(), content).with_typeu(0), now)
+                .send(Outgoing::new(to.as_str(), content).with_typeu(0), now)
                 .map_err(|e| Failure::Send(e.to_string()))?;
             self.in_flight.insert(fp, now);
             self.seq += 1;
@@ -219,6 +246,40 @@ pub(crate) fn content(seq: u64, base: Instant, now: Instant, size: usize) -> Str
     content
 }
 
+/// What the senders of a run sent, added up.
+pub(crate) struct Sent {
+    /// Messages sent (first transmissions).
+    pub(crate) sent: u64,
+    /// Messages acknowledged.
+    pub(crate) acked: u64,
+    /// Messages the senders' sessions reported lost.
+    pub(crate) reported_lost: u64,
+    /// Send to acknowledgement, microseconds.
+    pub(crate) ack: Histogram<u64>,
+}
+
+/// Waits for the senders and adds up what they sent; failed connections go into `failures`.
+pub(crate) async fn collect_senders(
+    mut sending: JoinSet<(Sender, Result<(), Failure>)>,
+    failures: &mut BTreeMap<String, usize>,
+) -> Sent {
+    let mut total = Sent {
+        sent: 0,
+        acked: 0,
+        reported_lost: 0,
+        ack: micros_histogram(),
+    };
+    while let Some(joined) = sending.join_next().await {
+        let Ok((role, result)) = joined else { continue };
+        failed_after_login(failures, result);
+        total.sent += role.seq;
+        total.acked += role.acked;
+        total.reported_lost += role.lost;
+        total.ack.add(&role.ack).expect("histograms share bounds");
+    }
+    total
+}
+
 /// Counts a connection that failed after its login.
 pub(crate) fn failed_after_login(
     failures: &mut BTreeMap<String, usize>,
@@ -355,21 +416,17 @@ pub(crate) async fn run(
     }
     let mut sending = JoinSet::new();
     for (i, mut peer) in senders {
-        let mut role = Sender {
-            to: format!("{prefix}r{i}"),
-            window: c2c.window,
-            size: c2c.size,
+        // Spread paced senders over one interval so they do not send in lockstep.
+        let next_send =
+            start + pacing.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / pairs as f64));
+        let mut role = Sender::new(
+            vec![format!("{prefix}r{i}")],
+            c2c.window,
+            c2c.size,
             pacing,
-            // Spread paced senders over one interval so they do not send in lockstep.
-            next_send: start
-                + pacing.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / pairs as f64)),
-            shared: shared.clone(),
-            in_flight: HashMap::new(),
-            seq: 0,
-            ack: micros_histogram(),
-            acked: 0,
-            lost: 0,
-        };
+            next_send,
+            shared.clone(),
+        );
         let stop = stop.clone();
         sending.spawn(async move {
             let result = peer.pump(&mut role, &stop, None).await;
@@ -410,16 +467,12 @@ pub(crate) async fn run(
     }
     stop.cancel();
 
-    let mut ack = micros_histogram();
-    let (mut sent, mut acked, mut reported_lost) = (0, 0, 0);
-    while let Some(joined) = sending.join_next().await {
-        let Ok((role, result)) = joined else { continue };
-        failed_after_login(&mut failures, result);
-        sent += role.seq;
-        acked += role.acked;
-        reported_lost += role.lost;
-        ack.add(&role.ack).expect("histograms share bounds");
-    }
+    let Sent {
+        sent,
+        acked,
+        reported_lost,
+        ack,
+    } = collect_senders(sending, &mut failures).await;
     let (delivered, delivery) =
         collect(receiving, "from an unexpected sender", &mut failures).await;
     let duration = c2c.duration as f64;

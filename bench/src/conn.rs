@@ -1,17 +1,62 @@
 //! One bare client connection: packet bodies in and out over TCP frames, UDP datagrams or
-//! WebSocket text frames, from a chosen loopback source address.
+//! WebSocket text frames, from a chosen loopback source address; TCP and WebSocket optionally
+//! in TLS.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use hongyan_client::tls::AcceptAnyCertificate;
 use hongyan_shared::{FrameCodec, Transport};
+use rustls::client::Resumption;
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::either::Either;
+
+/// A TCP connection, plain or in TLS (boxed: a client TLS connection is a kilobyte).
+pub(crate) type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// How a run's clients speak TLS: any certificate is accepted (the generator measures cost,
+/// not identity, and talks to loopback only), and every connection makes a full handshake
+/// (no resumption), as a crowd of devices reconnecting to a restarted server would.
+#[derive(Clone)]
+pub(crate) struct Tls(TlsConnector);
+
+impl Tls {
+    pub(crate) fn new() -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default TLS versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
+            .with_no_client_auth();
+        config.resumption = Resumption::disabled();
+        Self(TlsConnector::from(Arc::new(config)))
+    }
+
+    async fn connect(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ConnError> {
+        let name = ServerName::try_from("localhost").expect("a valid DNS name");
+        self.0
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ConnError::Handshake(format!("tls: {}", io_kind(&e))))
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
 
 /// Read buffer per connection: packets are a few hundred bytes.
 const READ_BUFFER: usize = 2048;
@@ -21,7 +66,7 @@ const READ_BUFFER: usize = 2048;
 pub(crate) enum ConnError {
     /// `connect` (or for UDP `bind`) failed.
     Connect(io::Error),
-    /// The WebSocket upgrade failed.
+    /// The TLS handshake or the WebSocket upgrade failed.
     Handshake(String),
     /// Reading or writing failed.
     Io(String),
@@ -34,7 +79,7 @@ impl ConnError {
     pub(crate) fn kind(&self) -> String {
         match self {
             Self::Connect(e) => format!("connect: {:?}", e.kind()),
-            Self::Handshake(e) => format!("websocket handshake: {e}"),
+            Self::Handshake(e) => format!("handshake: {e}"),
             Self::Io(e) => format!("io: {e}"),
             Self::Protocol(e) => format!("protocol: {e}"),
         }
@@ -43,7 +88,7 @@ impl ConnError {
 
 pub(crate) enum Conn {
     Tcp {
-        stream: TcpStream,
+        stream: Stream,
         read: BytesMut,
         write: BytesMut,
         codec: FrameCodec,
@@ -52,7 +97,7 @@ pub(crate) enum Conn {
         socket: UdpSocket,
         buf: Box<[u8]>,
     },
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Stream>>),
 }
 
 async fn tcp_from(source: Ipv4Addr, target: SocketAddr) -> Result<TcpStream, ConnError> {
@@ -91,10 +136,18 @@ impl Conn {
         transport: Transport,
         source: Ipv4Addr,
         target: SocketAddr,
+        tls: Option<&Tls>,
     ) -> Result<Self, ConnError> {
+        let stream = async || {
+            let tcp = tcp_from(source, target).await?;
+            Ok::<_, ConnError>(match tls {
+                Some(tls) => Either::Right(Box::new(tls.connect(tcp).await?)),
+                None => Either::Left(tcp),
+            })
+        };
         match transport {
             Transport::Tcp => Ok(Self::Tcp {
-                stream: tcp_from(source, target).await?,
+                stream: stream().await?,
                 read: BytesMut::with_capacity(READ_BUFFER),
                 write: BytesMut::new(),
                 codec: FrameCodec::default(),
@@ -110,17 +163,21 @@ impl Conn {
                 })
             }
             Transport::WebSocket => {
-                let stream = tcp_from(source, target).await?;
+                let stream = stream().await?;
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
                     .write_buffer_size(4096);
-                let url = format!("ws://{target}/websocket");
+                let scheme = if tls.is_some() { "wss" } else { "ws" };
+                let url = format!("{scheme}://{target}/websocket");
                 let (ws, _) =
                     tokio_tungstenite::client_async_with_config(url, stream, Some(config))
                         .await
                         .map_err(|e| ConnError::Handshake(e.to_string()))?;
                 Ok(Self::Ws(Box::new(ws)))
             }
+            Transport::Http => Err(ConnError::Handshake(
+                "hongyan bench has no client for HTTP sessions".into(),
+            )),
         }
     }
 
@@ -200,6 +257,11 @@ impl Conn {
                 if !write.is_empty() {
                     stream
                         .write_all(write)
+                        .await
+                        .map_err(|e| ConnError::Io(io_kind(&e)))?;
+                    // A TLS stream sends what it encrypted by the flush.
+                    stream
+                        .flush()
                         .await
                         .map_err(|e| ConnError::Io(io_kind(&e)))?;
                     write.clear();

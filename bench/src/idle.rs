@@ -101,7 +101,7 @@ pub(crate) async fn run(
                     failed.clone(),
                     logins.clone(),
                 );
-                let user = format!("{prefix}{i}");
+                let (user, dial) = (format!("{prefix}{i}"), dial.clone());
                 tasks.spawn(async move {
                     let begun = Instant::now();
                     let login = Peer::login(dial, source, &user, seed(i)).await;

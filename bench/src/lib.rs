@@ -20,6 +20,10 @@
 //!   CPU seconds per 10,000 delivered messages.
 //! - `s2c`: pushes through the server's HTTP API to R online receivers; reports pushes/s, the
 //!   API's answer time, delivery latency, duplicates, losses and CPU per 10,000 delivered.
+//! - `offline`: S senders with W QoS messages in flight each to R receivers who are offline
+//!   (so every message is stored before it is acknowledged), then the receivers log in and
+//!   drain; reports stored messages/s, replayed messages/s, the server's CPU per 10,000 in
+//!   each phase, and any message acknowledged but not delivered, or delivered twice.
 //!
 //! The crate is a library: [`measure`] runs [`BenchOptions`] and returns a [`Report`]; the
 //! `hongyan bench` command (`cli/`) parses the flags, spawns the in-process server for
@@ -30,7 +34,7 @@
 //! - `conn`: one bare connection (TCP frames, UDP datagrams, WebSocket text frames).
 //! - `peer`: the task that drives one [`ClientSession`](hongyan_shared::ClientSession) over a
 //!   connection, with its role in the scenario.
-//! - `idle`, `c2c`, `s2c`: the scenarios.
+//! - `idle`, `c2c`, `s2c`, `offline`: the scenarios.
 //! - `probe`: CPU and memory of the server and of the generator, from `/proc`.
 //! - [`report`]: what a run measured, as a table or JSON.
 //! - `target`: the server under test, running elsewhere or spawned in this process
@@ -40,6 +44,7 @@ mod c2c;
 mod conn;
 pub mod error;
 mod idle;
+mod offline;
 mod peer;
 mod probe;
 pub mod report;
@@ -80,6 +85,10 @@ pub struct BenchOptions {
     pub unbatched: bool,
     /// The server's admin token, for `s2c` (pushes through the HTTP API).
     pub api_token: Option<String>,
+    /// TLS to the TCP gateway (`tls://`) or the WebSocket gateway (`wss://`), and HTTPS to the
+    /// API. The server's certificate is not checked: the generator measures cost, not
+    /// identity, and talks to loopback only.
+    pub tls: bool,
 }
 
 /// What a run measures.
@@ -93,6 +102,9 @@ pub enum Scenario {
     /// Pushes through the HTTP API (`POST /api/messages`) to R online receivers: pushes/s, API
     /// and delivery latency, loss, server CPU per 10,000 delivered.
     S2c(S2cOptions),
+    /// Senders to offline receivers (stored), then the receivers log in and drain (replayed):
+    /// stored/s, replayed/s, server CPU per 10,000 in each phase.
+    Offline(OfflineOptions),
 }
 
 /// The `idle` scenario.
@@ -144,6 +156,25 @@ pub struct S2cOptions {
     pub login_timeout: u64,
 }
 
+/// The `offline` scenario.
+#[derive(Debug, Clone)]
+pub struct OfflineOptions {
+    /// Senders, logged in over the run's transport.
+    pub senders: usize,
+    /// Receivers, offline while the senders send; each sender sends to them in turn.
+    pub receivers: usize,
+    /// QoS messages in flight per sender (sent, not yet acknowledged).
+    pub window: usize,
+    /// Seconds of sending.
+    pub duration: u64,
+    /// Bytes of `dataContent` per message.
+    pub size: usize,
+    /// Seconds allowed for the last acknowledgements, and again for the receivers to drain.
+    pub drain: u64,
+    /// Seconds allowed for each group of logins.
+    pub login_timeout: u64,
+}
+
 /// Most connections one generator process opens (drive more from several processes).
 pub const MAX_CONNECTIONS: usize = 100_000;
 /// Longest a scenario's own phases may be set to, in seconds.
@@ -159,6 +190,9 @@ pub async fn measure(options: BenchOptions, server: ServerUnderTest) -> Result<R
         Scenario::Idle(idle) => idle::run(&options, idle, &target, limit, &progress).await,
         Scenario::C2c(c2c) => c2c::run(&options, c2c, &target, limit, &progress).await,
         Scenario::S2c(s2c) => s2c::run(&options, s2c, &target, limit, &progress).await,
+        Scenario::Offline(offline) => {
+            offline::run(&options, offline, &target, limit, &progress).await
+        }
     };
     progress.done();
     target.stop().await;
@@ -176,6 +210,9 @@ fn check_bounds(options: &BenchOptions, server: &ServerUnderTest) -> Result<(), 
             }
         }
     }
+    if options.tls && options.transport == Transport::Udp {
+        return refuse("UDP has no TLS".into());
+    }
     if !options.source_ip.is_loopback() {
         return refuse(format!(
             "source address {} is not in 127.0.0.0/8",
@@ -190,6 +227,10 @@ fn check_bounds(options: &BenchOptions, server: &ServerUnderTest) -> Result<(), 
         Scenario::C2c(a) => (a.pairs * 2, a.duration.max(a.drain).max(a.login_timeout)),
         Scenario::S2c(a) => (
             a.receivers + a.concurrency,
+            a.duration.max(a.drain).max(a.login_timeout),
+        ),
+        Scenario::Offline(a) => (
+            a.senders + a.receivers,
             a.duration.max(a.drain).max(a.login_timeout),
         ),
     };
@@ -211,6 +252,14 @@ fn check_bounds(options: &BenchOptions, server: &ServerUnderTest) -> Result<(), 
     {
         return refuse(
             "s2c needs receivers and concurrency, and --size between 40 and 4096 bytes".into(),
+        );
+    }
+    if let Scenario::Offline(a) = &options.scenario
+        && (a.senders == 0 || a.receivers == 0 || a.window == 0 || a.size < 40 || a.size > 4096)
+    {
+        return refuse(
+            "offline needs senders, receivers and a window, and --size between 40 and 4096 bytes"
+                .into(),
         );
     }
     Ok(())

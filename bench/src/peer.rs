@@ -11,7 +11,7 @@ use hongyan_shared::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Conn, ConnError};
+use crate::conn::{Conn, ConnError, Tls};
 
 /// Packets handled before the session's replies are written, when batching.
 const READ_BATCH: usize = 64;
@@ -23,7 +23,7 @@ const READ_BATCH: usize = 64;
 const DEDUP_WINDOW: usize = 1024;
 
 /// How every simulated client of a run connects and behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dial {
     pub(crate) transport: Transport,
     pub(crate) target: SocketAddr,
@@ -32,6 +32,8 @@ pub(crate) struct Dial {
     /// Handle everything already received before writing the replies (one write per burst);
     /// false writes after every packet, as the Java clients do.
     pub(crate) batch: bool,
+    /// TLS (TCP and WebSocket), if the run asks for it.
+    pub(crate) tls: Option<Tls>,
 }
 
 /// Why a simulated client failed; reports count failures by [`kind`](Self::kind).
@@ -90,10 +92,16 @@ pub(crate) struct Peer {
     session: ClientSession,
     scratch: Vec<u8>,
     read_batch: usize,
+    /// Messages that arrived while logging in (a server replays stored messages right after
+    /// the login response), for the role that pumps the peer next.
+    early: Vec<ClientEvent>,
 }
 
-/// Waits for the login's answer.
-struct Login;
+/// Waits for the login's answer, keeping messages that arrive with it.
+#[derive(Default)]
+struct Login {
+    early: Vec<ClientEvent>,
+}
 
 impl Role for Login {
     fn on_event(
@@ -106,6 +114,10 @@ impl Role for Login {
             ClientEvent::StateChanged(ConnectionState::Online) => Ok(true),
             ClientEvent::LoginResponse { code, .. } if code != 0 => {
                 Err(Failure::LoginRefused(code))
+            }
+            message @ ClientEvent::MessageReceived(_) => {
+                self.early.push(message);
+                Ok(false)
             }
             other => no_surprise(other).map(|()| false),
         }
@@ -145,7 +157,7 @@ impl Peer {
         while session.poll_transport().is_some() {}
         let conn = tokio::time::timeout_at(
             deadline.into(),
-            Conn::open(dial.transport, source, dial.target),
+            Conn::open(dial.transport, source, dial.target, dial.tls.as_ref()),
         )
         .await
         .map_err(|_| Failure::LoginTimeout)??;
@@ -155,9 +167,12 @@ impl Peer {
             session,
             scratch: Vec::with_capacity(512),
             read_batch: if dial.batch { READ_BATCH } else { 1 },
+            early: Vec::new(),
         };
-        peer.pump(&mut Login, &CancellationToken::new(), Some(deadline))
+        let mut login = Login::default();
+        peer.pump(&mut login, &CancellationToken::new(), Some(deadline))
             .await?;
+        peer.early = login.early;
         if peer.session.state() == ConnectionState::Online {
             Ok(peer)
         } else {
@@ -173,7 +188,13 @@ impl Peer {
         stop: &CancellationToken,
         deadline: Option<Instant>,
     ) -> Result<(), Failure> {
-        let far = Instant::now() + Duration::from_secs(3600);
+        let now = Instant::now();
+        for event in std::mem::take(&mut self.early) {
+            if role.on_event(event, &mut self.session, now)? {
+                return Ok(());
+            }
+        }
+        let far = now + Duration::from_secs(3600);
         let timer = tokio::time::sleep_until(far.into());
         tokio::pin!(timer);
         let mut armed = far;

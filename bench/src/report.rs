@@ -16,12 +16,14 @@ pub enum Report {
     C2c(C2cReport),
     /// `hongyan bench s2c`.
     S2c(S2cReport),
+    /// `hongyan bench offline`.
+    Offline(OfflineReport),
 }
 
 /// Facts every report carries.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
-    /// `tcp`, `udp` or `ws`.
+    /// `tcp`, `tls` (TCP in TLS), `udp`, `ws` or `wss`.
     pub transport: String,
     /// The address measured.
     pub target: String,
@@ -158,6 +160,52 @@ pub struct S2cReport {
     pub generator_cpu_s_per_10k: Option<f64>,
 }
 
+/// `hongyan bench offline`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfflineReport {
+    /// What was measured and how.
+    pub run: RunInfo,
+    /// Senders, logged in over the run's transport.
+    pub senders: usize,
+    /// Receivers, offline while the senders send, then logged in to drain.
+    pub receivers: usize,
+    /// QoS messages in flight per sender.
+    pub window: usize,
+    /// `dataContent` bytes per message.
+    pub size: usize,
+    /// Seconds of sending.
+    pub duration_s: f64,
+    /// Messages sent (first transmissions).
+    pub sent: u64,
+    /// Messages the server acknowledged: each one stored (committed) first.
+    pub stored: u64,
+    /// Acknowledged (stored) messages per second, from the first send until every message
+    /// was settled.
+    pub stored_per_s: f64,
+    /// Messages the senders' sessions reported lost (the store refused or failed them).
+    pub reported_lost: u64,
+    /// Send to acknowledgement (the store's commit included), milliseconds.
+    pub ack_latency_ms: Latency,
+    /// CPU while storing.
+    pub store_cpu: CpuUse,
+    /// Server CPU seconds per 10,000 messages stored.
+    pub server_cpu_s_per_10k_stored: Option<f64>,
+    /// Distinct stored messages the receivers got.
+    pub replayed: u64,
+    /// Replayed messages per second, from the first receiver's login to the last delivery.
+    pub replayed_per_s: f64,
+    /// CPU while the receivers logged in and drained.
+    pub replay_cpu: CpuUse,
+    /// Server CPU seconds per 10,000 messages replayed (their logins included).
+    pub server_cpu_s_per_10k_replayed: Option<f64>,
+    /// Messages a receiver got more than once (anything here is a bug).
+    pub duplicates: u64,
+    /// Acknowledged messages that never reached their receiver (anything here is a bug).
+    pub lost: u64,
+    /// Failed logins and connections, and unexpected messages, by kind.
+    pub failures: BTreeMap<String, usize>,
+}
+
 /// A latency distribution, milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
@@ -277,6 +325,39 @@ impl Report {
                     opt(r.generator_cpu_s_per_10k, " s"),
                 );
                 (&r.run, &r.failures, "s2c")
+            }
+            Self::Offline(r) => {
+                row(
+                    "load",
+                    format!(
+                        "{} senders, {} in flight each, to {} offline receivers, {} B, {:.1} s",
+                        r.senders, r.window, r.receivers, r.size, r.duration_s
+                    ),
+                );
+                row(
+                    "sent / stored",
+                    format!(
+                        "{} / {} (reported lost: {})",
+                        r.sent, r.stored, r.reported_lost
+                    ),
+                );
+                row("stored/s", format!("{:.0}", r.stored_per_s));
+                row("ACK latency", r.ack_latency_ms.to_string());
+                row("store CPU", r.store_cpu.to_string());
+                row(
+                    "server CPU / 10k stored",
+                    opt(r.server_cpu_s_per_10k_stored, " s"),
+                );
+                row("replayed", r.replayed.to_string());
+                row("replayed/s", format!("{:.0}", r.replayed_per_s));
+                row("replay CPU", r.replay_cpu.to_string());
+                row(
+                    "server CPU / 10k replayed",
+                    opt(r.server_cpu_s_per_10k_replayed, " s"),
+                );
+                row("duplicates", r.duplicates.to_string());
+                row("lost", r.lost.to_string());
+                (&r.run, &r.failures, "offline")
             }
         };
         for (kind, n) in failures {

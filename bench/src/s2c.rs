@@ -69,9 +69,13 @@ pub(crate) async fn run(
     let Some(http) = target.http else {
         return Err(BenchError::NoListener("HTTP (API)"));
     };
-    let url = format!("http://{http}/api/messages");
+    // With TLS the whole server speaks it, the API included; its certificate is not checked
+    // (see `BenchOptions::tls`).
+    let scheme = if args.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{http}/api/messages");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(s2c.concurrency)
+        .danger_accept_invalid_certs(args.tls)
         .build()
         .map_err(|e| BenchError::Setup {
             what: "the HTTP client",

@@ -76,6 +76,8 @@ pub(crate) struct Target {
     pub(crate) spawned: bool,
     /// Whether clients answer a burst with one write (see `BenchOptions::unbatched`).
     pub(crate) batch: bool,
+    /// How clients speak TLS, when the run asks for it.
+    pub(crate) tls: Option<crate::conn::Tls>,
     stop: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
@@ -91,6 +93,7 @@ impl Target {
                     Transport::Tcp => tcp,
                     Transport::Udp => udp,
                     Transport::WebSocket => ws,
+                    Transport::Http => return Err(BenchError::NoListener("HTTP session")),
                 };
                 let server = match pid {
                     Some(pid) => {
@@ -108,6 +111,7 @@ impl Target {
                     generator: Cpu::Process(std::process::id()),
                     spawned: false,
                     batch: !args.unbatched,
+                    tls: args.tls.then(crate::conn::Tls::new),
                     stop: None,
                 });
             }
@@ -155,6 +159,7 @@ impl Target {
             Transport::Tcp => (targets.tcp, "TCP"),
             Transport::Udp => (targets.udp, "UDP"),
             Transport::WebSocket => (targets.ws, "WebSocket"),
+            Transport::Http => (None, "HTTP session"),
         };
         Ok(Self {
             addr: addr.ok_or(BenchError::NoListener(listener))?,
@@ -170,6 +175,7 @@ impl Target {
             },
             spawned: true,
             batch: !args.unbatched,
+            tls: args.tls.then(crate::conn::Tls::new),
             stop: Some((token, thread)),
         })
     }
@@ -240,15 +246,20 @@ impl Target {
             sense: args.sense_mode,
             timeout,
             batch: self.batch,
+            tls: self.tls.clone(),
         }
     }
 
     pub(crate) fn run_info(&self, file_limit: u64) -> crate::report::RunInfo {
         crate::report::RunInfo {
-            transport: match self.transport {
-                Transport::Tcp => "tcp",
-                Transport::Udp => "udp",
-                Transport::WebSocket => "ws",
+            transport: match (self.transport, self.tls.is_some()) {
+                (Transport::Tcp, false) => "tcp",
+                (Transport::Tcp, true) => "tls",
+                (Transport::Udp, _) => "udp",
+                (Transport::WebSocket, false) => "ws",
+                (Transport::WebSocket, true) => "wss",
+                (Transport::Http, false) => "http",
+                (Transport::Http, true) => "https",
             }
             .into(),
             target: self.addr.to_string(),

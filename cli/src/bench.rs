@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use hongyan_bench::{
-    BenchOptions, C2cOptions, IdleOptions, S2cOptions, Scenario, ServerUnderTest, SpawnedServer,
-    Spawner, Targets,
+    BenchOptions, C2cOptions, IdleOptions, OfflineOptions, S2cOptions, Scenario, ServerUnderTest,
+    SpawnedServer, Spawner, Targets,
 };
+use hongyan_server::hongyan_store::StoreSpec;
+use hongyan_server::tls::ensure_self_signed;
 use hongyan_server::{BearerToken, Config, Hooks, Server};
 use hongyan_shared::{SenseMode, Transport};
 
@@ -79,6 +81,16 @@ pub struct BenchArgs {
     /// writes, and the generator needs about twice the CPU.
     #[arg(long, global = true)]
     pub unbatched: bool,
+    /// The message store of the `--spawn`ed server: `sqlite` (a file in a temporary directory,
+    /// removed after the run, fsync'd as `hongyan serve`'s), `sqlite:PATH`, `postgres://…`,
+    /// `memory` or `off`. A running server uses its own.
+    #[arg(long, value_name = "STORE", default_value = "sqlite", global = true)]
+    pub store: StoreSpec,
+    /// TLS: `tls://` to the TCP gateway, `wss://` to the WebSocket gateway, HTTPS to the API
+    /// (`--spawn`: the server gets a self-signed certificate). The server's certificate is not
+    /// checked: the generator measures cost, not identity, on loopback only.
+    #[arg(long, global = true)]
+    pub tls: bool,
     /// The server's admin token, for `s2c` (pushes through the HTTP API at `--ws`).
     #[arg(
         long,
@@ -102,6 +114,10 @@ pub enum ScenarioArgs {
     /// `--spawn`) to R online receivers: pushes/s, API and delivery latency, loss, server CPU
     /// per 10,000 delivered.
     S2c(S2cArgs),
+    /// S senders to R offline receivers (each message stored before it is acknowledged), then
+    /// the receivers log in and drain: stored/s, replayed/s, server CPU per 10,000 in each
+    /// phase. Against a running server, give each run its own `--user-prefix`.
+    Offline(OfflineArgs),
 }
 
 /// `hongyan bench idle` options.
@@ -170,6 +186,32 @@ pub struct S2cArgs {
     pub login_timeout: u64,
 }
 
+/// `hongyan bench offline` options.
+#[derive(Debug, Clone, Args)]
+pub struct OfflineArgs {
+    /// Senders, logged in over `--transport`.
+    #[arg(long, short = 's', default_value_t = 200)]
+    pub senders: usize,
+    /// Receivers, offline while the senders send; each sender sends to them in turn.
+    #[arg(long, short = 'r', default_value_t = 1000)]
+    pub receivers: usize,
+    /// QoS messages in flight per sender (sent, not yet acknowledged).
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub window: usize,
+    /// Seconds of sending.
+    #[arg(long, short = 'd', default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes of `dataContent` per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds allowed for the last acknowledgements, and again for the receivers to drain.
+    #[arg(long, default_value_t = 60)]
+    pub drain: u64,
+    /// Seconds allowed for each group of logins.
+    #[arg(long, default_value_t = 30)]
+    pub login_timeout: u64,
+}
+
 /// The transports, as the command line names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
@@ -218,6 +260,15 @@ impl BenchArgs {
                 drain: a.drain,
                 login_timeout: a.login_timeout,
             }),
+            ScenarioArgs::Offline(a) => Scenario::Offline(OfflineOptions {
+                senders: a.senders,
+                receivers: a.receivers,
+                window: a.window,
+                duration: a.duration,
+                size: a.size,
+                drain: a.drain,
+                login_timeout: a.login_timeout,
+            }),
         };
         BenchOptions {
             scenario,
@@ -229,6 +280,7 @@ impl BenchArgs {
             sense_mode: self.sense_mode,
             unbatched: self.unbatched,
             api_token: self.api_token.clone(),
+            tls: self.tls,
         }
     }
 }
@@ -236,6 +288,8 @@ impl BenchArgs {
 /// Runs `hongyan bench` and prints its report on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut options = args.options();
+    // A temporary directory for `--store sqlite`, removed when the run ends.
+    let mut scratch = None;
     let server = if args.spawn {
         // The spawned server's API takes the token the run pushes with.
         let token = match &options.api_token {
@@ -243,7 +297,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             None => BearerToken::generate()?,
         };
         options.api_token = Some(token.expose().to_owned());
-        ServerUnderTest::Spawned(spawner(token))
+        let store = match &args.store {
+            StoreSpec::Sqlite(None) => {
+                let dir =
+                    std::env::temp_dir().join(format!("hongyan-bench-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).context("a directory for the sqlite store")?;
+                let store = StoreSpec::Sqlite(Some(dir.join("hongyan.db")));
+                scratch = Some(Scratch(dir));
+                store
+            }
+            other => other.clone(),
+        };
+        ServerUnderTest::Spawned(spawner(token, store, args.tls))
     } else {
         ServerUnderTest::Running {
             tcp: args.tcp,
@@ -252,7 +317,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             pid: args.server_pid,
         }
     };
-    let report = hongyan_bench::measure(options, server).await?;
+    let report = hongyan_bench::measure(options, server).await;
+    drop(scratch);
+    let report = report?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -263,20 +330,45 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A temporary directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Accepts every login and logs nothing: the server `hongyan bench --spawn` measures.
 struct BenchHooks;
 
 impl Hooks for BenchHooks {}
 
 /// `hongyan bench --spawn`'s server: every gateway on `127.0.0.1` with an ephemeral port,
-/// every login accepted, `admin_token` guarding its API.
-pub fn spawner(admin_token: BearerToken) -> Spawner {
+/// every login accepted, `admin_token` guarding its API, messages kept in `store`, and the
+/// abuse limits lifted for loopback (`limits_exempt`), where the generator's clients come
+/// from: a benchmark measures the server's capacity, not its limits on one address. With
+/// `tls`, TCP and HTTP in TLS with a self-signed certificate made for the run (in the
+/// system's temporary directory).
+pub fn spawner(admin_token: BearerToken, store: StoreSpec, tls: bool) -> Spawner {
     Box::new(move |stop| {
         Box::pin(async move {
-            let config = Config {
+            let mut config = Config {
                 admin_token: Some(admin_token),
+                store,
+                limits_exempt: Some(hongyan_server::limits::loopback()),
                 ..Config::loopback()
             };
+            let dir = tls.then(|| {
+                std::env::temp_dir().join(format!("hongyan-bench-tls-{}", std::process::id()))
+            });
+            if let Some(dir) = dir.clone() {
+                let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+                let made =
+                    tokio::task::spawn_blocking(move || ensure_self_signed(&dir, &names)).await??;
+                config.tls_cert = Some(made.files.cert);
+                config.tls_key = Some(made.files.key);
+            }
             let bound = Server::bind(config, Arc::new(BenchHooks)).await?;
             let targets = Targets {
                 tcp: bound.tcp_addr(),
@@ -286,6 +378,9 @@ pub fn spawner(admin_token: BearerToken) -> Spawner {
             let serve = Box::pin(async move {
                 if let Err(e) = bound.serve(stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "bench server failed");
+                }
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             });
             Ok(SpawnedServer { targets, serve })

@@ -23,7 +23,7 @@ use hongyan_shared::{Fingerprint, LoginInfo, SenseMode, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use hongyan_client::{Client, ClientConfig, Endpoint, Outgoing};
+use hongyan_client::{Client, ClientConfig, Endpoint, Outgoing, TlsOptions, Trust};
 
 /// Arguments of `hongyan chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,9 +34,30 @@ pub struct ChatArgs {
     /// Connect over UDP to `host:port` (e.g. 127.0.0.1:7901).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["tcp", "ws"])]
     pub udp: Option<String>,
-    /// Connect over WebSocket to a URL (e.g. ws://127.0.0.1:3000/websocket).
+    /// Connect over WebSocket to a URL (e.g. ws://127.0.0.1:3000/websocket, or
+    /// wss://chat.example.com/websocket for TLS).
     #[arg(long, value_name = "URL", conflicts_with_all = ["tcp", "udp"])]
     pub ws: Option<String>,
+    /// Speak TLS over TCP (`--tcp` only; a WebSocket takes TLS from a `wss://` URL). The
+    /// server's certificate must chain to the system's roots, or to `--ca-file`.
+    #[arg(long, requires = "tcp")]
+    pub tls: bool,
+    /// Trust the certificates in this PEM file (a private CA, or a self-signed server's own
+    /// certificate, as `hongyan serve --tls-self-signed` prints) instead of the system's roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "danger_accept_invalid_certs"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// DANGER: accept ANY certificate, so that anyone on the path can read and change the
+    /// chat. For a throwaway test server only; `--ca-file` is the safe way to a self-signed one.
+    #[arg(long)]
+    pub danger_accept_invalid_certs: bool,
+    /// The name to check the certificate against (and send as SNI) instead of the host
+    /// connected to, e.g. when connecting by IP address.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// The user id to log in as.
     #[arg(long)]
     pub user: String,
@@ -67,14 +88,36 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
-    /// The endpoint chosen by `--tcp`, `--udp` or `--ws`.
+    /// The endpoint chosen by `--tcp` (with `--tls`: TLS), `--udp` or `--ws`.
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
         match (&self.tcp, &self.udp, &self.ws) {
+            (Some(addr), None, None) if self.tls => Ok(Endpoint::TcpTls(addr.clone())),
             (Some(addr), None, None) => Ok(Endpoint::Tcp(addr.clone())),
             (None, Some(addr), None) => Ok(Endpoint::Udp(addr.clone())),
             (None, None, Some(url)) => Ok(Endpoint::WebSocket(url.clone())),
             _ => anyhow::bail!("choose exactly one of --tcp, --udp and --ws"),
         }
+    }
+
+    /// How a TLS endpoint's certificate is checked; an error if TLS options are given for an
+    /// endpoint without TLS, where they would silently do nothing.
+    pub fn tls_options(&self, endpoint: &Endpoint) -> anyhow::Result<TlsOptions> {
+        let trust = match (&self.ca_file, self.danger_accept_invalid_certs) {
+            (Some(file), _) => Trust::CaFile(file.clone()),
+            (None, true) => Trust::DangerAcceptInvalidCerts,
+            (None, false) => Trust::SystemRoots,
+        };
+        let options = TlsOptions {
+            trust,
+            server_name: self.tls_server_name.clone(),
+        };
+        if !endpoint.uses_tls() && options != TlsOptions::default() {
+            anyhow::bail!(
+                "--ca-file, --danger-accept-invalid-certs and --tls-server-name are for TLS: \
+                 add --tls to --tcp, or use a wss:// URL"
+            );
+        }
+        Ok(options)
     }
 }
 
@@ -94,6 +137,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let endpoint = args.endpoint()?;
     let mut config = ClientConfig::new(endpoint.clone());
+    config.tls = args.tls_options(&endpoint)?;
     if let Some(mode) = args.sense_mode {
         config = config.with_sense_mode(mode);
     }
@@ -257,6 +301,13 @@ impl Chat {
                     "fp": m.fp.as_ref().map(Fingerprint::as_str),
                 }),
                 format_args!("<{}> {}", describe(m.from.as_str()), m.content),
+            ),
+            ClientEvent::RateLimited { fp } => out.status(
+                json!({"event": "rate_limited", "fp": fp.as_ref().map(Fingerprint::as_str)}),
+                format_args!(
+                    "sending too fast: message [{}] refused; it is retried",
+                    fp.as_ref().map(short).unwrap_or_default()
+                ),
             ),
             ClientEvent::ErrorResponse { code, message } => out.status(
                 json!({"event": "error", "code": code, "message": message}),

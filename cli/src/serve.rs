@@ -1,11 +1,16 @@
 //! `hongyan serve`: loads the settings, builds the runtime they ask for, makes sure the API
-//! has an admin token, picks the hooks, and serves until SIGINT or SIGTERM.
+//! has an admin token (and, with `--tls-self-signed`, that there is a development
+//! certificate), picks the hooks, reloads the TLS certificate on SIGHUP, and serves until
+//! SIGINT or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hongyan_server::tls::self_signed::default_names;
+use hongyan_server::tls::{SelfSigned, ensure_self_signed};
 use hongyan_server::{BearerToken, Hooks, LoggingHooks, Server, TokenOrigin, WebhookHooks};
+use tokio_util::sync::CancellationToken;
 
 pub use crate::settings::ServeArgs;
 use crate::settings::ServeSettings;
@@ -30,6 +35,10 @@ fn raise_open_file_limit() {
 
 async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     ensure_admin_token(&mut settings)?;
+    settings.server.store = settings
+        .resolved_store()
+        .context("creating the state directory for the message store")?;
+    ensure_development_certificate(&mut settings)?;
     let config = settings.server;
     let webhooks = match config.webhook() {
         Some(webhook) => {
@@ -54,7 +63,17 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     let bound = Server::bind(config, hooks)
         .await
         .context("starting hongyan")?;
-    bound.serve(shutdown_signal()).await?;
+    let stop_reloads = CancellationToken::new();
+    #[cfg(unix)]
+    if let Some(certificate) = bound.certificate() {
+        let reloads =
+            hongyan_server::tls::certificate::reload_on_sighup(certificate, stop_reloads.clone())
+                .context("installing the SIGHUP handler (TLS certificate reloads)")?;
+        tokio::spawn(reloads);
+    }
+    let served = bound.serve(shutdown_signal()).await;
+    stop_reloads.cancel();
+    served?;
     if let Some(webhooks) = webhooks
         && !webhooks.flush(Duration::from_secs(5)).await
     {
@@ -85,6 +104,44 @@ fn ensure_admin_token(settings: &mut ServeSettings) -> anyhow::Result<()> {
         }
     }
     settings.server.admin_token = Some(token);
+    Ok(())
+}
+
+/// With `--tls-self-signed`: makes (or reuses) the development certificate in the state dir,
+/// prints where it is and its fingerprint, and turns TLS on with it.
+fn ensure_development_certificate(settings: &mut ServeSettings) -> anyhow::Result<()> {
+    if !settings.process.tls_self_signed {
+        return Ok(());
+    }
+    if settings.server.tls_cert.is_some() || settings.server.tls_key.is_some() {
+        anyhow::bail!(
+            "--tls-self-signed makes its own certificate: give it or tls_cert and tls_key, not both"
+        );
+    }
+    let dir = settings.state_dir().join("tls");
+    let SelfSigned {
+        files,
+        fingerprint,
+        generated,
+    } = ensure_self_signed(&dir, &default_names())
+        .context("preparing the self-signed development certificate")?;
+    let made = if generated {
+        "made now"
+    } else {
+        "kept from an earlier start"
+    };
+    eprintln!(
+        "\nhongyan: TLS with a SELF-SIGNED development certificate ({made}), for {names}:\n\n    \
+         {cert}\n\nClients do not trust it unless told to. Its SHA-256 fingerprint, to compare \
+         with what a client or browser shows:\n\n    {fingerprint}\n\nTrust it with \
+         `hongyan chat --tcp localhost:8901 --tls --ca-file {cert}`, or in a browser by \
+         accepting it for https://localhost:3000/ after comparing the fingerprint. Use a real \
+         certificate (--tls-cert, --tls-key) in production.\n",
+        names = default_names().join(", "),
+        cert = files.cert.display(),
+    );
+    settings.server.tls_cert = Some(files.cert);
+    settings.server.tls_key = Some(files.key);
     Ok(())
 }
 

@@ -82,3 +82,32 @@ fn s2c_pushes_through_the_api_arrive_exactly_once() {
         assert_eq!(r["failures"], serde_json::json!({}), "{r:#}");
     }
 }
+
+/// The `offline` scenario's report: every message stored was replayed once.
+fn offline_stores_and_replays_every_message_once(args: &str) {
+    let r = bench(&format!(
+        "{args} offline --senders 10 --receivers 40 --window 4 --duration 1 --drain 30"
+    ));
+    assert_eq!(r["scenario"], "offline", "{r:#}");
+    assert!(r["stored"].as_u64() > Some(0), "{r:#}");
+    assert_eq!(r["stored"], r["sent"], "{r:#}");
+    assert_eq!(r["replayed"], r["stored"], "{r:#}");
+    assert_eq!(r["duplicates"], 0, "{r:#}");
+    assert_eq!(r["lost"], 0, "{r:#}");
+    assert_eq!(r["failures"], serde_json::json!({}), "{r:#}");
+    assert!(r["server_cpu_s_per_10k_stored"].is_f64(), "{r:#}");
+}
+
+#[test]
+fn offline_messages_are_stored_then_replayed_on_sqlite_and_memory() {
+    offline_stores_and_replays_every_message_once("-t tcp");
+    offline_stores_and_replays_every_message_once("-t udp --store memory");
+}
+
+#[test]
+fn offline_messages_are_stored_then_replayed_on_postgres() {
+    let pg = hongyan_store::testing::TempPostgres::start()
+        .expect("PostgreSQL starts (scripts/setup installs it)");
+    let url = pg.create_database("bench").unwrap();
+    offline_stores_and_replays_every_message_once(&format!("-t ws --store {url}"));
+}

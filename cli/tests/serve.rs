@@ -257,9 +257,16 @@ fn the_runtime_has_as_many_workers_as_configured() {
     for (flag, env, expected) in [(Some("1"), None, 1), (None, Some("3"), 3)] {
         let tcp = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_hongyan"));
+        // Not the SQLite store: its reads run on tokio's blocking pool, whose threads have the
+        // workers' name.
         command
             .args(["serve", "--udp-addr", "off", "--http-addr", "off"])
-            .args(["--tcp-addr", &format!("127.0.0.1:{tcp}")])
+            .args([
+                "--tcp-addr",
+                &format!("127.0.0.1:{tcp}"),
+                "--store",
+                "memory",
+            ])
             .env("HONGYAN_STATE_DIR", state_dir())
             .env_remove("TOKIO_WORKER_THREADS")
             .stdout(Stdio::null())

@@ -178,9 +178,13 @@ fn every_setting_is_a_toml_key_and_its_default_reads_back_as_the_default() {
     let valued: Vec<&Setting> = catalog().iter().filter(|s| s.valued).collect();
     let file: Vec<String> = valued.iter().map(|s| default_line(s)).collect();
     let loaded = load_toml(&file.join("\n")).unwrap_or_else(|e| panic!("{e}\n{file:#?}"));
-    let written = serde_json::to_value(&loaded.server).unwrap();
+    let server = serde_json::to_value(&loaded.server).unwrap();
+    let process = serde_json::to_value(&loaded.process).unwrap();
     for s in &valued {
-        let value = &written[s.key];
+        let value = server
+            .get(s.key)
+            .or_else(|| process.get(s.key))
+            .unwrap_or(&serde_json::Value::Null);
         let text = value
             .as_str()
             .map_or_else(|| value.to_string(), str::to_owned);

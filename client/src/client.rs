@@ -340,6 +340,7 @@ fn log_event(event: &ClientEvent) {
             tracing::info!(code = kickout.code, reason = ?kickout.reason, "kicked out");
         }
         ClientEvent::ErrorResponse { code, .. } => tracing::info!(code, "error response"),
+        ClientEvent::RateLimited { fp } => tracing::info!(?fp, "message refused: sending too fast"),
         ClientEvent::MessagesLost(lost) => tracing::info!(count = lost.len(), "messages lost"),
         ClientEvent::MessageReceived(m) => {
             tracing::debug!(from = %m.from, fp = ?m.fp, "message received");

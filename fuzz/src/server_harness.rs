@@ -396,7 +396,7 @@ impl Harness {
             // Never a random fingerprint: a run depends only on its input.
             push = push.with_fingerprint(fp.clone());
         }
-        if let Ok(sent) = self.handle.send(push)
+        if let Ok(sent) = at_once(self.handle.send(push))
             && qos
         {
             self.hooks.record().tracked.insert(key(to, &fp));

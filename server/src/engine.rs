@@ -14,9 +14,12 @@
 //!   [`Core::close_session`], then close the pipe.
 //!
 //! The server-wide retransmission tick is [`Core::poll_timeout`] / [`Core::handle_timeout`];
-//! pushes and kicks go through a [`ServerHandle`](crate::ServerHandle) made from the core.
-//! The futures these methods return wait only on the pipe and the application's hooks: with
-//! a [`MemoryPipe`] and hooks that answer at once they complete on their first poll.
+//! with a message store ([`Core::with_store`]), its chores (removals, the expiry sweep) are
+//! [`Core::poll_store_timeout`] / [`Core::handle_store_timeout`]. Pushes and kicks go through a
+//! [`ServerHandle`](crate::ServerHandle) made from the core.
+//! The futures these methods return wait only on the pipe, the application's hooks and the
+//! message store: with a [`MemoryPipe`], hooks that answer at once and a memory store (or none)
+//! they complete on their first poll.
 //!
 //! Inside `hongyan serve` each gateway's pipe runs this very loop (`gateway::driver`).
 

@@ -9,7 +9,8 @@ use hongyan_shared::{Fingerprint, Packet, Transport, UserId};
 use crate::log_limit::LogLimit;
 use crate::log_text::Untrusted;
 
-/// Identifies a session (one TCP connection, WebSocket connection or UDP address).
+/// Identifies a session (one TCP connection, WebSocket connection, UDP address or HTTP
+/// session), or a message the HTTP API sends in a user's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
@@ -92,8 +93,11 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// `onTransferMessage_RealTimeSendFaild`: the receiver is offline or cannot take the
-    /// message. Return true if the application stored it for later (the sender then gets an
-    /// acknowledgement), false to drop it (the sender retries, then reports it lost).
+    /// message. Without a message store (`store = off`, and for messages without QoS): return
+    /// true if the application stored it for later (the sender then gets an acknowledgement),
+    /// false to drop it (the sender retries, then reports it lost). With a store, it is
+    /// called once a QoS message for an offline user was stored and acknowledged (to send a
+    /// push notification, say), and the answer is ignored.
     async fn on_offline(&self, packet: &Packet) -> bool {
         let _ = packet;
         false
@@ -103,6 +107,13 @@ pub trait Hooks: Send + Sync + 'static {
     /// retransmission.
     fn on_s2c_lost(&self, lost: &[Packet]) {
         let _ = lost;
+    }
+
+    /// Stored messages that outlived `store_ttl_secs` without reaching their receiver were
+    /// removed from the store: each is reported here once, and will not be delivered. No
+    /// MobileIMSDK equivalent.
+    fn on_expired(&self, expired: &[Packet]) {
+        let _ = expired;
     }
 
     /// `messagesBeReceived`: `user` acknowledged the server → client packet `fp`. Only
@@ -155,6 +166,17 @@ impl Hooks for LoggingHooks {
             if LOST.allow() {
                 tracing::info!(to = %Untrusted(p.to_str()), fp = ?p.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "server to client message lost");
             }
+        }
+    }
+
+    fn on_expired(&self, expired: &[Packet]) {
+        tracing::info!(
+            count = expired.len(),
+            "stored messages expired before they could be delivered"
+        );
+        for p in expired {
+            tracing::debug!(from = %Untrusted(p.from_str()), to = %Untrusted(p.to_str()),
+                fp = ?p.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "stored message expired");
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The pipe: how one session's packet bodies reach and leave its peer. It sits below the
 //! core, which writes a session's own replies into it, and the gateways implement it: a TCP
-//! stream, a WebSocket, one address on the UDP socket, an in-memory queue (`MemoryPipe`, for
-//! tests and simulations) and later a session whose pipe is not a socket at all (an SSE stream
-//! fed by HTTP requests). The core and the gateways both use this module; neither imports the
+//! stream, a WebSocket, one address on the UDP socket, an HTTP session (no socket at all: an
+//! SSE stream fed by HTTP requests), an in-memory queue (`MemoryPipe`, for tests and
+//! simulations). The core and the gateways both use this module; neither imports the
 //! other to reach it.
 //!
 //! What differs between transports is not an `if` on the transport in the core but a property

@@ -5,6 +5,8 @@
 //! `metrics_token` to require a bearer token for `/metrics` (it is a different token from the
 //! admin token, so a scraper cannot push messages or kick users).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,13 +18,30 @@ use crate::http::state::HttpState;
 /// The OpenMetrics text format, which Prometheus negotiates and parses.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `GET /readyz`: 200 while the server serves (every listener was bound before it started),
-/// 503 once it is shutting down, so load balancers stop sending new clients.
-pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+/// How long `/readyz` waits for the message store's probe write.
+const STORE_PROBE: Duration = Duration::from_secs(2);
+
+/// `GET /readyz`: 200 while the server serves (every listener was bound before it started)
+/// and its message store, if any, commits writes; 503 once it is shutting down or while the
+/// store fails (its disk is full, its database unreachable), so load balancers send clients
+/// elsewhere. Recovers by itself with the store.
+pub(crate) async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else {
-        (StatusCode::OK, "ready\n")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
+    }
+    match tokio::time::timeout(STORE_PROBE, state.core.store_health()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(error)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("message store failing: {error}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("message store failing: no answer within {STORE_PROBE:?}\n"),
+        ),
     }
 }
 

@@ -20,6 +20,10 @@ pub(crate) struct Online {
     pub(crate) first_login_time: i64,
     /// When the session logged in.
     pub(crate) since: SystemTime,
+    /// Stored messages are being replayed to the session: a new QoS message for the user is
+    /// stored behind them rather than sent ahead of them. Read with the session in one lock,
+    /// so a sender never sees the session without the flag it was registered with.
+    pub(crate) replaying: bool,
 }
 
 /// What registering a login did.
@@ -66,7 +70,8 @@ impl Registry {
     /// a login without one (≤ 0) or with a later one is a new client instance, which kicks the
     /// current session; an equal one is the same instance reconnecting, which displaces it
     /// without a kick; an earlier one is a stale instance, refused. `answered` is the
-    /// `firstLoginTime` the login was answered with, `since` when it logged in.
+    /// `firstLoginTime` the login was answered with, `since` when it logged in; `replaying`
+    /// whether the session starts with a replay of stored messages.
     pub(crate) fn register(
         &self,
         user: &UserId,
@@ -74,12 +79,14 @@ impl Registry {
         requested: i64,
         answered: i64,
         since: SystemTime,
+        replaying: bool,
     ) -> Registration {
         let mut map = self.map();
         let online = Online {
             session: session.clone(),
             first_login_time: answered,
             since,
+            replaying,
         };
         match map.get_mut(user) {
             Some(old) if old.session.info.id != session.info.id => {
@@ -126,6 +133,25 @@ impl Registry {
     /// The user's online session.
     pub(crate) fn get(&self, user: &UserId) -> Option<SessionHandle> {
         self.map().get(user).map(|o| o.session.clone())
+    }
+
+    /// The user's online session, and whether stored messages are being replayed to it.
+    pub(crate) fn route(&self, user: &UserId) -> Option<(SessionHandle, bool)> {
+        self.map()
+            .get(user)
+            .map(|o| (o.session.clone(), o.replaying))
+    }
+
+    /// Marks whether stored messages are being replayed to `user`'s online session, if it is
+    /// still `session`; true if it was.
+    pub(crate) fn set_replaying(&self, user: &UserId, session: SessionId, replaying: bool) -> bool {
+        match self.map().get_mut(user) {
+            Some(online) if online.session.info.id == session => {
+                online.replaying = replaying;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The user's online record.
@@ -232,7 +258,7 @@ mod tests {
         answered: i64,
     ) -> Outcome {
         let since = crate::clock::system_time(answered);
-        match registry.register(&alice(), session, requested, answered, since) {
+        match registry.register(&alice(), session, requested, answered, since, false) {
             Registration::Registered { displaced } => {
                 Outcome::Registered(displaced.map(|(old, kick)| (old.info.id.0, kick)))
             }

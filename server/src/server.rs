@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hongyan_store::{MessageStore, StoreError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept::Plain;
+use crate::accept::{Handshake, Plain};
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, TlsConfigError};
 use crate::core::{self, Core};
 use crate::gateway::{tcp, udp};
 use crate::handle::ServerHandle;
@@ -21,6 +22,9 @@ use crate::http::deadlines::Timeouts;
 use crate::http::listen::HttpListener;
 use crate::http::{self, state::HttpState};
 use crate::open_files;
+use crate::tls::{
+    CertFiles, ServerCertificate, TlsAcceptor, TlsError, http_config, tcp_gateway_config,
+};
 
 /// How long shutdown waits for sessions to say goodbye.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -41,6 +45,15 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("http server failed: {0}")]
     Http(std::io::Error),
+    /// The message store could not be opened.
+    #[error("cannot open the message store: {0}")]
+    Store(StoreError),
+    /// The TLS settings do not fit together (TLS asked for without a certificate, say).
+    #[error(transparent)]
+    TlsConfig(#[from] TlsConfigError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The hongyan server. See [`Server::bind`].
@@ -49,11 +62,43 @@ pub struct Server;
 
 impl Server {
     /// Binds every configured listener (so the addresses, including ephemeral ports, are known
-    /// before anything runs) with the application's `hooks`. Logs the connection limits it
-    /// will run with (`max_connections` derived from the open-file limit unless configured).
+    /// before anything runs) with the application's `hooks`, and opens the message store the
+    /// `store` setting names. Logs the connection limits it will run with (`max_connections`
+    /// derived from the open-file limit unless configured).
+    ///
+    /// With a certificate configured, the TCP gateway and the HTTP listener speak TLS (unless
+    /// switched off, see [`Config::tls`]); the certificate is loaded here, so a missing or
+    /// broken one fails `bind`, as does TLS asked for without one.
     pub async fn bind(config: Config, hooks: Arc<dyn Hooks>) -> Result<Bound, ServerError> {
+        // Checked before the store opens: a settings mistake should not wait on a database.
+        config.tls()?;
+        let store = config
+            .store
+            .open(&config.store_config())
+            .await
+            .map_err(ServerError::Store)?;
+        if store.is_some() {
+            tracing::info!(store = %config.store, "message store open");
+        }
+        Self::bind_with_store(config, hooks, store).await
+    }
+
+    /// [`bind`](Self::bind) with a message store the caller opened, or none (the `store`
+    /// setting is then not used): a store shared with other code, a backend of the
+    /// application's own, or one a test keeps across restarts of a server. The server closes
+    /// it when it stops.
+    pub async fn bind_with_store(
+        config: Config,
+        hooks: Arc<dyn Hooks>,
+        store: Option<Arc<dyn MessageStore>>,
+    ) -> Result<Bound, ServerError> {
+        let plan = config.tls()?;
         let tcp = match config.tcp_addr {
             Some(addr) => Some(bind_tcp("tcp", addr).await?),
+            None => None,
+        };
+        let tcp_plain = match config.tcp_plain_addr {
+            Some(addr) => Some(bind_tcp("plain tcp", addr).await?),
             None => None,
         };
         let udp = match config.udp_addr {
@@ -75,16 +120,76 @@ impl Server {
             None => None,
         };
         let limiter = Arc::new(Semaphore::new(open_files::connection_limit(&config)));
-        let core = Arc::new(Core::new(config, hooks, Arc::new(SystemClock)));
+        let mut core = Core::new(config, hooks, Arc::new(SystemClock));
+        if let Some(store) = store {
+            core = core.with_store(store);
+        }
+        let core = Arc::new(core);
+        let tls = match plan.files {
+            Some(files) => Some(Tls::load(files, plan.tcp, plan.http, &core).await?),
+            None => None,
+        };
         Ok(Bound {
             handle: ServerHandle::new(core.clone()),
             core,
             tcp,
+            tcp_plain,
             udp,
             http,
             limiter,
+            tls,
         })
     }
+}
+
+/// The TLS side of a server: its certificate, and the handshake stage of each listener that
+/// speaks TLS (each has its own, so a flood on one port does not hold up the other).
+struct Tls {
+    certificate: Arc<ServerCertificate>,
+    tcp: Option<TlsAcceptor>,
+    http: Option<TlsAcceptor>,
+}
+
+impl Tls {
+    async fn load(
+        files: CertFiles,
+        tcp: bool,
+        http: bool,
+        core: &Core,
+    ) -> Result<Self, ServerError> {
+        let metrics = core.metrics.tls.clone();
+        let load_metrics = metrics.clone();
+        // Two file reads: off the runtime's threads, as every other blocking call.
+        let loading =
+            tokio::task::spawn_blocking(move || ServerCertificate::load(files, load_metrics));
+        let certificate = match loading.await {
+            Ok(loaded) => loaded?,
+            Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+        };
+        let limits = core.config.tls_handshake_limits();
+        let acceptor = |config| TlsAcceptor::new(config, limits, metrics.clone());
+        Ok(Self {
+            tcp: match tcp {
+                true => Some(acceptor(tcp_gateway_config(certificate.clone())?)),
+                false => None,
+            },
+            http: match http {
+                true => Some(acceptor(http_config(certificate.clone())?)),
+                false => None,
+            },
+            certificate,
+        })
+    }
+}
+
+/// Runs an HTTP accept loop in its own task.
+fn spawn_http<H: Handshake>(
+    http: HttpListener<H>,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(http.serve(listener, shutdown.clone(), tracker.clone()))
 }
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). Tokio's
@@ -115,15 +220,41 @@ pub struct Bound {
     core: Arc<Core>,
     handle: ServerHandle,
     tcp: Option<TcpListener>,
+    tcp_plain: Option<TcpListener>,
     udp: Option<UdpSocket>,
     http: Option<TcpListener>,
     limiter: Arc<Semaphore>,
+    tls: Option<Tls>,
 }
 
 impl Bound {
-    /// The TCP gateway's address, if enabled.
+    /// The TCP gateway's address, if enabled (TLS when [`tcp_tls`](Self::tcp_tls)).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The plain TCP gateway kept beside the TLS one, if configured (`tcp_plain_addr`).
+    pub fn tcp_plain_addr(&self) -> Option<SocketAddr> {
+        self.tcp_plain.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether the TCP gateway speaks TLS.
+    pub fn tcp_tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.tcp.is_some())
+    }
+
+    /// Whether the HTTP listener speaks TLS (HTTPS, WSS).
+    pub fn http_tls(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.http.is_some())
+    }
+
+    /// The certificate the TLS listeners present, if any: its
+    /// [`fingerprint`](ServerCertificate::fingerprint), and
+    /// [`reload`](ServerCertificate::reload) for a SIGHUP handler (`hongyan serve` installs
+    /// one with [`reload_on_sighup`](crate::tls::certificate::reload_on_sighup)). The server
+    /// also reloads it by itself when its files change.
+    pub fn certificate(&self) -> Option<Arc<ServerCertificate>> {
+        self.tls.as_ref().map(|tls| tls.certificate.clone())
     }
 
     /// The UDP gateway's address, if enabled.
@@ -149,15 +280,35 @@ impl Bound {
         let services = TaskTracker::new();
 
         services.spawn(core::run_retransmission(self.core.clone(), token.clone()));
+        services.spawn(core::run_store_chores(self.core.clone(), token.clone()));
+        let (tcp_tls, http_tls) = match &self.tls {
+            Some(tls) => {
+                let interval = self.core.config.tls_watch_interval;
+                services.spawn(tls.certificate.clone().watch(interval, token.clone()));
+                (tls.tcp.clone(), tls.http.clone())
+            }
+            None => (None, None),
+        };
+        let serve_tcp = |listener: TcpListener, tls: Option<TlsAcceptor>, what: &str| {
+            let addr = listener.local_addr().ok();
+            let (core, limiter) = (self.core.clone(), self.limiter.clone());
+            let (token, tracker) = (token.clone(), tracker.clone());
+            match tls {
+                Some(tls) => {
+                    tracing::info!(?addr, "{what} listening (TLS)");
+                    services.spawn(tcp::serve(listener, tls, core, limiter, token, tracker));
+                }
+                None => {
+                    tracing::info!(?addr, "{what} listening");
+                    services.spawn(tcp::serve(listener, Plain, core, limiter, token, tracker));
+                }
+            }
+        };
         if let Some(listener) = self.tcp {
-            tracing::info!(addr = ?listener.local_addr().ok(), "tcp gateway listening");
-            services.spawn(tcp::serve(
-                listener,
-                self.core.clone(),
-                self.limiter.clone(),
-                token.clone(),
-                tracker.clone(),
-            ));
+            serve_tcp(listener, tcp_tls, "tcp gateway");
+        }
+        if let Some(listener) = self.tcp_plain {
+            serve_tcp(listener, None, "plain tcp gateway (beside TLS)");
         }
         if let Some(socket) = self.udp {
             tracing::info!(addr = ?socket.local_addr().ok(), "udp gateway listening");
@@ -169,10 +320,11 @@ impl Bound {
             ));
         }
         let http = self.http.map(|listener| {
-            tracing::info!(addr = ?listener.local_addr().ok(), "http listening (websocket at /websocket)");
+            let addr = listener.local_addr().ok();
             let state = HttpState {
                 core: self.core.clone(),
                 handle: self.handle.clone(),
+                sessions: Arc::default(),
                 shutdown: token.clone(),
                 tracker: tracker.clone(),
             };
@@ -187,7 +339,16 @@ impl Bound {
                 },
                 core: self.core.clone(),
             };
-            tokio::spawn(http.serve(listener, token.clone(), tracker.clone()))
+            match http_tls {
+                Some(tls) => {
+                    tracing::info!(?addr, "https listening (websocket at /websocket, wss)");
+                    spawn_http(http.with_handshake(tls), listener, &token, &tracker)
+                }
+                None => {
+                    tracing::info!(?addr, "http listening (websocket at /websocket)");
+                    spawn_http(http, listener, &token, &tracker)
+                }
+            }
         });
 
         // The accept loop ends only at shutdown; ending otherwise means it panicked.
@@ -216,6 +377,12 @@ impl Bound {
         .is_err()
         {
             tracing::warn!("some sessions did not finish within {DRAIN:?}");
+        }
+        if let Some(link) = &self.core.store {
+            // What the sessions acknowledged up to their end is removed, so a clean restart
+            // does not replay it again; then queued writes are committed.
+            self.core.remove_acknowledged(self.core.clock.now()).await;
+            link.store.close().await;
         }
         result
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::hooks::SessionInfo;
+use crate::limits::SessionRate;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
 use crate::pipe::PipeProperties;
 
@@ -66,6 +67,10 @@ pub enum PushError {
     /// (`max_queued_bytes`). Nothing was queued.
     #[error("the server holds as much as it may for this receiver")]
     Overloaded,
+    /// The receiver cannot take the message now and the server's message store refused it
+    /// (the receiver's limit, the message's size, or the store is failing): it was not kept.
+    #[error("receiver cannot take the message now, and the message store refused it")]
+    NotStored,
 }
 
 /// The cheap, cloneable way to reach a session from other tasks.
@@ -151,6 +156,9 @@ pub struct Session {
     pub(crate) login_deadline: Option<Instant>,
     /// How long the session may stay silent.
     pub(crate) idle_expiry: Duration,
+    /// Its message budget, from its login on (`max_messages_per_sec`), and its read pause;
+    /// `None` before a login and without a limit. Boxed: an idle session carries 8 bytes.
+    pub(crate) rate: Option<SessionRate>,
     pub(crate) handle: SessionHandle,
 }
 
@@ -188,6 +196,7 @@ impl Session {
             last_inbound: now,
             login_deadline: Some(now + limits.login_timeout),
             idle_expiry: limits.idle_expiry,
+            rate: None,
             handle,
         };
         (session, Outbox(rx))

@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The three transports MobileIMSDK speaks.
+/// How a session reaches the server: the three transports MobileIMSDK speaks, and hongyan's
+/// HTTP sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// Length-prefixed frames over TCP.
@@ -13,6 +14,10 @@ pub enum Transport {
     Udp,
     /// One packet per WebSocket text frame.
     WebSocket,
+    /// hongyan's HTTP API acting as a user: an HTTP session (what the user receives streamed
+    /// as Server-Sent Events, acknowledged by HTTP requests), or a message sent in a user's
+    /// name. No MobileIMSDK client speaks it; the server gives it an idle expiry of its own.
+    Http,
 }
 
 impl Transport {
@@ -22,14 +27,16 @@ impl Transport {
             Self::Tcp => "tcp",
             Self::Udp => "udp",
             Self::WebSocket => "ws",
+            Self::Http => "http",
         }
     }
 
     /// The timings when no sense mode is chosen: the Java jars' defaults (TCP and WebSocket
-    /// 15 s keepalive, 20 s timeout, 20 s server expiry; UDP 3 s, 10 s, 10 s).
+    /// 15 s keepalive, 20 s timeout, 20 s server expiry; UDP 3 s, 10 s, 10 s). HTTP takes
+    /// TCP's, which no client uses: an HTTP session's expiry is a server setting.
     pub fn default_timing(self) -> KeepAliveTiming {
         match self {
-            Self::Tcp | Self::WebSocket => SenseMode::S15.timing(Self::Tcp),
+            Self::Tcp | Self::WebSocket | Self::Http => SenseMode::S15.timing(Self::Tcp),
             Self::Udp => SenseMode::S3.timing(Self::Udp),
         }
     }

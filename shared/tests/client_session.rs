@@ -9,7 +9,7 @@ use hongyan_shared::client::{
 };
 use hongyan_shared::{
     DedupConfig, ErrorResponse, Fingerprint, Instant, Kickout, LoginInfo, LoginResponse, Outgoing,
-    Packet, PacketTooLarge, PacketType, Transport,
+    Packet, PacketTooLarge, PacketType, Transport, codes,
 };
 
 const FIRST_LOGIN_TIME: i64 = 1_795_892_259_638;
@@ -281,6 +281,33 @@ fn a_301_stops_keepalives_and_relogs_in_after_one_interval() {
     assert!(h.transmits().is_empty(), "no keepalive after a 301");
     h.run_until(5100);
     assert_eq!(h.transport(), [TransportCommand::Open]);
+}
+
+#[test]
+fn error_1000_is_reported_as_rate_limited_and_the_message_is_retransmitted() {
+    let mut h = Harness::tcp().online();
+    let fp = h.session.send(Outgoing::new("0", "c2s"), h.at(0)).unwrap();
+    h.transmits();
+    let error = ErrorResponse {
+        error_code: codes::RATE_LIMITED,
+        error_msg: Some(fp.as_str().to_owned()),
+    };
+    h.receive(Packet::error(&error), 10);
+    let events = h.events();
+    assert_eq!(
+        events,
+        [ClientEvent::RateLimited {
+            fp: Some(fp.clone())
+        }]
+    );
+    assert_eq!(
+        h.session.state(),
+        ConnectionState::Online,
+        "nothing else changes"
+    );
+    // Not acknowledged: the QoS schedule sends it again.
+    h.run_until(10_000);
+    assert!(h.transmits().iter().any(|p| p.fp.as_ref() == Some(&fp)));
 }
 
 #[test]

@@ -150,6 +150,18 @@ impl Driver {
 
     /// Opens a new headless Chromium with a fresh profile, at `url`.
     pub async fn open(&mut self, url: &str) -> Browser {
+        self.open_with(url, &[]).await
+    }
+
+    /// Opens a new headless Chromium that accepts any server certificate
+    /// (`--ignore-certificate-errors`, this instance only), at `url`: for an HTTPS test server
+    /// whose certificate the browser has no way to trust.
+    pub async fn open_ignoring_certificate_errors(&mut self, url: &str) -> Browser {
+        self.open_with(url, &["--ignore-certificate-errors"]).await
+    }
+
+    /// Opens a new headless Chromium with a fresh profile and `extra` arguments, at `url`.
+    async fn open_with(&mut self, url: &str, extra: &[&str]) -> Browser {
         let profile = std::env::temp_dir().join(format!(
             "hongyan-chromium-{}-{}-{}",
             std::process::id(),
@@ -159,22 +171,24 @@ impl Driver {
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).expect("create a Chromium profile directory");
         self.profiles.push(profile.clone());
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--window-size=1000,700".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": chromium_binary(),
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1000,700",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
+                "args": args,
             }
         });
         let Value::Object(capabilities) = capabilities else {

@@ -8,8 +8,9 @@
 pub mod browser;
 pub mod proxy;
 pub mod soak;
+pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +18,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use hongyan_server::hongyan_store::MessageStore;
 use hongyan_server::{Config, Hooks, LoginRequest, Server, ServerHandle, SessionInfo};
 use hongyan_shared::{
     Fingerprint, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -153,6 +155,8 @@ pub struct TestServer<H: Hooks = RecordingHooks> {
     pub udp: SocketAddr,
     /// HTTP listener (WebSocket at `/websocket`).
     pub http: SocketAddr,
+    /// The plain TCP gateway beside a TLS one, if configured (`tcp_plain_addr`).
+    pub tcp_plain: Option<SocketAddr>,
     /// The send API.
     pub handle: ServerHandle,
     /// The server's hooks: what it reported, for [`RecordingHooks`].
@@ -171,22 +175,47 @@ impl TestServer {
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
         TestServer::with_hooks(Arc::new(RecordingHooks::default()), configure).await
     }
+
+    /// A server keeping messages in `store`, a store the test opened (and may look into).
+    pub async fn with_store(
+        store: Arc<dyn MessageStore>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let hooks = Arc::new(RecordingHooks::default());
+        TestServer::bind(hooks, configure, Some(store)).await
+    }
 }
 
 impl<H: Hooks> TestServer<H> {
     /// A server running `hooks`, whose configuration `configure` adjusts first.
     pub async fn with_hooks(hooks: Arc<H>, configure: impl FnOnce(&mut Config)) -> Self {
+        TestServer::bind(hooks, configure, None).await
+    }
+
+    /// A server running `hooks`, with `store` if given (else the one the configuration names).
+    async fn bind(
+        hooks: Arc<H>,
+        configure: impl FnOnce(&mut Config),
+        store: Option<Arc<dyn MessageStore>>,
+    ) -> Self {
         let mut config = Config::loopback();
+        // Every test client comes from loopback, most tests open more connections and send
+        // faster than one address may by default: the limits are lifted for loopback, as
+        // `hongyan bench --spawn` does, and the tests of the limits set what they test.
+        config.limits_exempt = Some(hongyan_server::limits::loopback());
         configure(&mut config);
-        let bound = Server::bind(config, hooks.clone())
-            .await
-            .expect("bind loopback ports");
+        let bound = match store {
+            Some(store) => Server::bind_with_store(config, hooks.clone(), Some(store)).await,
+            None => Server::bind(config, hooks.clone()).await,
+        }
+        .expect("bind loopback ports");
         let (stop, stopped) = oneshot::channel::<()>();
         let (tcp, udp, http) = (
             bound.tcp_addr().expect("tcp on"),
             bound.udp_addr().expect("udp on"),
             bound.http_addr().expect("http on"),
         );
+        let tcp_plain = bound.tcp_plain_addr();
         let handle = bound.handle();
         let task = tokio::spawn(async move {
             bound
@@ -200,6 +229,7 @@ impl<H: Hooks> TestServer<H> {
             tcp,
             udp,
             http,
+            tcp_plain,
             handle,
             hooks,
             stop: Some(stop),
@@ -210,6 +240,12 @@ impl<H: Hooks> TestServer<H> {
     /// The WebSocket URL, as MobileIMSDK clients use it.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/websocket", self.http)
+    }
+
+    /// The WebSocket URL of a server whose HTTP listener speaks TLS, for the name its test
+    /// certificate is issued to.
+    pub fn wss_url(&self) -> String {
+        format!("wss://localhost:{}/websocket", self.http.port())
     }
 
     /// Stops the server and waits until it has closed every session.
@@ -271,6 +307,13 @@ pub enum Peer {
     Udp(UdpSocket),
     /// WebSocket text frames.
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    /// Length-prefixed frames inside TLS (a TLS TCP gateway).
+    Tls {
+        /// The connection.
+        stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        /// Bytes read but not yet framed.
+        buf: BytesMut,
+    },
 }
 
 impl Peer {
@@ -279,7 +322,7 @@ impl Peer {
         let addr = match transport {
             Transport::Tcp => server.tcp,
             Transport::Udp => server.udp,
-            Transport::WebSocket => server.http,
+            Transport::WebSocket | Transport::Http => server.http,
         };
         Self::connect_to(transport, addr).await
     }
@@ -304,13 +347,66 @@ impl Peer {
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))
             }
+            Transport::Http => {
+                panic!(
+                    "no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)"
+                )
+            }
+        }
+    }
+
+    /// Connects to `server` over `transport` from the loopback address `source` (another
+    /// "address" for the per-address limits: every test client is on 127.0.0.0/8).
+    pub async fn connect_from<H: Hooks>(
+        transport: Transport,
+        server: &TestServer<H>,
+        source: Ipv4Addr,
+    ) -> Self {
+        let tcp_to = |addr: SocketAddr| async move {
+            let socket = TcpSocket::new_v4().expect("tcp socket");
+            socket
+                .bind(SocketAddr::from((source, 0)))
+                .expect("bind the source address");
+            socket.connect(addr).await.expect("tcp connect")
+        };
+        match transport {
+            Transport::Tcp => Self::Tcp {
+                stream: tcp_to(server.tcp).await,
+                buf: BytesMut::new(),
+            },
+            Transport::Udp => {
+                let socket = UdpSocket::bind((source, 0)).await.expect("udp bind");
+                socket.connect(server.udp).await.expect("udp connect");
+                Self::Udp(socket)
+            }
+            Transport::WebSocket => {
+                let stream = MaybeTlsStream::Plain(tcp_to(server.http).await);
+                let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+                    .await
+                    .expect("websocket connect");
+                Self::Ws(Box::new(ws))
+            }
+            Transport::Http => {
+                panic!(
+                    "no raw peer speaks HTTP sessions: they are the API's (tests/api_sessions.rs)"
+                )
+            }
+        }
+    }
+
+    /// Connects to a TLS TCP gateway at `addr` with `config`, checking the certificate for
+    /// `localhost` (unless `config` trusts anything).
+    pub async fn tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Self {
+        Self::Tls {
+            stream: Box::new(tls::connect(addr, config).await),
+            buf: BytesMut::new(),
         }
     }
 
     /// The transport.
     pub fn transport(&self) -> Transport {
         match self {
-            Self::Tcp { .. } => Transport::Tcp,
+            Self::Tcp { .. } | Self::Tls { .. } => Transport::Tcp,
             Self::Udp(_) => Transport::Udp,
             Self::Ws(_) => Transport::WebSocket,
         }
@@ -319,11 +415,8 @@ impl Peer {
     /// Sends one packet body as the transport frames it.
     pub async fn send_json(&mut self, json: &str) {
         match self {
-            Self::Tcp { stream, .. } => {
-                let mut frame = (json.len() as u32).to_be_bytes().to_vec();
-                frame.extend_from_slice(json.as_bytes());
-                stream.write_all(&frame).await.expect("tcp write");
-            }
+            Self::Tcp { stream, .. } => write_frame(stream, json).await,
+            Self::Tls { stream, .. } => write_frame(stream, json).await,
             Self::Udp(socket) => {
                 socket.send(json.as_bytes()).await.expect("udp send");
             }
@@ -343,6 +436,10 @@ impl Peer {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         match self {
             Self::Tcp { stream, .. } => stream.write_all(bytes).await.expect("tcp write"),
+            Self::Tls { stream, .. } => {
+                stream.write_all(bytes).await.expect("tls write");
+                stream.flush().await.expect("tls flush");
+            }
             Self::Udp(socket) => {
                 socket.send(bytes).await.expect("udp send");
             }
@@ -362,20 +459,8 @@ impl Peer {
 
     async fn next_inner(&mut self) -> Recv {
         match self {
-            Self::Tcp { stream, buf } => loop {
-                if buf.len() >= 4 {
-                    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-                    if buf.len() >= 4 + len {
-                        buf.advance(4);
-                        let body = buf.split_to(len);
-                        return Recv::Packet(String::from_utf8(body.to_vec()).expect("utf-8"));
-                    }
-                }
-                match stream.read_buf(buf).await {
-                    Ok(0) | Err(_) => return Recv::Closed,
-                    Ok(_) => {}
-                }
-            },
+            Self::Tcp { stream, buf } => read_frame(stream, buf).await,
+            Self::Tls { stream, buf } => read_frame(stream, buf).await,
             Self::Udp(socket) => {
                 let mut buf = vec![0u8; 65536];
                 match socket.recv(&mut buf).await {
@@ -442,6 +527,32 @@ impl Peer {
         let response = self.expect(PacketType::LoginResponse).await;
         LoginResponse::decode(response.data_content.as_deref().unwrap_or_default())
             .expect("login response payload")
+    }
+}
+
+/// Writes one length-prefixed frame carrying `json`.
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, json: &str) {
+    let mut frame = (json.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(json.as_bytes());
+    stream.write_all(&frame).await.expect("tcp write");
+    stream.flush().await.expect("tcp flush");
+}
+
+/// The next frame's body, or `Closed` when the stream ends or fails.
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Recv {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if buf.len() >= 4 + len {
+                buf.advance(4);
+                let body = buf.split_to(len);
+                return Recv::Packet(String::from_utf8(body.to_vec()).expect("utf-8"));
+            }
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Recv::Closed,
+            Ok(_) => {}
+        }
     }
 }
 

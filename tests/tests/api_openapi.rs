@@ -68,18 +68,27 @@ async fn the_document_lists_the_integration_operations() {
     assert_eq!(
         operations,
         [
+            "DELETE /api/sessions/{sessionToken}",
+            "DELETE /api/users/{userId}/stored",
+            "GET /api/sessions/{sessionToken}/events",
             "GET /api/stats",
             "GET /api/users",
             "GET /api/users/{userId}",
+            "GET /api/users/{userId}/stored",
             "POST /api/messages",
             "POST /api/messages/batch",
+            "POST /api/messages/c2c",
+            "POST /api/messages/c2c/batch",
+            "POST /api/sessions",
+            "POST /api/sessions/{sessionToken}/acks",
+            "POST /api/sessions/{sessionToken}/keepalive",
             "POST /api/users/{userId}/kick",
         ]
     );
 }
 
 #[tokio::test]
-async fn every_documented_operation_is_routed_and_needs_the_admin_token() {
+async fn every_documented_operation_is_routed_and_needs_the_admin_token_or_a_session() {
     let server = server().await;
     let anonymous = Api::anonymous(server.http);
     let reply = anonymous.get("/api/openapi.json").await;
@@ -90,11 +99,27 @@ async fn every_documented_operation_is_routed_and_needs_the_admin_token() {
     );
     for (path, method, operation) in spec.operations() {
         assert!(operation.operation_id.is_some(), "{method} {path}");
-        let concrete = path.replace("{userId}", "alice");
-        // Without the token every operation that exists answers 401; a missing route would
-        // answer 404 and a wrong method 405.
-        let reply = anonymous.call(method.as_str(), &concrete).await;
-        reply.assert_error(401, "unauthorized");
+        let concrete = path
+            .replace("{userId}", "alice")
+            .replace("{sessionToken}", "no-such-session");
+        // A body every operation takes (acknowledgements need one).
+        let body = serde_json::json!({"fps": ["fp"]});
+        let reply = anonymous.call_with(method.as_str(), &concrete, body).await;
+        if path.contains("{sessionToken}") {
+            // An open session's operations need its token alone, and say so in the document;
+            // a token that names no session is 404 (a missing route would answer the generic
+            // `not_found`, a wrong method 405).
+            assert_eq!(
+                serde_json::to_value(&operation.security).unwrap(),
+                serde_json::json!([{}]),
+                "{method} {path} needs no admin token"
+            );
+            reply.assert_error(404, "no_such_session");
+        } else {
+            // Without the token every other operation that exists answers 401; a missing route
+            // would answer 404 and a wrong method 405.
+            reply.assert_error(401, "unauthorized");
+        }
     }
 }
 

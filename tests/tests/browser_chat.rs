@@ -121,6 +121,7 @@ async fn server_messages_show_as_system_messages_once() {
     let sent = server
         .handle
         .send(Outgoing::new("alice", notice))
+        .await
         .expect("alice is online");
     assert!(
         matches!(

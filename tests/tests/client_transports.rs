@@ -51,6 +51,7 @@ async fn c2c_c2s_and_s2c_arrive_and_are_reported_delivered(t: Transport) {
     let sent = server
         .handle
         .send(Outgoing::new("bob", "from the server"))
+        .await
         .unwrap();
     let received = next_matching(&mut bob_events, WAIT, |e| {
         matches!(e, ClientEvent::MessageReceived(_))

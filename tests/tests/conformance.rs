@@ -363,6 +363,7 @@ async fn server_push_with_qos_is_acked_and_reported_delivered(t: Transport) {
     let sent = server
         .handle
         .send(hongyan_server::Outgoing::new("bob", "hello from server"))
+        .await
         .unwrap();
     let fp = sent.fp.clone().unwrap();
     let push = bob.expect(PacketType::CommonData).await;

@@ -426,7 +426,7 @@ async fn a_half_closed_connection_is_closed_and_its_user_logged_out_at_once() {
                 MaybeTlsStream::Plain(stream) => stream.shutdown().await.expect("shutdown"),
                 _ => unreachable!("the tests speak plain WebSocket"),
             },
-            Peer::Udp(_) => unreachable!(),
+            Peer::Udp(_) | Peer::Tls { .. } => unreachable!("TCP and WebSocket only"),
         }
         server
             .hooks

@@ -25,6 +25,14 @@
 //! 4. a client message reported lost that did reach its receiver had no acknowledgement reach
 //!    the sender's session before the loss report (all were dropped, delayed or arrived on a
 //!    connection that was already replaced).
+//!
+//! With a message store (a memory store, kept across restarts as a durable one would be), an
+//! acknowledgement means "delivered or stored", which is stronger:
+//! 5. a C2C message reported delivered to its sender is received by its receiver exactly once,
+//!    and a server push whose outcome is delivered or stored likewise, given the receiver logs
+//!    in again and the link lets packets through eventually; the server never reports a
+//!    message lost that it stored (a memory store never refuses), and once everybody is
+//!    online and the traffic settled, the store is empty.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -46,6 +54,7 @@ use hongyan_shared::client::{
 use hongyan_shared::{
     Fingerprint, Instant, LoginInfo, Outgoing, Packet, PacketType, Transport, UserId,
 };
+use hongyan_store::{MemoryStore, MessageStore};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -68,6 +77,9 @@ struct Loss {
     drop: f64,
     duplicate: f64,
     max_delay_ms: u64,
+    /// Every packet takes at least this long (so, equal to `max_delay_ms`: a link that
+    /// delays but never reorders).
+    min_delay_ms: u64,
 }
 
 impl Loss {
@@ -75,6 +87,7 @@ impl Loss {
         drop: 0.0,
         duplicate: 0.0,
         max_delay_ms: 5,
+        min_delay_ms: 0,
     };
 }
 
@@ -198,8 +211,16 @@ struct Server {
 }
 
 impl Server {
-    fn start(clock: &Arc<ManualClock>, hooks: &Arc<SimHooks>) -> Self {
-        let core = Arc::new(Core::new(Config::loopback(), hooks.clone(), clock.clone()));
+    fn start(
+        clock: &Arc<ManualClock>,
+        hooks: &Arc<SimHooks>,
+        store: Option<&Arc<MemoryStore>>,
+    ) -> Self {
+        let mut core = Core::new(Config::loopback(), hooks.clone(), clock.clone());
+        if let Some(store) = store {
+            core = core.with_store(store.clone());
+        }
+        let core = Arc::new(core);
         Self {
             handle: ServerHandle::new(core.clone()),
             core,
@@ -212,7 +233,10 @@ impl Server {
             .conns
             .values()
             .map(|c| self.core.poll_session_timeout(&c.session));
-        sessions.chain(self.core.poll_timeout()).min()
+        sessions
+            .chain(self.core.poll_timeout())
+            .chain(self.core.poll_store_timeout())
+            .min()
     }
 }
 
@@ -220,6 +244,9 @@ impl Server {
 #[derive(Default, Debug)]
 struct Outcome {
     to: String,
+    /// When it was sent, in the order of all the simulation's events.
+    sent_seq: u64,
+    sent_at: Option<Instant>,
     delivered: Vec<Instant>,
     lost: Vec<Instant>,
     first_ack_at: Option<Instant>,
@@ -231,7 +258,11 @@ struct Peer {
     conn: Option<u64>,
     sent: HashMap<Fingerprint, Outcome>,
     received: HashMap<Fingerprint, usize>,
+    /// QoS messages received, in the order the application saw them.
+    received_order: Vec<Fingerprint>,
     logins: usize,
+    /// When the session went online, each time.
+    online_at: Vec<Instant>,
 }
 
 /// A message the server pushed to a client.
@@ -243,9 +274,22 @@ struct S2cSent {
 
 #[derive(Debug, Clone)]
 enum Action {
-    Send { from: usize, to: String },
-    ServerSend { to: usize },
-    CutLink { client: usize },
+    Send {
+        from: usize,
+        to: String,
+    },
+    ServerSend {
+        to: usize,
+    },
+    CutLink {
+        client: usize,
+    },
+    /// Every packet to and from the client is lost for this long: it stays logged in on its
+    /// side (keeping its de-duplication window), while the server idles its session out.
+    Partition {
+        client: usize,
+        ms: u64,
+    },
     RestartServer,
 }
 
@@ -264,7 +308,11 @@ struct Sim {
     conn_owner: HashMap<u64, usize>,
     peers: Vec<Peer>,
     hooks: Arc<SimHooks>,
+    /// The message store, if the server keeps one; it outlives server restarts.
+    store: Option<Arc<MemoryStore>>,
     server: Server,
+    /// Until when each client is cut off.
+    partitioned_until: Vec<Option<Instant>>,
     s2c_sent: Vec<S2cSent>,
     /// `(user, firstLoginTime)` of every login the server received.
     login_times: Vec<(String, i64)>,
@@ -275,6 +323,22 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64, loss: Loss, users: &[&str], transport: Transport) -> Self {
+        Self::build(seed, loss, users, transport, None)
+    }
+
+    /// A simulation whose server keeps messages in a memory store.
+    fn with_store(seed: u64, loss: Loss, users: &[&str], transport: Transport) -> Self {
+        let store = Arc::new(MemoryStore::new(Config::loopback().store_config().limits));
+        Self::build(seed, loss, users, transport, Some(store))
+    }
+
+    fn build(
+        seed: u64,
+        loss: Loss,
+        users: &[&str],
+        transport: Transport,
+        store: Option<Arc<MemoryStore>>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(EPOCH_MS));
         let t0 = clock.now();
         let hooks = Arc::new(SimHooks::default());
@@ -289,7 +353,9 @@ impl Sim {
                     conn: None,
                     sent: HashMap::new(),
                     received: HashMap::new(),
+                    received_order: Vec::new(),
                     logins: 0,
+                    online_at: Vec::new(),
                 }
             })
             .collect();
@@ -297,7 +363,9 @@ impl Sim {
         let mut sim = Self {
             transport,
             properties: PipeProperties::of(transport, config.max_outbound(transport)),
-            server: Server::start(&clock, &hooks),
+            server: Server::start(&clock, &hooks, store.as_ref()),
+            store,
+            partitioned_until: vec![None; users.len()],
             clock,
             t0,
             rng: SmallRng::seed_from_u64(seed),
@@ -354,6 +422,13 @@ impl Sim {
     }
 
     fn transmit(&mut self, dest: Dest, conn: u64, packet: Packet) {
+        let client = match dest {
+            Dest::Client(i) => i,
+            Dest::Server => self.conn_owner[&conn],
+        };
+        if self.partitioned_until[client].is_some_and(|until| until > self.now()) {
+            return;
+        }
         if self.rng.random_bool(self.loss.drop) {
             self.dropped += 1;
             return;
@@ -365,7 +440,9 @@ impl Sim {
             1
         };
         for _ in 0..copies {
-            let delay = self.rng.random_range(0..=self.loss.max_delay_ms);
+            let delay = self
+                .rng
+                .random_range(self.loss.min_delay_ms..=self.loss.max_delay_ms);
             let at = self.now() + ms(delay);
             self.schedule(
                 at,
@@ -528,7 +605,8 @@ impl Sim {
             match event {
                 ClientEvent::MessageReceived(m) => {
                     if let Some(fp) = m.fp {
-                        *peer.received.entry(fp).or_default() += 1;
+                        *peer.received.entry(fp.clone()).or_default() += 1;
+                        peer.received_order.push(fp);
                     }
                 }
                 ClientEvent::MessageDelivered(fp) => {
@@ -548,7 +626,10 @@ impl Sim {
                             .push(now);
                     }
                 }
-                ClientEvent::StateChanged(ConnectionState::Online) => peer.logins += 1,
+                ClientEvent::StateChanged(ConnectionState::Online) => {
+                    peer.logins += 1;
+                    peer.online_at.push(now);
+                }
                 _ => {}
             }
         }
@@ -567,6 +648,8 @@ impl Sim {
                         fp,
                         Outcome {
                             to,
+                            sent_seq: self.seq,
+                            sent_at: Some(now),
                             ..Outcome::default()
                         },
                     );
@@ -577,7 +660,7 @@ impl Sim {
                 let fp = Fingerprint::from_random(self.rng.random());
                 let push = Outgoing::new(self.peers[to].user.as_str(), format!("s2c {fp}"))
                     .with_fingerprint(fp.clone());
-                if let Ok(sent) = self.server.handle.send(push) {
+                if let Ok(sent) = at_once(self.server.handle.send(push)) {
                     self.s2c_sent.push(S2cSent { to, fp, sent });
                 }
                 self.flush_all_server();
@@ -591,6 +674,9 @@ impl Sim {
                     self.peers[client].session.handle_disconnected(now);
                     self.drain_client(client);
                 }
+            }
+            Action::Partition { client, ms } => {
+                self.partitioned_until[client] = Some(now + Duration::from_millis(ms));
             }
             Action::RestartServer => {
                 // The process dies: no session says goodbye, every connection breaks.
@@ -607,7 +693,7 @@ impl Sim {
                         );
                     }
                 }
-                self.server = Server::start(&self.clock, &self.hooks);
+                self.server = Server::start(&self.clock, &self.hooks, self.store.as_ref());
             }
         }
     }
@@ -658,6 +744,15 @@ impl Sim {
     fn server_timeouts(&mut self, now: Instant) {
         if self.server.core.poll_timeout().is_some_and(|t| t <= now) {
             at_once(self.server.core.handle_timeout(now));
+            self.flush_all_server();
+        }
+        if self
+            .server
+            .core
+            .poll_store_timeout()
+            .is_some_and(|t| t <= now)
+        {
+            at_once(self.server.core.handle_store_timeout(now));
             self.flush_all_server();
         }
         let core = self.server.core.clone();
@@ -812,6 +907,7 @@ impl Sim {
                     assert_eq!(received, 1, "{ctx}: delivered but not received");
                 }
                 Delivery::Lost => totals.s2c_lost += 1,
+                Delivery::Stored => panic!("{ctx}: stored, without a store"),
             }
         }
         totals.relogins += self
@@ -823,21 +919,29 @@ impl Sim {
 }
 
 /// A minute of random traffic between two clients and the server, with a link cut now and
-/// then, and forty seconds to settle.
-fn lossy_run(seed: u64, transport: Transport) -> Sim {
+/// then, and forty seconds to settle. With a store, a client is also cut off now and then for
+/// long enough that the server idles its session out, and there are ninety seconds to settle.
+fn lossy_run(seed: u64, transport: Transport, store: bool) -> Sim {
     let loss = Loss {
         drop: 0.2,
         duplicate: 0.1,
         max_delay_ms: 400,
+        min_delay_ms: 0,
     };
-    let mut sim = Sim::new(seed, loss, &["alice", "bob"], transport);
+    let users = ["alice", "bob"];
+    let mut sim = if store {
+        Sim::with_store(seed, loss, &users, transport)
+    } else {
+        Sim::new(seed, loss, &users, transport)
+    };
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xABCD);
     sim.hooks
         .store_offline
         .store(rng.random_bool(0.5), Ordering::Relaxed);
+    let kinds = if store { 45 } else { 41 };
     let mut t = 500;
     while t < 60_000 {
-        let action = match rng.random_range(0..41) {
+        let action = match rng.random_range(0..kinds) {
             0..10 => Action::Send {
                 from: 0,
                 to: "0".into(),
@@ -853,14 +957,18 @@ fn lossy_run(seed: u64, transport: Transport) -> Sim {
             30..40 => Action::ServerSend {
                 to: rng.random_range(0..2),
             },
-            _ => Action::CutLink {
+            40..43 => Action::CutLink {
                 client: rng.random_range(0..2),
+            },
+            _ => Action::Partition {
+                client: rng.random_range(0..2),
+                ms: rng.random_range(5_000..30_000),
             },
         };
         sim.script.push((sim.at(t), action));
         t += rng.random_range(50..700);
     }
-    let end = sim.at(100_000);
+    let end = sim.at(if store { 150_000 } else { 100_000 });
     sim.run_until(end);
     sim
 }
@@ -871,7 +979,7 @@ fn under_any_seed_every_qos_message_is_reported_once_and_received_at_most_once()
     let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
     for seed in 0..300 {
         let transport = transports[seed as usize % transports.len()];
-        let mut sim = lossy_run(seed, transport);
+        let mut sim = lossy_run(seed, transport, false);
         assert!(
             sim.dropped > 0 && sim.duplicated > 0,
             "the link must misbehave"
@@ -990,6 +1098,215 @@ fn after_the_link_is_cut_the_client_logs_in_again_at_once() {
             online.session.id,
             sim.server.conns[&current].session.info().id,
             "{transport}: the new connection is the online session"
+        );
+    }
+}
+
+/// Totals over store runs, to show the store was exercised.
+#[derive(Debug, Default)]
+struct StoreTotals {
+    delivered: usize,
+    lost: usize,
+    stored: u64,
+    removed: u64,
+    s2c_delivered: usize,
+    s2c_stored: usize,
+}
+
+impl Sim {
+    /// Checks invariant 5 of the module doc (and 1, 2 and 4's "at most once"), adding what it
+    /// saw to `totals`.
+    fn check_store_invariants(&mut self, seed: u64, totals: &mut StoreTotals) {
+        let transport = self.transport;
+        let store = self.store.clone().expect("a run with a store");
+        let app = self.hooks.record();
+        assert!(
+            app.s2c_lost.is_empty(),
+            "seed {seed} ({transport}): a stored message was reported lost: {:?}",
+            app.s2c_lost
+        );
+        for peer in &self.peers {
+            for (fp, outcome) in &peer.sent {
+                let ctx = format!(
+                    "seed {seed} ({transport}), {} sent {fp} to {}",
+                    peer.user, outcome.to
+                );
+                assert_eq!(
+                    outcome.delivered.len() + outcome.lost.len(),
+                    1,
+                    "{ctx}: exactly one report, got {outcome:?}"
+                );
+                let received = if outcome.to == UserId::SERVER {
+                    app.c2s.get(fp).copied().unwrap_or(0)
+                } else {
+                    let receiver = self.peers.iter().find(|p| p.user == outcome.to);
+                    let receiver = receiver.expect("a known user");
+                    receiver.received.get(fp).copied().unwrap_or(0)
+                };
+                if outcome.delivered.is_empty() {
+                    totals.lost += 1;
+                    assert!(received <= 1, "{ctx}: received {received} times");
+                } else {
+                    totals.delivered += 1;
+                    assert_eq!(received, 1, "{ctx}: acknowledged, so received exactly once");
+                }
+            }
+            for (fp, count) in &peer.received {
+                assert_eq!(
+                    *count, 1,
+                    "seed {seed} ({transport}): {} got {fp} {count} times",
+                    peer.user
+                );
+            }
+        }
+        for pushed in self.s2c_sent.drain(..) {
+            let receiver = &self.peers[pushed.to];
+            let ctx = format!(
+                "seed {seed} ({transport}), the server sent {} to {}",
+                pushed.fp, receiver.user
+            );
+            let outcome = pushed
+                .sent
+                .outcome()
+                .now_or_never()
+                .unwrap_or_else(|| panic!("{ctx}: never reported"));
+            match outcome {
+                Delivery::Delivered => totals.s2c_delivered += 1,
+                Delivery::Stored => totals.s2c_stored += 1,
+                Delivery::Lost => panic!("{ctx}: lost, with a store that never refuses"),
+            }
+            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
+            assert_eq!(received, 1, "{ctx}: {outcome:?}, so received exactly once");
+        }
+        for peer in &self.peers {
+            let left = at_once(store.count(&UserId::from(peer.user.as_str())))
+                .expect("the memory store counts");
+            assert_eq!(
+                left, 0,
+                "seed {seed} ({transport}): {left} messages stranded in the store for {}",
+                peer.user
+            );
+        }
+        let stats = store.stats();
+        totals.stored += stats.stored;
+        totals.removed += stats.removed;
+    }
+}
+
+#[test]
+fn with_a_store_every_acknowledged_message_is_received_exactly_once() {
+    let mut totals = StoreTotals::default();
+    let transports = [Transport::Udp, Transport::Tcp, Transport::WebSocket];
+    for seed in 0..300 {
+        let transport = transports[seed as usize % transports.len()];
+        let mut sim = lossy_run(seed, transport, true);
+        sim.check_store_invariants(seed, &mut totals);
+    }
+    eprintln!("{totals:?}");
+    // Messages went through the store, and pushes were stored, not only delivered live.
+    assert!(totals.delivered > 10_000, "{totals:?}");
+    assert!(totals.lost > 0, "{totals:?}");
+    assert!(totals.stored > 10_000, "{totals:?}");
+    assert_eq!(totals.stored, totals.removed, "{totals:?}");
+    assert!(totals.s2c_delivered > 1_000, "{totals:?}");
+    assert!(totals.s2c_stored > 5_000, "{totals:?}");
+}
+
+#[test]
+fn with_a_store_messages_for_a_user_who_is_away_survive_a_server_restart() {
+    for transport in [Transport::Tcp, Transport::Udp, Transport::WebSocket] {
+        let mut sim = Sim::with_store(4, Loss::NONE, &["alice", "bob"], transport);
+        // Bob is cut off long enough for the server to see him go, then the server restarts
+        // with everything sent to him only in the store.
+        sim.script.push((
+            sim.at(1_000),
+            Action::Partition {
+                client: 1,
+                ms: 60_000,
+            },
+        ));
+        for i in 0..20 {
+            sim.script.push((
+                sim.at(30_000 + i * 200),
+                Action::Send {
+                    from: 0,
+                    to: "bob".into(),
+                },
+            ));
+            sim.script
+                .push((sim.at(30_100 + i * 200), Action::ServerSend { to: 1 }));
+        }
+        sim.script.push((sim.at(40_000), Action::RestartServer));
+        let end = sim.at(120_000);
+        sim.run_until(end);
+        let mut totals = StoreTotals::default();
+        sim.check_store_invariants(4, &mut totals);
+        assert_eq!(
+            (totals.delivered, totals.s2c_stored),
+            (20, 20),
+            "{transport}: every message was stored, then delivered after the restart"
+        );
+        assert_eq!(sim.peers[1].received.len(), 40, "{transport}");
+    }
+}
+
+#[test]
+fn with_a_store_the_replay_keeps_send_order_and_new_messages_do_not_overtake_it() {
+    // 30 ms each way, never reordered: the replay takes several round trips, during which
+    // new messages arrive.
+    let in_order = Loss {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay_ms: 30,
+        min_delay_ms: 30,
+    };
+    for transport in [Transport::Tcp, Transport::Udp, Transport::WebSocket] {
+        let mut sim = Sim::with_store(5, in_order, &["alice", "bob"], transport);
+        sim.script.push((
+            sim.at(1_000),
+            Action::Partition {
+                client: 1,
+                ms: 40_000,
+            },
+        ));
+        // While bob is away (stored), around the moment he is back (replayed while new ones
+        // arrive), and after (live).
+        for i in 0..300 {
+            sim.script.push((
+                sim.at(30_000 + i * 50),
+                Action::Send {
+                    from: 0,
+                    to: "bob".into(),
+                },
+            ));
+        }
+        let end = sim.at(90_000);
+        sim.run_until(end);
+        let back = *sim.peers[1].online_at.last().expect("bob came back");
+        let mut totals = StoreTotals::default();
+        sim.check_store_invariants(5, &mut totals);
+        let sent_while_away = sim.peers[0]
+            .sent
+            .values()
+            .filter(|outcome| outcome.sent_at.is_some_and(|at| at < back))
+            .count();
+        let stored_behind = totals.stored as usize - sent_while_away;
+        assert!(
+            sent_while_away > 100 && stored_behind > 0 && stored_behind < 300 - sent_while_away,
+            "{transport}: of the messages sent once bob was back, some were stored behind the \
+             replay and the later ones went live ({sent_while_away} sent while away, {totals:?})"
+        );
+        let mut sent: Vec<(u64, &Fingerprint)> = sim.peers[0]
+            .sent
+            .iter()
+            .map(|(fp, outcome)| (outcome.sent_seq, fp))
+            .collect();
+        sent.sort();
+        let sent: Vec<&Fingerprint> = sent.into_iter().map(|(_, fp)| fp).collect();
+        let received: Vec<&Fingerprint> = sim.peers[1].received_order.iter().collect();
+        assert_eq!(
+            received, sent,
+            "{transport}: bob got alice's messages in send order"
         );
     }
 }

@@ -4,13 +4,12 @@
 
 use std::sync::LazyLock;
 
-use hongyan_server::Config;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 
-use super::ProcessSettings;
+use super::{ProcessSettings, serve_defaults};
 
 /// One setting, as its flag, environment variable and TOML key show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +51,11 @@ impl Setting {
     }
 }
 
-/// Every setting of `hongyan serve`: [`Config`]'s in declaration order, then
-/// [`ProcessSettings`]'s.
+/// Every setting of `hongyan serve`: [`Config`](hongyan_server::Config)'s in declaration order (with `serve`'s
+/// defaults), then [`ProcessSettings`]'s.
 pub fn catalog() -> &'static [Setting] {
     static CATALOG: LazyLock<Vec<Setting>> = LazyLock::new(|| {
-        let mut settings = describe(&Config::default());
+        let mut settings = describe(&serve_defaults());
         settings.extend(describe(&ProcessSettings::default()));
         settings
     });
@@ -170,6 +169,8 @@ pub(crate) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 
 #[cfg(test)]
 mod tests {
+    use hongyan_server::Config;
+
     use super::*;
 
     #[test]
@@ -232,6 +233,9 @@ mod tests {
         let names = field_names::<Config>();
         assert_eq!(names[..3], ["tcp_addr", "udp_addr", "http_addr"]);
         assert!(names.contains(&"slow_consumer_secs") && !names.contains(&"s2c_schedule"));
-        assert_eq!(field_names::<ProcessSettings>(), ["workers", "state_dir"]);
+        assert_eq!(
+            field_names::<ProcessSettings>(),
+            ["workers", "state_dir", "tls_self_signed"]
+        );
     }
 }

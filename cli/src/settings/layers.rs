@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::catalog::{catalog, field_names};
-use super::{ProcessSettings, ServeArgs, ServeSettings};
+use super::{ProcessSettings, ServeArgs, ServeSettings, serve_defaults};
 
 /// Where a layer of given settings came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl ServeArgs {
     /// The settings: defaults, overridden by the `--config` file, overridden by environment
     /// variables, overridden by flags.
     pub fn load(&self) -> Result<ServeSettings, SettingsError> {
-        let server = self.extract(Config::default(), is_server_key);
+        let server = self.extract(serve_defaults(), is_server_key);
         let process = self.extract(ProcessSettings::default(), |key| !is_server_key(key));
         match (server, process) {
             (Ok(server), Ok(process)) => {

@@ -20,6 +20,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use hongyan_server::Config;
+use hongyan_server::hongyan_store::StoreSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -39,9 +40,23 @@ pub struct ProcessSettings {
     #[serde(deserialize_with = "positive")]
     #[schemars(with = "Option<usize>")]
     pub workers: Option<NonZeroUsize>,
-    /// Directory for state kept between runs: the generated admin token (`admin-token`).
-    /// [default: $XDG_STATE_HOME/hongyan, ~/.local/state/hongyan or ./.hongyan]
+    /// Directory for state kept between runs: the generated admin token (`admin-token`) and
+    /// the SQLite message store (`hongyan.db`). [default: $XDG_STATE_HOME/hongyan,
+    /// ~/.local/state/hongyan or ./.hongyan]
     pub state_dir: Option<PathBuf>,
+    /// For development: turn TLS on with a self-signed certificate, made in the state dir
+    /// (`tls/`) and reused while valid, whose fingerprint is printed at start. Clients do not
+    /// trust it unless told to; not with tls_cert and tls_key.
+    pub tls_self_signed: bool,
+}
+
+/// The server settings `hongyan serve` starts from: the library's defaults, except that
+/// messages are kept in SQLite (`<state dir>/hongyan.db`), with no set-up.
+pub fn serve_defaults() -> Config {
+    Config {
+        store: StoreSpec::default(),
+        ..Config::default()
+    }
 }
 
 /// Everything `hongyan serve` runs with.
@@ -66,6 +81,19 @@ impl ServeSettings {
             PathBuf::from(home).join(".local/state/hongyan")
         } else {
             PathBuf::from(".hongyan")
+        }
+    }
+
+    /// The store setting with `sqlite` placed in the state directory (`hongyan.db`), which is
+    /// created if needed; any other setting as given.
+    pub fn resolved_store(&self) -> std::io::Result<StoreSpec> {
+        match &self.server.store {
+            StoreSpec::Sqlite(None) => {
+                let dir = self.state_dir();
+                std::fs::create_dir_all(&dir)?;
+                Ok(StoreSpec::Sqlite(Some(dir.join("hongyan.db"))))
+            }
+            other => Ok(other.clone()),
         }
     }
 

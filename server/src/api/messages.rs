@@ -47,8 +47,9 @@ pub(crate) struct PushRequest {
     /// A fingerprint of your choosing, e.g. your own message id; a fresh UUID when absent.
     /// The receiving client drops a message whose fingerprint it has already seen.
     fp: Option<String>,
-    /// Answer only once the outcome is known: `delivered` when the client acknowledges,
-    /// `lost` when the retransmissions run out (about 7–12 s with the default schedule).
+    /// Answer only once the outcome is known: `delivered` when the client acknowledges;
+    /// when the retransmissions run out (about 7–12 s with the default schedule), `stored`
+    /// if the message store keeps it, else `lost`.
     #[serde(default)]
     wait: bool,
 }
@@ -84,10 +85,17 @@ pub(crate) enum Outcome {
     Sent,
     /// The client acknowledged it.
     Delivered,
-    /// The client did not acknowledge it after the last retransmission.
+    /// The user could not take it now (offline, or the retransmissions ran out): hongyan's
+    /// message store keeps it and replays it when the user next logs in. QoS messages only,
+    /// with a store.
+    Stored,
+    /// The client did not acknowledge it after the last retransmission, and it was not
+    /// stored.
     Lost,
     /// The user is not online, is being disconnected, or cannot take more now (the server
-    /// holds as much as it may for them); store the message if it matters.
+    /// holds as much as it may for them), and the message was not kept: it has no QoS, the
+    /// server has no store, or the store refused it (the user's limit, its size, the store
+    /// failing). Store it yourself if it matters.
     Offline,
     /// Too large for the receiver's transport (UDP carries at most 1024 bytes by default).
     TooLarge,
@@ -135,11 +143,17 @@ enum Pending {
 /// What a send attempt means for the caller.
 fn classify(result: Result<Sent, PushError>, qos: bool) -> (Option<Fingerprint>, Pending) {
     match result {
+        Ok(sent) if sent.settled() == Some(Delivery::Stored) => {
+            (sent.fp, Pending::Settled(Outcome::Stored))
+        }
         Ok(sent) if qos => (sent.fp.clone(), Pending::Waiting(sent)),
         Ok(sent) => (sent.fp, Pending::Settled(Outcome::Sent)),
-        Err(PushError::Offline | PushError::SlowConsumer | PushError::Overloaded) => {
-            (None, Pending::Settled(Outcome::Offline))
-        }
+        Err(
+            PushError::Offline
+            | PushError::SlowConsumer
+            | PushError::Overloaded
+            | PushError::NotStored,
+        ) => (None, Pending::Settled(Outcome::Offline)),
         Err(PushError::TooLarge { .. }) => (None, Pending::Settled(Outcome::TooLarge)),
     }
 }
@@ -148,6 +162,7 @@ async fn settle(pending: Pending, wait: bool) -> Outcome {
     match pending {
         Pending::Waiting(sent) if wait => match sent.outcome().await {
             Delivery::Delivered => Outcome::Delivered,
+            Delivery::Stored => Outcome::Stored,
             Delivery::Lost => Outcome::Lost,
         },
         Pending::Waiting(_) => Outcome::Sent,
@@ -157,8 +172,9 @@ async fn settle(pending: Pending, wait: bool) -> Outcome {
 
 /// Push a message to one user.
 ///
-/// An offline receiver is an outcome (`offline`), not an error: the answer is 200 and the
-/// application decides whether to store the message.
+/// An offline receiver is an outcome, not an error: the answer is 200. With hongyan's message
+/// store a QoS message for an offline user is stored (`stored`) and replayed at their next
+/// login; otherwise the outcome is `offline` and the application decides whether to keep it.
 #[utoipa::path(
     post,
     path = "/messages",
@@ -199,7 +215,7 @@ pub(crate) async fn push(
         qos: request.qos,
         fp,
     };
-    let (fp, pending) = match state.handle.send(push) {
+    let (fp, pending) = match state.handle.send(push).await {
         Err(PushError::TooLarge { len, max }) => return Err(AppError::TooLarge { len, max }),
         result => classify(result, request.qos),
     };
@@ -245,19 +261,19 @@ pub(crate) async fn push_batch(
         }
         receivers.push(receiver(id)?);
     }
-    let sends: Vec<_> = receivers
-        .into_iter()
-        .map(|to| {
-            let push = Outgoing {
-                to,
-                content: request.content.clone(),
-                typeu: request.typeu,
-                qos: request.qos,
-                fp: None,
-            };
-            classify(state.handle.send(push), request.qos)
-        })
-        .collect();
+    // Concurrently: pushes to offline users wait for the store, and share its group commits.
+    let sends: Vec<_> = join_all(receivers.into_iter().map(|to| {
+        let push = Outgoing {
+            to,
+            content: request.content.clone(),
+            typeu: request.typeu,
+            qos: request.qos,
+            fp: None,
+        };
+        let handle = &state.handle;
+        async move { classify(handle.send(push).await, request.qos) }
+    }))
+    .await;
     let fps: Vec<_> = sends.iter().map(|(fp, _)| fp.clone()).collect();
     let outcomes = join_all(
         sends

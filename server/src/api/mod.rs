@@ -10,16 +10,27 @@
 //! - `extract.rs`: JSON, query and path extractors that fail with an `AppError`.
 //! - `messages.rs`: `POST /api/messages`, `POST /api/messages/batch`.
 //! - `users.rs`: `GET /api/users`, `GET /api/users/{userId}`, `POST /api/users/{userId}/kick`.
+//! - `stored.rs`: `GET` and `DELETE /api/users/{userId}/stored` (stored messages).
 //! - `stats.rs`: `GET /api/stats`.
+//! - `exempt.rs`: `POST`, `GET` and `DELETE /api/limits/exempt` (lifting the limits for an
+//!   address).
+//! - `throttle.rs`: the API's own limits: requests per second per address, body size.
+//!
+//! The operations that act as a user (`/api/messages/c2c`, `/api/sessions`) are in
+//! `as_user`, registered here.
 
 pub(crate) mod auth;
 pub(crate) mod error;
-mod extract;
+mod exempt;
+pub(crate) mod extract;
 mod messages;
 mod stats;
+mod stored;
+mod throttle;
 mod users;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::any;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -29,6 +40,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use self::error::AppError;
+use crate::as_user;
 use crate::http::state::HttpState;
 
 /// Where the OpenAPI document is served.
@@ -41,16 +53,20 @@ pub(crate) const DOCS_PATH: &str = "/api/docs";
     info(
         title = "hongyan HTTP API",
         description = "Integrate hongyan with an application backend: push server-to-client \
-            messages, list and kick online users, read statistics. Every operation needs the \
-            admin token as `Authorization: Bearer <token>`. See docs/INTEGRATION.md for the \
+            messages, act as a user (send in a user's name, receive as a user over an HTTP \
+            session streamed as Server-Sent Events), list and kick online users, count and \
+            erase users' stored messages, read statistics. Every operation needs the admin \
+            token as `Authorization: Bearer <token>`, but for those of an open HTTP session, \
+            which its session token in the path authorises. See docs/INTEGRATION.md for the \
             webhooks hongyan calls and the metrics it exports."
     ),
     modifiers(&AdminToken),
     security(("admin_token" = [])),
     tags(
-        (name = "messages", description = "Server-to-client messages (S2C, from \"0\")"),
-        (name = "users", description = "Online users"),
-        (name = "server", description = "The server itself"),
+        (name = "messages", description = "Messages: pushed by the server (S2C, from \"0\"), or sent in a user's name (C2C)"),
+        (name = "sessions", description = "HTTP sessions: receive as a user, as Server-Sent Events"),
+        (name = "users", description = "Online users, and users' stored messages"),
+        (name = "server", description = "The server itself, and its abuse limits"),
     )
 )]
 struct ApiDoc;
@@ -76,8 +92,8 @@ impl Modify for AdminToken {
     }
 }
 
-/// The OpenAPI document and the operations it describes, nested under `/api` and behind the
-/// admin token.
+/// The OpenAPI document and the operations it describes, nested under `/api`: behind the
+/// admin token, but for those of an open HTTP session, which its token authorises.
 fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::new()
         .routes(routes!(messages::push))
@@ -85,11 +101,22 @@ fn operations(state: &HttpState) -> (Router<HttpState>, utoipa::openapi::OpenApi
         .routes(routes!(users::list))
         .routes(routes!(users::get))
         .routes(routes!(users::kick))
+        .routes(routes!(stored::count, stored::erase))
         .routes(routes!(stats::stats))
+        .routes(routes!(exempt::add, exempt::list, exempt::remove))
+        .merge(as_user::admin_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
-        ));
+        ))
+        // A session's routes carry its own token, not the admin's.
+        .merge(as_user::session_routes())
+        // Outside the token check, so a flood of bad tokens is limited too.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            throttle::limit_requests,
+        ))
+        .route_layer(DefaultBodyLimit::max(state.core.config.api_max_body_bytes));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api", api)
         .split_for_parts()

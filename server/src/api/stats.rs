@@ -17,18 +17,21 @@ pub(crate) struct PerTransport {
     udp: u64,
     /// Over WebSocket.
     ws: u64,
+    /// HTTP sessions (the API receiving as a user).
+    http: u64,
     /// All transports.
     total: u64,
 }
 
 impl PerTransport {
     fn new(counts: metrics::PerTransport<u64>) -> Self {
-        let metrics::PerTransport { tcp, udp, ws } = counts;
+        let metrics::PerTransport { tcp, udp, ws, http } = counts;
         Self {
             tcp,
             udp,
             ws,
-            total: tcp + udp + ws,
+            http,
+            total: tcp + udp + ws + http,
         }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) enum TransportName {
     Udp,
     /// WebSocket text frames.
     Ws,
+    /// An HTTP session: the API receiving as the user (Server-Sent Events).
+    Http,
 }
 
 impl From<hongyan_shared::Transport> for TransportName {
@@ -50,6 +52,7 @@ impl From<hongyan_shared::Transport> for TransportName {
             hongyan_shared::Transport::Tcp => Self::Tcp,
             hongyan_shared::Transport::Udp => Self::Udp,
             hongyan_shared::Transport::WebSocket => Self::Ws,
+            hongyan_shared::Transport::Http => Self::Http,
         }
     }
 }

@@ -18,6 +18,14 @@ pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Erro
     }
 }
 
+/// A positive count of a 32-bit setting (a burst).
+pub(super) fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(D::Error::custom("must be positive")),
+        n => Ok(n),
+    }
+}
+
 /// A count that must be positive, or none.
 pub(super) fn optional_positive<'de, D: Deserializer<'de>>(
     d: D,

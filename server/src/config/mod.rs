@@ -12,20 +12,29 @@
 //! - `format`: how values are written: addresses that may be `off`, sense modes by name,
 //!   durations in whole seconds or milliseconds, counts that must be positive.
 //! - `origins`: [`AllowedOrigins`], the `Origin`s a WebSocket upgrade may come from.
+//! - `tls`: [`TlsMode`] per listener, and the decision behind [`Config::tls`]: which
+//!   listeners speak TLS with which certificate (or why the settings do not fit together).
 
 mod format;
 mod origins;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hongyan_shared::{DedupConfig, RetransmitSchedule, SenseMode, Transport};
+use hongyan_store::{Limits, StoreConfig, StoreSpec};
 use reqwest::Url;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::origins::{AllowedOrigins, OriginsError};
+use self::tls::TlsSettings;
+pub use self::tls::{TlsConfigError, TlsMode, TlsPlan};
+use crate::limits::{self, AddressRanges};
+use crate::tls::HandshakeLimits;
+use crate::tls::certificate::DEFAULT_WATCH_INTERVAL;
 use crate::token::BearerToken;
 use crate::webhook::{EventKinds, WebhookConfig};
 
@@ -37,6 +46,11 @@ pub const MAX_USER_ID_BYTES: usize = 256;
 /// 36-character UUIDs): a QoS message with a longer one is refused, neither delivered nor
 /// acknowledged, so its sender reports it lost (§6.3).
 pub const MAX_FINGERPRINT_BYTES: usize = 128;
+
+/// The largest packet body an HTTP session streams as one event, in bytes: more than any
+/// client transport carries (a WebSocket's 65536) and than a stored message's content, so what
+/// reaches a user over a socket reaches them over HTTP too.
+pub const HTTP_SESSION_MAX_OUTBOUND: usize = 256 * 1024;
 
 /// Everything the server needs to run. `Config::default()` is what `hongyan serve` runs with
 /// when nothing is configured; deserializing fills what is not given from it, and refuses
@@ -58,6 +72,41 @@ pub struct Config {
     #[serde(with = "format::listen")]
     #[schemars(with = "String")]
     pub http_addr: Option<SocketAddr>,
+    /// A plain TCP gateway kept beside the TLS one during a migration, for clients not yet
+    /// switched to TLS, or `off`. Needs TLS on the TCP gateway.
+    #[serde(with = "format::listen")]
+    #[schemars(with = "String")]
+    pub tcp_plain_addr: Option<SocketAddr>,
+    /// PEM file of the TLS certificate chain, the server's own certificate first (a
+    /// `fullchain.pem`). With tls_key, the TCP gateway and the HTTP listener speak TLS (see
+    /// tcp_tls and http_tls; UDP has none). Reloaded on SIGHUP and when the file changes.
+    /// [default: none (no TLS)]
+    #[schemars(extend("value_name" = "FILE"))]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key: PKCS#8, RSA or EC, not encrypted.
+    /// [default: none]
+    #[schemars(extend("value_name" = "FILE"))]
+    pub tls_key: Option<PathBuf>,
+    /// TLS on the TCP gateway: `auto` (when tls_cert is set), `on` (and refuse to start
+    /// without a certificate) or `off`.
+    #[schemars(extend("value_name" = "MODE"))]
+    pub tcp_tls: TlsMode,
+    /// TLS on the HTTP listener (HTTPS, WSS, the API, the H5 client): `auto`, `on` or `off`,
+    /// as tcp_tls.
+    #[schemars(extend("value_name" = "MODE"))]
+    pub http_tls: TlsMode,
+    /// Seconds a TLS handshake may take, from accept to finished; the connection is closed
+    /// then.
+    #[serde(rename = "tls_handshake_timeout_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub tls_handshake_timeout: Duration,
+    /// Most TLS handshakes in progress at once, per listener; further connections wait in the
+    /// kernel's accept backlog until one finishes.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_tls_handshakes: usize,
+    /// How often the certificate files are looked at for a change. Not a user setting.
+    #[serde(skip)]
+    pub tls_watch_interval: Duration,
     /// TCP sense mode (MODE_3S … MODE_120S, as the clients' `ConfigEntity.setSenseMode`): how
     /// long a silent session lives. [default: none (20 s expiry)]
     #[serde(with = "format::sense_mode")]
@@ -118,7 +167,16 @@ pub struct Config {
     #[serde(rename = "http_idle_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub http_idle_timeout: Duration,
-    /// Packets queued per session; what does not fit is refused (not acknowledged).
+    /// Seconds an HTTP session (a backend receiving as a user through the API) lives with no
+    /// event stream open and no request; while a stream is open it stays.
+    #[serde(rename = "http_session_idle_secs", with = "format::positive_secs")]
+    #[schemars(with = "u64")]
+    pub http_session_idle: Duration,
+    /// Most HTTP sessions at once; creating one more answers 503.
+    #[serde(deserialize_with = "format::positive")]
+    pub max_http_sessions: usize,
+    /// Packets queued per session; what does not fit is refused (not acknowledged), or stored
+    /// instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub outbox_capacity: usize,
     /// Seconds a session's full queue may drain nothing before the session is closed as a
@@ -127,20 +185,21 @@ pub struct Config {
     #[schemars(with = "u64")]
     pub slow_consumer_stall: Duration,
     /// Most bytes of packets held for delivery, server-wide: queued for sessions, or sent with
-    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged).
+    /// QoS and awaiting acknowledgement. What does not fit is refused (not acknowledged), or
+    /// stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     #[schemars(extend("value_name" = "BYTES"))]
     pub max_queued_bytes: usize,
     /// Most server → client QoS packets awaiting acknowledgement, server-wide; what does not
-    /// fit is refused (not acknowledged).
+    /// fit is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub max_in_flight: usize,
     /// Most server → client QoS packets awaiting one user's acknowledgement; what does not fit
-    /// is refused (not acknowledged).
+    /// is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     pub max_in_flight_per_user: usize,
     /// Most bytes of server → client QoS packets awaiting one user's acknowledgement; what
-    /// does not fit is refused (not acknowledged).
+    /// does not fit is refused (not acknowledged), or stored instead with a message store.
     #[serde(deserialize_with = "format::positive")]
     #[schemars(extend("value_name" = "BYTES"))]
     pub max_in_flight_bytes_per_user: usize,
@@ -149,6 +208,50 @@ pub struct Config {
     #[serde(rename = "login_timeout_secs", with = "format::positive_secs")]
     #[schemars(with = "u64")]
     pub login_timeout: Duration,
+    /// Data messages (type 2) a logged-in session may send per second, sustained; one over
+    /// the limit is not acknowledged and gets error 1000 (type 52). Keepalives, ACKs, echoes
+    /// and logins do not count; retransmissions do. 0: no limit.
+    pub max_messages_per_sec: u32,
+    /// Data messages a session may send at once above max_messages_per_sec, after a quiet
+    /// spell.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub message_burst: u32,
+    /// Logins one address (an IPv4 address, an IPv6 /64) may start per second, sustained; one
+    /// over the limit is refused with code 1000 before it is verified. 0: no limit.
+    pub max_logins_per_sec_per_ip: u32,
+    /// Logins one address may start at once above max_logins_per_sec_per_ip.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub login_burst_per_ip: u32,
+    /// Logins the server verifies per second from all addresses together, sustained; one
+    /// over the limit is refused with code 1000. 0: no limit.
+    pub max_logins_per_sec: u32,
+    /// Logins the server verifies at once above max_logins_per_sec.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub login_burst: u32,
+    /// Most TCP and HTTP connections (a WebSocket counts once, with its HTTP connection) one
+    /// address holds at once; a further TCP connection is closed, a further HTTP one answered
+    /// 429. 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Most UDP pseudo-sessions one address holds at once (one per source port); datagrams
+    /// from its further ports are dropped. 0: no limit.
+    pub max_udp_sessions_per_ip: usize,
+    /// Largest request body the HTTP API (`/api`) reads; a larger one is answered 413.
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub api_max_body_bytes: usize,
+    /// Requests to the HTTP API (`/api`) one address may make per second, sustained; one over
+    /// the limit is answered 429. 0: no limit.
+    pub api_requests_per_sec_per_ip: u32,
+    /// API requests one address may make at once above api_requests_per_sec_per_ip.
+    #[serde(deserialize_with = "format::positive_u32")]
+    pub api_burst_per_ip: u32,
+    /// Addresses no limit applies to, comma-separated IPs and ranges such as
+    /// `10.0.0.0/8,2001:db8::/32`: the load balancer or proxy every client comes through, the
+    /// application backend, monitoring. The admin API adds more for a while (`POST
+    /// /api/limits/exempt`). [default: none]
+    #[serde(with = "format::optional_display")]
+    #[schemars(with = "Option<String>", extend("value_name" = "LIST"))]
+    pub limits_exempt: Option<AddressRanges>,
     /// Retransmission of server → client QoS packets (reference: 5 s tick, 2 s, 1 retry). Not
     /// a user setting.
     #[serde(skip)]
@@ -195,10 +298,37 @@ pub struct Config {
     #[serde(deserialize_with = "format::positive")]
     pub webhook_event_queue: usize,
     /// Events sent to `<url>/events`: `all`, `none`, or a list of login, logout, c2s,
-    /// c2cDelivered, s2cDelivered, s2cLost.
+    /// c2cDelivered, s2cDelivered, s2cLost, expired.
     #[serde(with = "format::display")]
     #[schemars(with = "String", extend("value_name" = "LIST"))]
     pub webhook_events: EventKinds,
+    /// Where messages are kept for receivers who cannot take them now (offline, or not
+    /// acknowledging): `sqlite` (SQLite at `<state dir>/hongyan.db`), `sqlite:PATH`,
+    /// `postgres://…`, `memory` (lost on exit: tests, benchmarks) or `off` (nothing kept: the
+    /// offline hook decides, as in the reference). A sender's acknowledgement then means
+    /// delivered or durably stored; see docs/INTEGRATION.md.
+    #[serde(with = "format::display")]
+    #[schemars(with = "String")]
+    pub store: StoreSpec,
+    /// Most messages stored for one user; a further one is refused (not acknowledged, so its
+    /// sender reports it lost).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_max_per_user: usize,
+    /// Largest message content the store keeps, in bytes; a larger message for a user who
+    /// cannot take it now is refused (not acknowledged).
+    #[serde(deserialize_with = "format::positive")]
+    #[schemars(extend("value_name" = "BYTES"))]
+    pub store_max_message_bytes: usize,
+    /// Seconds a stored message is kept; then it is removed and reported as expired (the
+    /// `on_expired` hook, the `expired` webhook event). 0 keeps it until it is delivered or
+    /// erased.
+    #[serde(rename = "store_ttl_secs", with = "format::secs")]
+    #[schemars(with = "u64")]
+    pub store_ttl: Duration,
+    /// Stored messages replayed to a user at once, awaiting acknowledgement (at most
+    /// `outbox_capacity` and `max_in_flight_per_user`).
+    #[serde(deserialize_with = "format::positive")]
+    pub store_replay_window: usize,
 }
 
 impl Default for Config {
@@ -207,6 +337,14 @@ impl Default for Config {
             tcp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8901))),
             udp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 7901))),
             http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 3000))),
+            tcp_plain_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            tcp_tls: TlsMode::Auto,
+            http_tls: TlsMode::Auto,
+            tls_handshake_timeout: HandshakeLimits::default().timeout,
+            max_tls_handshakes: HandshakeLimits::default().max_in_progress,
+            tls_watch_interval: DEFAULT_WATCH_INTERVAL,
             tcp_sense_mode: None,
             udp_sense_mode: None,
             ws_sense_mode: None,
@@ -220,6 +358,8 @@ impl Default for Config {
             max_udp_unauthenticated: 1024,
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
+            http_session_idle: Duration::from_secs(60),
+            max_http_sessions: 10_000,
             outbox_capacity: 256,
             slow_consumer_stall: Duration::from_secs(10),
             max_queued_bytes: 64 * 1024 * 1024,
@@ -227,6 +367,18 @@ impl Default for Config {
             max_in_flight_per_user: 1024,
             max_in_flight_bytes_per_user: 4 * 1024 * 1024,
             login_timeout: Duration::from_secs(15),
+            max_messages_per_sec: 50,
+            message_burst: 200,
+            max_logins_per_sec_per_ip: 20,
+            login_burst_per_ip: 100,
+            max_logins_per_sec: 5_000,
+            login_burst: 10_000,
+            max_connections_per_ip: 1_000,
+            max_udp_sessions_per_ip: 1_000,
+            api_max_body_bytes: 1024 * 1024,
+            api_requests_per_sec_per_ip: 1_000,
+            api_burst_per_ip: 2_000,
+            limits_exempt: None,
             s2c_schedule: RetransmitSchedule::SERVER,
             dedup: DedupConfig::default(),
             server_timestamp: false,
@@ -239,6 +391,14 @@ impl Default for Config {
             webhook_concurrency: 64,
             webhook_event_queue: 10_000,
             webhook_events: EventKinds::ALL,
+            // The library keeps today's behaviour unless asked: an embedding application's
+            // `on_offline` hook still decides, and no acknowledgement means "kept in memory"
+            // (which a crash would break). `hongyan serve` defaults to `sqlite`.
+            store: StoreSpec::Off,
+            store_max_per_user: 10_000,
+            store_max_message_bytes: 64 * 1024,
+            store_ttl: Duration::from_secs(7 * 24 * 3600),
+            store_replay_window: 64,
         }
     }
 }
@@ -252,6 +412,30 @@ impl Config {
             udp_addr: any,
             http_addr: any,
             ..Self::default()
+        }
+    }
+
+    /// Which listeners speak TLS, with which certificate, or why the settings do not fit:
+    /// half a certificate, a listener's TLS `on` without one, or a plain migration port beside
+    /// a TCP gateway that is not TLS.
+    pub fn tls(&self) -> Result<TlsPlan, TlsConfigError> {
+        TlsSettings {
+            cert: self.tls_cert.as_deref(),
+            key: self.tls_key.as_deref(),
+            tcp: self.tcp_tls,
+            http: self.http_tls,
+            tcp_listens: self.tcp_addr.is_some(),
+            http_listens: self.http_addr.is_some(),
+            plain_port: self.tcp_plain_addr.is_some(),
+        }
+        .plan()
+    }
+
+    /// The bounds of each listener's TLS handshake stage.
+    pub fn tls_handshake_limits(&self) -> HandshakeLimits {
+        HandshakeLimits {
+            max_in_progress: self.max_tls_handshakes,
+            timeout: self.tls_handshake_timeout,
         }
     }
 
@@ -269,12 +453,49 @@ impl Config {
         })
     }
 
+    /// How the store is opened: its limits, and `sqlite` without a path at `hongyan.db` in the
+    /// working directory (`hongyan serve` passes `sqlite:<state dir>/hongyan.db`).
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::new("hongyan.db").with_limits(Limits {
+            max_per_receiver: Some(self.store_max_per_user as u64),
+            max_content_bytes: Some(self.store_max_message_bytes),
+        })
+    }
+
+    /// How long a stored message is kept; `None`: until it is delivered or erased.
+    pub fn store_expiry(&self) -> Option<Duration> {
+        (!self.store_ttl.is_zero()).then_some(self.store_ttl)
+    }
+
+    /// How many stored messages are replayed to a user at once: the setting, at most the
+    /// outbox's capacity and the packets a user may have in flight (replays go through both).
+    pub fn replay_window(&self) -> usize {
+        self.store_replay_window
+            .min(self.outbox_capacity)
+            .min(self.max_in_flight_per_user)
+    }
+
+    /// The abuse limits these settings describe.
+    pub(crate) fn limits(&self) -> limits::Settings {
+        let rate = |per_sec, burst| limits::Rate { per_sec, burst };
+        limits::Settings {
+            messages: rate(self.max_messages_per_sec, self.message_burst),
+            logins_per_address: rate(self.max_logins_per_sec_per_ip, self.login_burst_per_ip),
+            logins: rate(self.max_logins_per_sec, self.login_burst),
+            api_requests: rate(self.api_requests_per_sec_per_ip, self.api_burst_per_ip),
+            connections_per_address: self.max_connections_per_ip,
+            udp_sessions_per_address: self.max_udp_sessions_per_ip,
+            exempt: self.limits_exempt.clone().unwrap_or_default(),
+        }
+    }
+
     /// How long a session of `transport` may stay silent before the server closes it.
     pub fn idle_expiry(&self, transport: Transport) -> Duration {
         let mode = match transport {
             Transport::Tcp => self.tcp_sense_mode,
             Transport::Udp => self.udp_sense_mode,
             Transport::WebSocket => self.ws_sense_mode,
+            Transport::Http => return self.http_session_idle,
         };
         mode.map_or_else(
             || transport.default_timing().server_expire,
@@ -288,6 +509,7 @@ impl Config {
             Transport::Tcp => self.max_frame_body,
             Transport::Udp => self.udp_max_outbound,
             Transport::WebSocket => self.ws_max_message,
+            Transport::Http => HTTP_SESSION_MAX_OUTBOUND,
         }
     }
 }

@@ -6,6 +6,7 @@ use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 use super::reply::{Allowance, end_unless_connectionless};
 use super::state::{Core, Flow};
 use crate::log_text::Untrusted;
+use crate::metrics::Refusal;
 use crate::pipe::Pipe;
 use crate::session::{Outbound, Session};
 
@@ -44,9 +45,18 @@ impl Core {
                 };
                 match packet.kind {
                     PacketType::KeepAlive => self.keep_alive(session, pipe, &user).await,
-                    PacketType::CommonData => self.data(session, pipe, packet, user, now).await,
+                    PacketType::CommonData => {
+                        let ip = session.info().peer.ip();
+                        if let Err(next) = self.limits.message(session.rate.as_ref(), ip) {
+                            if let Some(rate) = &mut session.rate {
+                                rate.pause_until(Some(next));
+                            }
+                            return self.over_message_rate(session, pipe, &packet).await;
+                        }
+                        self.data(session, pipe, packet, user, now).await
+                    }
                     _ => {
-                        self.ack(&user, &packet);
+                        self.ack(&user, &packet).await;
                         Flow::Continue
                     }
                 }
@@ -84,6 +94,27 @@ impl Core {
             tracing::debug!("packet before login: 301");
         }
         end_unless_connectionless(session, pipe, answered.unwrap_or(Flow::Continue)).await
+    }
+
+    /// §8.1 item 18: a data message over its session's rate is neither handled nor
+    /// acknowledged, so its QoS sender retransmits it on its own schedule (and reports it lost
+    /// if the session stays over its rate); the session is told with error 1000 carrying the
+    /// message's fingerprint, which MobileIMSDK clients pass to `onErrorResponse`. The
+    /// session goes on, but is not read again until its budget allows the next message
+    /// ([`poll_read`](Self::poll_read)).
+    async fn over_message_rate<P: Pipe>(
+        &self,
+        session: &Session,
+        pipe: &mut P,
+        packet: &Packet,
+    ) -> Flow {
+        self.metrics.refused(Refusal::message_rate);
+        tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "message over the session's rate refused");
+        let error = Packet::error(&ErrorResponse {
+            error_code: codes::RATE_LIMITED,
+            error_msg: packet.fp.as_ref().map(|fp| fp.as_str().to_owned()),
+        });
+        self.reply(session, pipe, error).await
     }
 
     /// §4.1, §5: a keepalive is answered `to` the session's user, on that user's current

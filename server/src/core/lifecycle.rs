@@ -59,6 +59,15 @@ impl Core {
         Self::deadline(session, session.last_inbound)
     }
 
+    /// Until when the session's loop should read nothing more from its pipe: a message of it
+    /// went over its rate (§8.1 item 18), and reading on would only cost a refusal per
+    /// message. The loop wakes then and calls
+    /// [`handle_session_timeout`](Self::handle_session_timeout), which ends the pause; `None`
+    /// while it may read.
+    pub fn poll_read(&self, session: &Session) -> Option<Instant> {
+        session.rate.as_ref()?.pause()
+    }
+
     /// The deadline `session` has while packets that arrived at `now` are handled: handling
     /// them counts as traffic ([`handle_packet`](Self::handle_packet)).
     pub(crate) fn deadline_after_inbound(&self, session: &Session, now: Instant) -> Instant {
@@ -75,6 +84,11 @@ impl Core {
     /// for its idle expiry is closed (§3.4); one that spoke since goes on until its new
     /// deadline.
     pub fn handle_session_timeout(&self, session: &mut Session, now: Instant) -> Flow {
+        if let Some(rate) = &mut session.rate
+            && rate.pause().is_some_and(|pause| now >= pause)
+        {
+            rate.pause_until(None);
+        }
         if session.login_deadline.is_some_and(|login| now >= login) {
             self.metrics.refused(Refusal::login_timeout);
             tracing::debug!(timeout = ?self.config.login_timeout, "no login in time");
@@ -90,8 +104,8 @@ impl Core {
     /// The session has ended (for whatever reason), or has lost its user and goes on
     /// unauthenticated (a UDP pseudo-session kicked by an administrator, a session logging in
     /// as somebody else): if it is its user's online session, the user goes offline and
-    /// `on_logout` fires (§4.4). A session that goes on must log in again within the login
-    /// timeout. Idempotent.
+    /// `on_logout` fires (§4.4); a replay of stored messages to it stops, the rest staying
+    /// stored. A session that goes on must log in again within the login timeout. Idempotent.
     pub fn close_session(&self, session: &mut Session) {
         let Some(user) = session.user.take() else {
             return;
@@ -101,5 +115,6 @@ impl Core {
             self.hooks
                 .on_logout(&user, session.info(), session.kick_code);
         }
+        self.stop_replay(&user, session.info().id);
     }
 }

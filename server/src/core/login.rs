@@ -7,6 +7,7 @@ use super::state::{Core, Flow};
 use crate::clock::system_time;
 use crate::config::MAX_USER_ID_BYTES;
 use crate::hooks::LoginRequest;
+use crate::limits::LoginLimit;
 use crate::log_limit::LogLimit;
 use crate::log_text::Untrusted;
 use crate::metrics::{KickReason, LoginResult, Refusal};
@@ -16,6 +17,7 @@ use crate::session::{Outbound, Session};
 
 static REFUSED: LogLimit = LogLimit::info("login refused");
 static STALE: LogLimit = LogLimit::info("stale client instance refused");
+static OVER_RATE: LogLimit = LogLimit::info("login over the login rate refused");
 
 impl Core {
     /// A login that arrived as a `request_len`-byte packet. A peer that may be spoofed and
@@ -76,6 +78,14 @@ impl Core {
         // as somebody else first logs the old user out (the reference silently rebinds).
         let verified = session.user.as_ref() == Some(&user);
         if !verified {
+            // §8.1 item 18: a login storm is refused before it costs a verification (the
+            // application's hook, a webhook) and a store read.
+            if let Err(limit) = self.limits.login(session.info().peer.ip()) {
+                allowance.release();
+                return self
+                    .refuse_over_login_rate(session, pipe, &user, limit, &mut allowance)
+                    .await;
+            }
             self.close_session(session);
             let code = self
                 .hooks
@@ -111,10 +121,19 @@ impl Core {
 
         // §4.2 step 5: answer first, register only once the answer is written. Hardening: a
         // `firstLoginTime` after the server's clock cannot have been answered yet and counts
-        // as now, so a client cannot pin its user id against later instances (§4.3).
+        // as now, so a client cannot pin its user id against later instances (§4.3). A
+        // session logging in again as its own user without a time (a duplicated login
+        // datagram) is the same client instance: it gets the time it was answered before,
+        // which the client kept, so its next re-login is not taken for a stale instance.
         let now_millis = self.clock.unix_millis();
         let requested = info.first_login_time.min(now_millis);
-        let answered = if requested > 0 { requested } else { now_millis };
+        let answered = if requested > 0 {
+            requested
+        } else if verified && session.first_login_time > 0 {
+            session.first_login_time
+        } else {
+            now_millis
+        };
         let response = Packet::login_response(
             user.as_str(),
             LoginResponse {
@@ -138,10 +157,14 @@ impl Core {
         }
 
         let since = system_time(now_millis);
-        match self
-            .registry
-            .register(&user, &session.handle, requested, answered, since)
-        {
+        match self.registry.register(
+            &user,
+            &session.handle,
+            requested,
+            answered,
+            since,
+            self.store.is_some(),
+        ) {
             Registration::Registered { displaced } => {
                 self.metrics.login(LoginResult::accepted);
                 if let Some((old, kick)) = displaced {
@@ -165,9 +188,15 @@ impl Core {
                 pipe.logged_in();
                 session.first_login_time = answered;
                 session.user = Some(user.clone());
+                if session.rate.is_none() {
+                    // Once per session: logging in again must not refill its budget.
+                    session.rate = self.limits.session_rate();
+                }
                 session.login_deadline = None;
                 self.hooks
                     .on_login(&user, info.extra.as_deref(), session.info());
+                // After the login response: the user's stored messages, oldest first.
+                self.start_replay(&user, &session.handle).await;
                 Flow::Continue
             }
             Registration::Stale => {
@@ -176,6 +205,34 @@ impl Core {
                     .await
             }
         }
+    }
+
+    /// §8.1 item 18: a login over its address's or the server's login rate is refused with
+    /// code 1000, unverified; a connection then closes (its client retries on its re-login
+    /// interval).
+    async fn refuse_over_login_rate<P: Pipe>(
+        &self,
+        session: &Session,
+        pipe: &mut P,
+        user: &UserId,
+        limit: LoginLimit,
+        allowance: &mut Allowance,
+    ) -> Flow {
+        self.metrics.refused(match limit {
+            LoginLimit::Address => Refusal::address_login_rate,
+            LoginLimit::Server => Refusal::login_rate,
+        });
+        self.metrics.login(LoginResult::refused);
+        if OVER_RATE.allow() {
+            tracing::info!(user = %Untrusted(user.as_str()), ?limit, "login over the login rate refused");
+        }
+        let refusal =
+            Packet::login_response(UserId::UNSET, LoginResponse::refused(codes::RATE_LIMITED));
+        let flow = self
+            .reply_within(session, pipe, refusal, |p| p, allowance)
+            .await
+            .unwrap_or(Flow::Continue);
+        end_unless_connectionless(session, pipe, flow).await
     }
 
     /// §4.3: a stale client instance gets a duplicate-login kickout; a connection then closes.

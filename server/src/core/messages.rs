@@ -2,13 +2,35 @@
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
 use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
+use hongyan_store::Put;
+use tokio::sync::oneshot;
 
+use super::backlog::PutTicket;
+use super::keep::Route;
+use super::s2c::{Delivery, Origin};
 use super::state::{Core, Flow};
 use crate::config::{MAX_FINGERPRINT_BYTES, MAX_USER_ID_BYTES};
+use crate::hooks::SessionInfo;
 use crate::log_text::Untrusted;
 use crate::metrics::{Direction, Refusal};
 use crate::pipe::Pipe;
 use crate::session::{Outbound, PushError, Session, SessionHandle};
+
+/// What became of a C2C message (§6.4), which decides what its sender hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relayed {
+    /// `before_c2c` dropped it: no acknowledgement.
+    Refused,
+    /// Handed to the receiver's online session; with QoS, tracked for retransmission. The
+    /// sender is acknowledged.
+    Forwarded,
+    /// Kept for later, by the message store or the application: the sender is acknowledged.
+    /// `notify`: the receiver is offline and the message new, so the offline hook is told
+    /// (for a push notification) once the sender has heard.
+    Kept { notify: bool },
+    /// Not kept: no acknowledgement, so a QoS sender retransmits and finally reports it lost.
+    NotKept,
+}
 
 impl Core {
     pub(super) async fn data<P: Pipe>(
@@ -99,35 +121,77 @@ impl Core {
         user: &UserId,
         now: Instant,
     ) -> Flow {
-        if !self.hooks.before_c2c(&mut packet, session.info()) {
+        let relayed = self.relay(&mut packet, session.info(), None, now).await;
+        let fp = match (relayed, packet.qos_fingerprint()) {
+            (Relayed::Forwarded | Relayed::Kept { .. }, Some(fp)) => fp,
+            // Refused, not kept, or without QoS: nothing to acknowledge.
+            _ => return Flow::Continue,
+        };
+        let receiver = packet.to.as_ref().map_or("", UserId::as_str);
+        let ack = Packet::ack(receiver, user.as_str(), fp, false);
+        let flow = self.reply(session, pipe, ack).await;
+        if relayed == (Relayed::Kept { notify: true }) && flow == Flow::Continue {
+            // The sender hears first; the application's notification may take a while.
+            if pipe.flush().await.is_err() {
+                return Flow::Close;
+            }
+            self.hooks.on_offline(&packet).await;
+        }
+        flow
+    }
+
+    /// The C2C rules (§6.4) from `before_c2c` on, for `packet`, whose `from` is its sender's
+    /// user id, sent from `sender` (a client's session, or the HTTP API sending in a user's
+    /// name): the one path of every C2C message. The message is handed to the receiver's
+    /// online session from memory, or kept for later (the message store, else the
+    /// application's `on_offline`); the caller tells the sender what became of it (a
+    /// pseudo-ACK, an API outcome). `waiter`, for a QoS message handed to the receiver's
+    /// session, hears whether the receiver acknowledged it, or what became of it when its
+    /// retransmissions ran out.
+    pub(crate) async fn relay(
+        &self,
+        packet: &mut Packet,
+        sender: SessionInfo,
+        waiter: Option<oneshot::Sender<Delivery>>,
+        now: Instant,
+    ) -> Relayed {
+        if !self.hooks.before_c2c(packet, sender) {
             tracing::debug!(fp = ?packet.fp.as_ref().map(|fp| Untrusted(fp.as_str())), "c2c message dropped by before_c2c");
-            return Flow::Continue;
+            return Relayed::Refused;
         }
         self.metrics.message(Direction::c2c);
-        let fp = packet.qos_fingerprint().cloned();
         let receiver = packet.to.clone().unwrap_or_default();
-        let body = self.encode_vec(&mut packet);
-        let pushed = match self.session_of(&receiver) {
-            Some(online) => self
-                .forward(&online, &receiver, fp.as_ref(), body, now)
-                .map_err(|e| {
-                    tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
-                }),
-            None => Err(()),
-        };
-        if pushed.is_ok() {
-            self.hooks.on_c2c_delivered(&packet);
-        } else if !self.keep_for_offline_receiver(&packet).await {
-            // Not kept: no ACK, so a QoS sender retries and finally reports it lost.
-            return Flow::Continue;
-        }
-        match fp {
-            Some(fp) => {
-                let ack = Packet::ack(receiver.as_str(), user.as_str(), &fp, false);
-                self.reply(session, pipe, ack).await
+        let body = self.encode_vec(packet);
+        let Some(fp) = packet.qos_fingerprint().cloned() else {
+            // Without QoS: fire and forget, as in the reference (never stored by hongyan).
+            let pushed = match self.session_of(&receiver) {
+                Some(online) => self.forward(&online, &receiver, None, body, now),
+                None => Err(PushError::Offline),
+            };
+            if pushed.is_ok() {
+                self.hooks.on_c2c_delivered(packet);
+                return Relayed::Forwarded;
             }
-            None => Flow::Continue,
-        }
+            return self.keep_for_offline_receiver(packet, None).await;
+        };
+        let put = match self.route(&receiver) {
+            Route::Live(online) => {
+                match self.forward(&online, &receiver, Some((&fp, waiter)), body, now) {
+                    Ok(()) => {
+                        self.hooks.on_c2c_delivered(packet);
+                        return Relayed::Forwarded;
+                    }
+                    Err(e) => {
+                        tracing::debug!(to = %Untrusted(receiver.as_str()), error = %e, "c2c real-time send failed");
+                        self.store_instead(&receiver, &e)
+                            .map(|ticket| (ticket, true))
+                    }
+                }
+            }
+            Route::Store { ticket, online } => Some((ticket, online)),
+            Route::Offline => None,
+        };
+        self.keep_for_offline_receiver(packet, put).await
     }
 
     /// Hands an encoded C2C message to its receiver's online session: counted against
@@ -139,39 +203,68 @@ impl Core {
         &self,
         online: &SessionHandle,
         receiver: &UserId,
-        fp: Option<&Fingerprint>,
+        qos: Option<(&Fingerprint, Option<oneshot::Sender<Delivery>>)>,
         body: Vec<u8>,
         now: Instant,
     ) -> Result<(), PushError> {
         let body = self.hold(body)?;
-        match fp {
-            Some(fp) => self.push_qos(online, receiver, fp, body, None, now),
+        match qos {
+            Some((fp, waiter)) => {
+                self.push_qos(online, receiver, fp, body, waiter, now, Origin::Live)
+            }
             None => self.push(online, Outbound::packet(body)),
         }
     }
 
     /// The receiver of a C2C message is not online, or its session cannot take the message
     /// (its queue is full, the message is too large for it, or the server holds as much as it
-    /// may for it: [`PushError`]): true if the message was kept for later, which earns its
-    /// sender the pseudo-ACK. The one place a C2C message is handed over for later delivery
-    /// (today: the application's `on_offline` hook), so also the one place where what the
-    /// bounds refuse would be stored rather than held in memory.
-    async fn keep_for_offline_receiver(&self, packet: &Packet) -> bool {
-        let stored = self.hooks.on_offline(packet).await;
-        self.metrics.offline(stored);
-        stored
+    /// may for it: [`PushError`]), or stored messages are replayed to it first: whether the
+    /// message was kept for later, which earns its sender the pseudo-ACK. The one place a C2C
+    /// message is handed over for later delivery, so also where what the bounds refuse is
+    /// stored rather than held in memory. With a store (`put`: the counted put, and whether
+    /// the receiver is online) it is stored and the commit awaited; an `on_offline`
+    /// notification follows the acknowledgement. Without one (or without QoS) the
+    /// application's `on_offline` hook decides, as in the reference.
+    async fn keep_for_offline_receiver(
+        &self,
+        packet: &Packet,
+        put: Option<(PutTicket<'_>, bool)>,
+    ) -> Relayed {
+        let (Some((ticket, online)), Some(fp)) = (put, packet.qos_fingerprint()) else {
+            let stored = self.hooks.on_offline(packet).await;
+            self.metrics.offline(stored);
+            return if stored {
+                Relayed::Kept { notify: false }
+            } else {
+                Relayed::NotKept
+            };
+        };
+        let receiver = ticket.user().clone();
+        let result = self
+            .put(ticket, self.stored_form(packet, &receiver, fp))
+            .await;
+        self.metrics.offline(result.is_ok());
+        match result {
+            Ok(Put::Stored(_)) => Relayed::Kept { notify: !online },
+            Ok(Put::AlreadyStored(_)) => Relayed::Kept { notify: false },
+            Err(_) => Relayed::NotKept,
+        }
     }
 
     /// A type-4 from a logged-in user: it settles a server → client packet only if that packet
-    /// was sent to this very user (hardening: the reference matches by fingerprint alone).
-    pub(super) fn ack(&self, user: &UserId, packet: &Packet) {
+    /// was sent to this very user (hardening: the reference matches by fingerprint alone). A
+    /// replayed stored message is then removed from the store.
+    pub(super) async fn ack(&self, user: &UserId, packet: &Packet) {
         let Some(fp) = packet.data_content.as_deref() else {
             return;
         };
         let fp = Fingerprint::from(fp);
-        if self.s2c.acknowledge(user, &fp) {
+        if let Some(origin) = self.s2c.acknowledge(user, &fp) {
             self.metrics.qos_delivered();
             self.hooks.on_s2c_received(user, &fp);
+            if let Origin::Stored(id) = origin {
+                self.acknowledged_stored(user, id).await;
+            }
         }
     }
 }

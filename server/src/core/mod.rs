@@ -20,20 +20,37 @@
 //!   user and server-wide.
 //! - `queued`: the server-wide bound on bytes held for delivery (`max_queued_bytes`).
 //! - `retransmit`: pushing QoS packets to clients, the retransmission tick, giving up (§6.2).
+//! - `store_link`: the message store and its bookkeeping (`backlog`: puts in flight and
+//!   replays per user; `acked`: acknowledged messages awaiting removal; `outage`: store
+//!   failures in the log, once per burst).
+//! - `keep`: where a QoS message goes (live, or stored first) and storing it (§6.6).
+//! - `replay`: replaying stored messages to their receiver, in order, within a window.
+//! - `chores`: removals, the expiry sweep, stalled replays; the store's readiness.
 
+mod acked;
+mod backlog;
+mod chores;
 mod dispatch;
+mod keep;
 mod lifecycle;
 mod login;
 mod messages;
+mod outage;
 mod outbound;
 mod queued;
+mod replay;
 mod reply;
 mod retransmit;
 mod s2c;
 mod state;
+mod store_link;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use self::chores::run as run_store_chores;
+pub(crate) use self::keep::Route;
+pub(crate) use self::messages::Relayed;
 pub(crate) use self::retransmit::run as run_retransmission;
 pub use self::s2c::Delivery;
+pub(crate) use self::s2c::Origin;
 pub use self::state::{Core, Flow};

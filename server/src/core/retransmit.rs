@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use hongyan_shared::{Fingerprint, Instant, Packet, UserId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::s2c::{Delivery, Pending};
+use super::s2c::{Delivery, Origin, Pending};
 use super::state::Core;
 use crate::log_limit;
 use crate::session::{Outbound, PushError, SessionHandle};
@@ -24,7 +25,12 @@ impl Core {
     /// thread before this task goes on (seen as a needless retransmission once in ~1 million
     /// benchmark messages); a push that fails untracks it again. A packet that would exceed
     /// the bounds of the retransmission queue is refused with [`PushError::Overloaded`]
-    /// (counted by reason) and not queued: the one place that bound refuses.
+    /// (counted by reason) and not queued: the one place that bound refuses. A packet already
+    /// in flight to the user keeps its entry (and its retransmission schedule) and is sent
+    /// again, to the user's current session: a sender's retransmission, or a stored message
+    /// replayed to a new session while its copy to the old one awaits acknowledgement (the
+    /// entry then carries the stored id, so the acknowledgement removes it from the store).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_qos(
         &self,
         online: &SessionHandle,
@@ -33,10 +39,16 @@ impl Core {
         body: Bytes,
         waiter: Option<oneshot::Sender<Delivery>>,
         now: Instant,
+        origin: Origin,
     ) -> Result<(), PushError> {
+        let pending = Pending {
+            body: body.clone(),
+            waiter,
+            origin,
+        };
         let tracked = self
             .s2c
-            .track(user.clone(), fp.clone(), body.clone(), waiter, now)
+            .track(user.clone(), fp.clone(), pending, now)
             .map_err(|reason| {
                 self.metrics.refused(reason);
                 PushError::Overloaded
@@ -78,22 +90,43 @@ impl Core {
         }
     }
 
-    /// Server → client QoS packets whose retries ran out: the one place they are reported
-    /// (to waiting API callers and the `on_s2c_lost` hook) and where they would be kept for
-    /// later delivery.
+    /// Server → client QoS packets whose retries ran out: the one place they are given up
+    /// on. With a store, a live one is stored instead (its waiting API caller hears
+    /// [`Delivery::Stored`]) and a replayed one, still stored, is replayed again; what could
+    /// not be stored is reported lost (to waiting API callers and the `on_s2c_lost` hook).
     async fn give_up(&self, lost: Vec<Pending>) {
-        self.metrics.qos_lost(lost.len());
-        let mut packets = Vec::with_capacity(lost.len());
+        let mut live = Vec::with_capacity(lost.len());
         for pending in lost {
-            if let Some(waiter) = pending.waiter {
-                let _ = waiter.send(Delivery::Lost);
-            }
-            match Packet::decode(&pending.body) {
-                Ok(packet) => packets.push(packet),
-                Err(e) => tracing::error!(error = %e, "a packet the server encoded did not decode"),
+            let packet = match Packet::decode(&pending.body) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    tracing::error!(error = %e, "a packet the server encoded did not decode");
+                    continue;
+                }
+            };
+            match (pending.origin, &packet.to) {
+                (Origin::Stored(id), Some(user)) => self.replayed_unacknowledged(user, id).await,
+                _ => live.push((packet, pending.waiter)),
             }
         }
-        self.hooks.on_s2c_lost(&packets);
+        let stored = join_all(live.iter().map(|(packet, _)| self.keep_given_up(packet))).await;
+        let mut packets = Vec::new();
+        for ((packet, waiter), stored) in live.into_iter().zip(stored) {
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(if stored {
+                    Delivery::Stored
+                } else {
+                    Delivery::Lost
+                });
+            }
+            if !stored {
+                packets.push(packet);
+            }
+        }
+        if !packets.is_empty() {
+            self.metrics.qos_lost(packets.len());
+            self.hooks.on_s2c_lost(&packets);
+        }
     }
 }
 

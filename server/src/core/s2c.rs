@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hongyan_shared::{Fingerprint, Instant, Retransmit, RetransmitSchedule, SendQueue, UserId};
+use hongyan_store::MessageId;
 use tokio::sync::oneshot;
 
 use crate::metrics::Refusal;
@@ -16,14 +17,31 @@ use crate::metrics::Refusal;
 pub enum Delivery {
     /// The client acknowledged it.
     Delivered,
-    /// The client did not acknowledge it after the last retransmission.
+    /// The client could not take it now (offline, or it did not acknowledge it after the last
+    /// retransmission), so the server's message store keeps it: it is replayed when the
+    /// user next logs in, until acknowledged. Only with a store.
+    Stored,
+    /// The client did not acknowledge it after the last retransmission, and it was not
+    /// stored (no store, or the store refused it).
     Lost,
+}
+
+/// Where a packet in flight came from, which decides what its acknowledgement or its loss
+/// means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Sent live: a forwarded C2C message or a push. Lost, it is stored (with a store).
+    Live,
+    /// Replayed from the message store, where it stays until acknowledged: acknowledged, it
+    /// is removed; lost, it is sent again, never stored twice.
+    Stored(MessageId),
 }
 
 /// A QoS packet in flight, and whoever waits for its outcome.
 pub(crate) struct Pending {
     pub(super) body: Bytes,
     pub(super) waiter: Option<oneshot::Sender<Delivery>>,
+    pub(super) origin: Origin,
 }
 
 /// How many QoS packets may await acknowledgement (`max_in_flight`,
@@ -93,25 +111,29 @@ impl S2cQueue {
 
     /// Remembers a QoS packet about to be handed to `user`'s session at `now`. Returns
     /// `Ok(false)` if the fingerprint was already in flight to that user (a retransmission
-    /// from the sender), which keeps its first entry, and the bound it would exceed if it
-    /// does not fit: then nothing was remembered.
+    /// from the sender, or a stored message replayed while its copy to an older session is in
+    /// flight), which keeps its first entry (a stored message's id then goes with it, so its
+    /// acknowledgement removes the message from the store), and the bound it would exceed if
+    /// it does not fit: then nothing was remembered.
     pub(super) fn track(
         &self,
         user: UserId,
         fp: Fingerprint,
-        body: Bytes,
-        waiter: Option<oneshot::Sender<Delivery>>,
+        pending: Pending,
         now: Instant,
     ) -> Result<bool, Refusal> {
         let mut inner = self.lock();
         let key = (user, fp);
-        if inner.queue.contains(&key) {
+        if let Some(first) = inner.queue.get_mut(&key) {
+            if let Origin::Stored(_) = pending.origin {
+                first.origin = pending.origin;
+            }
             return Ok(false);
         }
         if inner.queue.len() >= self.limits.total {
             return Err(Refusal::in_flight);
         }
-        let bytes = body.len();
+        let bytes = pending.body.len();
         match inner.users.get_mut(&key.0) {
             Some(usage) => {
                 if usage.packets >= self.limits.per_user
@@ -128,7 +150,7 @@ impl S2cQueue {
                 inner.users.insert(key.0.clone(), usage);
             }
         }
-        Ok(inner.queue.insert(key, Pending { body, waiter }, now))
+        Ok(inner.queue.insert(key, pending, now))
     }
 
     /// Forgets a packet [`track`](Self::track) just added whose push then failed.
@@ -136,18 +158,13 @@ impl S2cQueue {
         drop(self.lock().remove(&(user.clone(), fp.clone())));
     }
 
-    /// Settles `(user, fp)`; true if it was in flight.
-    pub(crate) fn acknowledge(&self, user: &UserId, fp: &Fingerprint) -> bool {
-        let pending = self.lock().remove(&(user.clone(), fp.clone()));
-        match pending {
-            Some(pending) => {
-                if let Some(waiter) = pending.waiter {
-                    let _ = waiter.send(Delivery::Delivered);
-                }
-                true
-            }
-            None => false,
+    /// Settles `(user, fp)`; where it came from if it was in flight.
+    pub(crate) fn acknowledge(&self, user: &UserId, fp: &Fingerprint) -> Option<Origin> {
+        let pending = self.lock().remove(&(user.clone(), fp.clone()))?;
+        if let Some(waiter) = pending.waiter {
+            let _ = waiter.send(Delivery::Delivered);
         }
+        Some(pending.origin)
     }
 
     /// Whether `fp` sent to `user` awaits acknowledgement.

@@ -6,11 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, PacketType, UserId};
 
+use hongyan_store::MessageStore;
+
 use super::queued::QueuedBytes;
 use super::s2c::{InFlightLimits, S2cQueue};
+use super::store_link::StoreLink;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::{Hooks, SessionId};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, Refusal};
 use crate::registry::Registry;
 use crate::session::{Outbound, PushError, SessionHandle};
@@ -28,8 +32,8 @@ pub enum Flow {
 ///
 /// It holds the configuration, the application's hooks, the online registry, the
 /// retransmission queue, the count of bytes held for delivery, the C2S de-duplication window,
-/// the metrics and the clock. Shared state sits behind short `std::sync::Mutex` sections that
-/// never span an `.await`.
+/// the message store (if any), the metrics and the clock. Shared state sits behind short
+/// `std::sync::Mutex` sections that never span an `.await`.
 pub struct Core {
     pub(crate) config: Config,
     pub(crate) hooks: Arc<dyn Hooks>,
@@ -38,6 +42,10 @@ pub struct Core {
     pub(crate) s2c: S2cQueue,
     pub(crate) queued: QueuedBytes,
     pub(crate) metrics: Metrics,
+    /// Where messages for users who cannot take them are kept; `None` with `store = off`.
+    pub(crate) store: Option<StoreLink>,
+    /// The abuse limits: per session, per address, server-wide.
+    pub(crate) limits: Limits,
     c2s_dedup: Mutex<DedupWindow<(UserId, Fingerprint)>>,
     next_session: AtomicU64,
 }
@@ -62,10 +70,27 @@ impl Core {
             registry: Registry::default(),
             next_session: AtomicU64::new(1),
             metrics: Metrics::new(&*hooks, now),
+            limits: Limits::new(config.limits(), clock.clone()),
+            store: None,
             hooks,
             clock,
             config,
         }
+    }
+
+    /// The same core keeping messages for users who cannot take them in `store` (opened from
+    /// the `store` setting by [`Server::bind`](crate::Server::bind); a test may share one
+    /// store between cores, as restarts of one server would). Without it the core keeps
+    /// nothing, as with `store = off`.
+    pub fn with_store(mut self, store: Arc<dyn MessageStore>) -> Self {
+        self.metrics.add_store(store.clone());
+        self.store = Some(StoreLink::new(
+            store,
+            self.config.store_expiry(),
+            self.config.replay_window(),
+            self.clock.now(),
+        ));
+        self
     }
 
     pub(crate) fn next_session_id(&self) -> SessionId {

@@ -54,7 +54,7 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
     let _counted = core.metrics.connection(session.properties.transport);
     // One timer per session, re-armed lazily: inbound traffic only moves the core's deadline,
     // and the timer looks again when the old one passes.
-    let deadline = sleep_until(core.poll_session_timeout(&session).into());
+    let deadline = sleep_until(wake_at(&core, &session).into());
     tokio::pin!(deadline);
     let mut error = None;
 
@@ -64,7 +64,8 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                 tracing::debug!("closed by the server");
                 break;
             }
-            inbound = pipe.recv() => {
+            // Not while the session is over its message rate: the timer ends the pause.
+            inbound = pipe.recv(), if core.poll_read(&session).is_none() => {
                 // Everything that has already arrived is handled before the replies are
                 // flushed, so a burst of packets is answered with one write; the clock is
                 // read once for the batch.
@@ -93,7 +94,7 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                             break Flow::Close;
                         }
                     }
-                    if handled == READ_BATCH {
+                    if handled == READ_BATCH || core.poll_read(&session).is_some() {
                         break Flow::Continue;
                     }
                     match pipe.recv().now_or_never() {
@@ -127,18 +128,26 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                 if core.handle_session_timeout(&mut session, core.clock.now()) == Flow::Close {
                     break;
                 }
-                deadline.as_mut().reset(core.poll_session_timeout(&session).into());
+                deadline.as_mut().reset(wake_at(&core, &session).into());
             }
         }
         // Traffic only moves the deadline later, which the timer finds out when it fires; a
-        // session that lost its user (a kicked UDP pseudo-session) may now have an earlier one.
-        let due = tokio::time::Instant::from(core.poll_session_timeout(&session));
+        // session that lost its user (a kicked UDP pseudo-session) may now have an earlier one,
+        // and one over its message rate a pause to end.
+        let due = tokio::time::Instant::from(wake_at(&core, &session));
         if due < deadline.deadline() {
             deadline.as_mut().reset(due);
         }
     }
     core.close_session(&mut session);
     let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;
+}
+
+/// When the session's one timer must fire: its deadline, or the end of a read pause if that
+/// is earlier.
+fn wake_at(core: &Core, session: &Session) -> hongyan_shared::Instant {
+    let due = core.poll_session_timeout(session);
+    core.poll_read(session).map_or(due, |pause| pause.min(due))
 }
 
 /// Runs `work` (which may write, or wait for a hook) unless the session is closed first or

@@ -9,13 +9,16 @@
 //!   is accepted and holds it for its life; a WebSocket upgraded from it takes the very same
 //!   permit along ([`ConnectionPermit`], a request extension), so it counts once, not twice,
 //!   and the permit is free again only when both the connection and the session are gone.
+//! - **Per address.** A connection also takes a place in its address's count
+//!   (`max_connections_per_ip`, shared with the TCP gateway), held like the permit; one beyond
+//!   it goes to the probe reserve too, where anything but a probe is answered 429.
 //! - **A probe reserve.** A connection beyond the limit is not simply closed: up to
 //!   [`PROBE_RESERVE`] of them are served, one request each, with `/healthz`, `/readyz` and
 //!   `/metrics` answered as usual and anything else (a page, the API, an upgrade) refused with
 //!   503, so an orchestrator's liveness probe never restarts a server for being full, and a
 //!   browser sees why it was turned away. Beyond the reserve, connections are closed at once.
-//! - **The handshake.** The loop is generic over [`Handshake`]: plain HTTP today; HTTPS by
-//!   passing the TLS acceptor, whose slot is taken before `accept` and whose handshake runs in
+//! - **The handshake.** The loop is generic over [`Handshake`]: plain HTTP, or HTTPS with the
+//!   TLS acceptor, whose handshake (bounded by its own deadline and handshake slots) runs in
 //!   the connection's task, after the limit is checked (a refused connection costs no
 //!   handshake) and before the deadlines start.
 
@@ -40,6 +43,7 @@ use tower::ServiceExt;
 use super::deadlines::{Activity, Expiry, Timeouts};
 use crate::accept::Handshake;
 use crate::core::Core;
+use crate::limits::{AddressSlot, Crowded};
 use crate::metrics::Refusal;
 
 /// Connections beyond `max_connections` that are still served, one request each, so that
@@ -55,8 +59,9 @@ const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// upgraded from it: a request extension on every request of a connection within the limit.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionPermit {
-    /// Held, never read: the permit is free again when the last clone is dropped.
-    _permit: Arc<OwnedSemaphorePermit>,
+    /// Held, never read: the permit (and the address's place, if it is counted) is free again
+    /// when the last clone is dropped.
+    _permit: Arc<(OwnedSemaphorePermit, Option<AddressSlot>)>,
 }
 
 /// What the accept loop shares with every connection.
@@ -73,6 +78,19 @@ pub(crate) struct HttpListener<H> {
     pub(crate) core: Arc<Core>,
 }
 
+impl<H> HttpListener<H> {
+    /// The same listener with another handshake: HTTPS with the TLS acceptor.
+    pub(crate) fn with_handshake<T: Handshake>(self, handshake: T) -> HttpListener<T> {
+        HttpListener {
+            handshake,
+            router: self.router,
+            limiter: self.limiter,
+            timeouts: self.timeouts,
+            core: self.core,
+        }
+    }
+}
+
 impl<H: Handshake> HttpListener<H> {
     /// Accepts connections on `listener` until `shutdown`, each in a task on `tracker`, which
     /// closes gracefully at shutdown (requests under way finish, idle connections close).
@@ -85,10 +103,6 @@ impl<H: Handshake> HttpListener<H> {
         let this = Arc::new(self);
         let reserve = Arc::new(Semaphore::new(PROBE_RESERVE));
         loop {
-            let slot = tokio::select! {
-                () = shutdown.cancelled() => return,
-                slot = this.handshake.slot() => slot,
-            };
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
@@ -101,16 +115,26 @@ impl<H: Handshake> HttpListener<H> {
                     }
                 },
             };
-            let admission = match this.limiter.clone().try_acquire_owned() {
-                Ok(permit) => Admission::Counted(ConnectionPermit {
-                    _permit: Arc::new(permit),
-                }),
-                Err(_) => {
-                    this.core.metrics.refused(Refusal::connection_limit);
+            let counted = match this.limiter.clone().try_acquire_owned() {
+                Ok(permit) => match this.core.limits.connection(peer.ip()) {
+                    Ok(slot) => Ok(ConnectionPermit {
+                        _permit: Arc::new((permit, slot)),
+                    }),
+                    Err(Crowded) => Err((Refusal::address_connections, Full::Address)),
+                },
+                Err(_) => Err((Refusal::connection_limit, Full::Server)),
+            };
+            let admission = match counted {
+                Ok(permit) => Admission::Counted(permit),
+                Err((refusal, full)) => {
+                    this.core.metrics.refused(refusal);
                     match reserve.clone().try_acquire_owned() {
-                        Ok(permit) => Admission::Reserve { _permit: permit },
+                        Ok(permit) => Admission::Reserve {
+                            _permit: permit,
+                            full,
+                        },
                         Err(_) => {
-                            tracing::debug!(%peer, "connection limit and probe reserve full; http connection closed");
+                            tracing::debug!(%peer, ?full, "connection limit and probe reserve full; http connection closed");
                             continue;
                         }
                     }
@@ -119,12 +143,16 @@ impl<H: Handshake> HttpListener<H> {
             let this = this.clone();
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
-                let stream = match this.handshake.handshake(slot, stream).await {
-                    Ok(stream) => stream,
-                    Err(e) => {
+                // Shutdown does not wait for a handshake (bounded by its own deadline anyway),
+                // and its state is boxed while it runs, so the task is no larger for it.
+                let handshake = Box::pin(this.handshake.handshake(stream));
+                let stream = match shutdown.run_until_cancelled(handshake).await {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "handshake failed");
                         return;
                     }
+                    None => return,
                 };
                 this.connection(stream, peer, admission, &shutdown).await;
             });
@@ -141,9 +169,9 @@ impl<H: Handshake> HttpListener<H> {
     ) {
         let _counted = self.core.metrics.http_connection();
         let activity = Activity::new(tokio::time::Instant::now());
-        let within_limit = match &admission {
-            Admission::Counted(permit) => Some(permit.clone()),
-            Admission::Reserve { .. } => None,
+        let (within_limit, full) = match &admission {
+            Admission::Counted(permit) => (Some(permit.clone()), Full::Server),
+            Admission::Reserve { full, .. } => (None, *full),
         };
         let router = self.router.clone();
         let requests = activity.clone();
@@ -165,7 +193,7 @@ impl<H: Handshake> HttpListener<H> {
             async move {
                 let response = match routed {
                     Some(routed) => routed.await.unwrap_or_else(|never| match never {}),
-                    None => over_limit(),
+                    None => over_limit(full),
                 };
                 Ok::<_, Infallible>(requests.sending(response))
             }
@@ -211,19 +239,36 @@ impl<H: Handshake> HttpListener<H> {
 enum Admission {
     /// Within `max_connections`.
     Counted(ConnectionPermit),
-    /// Beyond it, in the probe reserve.
+    /// Beyond it, or beyond its address's `max_connections_per_ip`, in the probe reserve.
     Reserve {
         /// Held, never read: the reserve's place.
         _permit: OwnedSemaphorePermit,
+        /// Which limit it is beyond.
+        full: Full,
     },
 }
 
-/// What a connection beyond the limit gets for anything but a probe.
-fn over_limit() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "5")],
-        "connection limit reached\n",
-    )
-        .into_response()
+/// Which connection limit a connection in the probe reserve is beyond.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// `max_connections`.
+    Server,
+    /// `max_connections_per_ip`.
+    Address,
+}
+
+/// What a connection beyond a limit gets for anything but a probe: 503 when the server is
+/// full, 429 when its address holds as many connections as it may.
+fn over_limit(full: Full) -> Response {
+    let (status, text) = match full {
+        Full::Server => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        ),
+        Full::Address => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address\n",
+        ),
+    };
+    (status, [(header::RETRY_AFTER, "5")], text).into_response()
 }

@@ -85,6 +85,7 @@ pub(crate) struct PerTransport<T> {
     pub(crate) tcp: T,
     pub(crate) udp: T,
     pub(crate) ws: T,
+    pub(crate) http: T,
 }
 
 impl<T> PerTransport<T> {
@@ -94,6 +95,7 @@ impl<T> PerTransport<T> {
             tcp: make(Transport::Tcp),
             udp: make(Transport::Udp),
             ws: make(Transport::WebSocket),
+            http: make(Transport::Http),
         }
     }
 
@@ -103,6 +105,7 @@ impl<T> PerTransport<T> {
             Transport::Tcp => &self.tcp,
             Transport::Udp => &self.udp,
             Transport::WebSocket => &self.ws,
+            Transport::Http => &self.http,
         }
     }
 
@@ -112,6 +115,7 @@ impl<T> PerTransport<T> {
             tcp: f(&self.tcp),
             udp: f(&self.udp),
             ws: f(&self.ws),
+            http: f(&self.http),
         }
     }
 }
@@ -125,6 +129,8 @@ label_values! {
         udp,
         /// WebSocket.
         ws,
+        /// An HTTP session (the API acting as a user).
+        http,
     }
 }
 
@@ -134,6 +140,7 @@ impl From<Transport> for TransportLabel {
             Transport::Tcp => Self::tcp,
             Transport::Udp => Self::udp,
             Transport::WebSocket => Self::ws,
+            Transport::Http => Self::http,
         }
     }
 }
@@ -286,6 +293,63 @@ label_values! {
         in_flight,
         /// A packet while `max_queued_bytes` were held for delivery server-wide.
         queued_bytes,
+        /// A data message over its session's `max_messages_per_sec` (not acknowledged;
+        /// error 1000).
+        message_rate,
+        /// A login over its address's `max_logins_per_sec_per_ip` (refused with code 1000).
+        address_login_rate,
+        /// A login over the server's `max_logins_per_sec` (refused with code 1000).
+        login_rate,
+        /// A TCP or HTTP connection beyond its address's `max_connections_per_ip` (TCP:
+        /// closed; HTTP: 429).
+        address_connections,
+        /// A UDP datagram from a new port of an address that holds `max_udp_sessions_per_ip`
+        /// pseudo-sessions, dropped.
+        address_udp_sessions,
+        /// An API request over its address's `api_requests_per_sec_per_ip`: 429.
+        api_rate,
+        /// An API request whose body is larger than `api_max_body_bytes`: 413.
+        api_body,
+    }
+}
+
+label_values! {
+    /// `result` of handing a message to the message store.
+    pub(crate) enum PutResult {
+        /// Committed: the sender may be acknowledged.
+        stored,
+        /// Already stored (a retransmission): acknowledged again, not stored twice.
+        duplicate,
+        /// Refused: the receiver has as many stored messages as allowed.
+        quota,
+        /// Refused: larger than the store keeps.
+        too_large,
+        /// Refused: an id the store cannot keep.
+        invalid,
+        /// Refused: the store's write queue was full.
+        overloaded,
+        /// Failed: the store could not commit (database down, disk full, timeout).
+        unavailable,
+    }
+}
+
+label_values! {
+    /// `op`: a call the server made to the message store.
+    pub(crate) enum StoreOp {
+        /// Storing a message.
+        put,
+        /// Reading a page of a user's stored messages, to replay them.
+        read,
+        /// Removing acknowledged messages.
+        remove,
+        /// Counting a user's stored messages.
+        count,
+        /// Erasing a user's stored messages.
+        erase,
+        /// Sweeping expired messages.
+        expire,
+        /// The readiness probe's write.
+        health,
     }
 }
 
@@ -331,6 +395,18 @@ pub(crate) struct ByRefusal {
     pub(crate) reason: Refusal,
 }
 
+/// The label set `{result}` of store puts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByPutResult {
+    pub(crate) result: PutResult,
+}
+
+/// The label set `{op}` of store calls.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ByStoreOp {
+    pub(crate) op: StoreOp,
+}
+
 /// The label set `{reason}` of kickouts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ByKickReason {
@@ -354,6 +430,8 @@ mod tests {
         check::<Direction>();
         check::<LoginResult>();
         check::<KickReason>();
+        check::<PutResult>();
+        check::<StoreOp>();
         check::<Refusal>();
         check::<bool>();
     }

@@ -12,11 +12,14 @@
 //! All names carry the `hongyan_` prefix; counters get the `_total` suffix when encoded.
 
 pub(crate) mod labels;
+mod store;
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use hongyan_shared::{Instant, PacketType, Transport};
+use hongyan_store::MessageStore;
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
@@ -28,8 +31,10 @@ use self::labels::{
     ByDirection, ByKickReason, ByReceivedType, ByRefusal, ByResult, BySentType, ByStored,
     ByTransport, LabelValue, PerValue, Received, Sent,
 };
-pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal};
+pub(crate) use self::labels::{Direction, KickReason, LoginResult, PerTransport, Refusal, StoreOp};
+pub(crate) use self::store::StoreMetrics;
 use crate::hooks::Hooks;
+use crate::tls::metrics::TlsMetrics;
 
 /// One labelled series per value of `V`, registered under `name` with label sets made by
 /// `labels`.
@@ -96,6 +101,10 @@ pub(crate) struct Metrics {
     dedup_hits: Counter,
     kickouts: PerValue<KickReason, Counter>,
     refused: PerValue<Refusal, Counter>,
+    /// The message store's series, when the server has a store.
+    pub(crate) store: Option<StoreMetrics>,
+    /// TLS handshakes and certificate reloads (all zero without TLS).
+    pub(crate) tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -106,7 +115,7 @@ impl Metrics {
         let connections = per_transport(
             r,
             "connections",
-            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions",
+            "Open sessions: TCP and WebSocket connections, UDP pseudo-sessions, HTTP sessions",
         );
         let http_connections = Gauge::default();
         r.register(
@@ -171,7 +180,9 @@ impl Metrics {
         let offline = family(
             r,
             "offline_messages",
-            "C2C messages whose receiver was offline, by whether the application stored them",
+            "C2C messages their receiver could not take at once (offline, its queue full, or \
+             stored messages replayed to it first), by whether they were kept (by the message \
+             store, or without one by the application)",
             None,
             |stored| ByStored { stored },
         );
@@ -209,6 +220,8 @@ impl Metrics {
             None,
             |reason| ByRefusal { reason },
         );
+        let tls = TlsMetrics::default();
+        tls.register(r);
         hooks.register_metrics(&mut registry);
         Self {
             registry,
@@ -231,7 +244,15 @@ impl Metrics {
             dedup_hits,
             kickouts,
             refused,
+            store: None,
+            tls,
         }
+    }
+
+    /// Adds the message store's series (`hongyan_store_*`), reading `store`'s own counters
+    /// when scraped.
+    pub(crate) fn add_store(&mut self, store: Arc<dyn MessageStore>) {
+        self.store = Some(StoreMetrics::new(&mut self.registry, store));
     }
 
     /// Counts an open session until the returned guard is dropped.
@@ -271,7 +292,7 @@ impl Metrics {
         self.messages.get(direction).inc();
     }
 
-    /// A C2C message found its receiver offline; the application `stored` it or not.
+    /// A C2C message could not be handed to its receiver at once; it was `stored` or not.
     pub(crate) fn offline(&self, stored: bool) {
         self.offline.get(stored).inc();
     }
@@ -339,6 +360,7 @@ impl Metrics {
         set(&self.online.tcp, online.tcp);
         set(&self.online.udp, online.udp);
         set(&self.online.ws, online.ws);
+        set(&self.online.http, online.http);
         set(&self.qos_in_flight, in_flight);
         set(&self.queued_bytes, queued_bytes);
         let mut out = String::with_capacity(8192);

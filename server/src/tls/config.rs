@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
 
 use super::certificate::ServerCertificate;
 use super::error::TlsError;
@@ -39,15 +39,17 @@ pub fn http_config(certificate: Arc<ServerCertificate>) -> Result<Arc<ServerConf
     build(certificate, vec![b"http/1.1".to_vec()])
 }
 
-fn build(
-    certificate: Arc<ServerCertificate>,
+/// A configuration presenting what `resolver` picks (the [`ServerCertificate`]; tests wrap it)
+/// with ALPN `alpn`.
+pub(crate) fn build(
+    resolver: Arc<dyn ResolvesServerCert>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
         .with_no_client_auth()
-        .with_cert_resolver(certificate);
+        .with_cert_resolver(resolver);
     config.alpn_protocols = alpn;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;

@@ -2,17 +2,21 @@
 //!
 //! A TLS handshake costs the server an ECDHE and a signature and holds a rustls state of a few
 //! kilobytes until it finishes, so a flood of connections that start handshakes, or never send
-//! a byte, is a cheap way to exhaust a server. Two bounds make it expensive instead:
+//! a byte, is a cheap way to exhaust a server. Three rules keep it bounded and keep real
+//! clients served:
 //!
-//! - **At most [`max_in_progress`](HandshakeLimits::max_in_progress) handshakes at once.** The
-//!   accept loop takes a [`HandshakeSlot`] *before* it accepts, so when every slot is busy the
-//!   loop stops accepting and new connections wait in the kernel's accept backlog, which costs
-//!   neither a descriptor, nor a task, nor memory here. A login storm of real clients is then
-//!   served in arrival order at the pace the CPU allows, instead of refused and retried (every
-//!   retry a new handshake); a flood only delays it.
-//! - **A deadline per handshake** ([`timeout`](HandshakeLimits::timeout)), from accept to the
-//!   finished handshake, so each slot is free again after at most that long whatever the
-//!   client does.
+//! - **A connection takes a handshake slot only once it has spoken.** Until its first byte
+//!   arrives it costs a socket and a small task, no TLS state, and it holds its place in the
+//!   connection limit like any connection; a flood of connections that never send a byte
+//!   therefore never stands between a real client and the handshake stage. (Were slots taken
+//!   before `accept`, about a hundred silent connections a second would keep every slot busy
+//!   and every real client queued behind them in the kernel's backlog.)
+//! - **At most [`max_in_progress`](HandshakeLimits::max_in_progress) handshakes at once.**
+//!   Further connections wait for a slot in arrival order (the slots are a fair semaphore), so
+//!   a login storm of real clients is served in order at the pace the CPU allows.
+//! - **A deadline per connection** ([`timeout`](HandshakeLimits::timeout)), from accept to the
+//!   finished handshake, waiting for the first byte and for a slot included, so a connection
+//!   that stalls anywhere, and the slot it may hold, are let go after at most that long.
 //!
 //! A connection whose first byte is not a TLS handshake record is a plain client on a TLS
 //! port. It is closed at once, cleanly: the server sends its FIN without a byte before it (a
@@ -26,11 +30,12 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::server::TlsStream;
+use tokio::sync::Semaphore;
 
 use super::error::HandshakeError;
 use super::metrics::TlsMetrics;
+use super::stream::TlsStream;
+use crate::accept::Handshake;
 
 /// The first byte of every TLS record that starts a handshake (content type 22).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -40,9 +45,9 @@ const PLAIN_LINGER: Duration = Duration::from_secs(1);
 /// Bounds of the handshake stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandshakeLimits {
-    /// Handshakes in progress at most; the accept loop waits for a free slot.
+    /// Handshakes in progress at most; further clients wait for a free slot.
     pub max_in_progress: usize,
-    /// How long a handshake may take, from accept to finished.
+    /// How long a connection may take from accept to the finished handshake.
     pub timeout: Duration,
 }
 
@@ -62,18 +67,10 @@ impl Default for HandshakeLimits {
 /// clone; clones share the slots and the counters.
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<ServerConfig>,
     slots: Arc<Semaphore>,
     timeout: Duration,
     metrics: TlsMetrics,
-}
-
-/// A place in the handshake stage, taken before `accept` and given up (dropped) once the
-/// connection has been handed on.
-#[derive(Debug)]
-pub struct HandshakeSlot {
-    /// Held, never read: dropping it frees the slot.
-    _permit: OwnedSemaphorePermit,
 }
 
 impl TlsAcceptor {
@@ -81,23 +78,11 @@ impl TlsAcceptor {
     /// [`http_config`](super::http_config)).
     pub fn new(config: Arc<ServerConfig>, limits: HandshakeLimits, metrics: TlsMetrics) -> Self {
         Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            config,
             slots: Arc::new(Semaphore::new(limits.max_in_progress.max(1))),
             timeout: limits.timeout,
             metrics,
         }
-    }
-
-    /// Waits for a free handshake slot. Take it before accepting the connection it is for, so
-    /// that a full stage leaves new connections in the kernel's backlog.
-    pub async fn slot(&self) -> HandshakeSlot {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        HandshakeSlot { _permit: permit }
     }
 
     /// The counters this acceptor updates.
@@ -105,16 +90,10 @@ impl TlsAcceptor {
         &self.metrics
     }
 
-    /// Runs the server side of the handshake on `stream`, within the deadline, and counts the
-    /// outcome. `slot` proves a place in the stage; the caller gives it up (drops it) when the
-    /// connection has been handed on, so that a consumer that falls behind holds the accept
-    /// loop back too.
-    pub async fn handshake(
-        &self,
-        _slot: &HandshakeSlot,
-        stream: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, HandshakeError> {
-        let _in_progress = InProgress::new(&self.metrics);
+    /// Turns an accepted connection into a TLS connection (see the module doc): waits for its
+    /// first byte, turns a plain client away, waits for a handshake slot and runs the server
+    /// side of the handshake, all within the deadline, and counts the outcome.
+    pub async fn handshake(&self, stream: TcpStream) -> Result<TlsStream, HandshakeError> {
         let result = self.handshake_within_deadline(stream).await;
         match &result {
             Ok(_) => self.metrics.done.inc(),
@@ -128,7 +107,7 @@ impl TlsAcceptor {
     async fn handshake_within_deadline(
         &self,
         stream: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, HandshakeError> {
+    ) -> Result<TlsStream, HandshakeError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let first_byte = match tokio::time::timeout_at(deadline, first_byte(&stream)).await {
             Ok(Ok(Some(byte))) => byte,
@@ -140,7 +119,16 @@ impl TlsAcceptor {
             refuse_plain(stream).await;
             return Err(HandshakeError::NotTls { first_byte });
         }
-        match tokio::time::timeout_at(deadline, self.acceptor.accept(stream)).await {
+        let handshake = async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let _in_progress = InProgress::new(&self.metrics);
+            TlsStream::accept(self.config.clone(), stream).await
+        };
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => Ok(tls),
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(HandshakeError::TimedOut(self.timeout)),
@@ -184,6 +172,17 @@ async fn refuse_plain(mut stream: TcpStream) {
     let mut sink = [0; 1024];
     let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
     let _ = tokio::time::timeout(PLAIN_LINGER, drain).await;
+}
+
+/// A TLS port: the accept loops of the TCP gateway and the HTTP listener run the handshake
+/// in each connection's task.
+impl Handshake for TlsAcceptor {
+    type Stream = TlsStream;
+    type Error = HandshakeError;
+
+    async fn handshake(&self, stream: TcpStream) -> Result<TlsStream, HandshakeError> {
+        TlsAcceptor::handshake(self, stream).await
+    }
 }
 
 impl std::fmt::Debug for TlsAcceptor {

@@ -23,9 +23,13 @@
 //!   change ([`watch`](ServerCertificate::watch)).
 //! - [`config`]: the rustls server configurations of the two listeners.
 //! - [`handshake`]: [`TlsAcceptor`], the bounded handshake stage: at most N handshakes at
-//!   once, each with a deadline, plain clients turned away cleanly.
-//! - [`listener`]: [`TlsListener`], a listener that yields finished TLS connections (it is an
-//!   axum [`Listener`](axum::serve::Listener) too).
+//!   once, joined only by a connection that has spoken, each connection with a deadline,
+//!   plain clients turned away cleanly. The TCP gateway's and the HTTP listener's accept
+//!   loops are generic over the server's `Handshake` trait, which `TlsAcceptor` implements:
+//!   the loop accepts, checks the connection limit, and runs the handshake in the
+//!   connection's task.
+//! - [`stream`]: [`TlsStream`], the connection after the handshake, on rustls's unbuffered
+//!   API so that an idle connection holds no buffer.
 //! - [`metrics`]: [`TlsMetrics`], handshake and reload counters for `/metrics`.
 //! - [`self_signed`]: a development certificate made with rcgen and kept in a directory.
 //! - [`fingerprint`]: [`CertFingerprint`], the SHA-256 fingerprint operators compare.
@@ -35,20 +39,20 @@ pub mod config;
 mod error;
 pub mod fingerprint;
 pub mod handshake;
-pub mod listener;
 pub mod load;
 pub mod metrics;
 mod provider;
 pub mod self_signed;
+pub mod stream;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use certificate::ServerCertificate;
 pub use config::{http_config, tcp_gateway_config};
 pub use error::{HandshakeError, TlsError};
 pub use fingerprint::CertFingerprint;
-pub use handshake::{HandshakeLimits, HandshakeSlot, TlsAcceptor};
-pub use listener::TlsListener;
+pub use handshake::{HandshakeLimits, TlsAcceptor};
 pub use load::CertFiles;
 pub use metrics::TlsMetrics;
 pub use self_signed::{SelfSigned, ensure_self_signed};
+pub use stream::TlsStream;

@@ -49,18 +49,21 @@ pub enum EventKind {
     C2cDelivered,
     /// `s2cDelivered`: a receiver acknowledged a QoS packet from the server.
     S2cDelivered,
-    /// `s2cLost`: a QoS packet from the server was never acknowledged.
+    /// `s2cLost`: a QoS packet from the server was never acknowledged (and not stored).
     S2cLost,
+    /// `expired`: a stored message outlived `store_ttl_secs` undelivered and was removed.
+    Expired,
 }
 
 impl EventKind {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Login,
         Self::Logout,
         Self::C2s,
         Self::C2cDelivered,
         Self::S2cDelivered,
         Self::S2cLost,
+        Self::Expired,
     ];
 
     /// The name in the event's `type` field and in `--webhook-events`.
@@ -72,6 +75,7 @@ impl EventKind {
             Self::C2cDelivered => "c2cDelivered",
             Self::S2cDelivered => "s2cDelivered",
             Self::S2cLost => "s2cLost",
+            Self::Expired => "expired",
         }
     }
 }
@@ -82,7 +86,7 @@ pub struct EventKinds(u8);
 
 impl EventKinds {
     /// Every kind.
-    pub const ALL: Self = Self(0b11_1111);
+    pub const ALL: Self = Self(0b111_1111);
     /// No events: `/events` is never called.
     pub const NONE: Self = Self(0);
 

@@ -13,7 +13,8 @@ use crate::hooks::{LoginRequest, SessionInfo};
 pub(crate) struct Session {
     /// hongyan's id for the connection, e.g. `"s42"`.
     pub(crate) session_id: String,
-    /// `tcp`, `udp` or `ws`.
+    /// `tcp`, `udp`, `ws` or `http` (an HTTP session, or a message the API sent in a user's
+    /// name).
     pub(crate) transport: &'static str,
     /// The client's address, `ip:port`.
     pub(crate) peer_addr: String,
@@ -159,6 +160,12 @@ pub(crate) enum Event {
     /// A QoS packet the server sent (pushed, or a forwarded C2C with `from` ≠ `"0"`) was not
     /// acknowledged after the last retransmission.
     S2cLost {
+        #[serde(flatten)]
+        message: Message,
+    },
+    /// A stored message outlived `store_ttl_secs` before its receiver took it, and was
+    /// removed: it will not be delivered.
+    Expired {
         #[serde(flatten)]
         message: Message,
     },

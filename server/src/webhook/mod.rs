@@ -3,7 +3,9 @@
 //!
 //! With a base URL `B` hongyan calls:
 //! - `POST B/verify` for every login to verify (waits for the answer);
-//! - `POST B/offline` when a C2C message's receiver is offline (waits for the answer);
+//! - `POST B/offline` when a C2C message's receiver is offline: without a message store it
+//!   waits for the answer (did the backend keep it?); with one, the message is already stored
+//!   and acknowledged, and the call only notifies (for a push notification);
 //! - `POST B/events` with batches of notifications, from a background task (never waits).
 //!
 //! The failure policy, when the backend cannot be reached, times out or answers other than
@@ -21,7 +23,7 @@
 
 mod client;
 mod config;
-mod contract;
+pub(crate) mod contract;
 mod endpoint;
 mod events;
 mod metrics;
@@ -149,7 +151,7 @@ impl Hooks for WebhookHooks {
                 if OFFLINE_FAILED.allow() {
                     tracing::warn!(from = %Untrusted(&request.from), to = %Untrusted(&request.to),
                         fp = ?request.fp.as_deref().map(Untrusted), %error,
-                        "offline webhook failed; message not stored");
+                        "offline webhook failed (without a message store, the message is not kept)");
                 }
                 false
             }
@@ -160,6 +162,15 @@ impl Hooks for WebhookHooks {
         LoggingHooks.on_s2c_lost(lost);
         for packet in lost {
             self.emit(EventKind::S2cLost, || Event::S2cLost {
+                message: packet.into(),
+            });
+        }
+    }
+
+    fn on_expired(&self, expired: &[Packet]) {
+        LoggingHooks.on_expired(expired);
+        for packet in expired {
+            self.emit(EventKind::Expired, || Event::Expired {
                 message: packet.into(),
             });
         }

@@ -57,7 +57,8 @@ impl SessionConfig {
         let (relogin_ms, max_packet_len) = match transport {
             Transport::Tcp => (3000, DEFAULT_MAX_BODY),
             Transport::Udp => (2000, SERVER_UDP_MAX_DATAGRAM),
-            Transport::WebSocket => (3000, SERVER_WS_MAX_FRAME),
+            // No client speaks HTTP sessions; WebSocket's values keep the match total.
+            Transport::WebSocket | Transport::Http => (3000, SERVER_WS_MAX_FRAME),
         };
         Self {
             transport,

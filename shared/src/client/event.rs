@@ -92,12 +92,21 @@ pub enum ClientEvent {
     /// but reported once.
     MessageReceived(ReceivedMessage),
     /// The server reported an error (`onErrorResponse`); 301 means "not logged in", after which
-    /// the session logs in again.
+    /// the session logs in again. (hongyan's error 1000 is reported as
+    /// [`RateLimited`](Self::RateLimited) instead.)
     ErrorResponse {
-        /// The error code; the server only sends 301.
+        /// The error code: 301 from MobileIMSDK's server and hongyan's.
         code: i32,
         /// For 301: the rejected packet as the server re-encoded it.
         message: Option<String>,
+    },
+    /// The server refused a message because this session sends faster than its limit
+    /// (hongyan's error 1000, `codes::RATE_LIMITED`, §4.6). The message was not acknowledged:
+    /// a QoS message is retransmitted on its schedule and reported delivered or lost as
+    /// usual; one without QoS is gone. Sending more slowly avoids it.
+    RateLimited {
+        /// The refused message's fingerprint, if it had one.
+        fp: Option<Fingerprint>,
     },
     /// QoS messages whose retries ran out, or that were still pending when the session ended
     /// (`messagesLost`). Each fingerprint is reported lost or delivered exactly once.

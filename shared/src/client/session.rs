@@ -308,6 +308,12 @@ impl ClientSession {
                     .and_then(|d| ErrorResponse::decode(d).ok())
                     .unwrap_or_default();
                 let code = error.error_code;
+                if code == codes::RATE_LIMITED {
+                    self.events.push_back(ClientEvent::RateLimited {
+                        fp: error.error_msg.map(Fingerprint::new),
+                    });
+                    return;
+                }
                 self.events.push_back(ClientEvent::ErrorResponse {
                     code,
                     message: error.error_msg,

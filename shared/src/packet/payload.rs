@@ -16,6 +16,11 @@ pub mod codes {
     pub const KICKOUT_DUPLICATE_LOGIN: i32 = 1;
     /// Kickout: an administrator (or the application) ended the session.
     pub const KICKOUT_ADMIN: i32 = 2;
+    /// hongyan's "too many, too fast" (§4.6, §9.1): as an error's `errorCode` (type 52), a data
+    /// message over its session's rate, not acknowledged; as a login response's `code`, a
+    /// login over its address's or the server's login rate, not verified. Outside every range
+    /// MobileIMSDK uses (0–4, 201–205, 301), below the applications' login codes.
+    pub const RATE_LIMITED: i32 = 1000;
     /// Login codes below this value are reserved for the framework; applications refuse logins
     /// with codes from here up.
     pub const FIRST_APPLICATION_LOGIN_CODE: i32 = 1025;

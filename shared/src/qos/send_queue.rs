@@ -114,6 +114,11 @@ impl<K: Hash + Eq + Clone, V> SendQueue<K, V> {
         Some(entry.value)
     }
 
+    /// The message queued under `key`, to change what it carries (not its schedule).
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key).map(|e| &mut e.value)
+    }
+
     /// Whether `key` is awaiting acknowledgement.
     pub fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)

@@ -38,7 +38,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hongyan_client::Endpoint;
-use hongyan_shared::Transport;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -334,11 +333,10 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     ];
 
     // The users: t0, u0, w0, t1, … (TCP, UDP, WebSocket in turn); everyone writes to anyone.
-    let users: Vec<(String, Transport)> = (0..options.clients)
+    let users: Vec<(String, usize)> = (0..options.clients)
         .map(|i| {
-            let transport = [Transport::Tcp, Transport::Udp, Transport::WebSocket][i % 3];
             let prefix = ["t", "u", "w"][i % 3];
-            (format!("{prefix}{}", i / 3), transport)
+            (format!("{prefix}{}", i / 3), i % 3)
         })
         .collect();
     let peers = Arc::new(users.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>());
@@ -348,12 +346,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let mut seats = tokio::task::JoinSet::new();
     let mut commands = Vec::new();
     for (i, (user, transport)) in users.iter().enumerate() {
-        let endpoint = endpoints[match transport {
-            Transport::Tcp => 0,
-            Transport::Udp => 1,
-            Transport::WebSocket => 2,
-        }]
-        .clone();
+        let endpoint = endpoints[*transport].clone();
         let seat = Seat {
             user: user.clone(),
             endpoint,

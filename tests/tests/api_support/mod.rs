@@ -4,7 +4,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::net::SocketAddr;
+pub mod sse;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,9 +101,16 @@ impl Api {
 
     /// A client that sends `token`, if any.
     pub fn with_token(http: SocketAddr, token: Option<&str>) -> Self {
+        Self::from_address(http, token, None)
+    }
+
+    /// A client that sends `token`, if any, from the loopback address `source` (another
+    /// "address" for the per-address limits).
+    pub fn from_address(http: SocketAddr, token: Option<&str>, source: Option<IpAddr>) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .local_address(source)
                 .build()
                 .expect("an HTTP client"),
             base: format!("http://{http}"),
@@ -153,12 +162,17 @@ impl Api {
 
     /// A request of `method` to `path` with an empty JSON object as the body.
     pub async fn call(&self, method: &str, path: &str) -> Reply {
+        self.call_with(method, path, json!({})).await
+    }
+
+    /// A request of `method` to `path` with `body` as JSON.
+    pub async fn call_with(&self, method: &str, path: &str, body: Value) -> Reply {
         let method =
             reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
         self.send(
             self.client
                 .request(method, format!("{}{path}", self.base))
-                .json(&json!({})),
+                .json(&body),
         )
         .await
     }

@@ -15,6 +15,7 @@ pub fn endpoint(server: &TestServer, transport: Transport) -> Endpoint {
         Transport::Tcp => Endpoint::Tcp(server.tcp.to_string()),
         Transport::Udp => Endpoint::Udp(server.udp.to_string()),
         Transport::WebSocket => Endpoint::WebSocket(server.ws_url()),
+        Transport::Http => panic!("the native client has no HTTP sessions"),
     }
 }
 

@@ -31,6 +31,13 @@ pub fn updates_for(event: ClientEvent) -> Vec<SessionUpdate> {
             .into_iter()
             .filter_map(|packet| packet.fp.map(SessionUpdate::Lost))
             .collect(),
+        ClientEvent::RateLimited { fp } => {
+            log::info!(
+                "message {} refused: sending too fast",
+                fp.as_ref().map_or("", |fp| fp.as_str())
+            );
+            Vec::new()
+        }
         ClientEvent::ErrorResponse { code, message } => {
             log::info!("server error {code}: {}", message.unwrap_or_default());
             Vec::new()

@@ -73,9 +73,7 @@ fn the_server_wide_bound_on_qos_in_flight_refuses_pushes_as_overloaded() {
     assert!(acked(&h, &mut alice, "bob", "fp-1"));
     assert!(acked(&h, &mut alice, "carol", "fp-2"));
     assert!(!acked(&h, &mut alice, "carol", "fp-3"));
-    let push = h
-        .handle()
-        .send(Outgoing::new("bob", "hello").with_fingerprint("fp-4".into()));
+    let push = h.push(Outgoing::new("bob", "hello").with_fingerprint("fp-4".into()));
     assert_eq!(push.unwrap_err(), PushError::Overloaded);
     assert_eq!(h.handle().in_flight(), 2);
     // Without QoS nothing is tracked, so the bound does not apply.

@@ -58,8 +58,7 @@ fn an_unacknowledged_push_is_sent_again_then_reported_lost() {
     let mut bob = h.online(Transport::Tcp, "bob");
     let fp = Fingerprint::new("fp-1");
     let sent = h
-        .handle()
-        .send(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
+        .push(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
         .unwrap();
     h.deliver(&mut bob);
     assert_eq!(kinds(&bob.written()), [PacketType::CommonData]);

@@ -8,17 +8,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use hongyan_shared::{
-    Fingerprint, Instant, LoginInfo, LoginResponse, Packet, PacketType, Transport, UserId,
+    Fingerprint, Instant, LoginInfo, LoginResponse, Outgoing, Packet, PacketType, Transport, UserId,
 };
+
+use hongyan_store::{MemoryStore, MessageStore};
 
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::core::{Core, Flow};
 use crate::gateway::memory::MemoryPipe;
-use crate::handle::ServerHandle;
+use crate::handle::{Sent, ServerHandle};
 use crate::hooks::{Hooks, LoginRequest, SessionInfo};
+use crate::metrics::PerTransport;
 use crate::pipe::PipeProperties;
-use crate::session::{Outbox, Session};
+use crate::session::{Outbox, PushError, Session};
 
 /// The wall time the clock starts at.
 pub(super) const T0: i64 = 1_700_000_000_000;
@@ -33,6 +36,7 @@ pub(super) enum Event {
     Offline(String),
     S2cReceived(String, String),
     S2cLost(String),
+    Expired(String),
 }
 
 /// Hooks that record events. A login whose token is `refuse-N` is refused with code N.
@@ -101,6 +105,12 @@ impl Hooks for TestHooks {
     fn on_s2c_received(&self, user: &UserId, fp: &Fingerprint) {
         self.record(Event::S2cReceived(user.to_string(), fp.to_string()));
     }
+
+    fn on_expired(&self, expired: &[Packet]) {
+        for packet in expired {
+            self.record(Event::Expired(fp_of(packet)));
+        }
+    }
 }
 
 /// A session and its in-memory pipe, as its loop would hold them.
@@ -135,6 +145,8 @@ pub(super) struct Harness {
     pub(super) clock: Arc<ManualClock>,
     pub(super) hooks: Arc<TestHooks>,
     pub(super) core: Arc<Core>,
+    /// The message store, for a harness made [`with_store`](Self::with_store).
+    pub(super) store: Option<Arc<MemoryStore>>,
     next_port: std::cell::Cell<u16>,
 }
 
@@ -147,15 +159,50 @@ impl Harness {
     pub(super) fn with(configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::loopback();
         configure(&mut config);
+        Self::build(config, None)
+    }
+
+    /// A harness keeping messages in a memory store, its configuration changed by `configure`.
+    pub(super) fn with_store(configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::loopback();
+        configure(&mut config);
+        let store = Arc::new(MemoryStore::new(config.store_config().limits));
+        Self::build(config, Some(store))
+    }
+
+    fn build(config: Config, store: Option<Arc<MemoryStore>>) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let hooks = Arc::new(TestHooks::default());
-        let core = Arc::new(Core::new(config, hooks.clone(), clock.clone()));
+        let mut core = Core::new(config, hooks.clone(), clock.clone());
+        if let Some(store) = &store {
+            core = core.with_store(store.clone());
+        }
         Self {
             clock,
             hooks,
-            core,
+            core: Arc::new(core),
+            store,
             next_port: std::cell::Cell::new(40_000),
         }
+    }
+
+    /// How many messages the store keeps for `user`.
+    pub(super) fn stored(&self, user: &str) -> u64 {
+        self.store
+            .as_ref()
+            .expect("a harness with a store")
+            .count(&UserId::from(user))
+            .now_or_never()
+            .expect("the memory store never waits")
+            .expect("the memory store counts")
+    }
+
+    /// Runs the store chores due now (removals, sweeps, stalled replays).
+    pub(super) fn chores(&self) {
+        self.core
+            .handle_store_timeout(self.now())
+            .now_or_never()
+            .expect("with a memory store, the chores never wait");
     }
 
     pub(super) fn now(&self) -> Instant {
@@ -171,6 +218,15 @@ impl Harness {
         ServerHandle::new(self.core.clone())
     }
 
+    /// Pushes `push` through the send API, which must not wait (the store, if any, is in
+    /// memory).
+    pub(super) fn push(&self, push: Outgoing) -> Result<Sent, PushError> {
+        self.handle()
+            .send(push)
+            .now_or_never()
+            .expect("with an in-memory store, a push never waits")
+    }
+
     /// A new session on a pipe with `transport`'s rules and configured limit.
     pub(super) fn open(&self, transport: Transport) -> Peer {
         let max = self.core.config.max_outbound(transport);
@@ -178,9 +234,14 @@ impl Harness {
     }
 
     pub(super) fn open_with(&self, properties: PipeProperties) -> Peer {
+        self.open_from(properties, [127, 0, 0, 1])
+    }
+
+    /// [`open_with`](Self::open_with) from another address, `ip`.
+    pub(super) fn open_from(&self, properties: PipeProperties, ip: [u8; 4]) -> Peer {
         let port = self.next_port.get();
         self.next_port.set(port + 1);
-        let peer = SocketAddr::from(([127, 0, 0, 1], port));
+        let peer = SocketAddr::from((ip, port));
         let (session, outbox) = self.core.open_session(properties, peer, self.now());
         Peer {
             session,
@@ -244,6 +305,15 @@ impl Harness {
             .and_then(|p| LoginResponse::decode(p.data_content.as_deref()?).ok())
             .expect("a login response");
         (flow, response)
+    }
+
+    /// How many refusals `/metrics` counts for `reason`.
+    pub(super) fn refused(&self, reason: &str) -> u64 {
+        let text = self.core.metrics.render(PerTransport::default(), 0, 0);
+        let series = format!("hongyan_refused_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |n| n.parse().unwrap())
     }
 
     /// A logged-in peer, its login events taken.

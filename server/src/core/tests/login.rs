@@ -35,6 +35,23 @@ fn a_relogin_is_answered_with_the_first_login_time_it_carries() {
 }
 
 #[test]
+fn a_duplicated_login_datagram_is_answered_with_the_same_first_login_time() {
+    let h = Harness::new();
+    let mut client = h.open(Transport::Udp);
+    let (_, first) = h.login(&mut client, "alice", 0);
+    h.advance(std::time::Duration::from_millis(40));
+    let (_, again) = h.login(&mut client, "alice", 0);
+    assert_eq!(again.first_login_time, first.first_login_time);
+    // So the client's next re-login, with the time it kept, is not a stale instance.
+    h.advance(std::time::Duration::from_secs(30));
+    let mut next = h.open(Transport::Udp);
+    let (flow, relogin) = h.login(&mut next, "alice", first.first_login_time);
+    assert_eq!((flow, relogin.code), (Flow::Continue, codes::OK));
+    let online = h.handle().online_info(&"alice".into()).unwrap();
+    assert_eq!(online.session.id, next.session.info().id);
+}
+
+#[test]
 fn a_refused_login_is_answered_and_a_connection_then_closed() {
     for (transport, after) in [
         (Transport::Tcp, Flow::Close),

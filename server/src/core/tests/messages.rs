@@ -160,8 +160,7 @@ fn an_ack_settles_only_a_packet_sent_to_the_user_who_acks() {
     let mut bob = h.online(Transport::Tcp, "bob");
     let fp = Fingerprint::new("fp-1");
     let sent = h
-        .handle()
-        .send(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
+        .push(Outgoing::new("bob", "hello").with_fingerprint(fp.clone()))
         .unwrap();
     h.receive(&mut alice, &Packet::ack("alice", "0", &fp, false));
     assert!(

@@ -9,12 +9,19 @@
 //! - `deadlines`: idle expiry, retransmission and loss, a stalled outbox.
 //! - `amplification`: answers to a spoofable peer that has not logged in, login included.
 //! - `bounds`: what is refused once a bound is reached; the login deadline.
+//! - `limits`: the abuse limits: messages per session, logins per address and in total,
+//!   exemptions.
+//! - `store`: store and forward on a memory store: storing, replay, order, limits, expiry.
+//! - `as_user`: messages sent in a user's name; an HTTP session's pipe rules.
 
 mod amplification;
+mod as_user;
 mod bounds;
 mod deadlines;
 mod dispatch;
 mod harness;
 mod kickout;
+mod limits;
 mod login;
 mod messages;
+mod store;

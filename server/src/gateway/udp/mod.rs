@@ -7,7 +7,8 @@
 //! answered, never more bytes than the datagram had) and, unless it logged the address in,
 //! the session ends with that answer. Those brief sessions have a small share of their own,
 //! `max_udp_unauthenticated`, inside `max_udp_sessions`, so datagrams from forged addresses,
-//! however many, never take the room of logged-in users.
+//! however many, never take the room of logged-in users. One IP address holds at most
+//! `max_udp_sessions_per_ip` pseudo-sessions of either kind (one per source port).
 //!
 //! - [`table`]: the address → pseudo-session table, without the socket.
 //! - `pipe`: one pseudo-session's pipe: its inbox, and its replies sent a batch per flush.
@@ -21,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use hongyan_shared::Packet;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,12 +31,15 @@ use self::pipe::UdpPipe;
 use self::table::{PseudoSessions, UdpLimits, Unopened, inbound_datagram};
 use super::driver;
 use crate::core::Core;
+use crate::limits::AddressSlot;
 use crate::log_limit::LogLimit;
 use crate::mailbox::{Mailbox, Refused};
 use crate::metrics::Refusal;
 use crate::pipe::PipeError;
 
 static REFUSED: LogLimit = LogLimit::warn("udp pseudo-session limit reached; datagram dropped");
+static CROWDED: LogLimit =
+    LogLimit::warn("address holds max_udp_sessions_per_ip; datagram dropped");
 
 /// Datagrams buffered for one pseudo-session; more are dropped, as a full socket buffer would.
 /// Room for a client's whole QoS window and then some (the channel allocates as it fills).
@@ -46,13 +51,20 @@ const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
 type Inbox = Mailbox<Result<Bytes, PipeError>>;
 
+/// What the table keeps for one pseudo-session.
+struct Admitted {
+    inbox: Inbox,
+    /// Its place in its address's count (`max_udp_sessions_per_ip`), given back with it.
+    _slot: Option<AddressSlot>,
+}
+
 /// The pseudo-sessions by remote address, each with its inbox.
 pub(crate) struct UdpSessions {
-    table: Mutex<PseudoSessions<Inbox>>,
+    table: Mutex<PseudoSessions<Admitted>>,
 }
 
 impl UdpSessions {
-    fn lock(&self) -> MutexGuard<'_, PseudoSessions<Inbox>> {
+    fn lock(&self) -> MutexGuard<'_, PseudoSessions<Admitted>> {
         self.table
             .lock()
             .expect("udp session lock is never held across a panic-prone section")
@@ -129,7 +141,7 @@ impl Gateway {
             .sessions
             .lock()
             .get(&peer)
-            .map(|(id, inbox)| (id, inbox.clone()));
+            .map(|(id, admitted)| (id, admitted.inbox.clone()));
         let Some((id, inbox)) = existing else {
             return self.open(peer, item);
         };
@@ -147,8 +159,25 @@ impl Gateway {
     }
 
     fn open(&self, peer: SocketAddr, first: Result<Bytes, PipeError>) {
+        let Ok(slot) = self.core.limits.udp_session(peer.ip()) else {
+            // Garbage is dropped silently, as the table would; only a packet is refused.
+            if first
+                .as_ref()
+                .is_ok_and(|body| Packet::decode(body).is_ok())
+            {
+                self.core.metrics.refused(Refusal::address_udp_sessions);
+                if CROWDED.allow() {
+                    tracing::warn!(%peer, "address holds max_udp_sessions_per_ip; datagram dropped");
+                }
+            }
+            return;
+        };
         let (tx, rx) = Mailbox::new(INBOX);
-        let opened = self.sessions.lock().open(peer, &first, tx.clone());
+        let admitted = Admitted {
+            inbox: tx.clone(),
+            _slot: slot,
+        };
+        let opened = self.sessions.lock().open(peer, &first, admitted);
         let id = match opened {
             Ok(id) => id,
             // Garbage from an unknown address creates nothing and gets no reply.

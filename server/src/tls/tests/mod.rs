@@ -1,19 +1,20 @@
 //! The TLS layer over real loopback sockets: the clients MobileIMSDK ships, reloads, the
-//! handshake stage's bounds, plain clients on a TLS port, HTTPS through axum.
+//! handshake stage's bounds, plain clients on a TLS port. (The server's listeners with TLS,
+//! the native client and the browser are tested end to end in `tests/tests/tls_*.rs`.)
 
+mod stream;
 pub(crate) mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use rustls::ProtocolVersion;
 use rustls::version::{TLS12, TLS13};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{CertFiles, CertFingerprint, HandshakeLimits, TlsAcceptor, TlsMetrics};
+use super::{CertFiles, CertFingerprint, HandshakeLimits};
 use support::{
     EchoServer, TempDir, TestCert, client_config, connect, echo, java8_like_client, localhost,
     presented, wait_until,
@@ -264,44 +265,29 @@ async fn a_stalled_handshake_is_cut_off_at_the_deadline() {
     .await;
 }
 
+/// A burst of clients that start a handshake and stall: at most the bound are in the
+/// handshake stage at any time, every one is cut off at the deadline, and a real client is
+/// served afterwards.
 #[tokio::test]
-async fn no_more_slots_than_the_bound_are_handed_out() {
-    let (_, cert) = EchoServer::start(limits()).await;
-    let dir = TempDir::new();
-    let files = cert.write_to(dir.path(), "c");
-    let certificate = super::ServerCertificate::load(files, TlsMetrics::default()).unwrap();
-    let config = super::tcp_gateway_config(certificate).unwrap();
-    let bound = HandshakeLimits {
-        max_in_progress: 2,
-        ..limits()
-    };
-    let acceptor = TlsAcceptor::new(config, bound, TlsMetrics::default());
-    let first = acceptor.slot().await;
-    let _second = acceptor.slot().await;
-    assert!(acceptor.slot().now_or_never().is_none());
-    drop(first);
-    assert!(acceptor.slot().now_or_never().is_some());
-}
-
-/// A burst of connections that never speak: at most the bound are in the handshake stage at
-/// any time, every one is cut off at the deadline, and a real client is served afterwards.
-#[tokio::test]
-async fn a_burst_of_silent_connections_stays_within_the_bound() {
+async fn a_burst_of_stalled_handshakes_stays_within_the_bound() {
     const BOUND: usize = 4;
     const BURST: u64 = 40;
     let limits = HandshakeLimits {
         max_in_progress: BOUND,
-        timeout: Duration::from_millis(150),
+        timeout: Duration::from_millis(300),
     };
     let (server, cert) = EchoServer::start(limits).await;
-    let mut silent = Vec::new();
+    let mut stalled = Vec::new();
     for _ in 0..BURST {
-        silent.push(TcpStream::connect(server.addr).await.unwrap());
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        // The first byte of a ClientHello record, and nothing more.
+        stream.write_all(&[0x16]).await.unwrap();
+        stalled.push(stream);
     }
     let mut peak = 0;
     wait_until(
         Duration::from_secs(20),
-        "every silent connection to time out",
+        "every stalled handshake to time out",
         || {
             let now = server.metrics.in_progress.get();
             assert!(now <= BOUND as i64, "{now} handshakes in progress");
@@ -316,123 +302,26 @@ async fn a_burst_of_silent_connections_stays_within_the_bound() {
     echo(&mut stream, b"still serving").await;
 }
 
-/// HTTPS through `axum::serve` on a [`TlsListener`](super::TlsListener), ALPN `http/1.1`,
-/// with the peer address carried through.
+/// Connections that never send a byte take no handshake slot: with ten times the bound of
+/// them open, a real client is served at once, long before they time out.
 #[tokio::test]
-async fn axum_serves_https_on_the_tls_listener() {
-    use axum::extract::ConnectInfo;
-    use axum::serve::ListenerExt;
-
-    let cert = TestCert::new(&["localhost"]);
-    let dir = TempDir::new();
-    let files = cert.write_to(dir.path(), "http");
-    let metrics = TlsMetrics::default();
-    let certificate = super::ServerCertificate::load(files, metrics.clone()).unwrap();
-    let config = super::http_config(certificate).unwrap();
-    let acceptor = TlsAcceptor::new(config, limits(), metrics);
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listener = super::TlsListener::new(tcp, acceptor).unwrap();
-    let port = listener.local_addr().port();
-    let app = axum::Router::new().route(
-        "/peer",
-        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
-            peer.ip().to_string()
-        }),
-    );
-    tokio::spawn(async move {
-        axum::serve(
-            listener.tap_io(|_| {}),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
-        .http1_only()
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("https://localhost:{port}/peer"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "127.0.0.1");
-
-    let config = client_config(&cert.cert_pem, &[&TLS13], true);
-    let mut alpn = (*config).clone();
-    alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let stream = connect(([127, 0, 0, 1], port).into(), alpn.into(), localhost())
-        .await
-        .unwrap();
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-}
-
-/// The native client (`tls://`) through the [`TlsListener`](super::TlsListener), as the TCP
-/// gateway will run it: login answered inside TLS, the frames unchanged.
-#[tokio::test]
-async fn the_native_client_logs_in_through_the_tls_listener() {
-    use hongyan_client::{Client, ClientConfig, Endpoint, TlsOptions, Trust};
-    use hongyan_shared::client::ConnectionState;
-    use hongyan_shared::{FrameCodec, LoginInfo, LoginResponse, Packet, PacketType};
-
-    let cert = TestCert::new(&["localhost"]);
-    let dir = TempDir::new();
-    let files = cert.write_to(dir.path(), "gateway");
-    let metrics = TlsMetrics::default();
-    let certificate = super::ServerCertificate::load(files.clone(), metrics.clone()).unwrap();
-    let config = super::tcp_gateway_config(certificate).unwrap();
-    let acceptor = TlsAcceptor::new(config, limits(), metrics.clone());
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut listener = super::TlsListener::new(tcp, acceptor).unwrap();
-    let port = listener.local_addr().port();
-    tokio::spawn(async move {
-        loop {
-            let (mut tls, _) = listener.accept().await;
-            tokio::spawn(async move {
-                let (codec, mut buf) = (FrameCodec::default(), bytes::BytesMut::new());
-                while tls.read_buf(&mut buf).await.unwrap_or(0) > 0 {
-                    while let Ok(Some(body)) = codec.decode(&mut buf) {
-                        let login = Packet::decode(&body).unwrap();
-                        if login.kind != PacketType::Login {
-                            continue;
-                        }
-                        let ok = LoginResponse {
-                            code: 0,
-                            first_login_time: 1,
-                        };
-                        let reply = Packet::login_response(login.from_str(), ok);
-                        let mut out = bytes::BytesMut::new();
-                        codec.encode(reply.to_json().as_bytes(), &mut out).unwrap();
-                        tls.write_all(&out).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
-
-    for (host, trust) in [
-        ("localhost", Trust::CaFile(files.cert.clone())),
-        // MobileIMSDK's Java client's way: by address, any certificate.
-        ("127.0.0.1", Trust::DangerAcceptInvalidCerts),
-    ] {
-        let config = ClientConfig {
-            tls: TlsOptions {
-                trust,
-                server_name: None,
-            },
-            ..ClientConfig::new(Endpoint::TcpTls(format!("{host}:{port}")))
-        };
-        let (client, _events) =
-            Client::connect(config, LoginInfo::new("alice", Some("t"), None)).unwrap();
-        tokio::time::timeout(PROMPTLY, client.wait_for(ConnectionState::Online))
-            .await
-            .expect("online in time")
-            .unwrap();
-        client.logout().await;
+async fn silent_connections_do_not_hold_up_a_real_client() {
+    const BOUND: usize = 4;
+    let limits = HandshakeLimits {
+        max_in_progress: BOUND,
+        timeout: Duration::from_secs(30),
+    };
+    let (server, cert) = EchoServer::start(limits).await;
+    let mut silent = Vec::new();
+    for _ in 0..BOUND * 10 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    assert_eq!(metrics.done.get(), 2);
+    let config = client_config(&cert.cert_pem, &[&TLS13], true);
+    let mut stream = tokio::time::timeout(PROMPTLY, connect(server.addr, config, localhost()))
+        .await
+        .expect("served while the silent connections wait")
+        .unwrap();
+    echo(&mut stream, b"not queued behind them").await;
+    assert_eq!(server.metrics.timed_out.get(), 0);
+    assert_eq!(server.metrics.in_progress.get(), 0);
 }

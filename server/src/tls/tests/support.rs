@@ -7,20 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hongyan_client::tls::AcceptAnyCertificate;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use crate::tls::certificate::ServerCertificate;
-use crate::tls::config::tcp_gateway_config;
+use crate::tls::config::build;
 use crate::tls::handshake::{HandshakeLimits, TlsAcceptor};
-use crate::tls::listener::TlsListener;
 use crate::tls::load::CertFiles;
 use crate::tls::metrics::TlsMetrics;
 
@@ -137,7 +138,8 @@ pub(crate) struct Accepted {
     pub(crate) version: Option<rustls::ProtocolVersion>,
 }
 
-/// A TLS echo server on loopback, built from the module under test.
+/// A TLS echo server on loopback, built from the module under test: `accept`, then the
+/// acceptor's handshake in the connection's task, as the server's accept loops do.
 pub(crate) struct EchoServer {
     pub(crate) addr: SocketAddr,
     pub(crate) certificate: Arc<ServerCertificate>,
@@ -164,24 +166,33 @@ impl EchoServer {
     ) -> Self {
         let metrics = TlsMetrics::default();
         let certificate = ServerCertificate::load(files.clone(), metrics.clone()).unwrap();
-        let config = tcp_gateway_config(certificate.clone()).unwrap();
+        let (tx, accepted) = mpsc::unbounded_channel();
+        let (names, sni) = mpsc::unbounded_channel();
+        let resolver = Arc::new(RecordingResolver {
+            certificate: certificate.clone(),
+            names,
+        });
+        let config = build(resolver, Vec::new()).unwrap();
         let acceptor = TlsAcceptor::new(config, limits, metrics.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut listener = TlsListener::new(listener, acceptor).unwrap();
-        let addr = listener.local_addr();
-        let (tx, accepted) = mpsc::unbounded_channel();
+        let addr = listener.local_addr().unwrap();
+        let sni = Arc::new(tokio::sync::Mutex::new(sni));
         tokio::spawn(async move {
             loop {
-                let (mut tls, _) = listener.accept().await;
-                let (_, conn) = tls.get_ref();
-                let _ = tx.send(Accepted {
-                    sni: conn.server_name().map(str::to_owned),
-                    version: conn.protocol_version(),
-                });
+                let (stream, _) = listener.accept().await.unwrap();
+                let (acceptor, tx, sni) = (acceptor.clone(), tx.clone(), sni.clone());
                 tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.handshake(stream).await else {
+                        return;
+                    };
+                    let sni = sni.lock().await.recv().await.flatten();
+                    let _ = tx.send(Accepted {
+                        sni,
+                        version: tls.protocol_version(),
+                    });
                     let mut buf = [0; 1024];
                     while let Ok(n @ 1..) = tls.read(&mut buf).await {
-                        if tls.write_all(&buf[..n]).await.is_err() {
+                        if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err() {
                             break;
                         }
                     }
@@ -196,6 +207,20 @@ impl EchoServer {
             files,
             _dir: dir,
         }
+    }
+}
+
+/// The server's certificate, and the SNI of every handshake that asked for it, in order.
+#[derive(Debug)]
+struct RecordingResolver {
+    certificate: Arc<ServerCertificate>,
+    names: mpsc::UnboundedSender<Option<String>>,
+}
+
+impl ResolvesServerCert for RecordingResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let _ = self.names.send(hello.server_name().map(str::to_owned));
+        self.certificate.resolve(hello)
     }
 }
 
@@ -236,10 +261,52 @@ pub(crate) fn java8_like_client() -> Arc<ClientConfig> {
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         .with_no_client_auth();
     config.enable_sni = false;
     Arc::new(config)
+}
+
+/// Any certificate, as MobileIMSDK's Java client takes it; the handshake's signatures are still
+/// checked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Connects to `addr` and runs the client handshake for `name`.
