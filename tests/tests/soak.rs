@@ -1,16 +1,19 @@
 //! The soak (`hongyan_tests::soak`): a real server process, real clients on every transport
-//! behind fault proxies, churn and duplicate logins; then the audit of every message and of
+//! behind fault proxies, churn and duplicate logins, the server killed with SIGKILL and
+//! restarted on its SQLite store; then the audit of every message and of
 //! the server's memory and open files. Runs without libtest (`harness = false`): it is one
 //! long test with a report of its own.
 //!
-//! `cargo test` runs the short form (300 clients, 60 s). The long form, with a JSON report:
+//! `cargo test` runs the short form (300 clients, 60 s, a SIGKILL every 25 s; about 75 s).
+//! The long form, with a JSON report (docs/RELIABILITY.md):
 //!
 //! ```sh
 //! cargo test --release -p hongyan-tests --test soak -- \
 //!     --seconds 1800 --clients 3000 --interval-ms 5000 --json target/soak.json
 //! ```
 //!
-//! Every option of `SoakOptions` is a flag (`--churn-per-s 2`, `--drop 0.05`, …).
+//! Every option of `SoakOptions` is a flag (`--churn-per-s 2`, `--drop 0.05`,
+//! `--restart-every-s 0` for no crashes, …).
 //!
 //! The same binary is the server: started again with `--serve-child serve …`, it runs the
 //! `hongyan` command's code, so the server under soak is a process of its own.

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header;
@@ -23,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// What the application was told.
 #[derive(Debug, Default)]
 pub struct Heard {
-    /// `(from, fp)` of every client → server QoS message, with how often it was handed over.
-    pub c2s: HashMap<(String, String), usize>,
+    /// `(from, fp)` of every client → server QoS message, with when each copy was handed
+    /// over (a copy after a server crash is told from a duplicate by its time).
+    pub c2s: HashMap<(String, String), Vec<Instant>>,
     /// `(to, fp)` of every message the server gave up delivering.
     pub s2c_lost: HashSet<(String, String)>,
     /// Events received, each once (a retried batch repeats its events).
@@ -120,7 +122,11 @@ async fn events(
         heard.events += 1;
         let Some(fp) = event.fp else { continue };
         match event.kind.as_str() {
-            "c2s" => *heard.c2s.entry((event.from, fp)).or_default() += 1,
+            "c2s" => heard
+                .c2s
+                .entry((event.from, fp))
+                .or_default()
+                .push(Instant::now()),
             "s2cLost" => {
                 heard.s2c_lost.insert((event.to, fp));
             }

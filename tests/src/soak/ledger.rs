@@ -9,10 +9,30 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::backend::Heard;
+
+/// How long after acknowledging a message to its sender the server may hold it only in
+/// memory: a message for an online receiver goes from memory (docs/PROTOCOL.md §6.6) and is
+/// stored only once its retransmissions run out (the server's schedule: a 5 s tick, one retry
+/// after 2 s), and a client → server message is handed to the application through an
+/// in-memory webhook queue. A SIGKILL in that time loses it: the acknowledgement's promise,
+/// "handed to the online receiver or durably stored", does not survive the process.
+pub const CRASH_WINDOW: Duration = Duration::from_secs(15);
+
+/// The moments the server was killed with SIGKILL.
+pub type Kills = [Instant];
+
+/// Whether a kill falls within [`CRASH_WINDOW`] after `acked` (or just before it: the
+/// acknowledgement may reach the client through a proxy's delay after the server died).
+fn crash_after(acked: Instant, kills: &Kills) -> bool {
+    kills
+        .iter()
+        .any(|&kill| kill + Duration::from_secs(1) >= acked && kill <= acked + CRASH_WINDOW)
+}
 
 /// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +64,8 @@ struct Message {
     link_events_at_send: u64,
     /// Each report: what, the sender's link events then, whether its session was ending.
     outcomes: Vec<(Outcome, u64, bool)>,
+    /// When the first report came.
+    reported_at: Option<Instant>,
     /// Each arrival: the receiving instance and its user.
     received: Vec<(u64, String)>,
 }
@@ -120,6 +142,7 @@ impl Ledger {
             .map_or((0, false), |i| (i.link_events, i.ending));
         let message = inner.messages.entry(fp.to_owned()).or_default();
         message.outcomes.push((outcome, link_events, ending));
+        message.reported_at.get_or_insert_with(Instant::now);
     }
 
     /// Instance `instance` of `user` received QoS message `fp` (once per instance: its
@@ -167,8 +190,8 @@ impl Ledger {
 
     /// Messages sent; of them, those with no outcome yet, and those acknowledged that have
     /// not arrived (C2C: at the receiver; C2S: at the application) and the server has not
-    /// given up on either.
-    pub fn pending(&self, heard: &Heard) -> (usize, usize, usize) {
+    /// given up on either, nor lost in a crash (see [`CRASH_WINDOW`]).
+    pub fn pending(&self, heard: &Heard, kills: &Kills) -> (usize, usize, usize) {
         let inner = self.lock();
         let mut sent = 0;
         let mut unsettled = 0;
@@ -179,7 +202,9 @@ impl Ledger {
             match m.outcomes.first() {
                 None => unsettled += 1,
                 Some((Outcome::Delivered, ..))
-                    if !arrived(fp, m, kind, heard) && !given_up(fp, kind, heard) =>
+                    if !arrived(fp, m, kind, heard)
+                        && !given_up(fp, kind, heard)
+                        && !m.reported_at.is_some_and(|at| crash_after(at, kills)) =>
                 {
                     undelivered += 1;
                 }
@@ -190,7 +215,7 @@ impl Ledger {
     }
 
     /// The audit of the whole run.
-    pub fn audit(&self, heard: &Heard, dropped_acks: &HashSet<String>) -> Audit {
+    pub fn audit(&self, heard: &Heard, dropped_acks: &HashSet<String>, kills: &Kills) -> Audit {
         let inner = self.lock();
         let mut a = Audit {
             send_refused: inner.send_refused,
@@ -229,10 +254,19 @@ impl Ledger {
             }
             a.again_at_another_instance += instances.len().saturating_sub(users.len());
             let delivered = arrived(fp, m, kind, heard);
-            if let Kind::C2s = kind {
-                let times = heard.c2s.get(&(m.from.clone(), fp.clone())).copied();
-                if times.is_some_and(|n| n > 1) {
-                    a.duplicates += 1;
+            if let Kind::C2s = kind
+                && let Some(times) = heard.c2s.get(&(m.from.clone(), fp.clone()))
+                && times.len() > 1
+            {
+                // The server's de-duplication window lives in its memory: a copy the sender
+                // sent again after a crash (its acknowledgement lost with the process) is
+                // handed over again, which the application must drop itself (§6.3).
+                let first = times.iter().min().expect("more than one");
+                let last = times.iter().max().expect("more than one");
+                if kills.iter().any(|kill| first <= kill && kill <= last) {
+                    a.c2s_again_after_crash += times.len() - 1;
+                } else {
+                    a.duplicates += times.len() - 1;
                 }
             }
             // What its sender was told: exactly once.
@@ -251,6 +285,19 @@ impl Ledger {
                     }
                     if given_up(fp, kind, heard) {
                         a.acked_then_given_up_by_server += 1;
+                    } else if let Some(at) = m.reported_at
+                        && crash_after(at, kills)
+                    {
+                        a.acked_lost_in_crash += 1;
+                        let before = kills
+                            .iter()
+                            .filter(|&&kill| kill >= at)
+                            .map(|&kill| kill - at)
+                            .min()
+                            .unwrap_or_default();
+                        a.acked_lost_in_crash_ms_before = a
+                            .acked_lost_in_crash_ms_before
+                            .max(before.as_millis() as u64);
                     } else {
                         a.acked_but_lost += 1;
                     }
@@ -318,9 +365,18 @@ pub struct Audit {
     /// the server reported to the application (`s2cLost`): the server's part of the promise,
     /// kept by reporting (the message store will keep these instead).
     pub acked_then_given_up_by_server: usize,
+    /// Acknowledged, never arrived, and the server was killed within [`CRASH_WINDOW`] of
+    /// the acknowledgement, while the message may have been only in its memory.
+    pub acked_lost_in_crash: usize,
+    /// Of those, the longest time from the acknowledgement to the kill, ms: how long a
+    /// message was only in the server's memory at most.
+    pub acked_lost_in_crash_ms_before: u64,
     /// Copies an application was handed twice: one client instance, or the server's
     /// application for one C2S fingerprint.
     pub duplicates: usize,
+    /// Copies of a C2S message handed to the server's application again after a server
+    /// crash (its de-duplication window died with it).
+    pub c2s_again_after_crash: usize,
     /// Copies that arrived at a later instance of a receiver that already had it (after a
     /// duplicate-login kick or a reconnection as a new instance): two devices, each seeing it
     /// once.

@@ -5,7 +5,8 @@
 //! While it runs, each client sends QoS messages to random users and to the server; clients
 //! are dropped and log in again as new instances (churn) and are kicked by a second login of
 //! their user; the proxies drop, duplicate, delay (so reorder) packets and reset connections
-//! (UDP: rebind the client's port). Then the faults stop, sending stops, everything still in
+//! (UDP: rebind the client's port); and the server is killed with SIGKILL and started again
+//! on the same ports and message store on a schedule. Then the faults stop, sending stops, everything still in
 //! flight settles, every client logs out and the server is stopped with SIGTERM.
 //!
 //! The audit ([`ledger::Audit`]) checks, per message: its sender was told exactly once; if it
@@ -17,10 +18,11 @@
 //! cleanly, its open files came back to where they started, its resident memory to within
 //! a bound of its start, and no webhook event was dropped (the audit relies on them).
 //!
-//! One fault kind is still to come: killing the server with SIGKILL and starting it again on
-//! a schedule, once messages it acknowledged survive a crash (the message store). It is one
-//! more arm of the fault scheduler (`schedule`) and a restart of [`server::ServerProcess`] on
-//! the same ports; clients reconnect by themselves.
+//! A crash keeps what the store holds, and no more: a message acknowledged shortly before a
+//! SIGKILL that was still only in the server's memory (on its way to an online receiver, or
+//! to the application in the webhook queue) is counted apart, as lost in a crash
+//! ([`ledger::CRASH_WINDOW`]); so is a C2S copy handed to the application again after a
+//! crash. Everything else is audited as without crashes.
 //!
 //! - [`server`]: the server child process, its metrics, memory and open files.
 //! - [`backend`]: the webhook backend that stands in for the application.
@@ -79,6 +81,9 @@ pub struct SoakOptions {
     pub ramp_seconds: u64,
     /// How much more resident memory than at its start the server may hold at the end, MiB.
     pub rss_bound_mib: u64,
+    /// Seconds between SIGKILLs of the server (each followed by a restart on the same store);
+    /// 0: never.
+    pub restart_every_s: u64,
     /// Seeds every random choice (faults, clients, schedule).
     pub seed: u64,
 }
@@ -99,6 +104,7 @@ impl Default for SoakOptions {
             settle_seconds: 60,
             ramp_seconds: 5,
             rss_bound_mib: 64,
+            restart_every_s: 25,
             seed: 1,
         }
     }
@@ -134,6 +140,7 @@ impl SoakOptions {
                 "settle-seconds" => o.settle_seconds = value()?.parse().map_err(|e| bad(&e))?,
                 "ramp-seconds" => o.ramp_seconds = value()?.parse().map_err(|e| bad(&e))?,
                 "rss-bound-mib" => o.rss_bound_mib = value()?.parse().map_err(|e| bad(&e))?,
+                "restart-every-s" => o.restart_every_s = value()?.parse().map_err(|e| bad(&e))?,
                 "seed" => o.seed = value()?.parse().map_err(|e| bad(&e))?,
                 _ => {}
             }
@@ -173,6 +180,8 @@ pub struct FaultCounts {
     pub churns: usize,
     /// Duplicate logins.
     pub kicks: usize,
+    /// SIGKILLs of the server, each followed by a restart.
+    pub restarts: usize,
     /// Packets the proxies forwarded.
     pub forwarded: usize,
 }
@@ -180,7 +189,7 @@ pub struct FaultCounts {
 /// The server's figures.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ServerFigures {
-    /// Once it was up, before any client.
+    /// Once it was up, before any client (its first incarnation: the end is compared with it).
     pub start: Usage,
     /// The most seen while the clients ran.
     pub peak: Usage,
@@ -193,12 +202,37 @@ pub struct ServerFigures {
     pub samples: Vec<(u64, u64, usize)>,
     /// Whether it exited successfully on SIGTERM.
     pub exited_cleanly: bool,
-    /// Webhook events it dropped (the audit relies on every one).
+    /// Webhook events it dropped, every incarnation (the audit relies on every one).
     pub webhook_events_dropped: f64,
     /// Server → client QoS packets it gave up on (`hongyan_qos_lost_total`).
     pub qos_lost: f64,
     /// Its log, where it can be read after a failed run.
     pub log: String,
+}
+
+/// The most files the SQLite store keeps open: its writer's and each of its 4 readers'
+/// (opened when first needed, then kept) database and log, and the shared-memory index.
+const STORE_FILES: usize = (1 + 4) * 2 + 1;
+
+/// A server's open files, by kind.
+struct Files {
+    /// The message store's (its readers open as reads come, up to [`STORE_FILES`]).
+    store: usize,
+    /// Every other: sockets, the runtime's, the log; what must come back to its start.
+    other: usize,
+}
+
+impl Files {
+    fn of(files: &[String]) -> Self {
+        let store = files
+            .iter()
+            .filter(|f| f.contains("/state/hongyan.db"))
+            .count();
+        Self {
+            store,
+            other: files.len() - store,
+        }
+    }
 }
 
 /// What a soak found.
@@ -223,7 +257,8 @@ impl SoakReport {
     pub fn violations(&self) -> Vec<String> {
         let mut v = self.audit.violations();
         let s = &self.server;
-        if s.end.fds > s.start.fds {
+        let (start, end) = (Files::of(&s.open_files.0), Files::of(&s.open_files.1));
+        if end.other > start.other || end.store > STORE_FILES {
             v.push(format!(
                 "open files leaked: {} at the start {:?}, {} at the end {:?}",
                 s.start.fds, s.open_files.0, s.end.fds, s.open_files.1
@@ -261,11 +296,11 @@ impl SoakReport {
         format!(
             "soak: {} clients, {} s under faults, settled in {:.1} s ({:.0} s in all)\n\
              messages: {} C2C + {} C2S sent, {} acknowledged, {} reported lost, {} unsettled\n\
-             acknowledged but lost: {} (given up by the server after its retries, reported to the application: {})\n\
-             duplicates seen by applications: {} (again at another instance of the receiver: {})\n\
+             acknowledged but lost: {} (given up by the server after its retries, reported to the application: {}; lost in a crash: {}, acknowledged at most {} ms before it)\n\
+             duplicates seen by applications: {} (again at another instance of the receiver: {}; C2S again after a crash: {})\n\
              reported lost yet delivered: {} (acknowledgement dropped {}, link lost {}, session ended {}, unexplained {})\n\
              clients: {} instances, {} kicked, {} logins, {} link losses or re-logins, {} sends refused\n\
-             faults: {} dropped, {} duplicated, {} delayed, {} resets, {} churns, {} kicks ({} packets forwarded)\n\
+             faults: {} dropped, {} duplicated, {} delayed, {} resets, {} churns, {} kicks, {} server SIGKILLs ({} packets forwarded)\n\
              server RSS: {:.1} MiB at the start, {:.1} peak, {:.1} at the end; open files: {} / {} / {}; clean exit: {}",
             self.options.clients,
             self.options.seconds,
@@ -278,8 +313,11 @@ impl SoakReport {
             a.unsettled,
             a.acked_but_lost,
             a.acked_then_given_up_by_server,
+            a.acked_lost_in_crash,
+            a.acked_lost_in_crash_ms_before,
             a.duplicates,
             a.again_at_another_instance,
+            a.c2s_again_after_crash,
             a.lost_but_delivered,
             a.lost_but_delivered_ack_dropped,
             a.lost_but_delivered_link_lost,
@@ -296,6 +334,7 @@ impl SoakReport {
             f.resets,
             f.churns,
             f.kicks,
+            f.restarts,
             f.forwarded,
             mib(s.start.rss),
             mib(s.peak.rss),
@@ -314,7 +353,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let dir = std::env::temp_dir().join(format!("hongyan-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     let backend = Backend::start().await;
-    let server = ServerProcess::start(Ports::free(), backend.addr, &dir).await;
+    let mut server = ServerProcess::start(Ports::free(), backend.addr, &dir).await;
     let mut figures = ServerFigures {
         start: server.usage(),
         open_files: (server.open_files(), Vec::new()),
@@ -377,7 +416,24 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     ));
     let chat_end = Instant::now() + Duration::from_secs(options.ramp_seconds + options.seconds);
     let mut next_sample = Instant::now();
+    let mut kills: Vec<Instant> = Vec::new();
+    let mut webhook_events_dropped = 0.0;
+    let restart_every = Duration::from_secs(options.restart_every_s);
+    let mut next_kill = (options.restart_every_s > 0)
+        .then(|| Instant::now() + Duration::from_secs(options.ramp_seconds) + restart_every);
     while Instant::now() < chat_end {
+        if let Some(at) = next_kill
+            && Instant::now() >= at
+        {
+            webhook_events_dropped += server.metric("hongyan_webhook_events_dropped_total").await;
+            kills.push(Instant::now());
+            server.crash_and_restart().await;
+            eprintln!(
+                "[soak] {:>4} s  server killed with SIGKILL and restarted",
+                began.elapsed().as_secs()
+            );
+            next_kill = Some(at + restart_every);
+        }
         if Instant::now() >= next_sample {
             let usage = server.usage();
             figures.peak.rss = figures.peak.rss.max(usage.rss);
@@ -385,7 +441,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
             figures
                 .samples
                 .push((began.elapsed().as_secs(), usage.rss, usage.fds));
-            let (sent, unsettled, _) = ledger.pending(&backend.heard());
+            let (sent, unsettled, _) = ledger.pending(&backend.heard(), &kills);
             eprintln!(
                 "[soak] {:>4} s  sent {sent}  unsettled {unsettled}  server {:.1} MiB, {} files",
                 began.elapsed().as_secs(),
@@ -408,7 +464,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let settling = Instant::now();
     let settle_end = settling + Duration::from_secs(options.settle_seconds);
     loop {
-        let (_, unsettled, undelivered) = ledger.pending(&backend.heard());
+        let (_, unsettled, undelivered) = ledger.pending(&backend.heard(), &kills);
         if (unsettled == 0 && undelivered == 0) || Instant::now() >= settle_end {
             eprintln!(
                 "[soak] settling: {unsettled} without an outcome, {undelivered} acknowledged but not arrived"
@@ -431,6 +487,10 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
             && server.metric("hongyan_qos_in_flight").await == 0.0
     })
     .await;
+    eprintln!(
+        "[soak] {:>4} s  every client logged out, the server idle",
+        began.elapsed().as_secs()
+    );
     // The last events (losses of packets to users who left) reach the backend.
     let mut last = usize::MAX;
     wait_until(Duration::from_secs(15), async || {
@@ -439,13 +499,15 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         std::mem::replace(&mut last, events) == events
     })
     .await;
+    let start_other = Files::of(&figures.open_files.0).other;
     wait_until(Duration::from_secs(30), async || {
-        server.usage().fds <= figures.start.fds
+        Files::of(&server.open_files()).other <= start_other
     })
     .await;
     figures.end = server.usage();
     figures.open_files.1 = server.open_files();
-    figures.webhook_events_dropped = server.metric("hongyan_webhook_events_dropped_total").await;
+    figures.webhook_events_dropped =
+        webhook_events_dropped + server.metric("hongyan_webhook_events_dropped_total").await;
     figures.qos_lost = server.metric("hongyan_qos_lost_total").await;
     figures.exited_cleanly = server.stop(Duration::from_secs(15)).await;
 
@@ -453,6 +515,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let mut faults = FaultCounts {
         churns: counts.0.load(Ordering::Relaxed),
         kicks: counts.1.load(Ordering::Relaxed),
+        restarts: kills.len(),
         ..FaultCounts::default()
     };
     for proxy in &proxies {
@@ -464,7 +527,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         faults.resets += stats.resets.load(Ordering::Relaxed);
         faults.forwarded += stats.forwarded.load(Ordering::Relaxed);
     }
-    let audit = ledger.audit(&backend.heard(), &dropped_acks);
+    let audit = ledger.audit(&backend.heard(), &dropped_acks, &kills);
     let _ = std::fs::remove_dir_all(dir.join("state"));
     SoakReport {
         options: options.clone(),

@@ -1,10 +1,11 @@
 //! The server under soak: `hongyan serve` in a process of its own (this very test binary,
 //! started again with [`SERVE_CHILD`] as its first argument, runs the `hongyan` command's
-//! code), so its memory and file descriptors are its own to measure, and a fault can one day
-//! kill it with SIGKILL and start it again on the same ports.
+//! code), so its memory and file descriptors are its own to measure, and the soak can kill it
+//! with SIGKILL and start it again on the same ports, on the same message store (SQLite in its
+//! state directory, `hongyan serve`'s default).
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,10 @@ pub struct ServerProcess {
     child: Child,
     /// Where it listens.
     pub ports: Ports,
-    /// Its stderr (the log), for when something fails.
+    /// Its stderr (the log, every incarnation's), for when something fails.
     pub log: PathBuf,
+    backend: SocketAddr,
+    dir: PathBuf,
     http: reqwest::Client,
 }
 
@@ -69,10 +72,40 @@ pub struct Usage {
 impl ServerProcess {
     /// Starts the child on `ports` with the webhooks pointed at `backend`, and waits until it
     /// answers `/healthz`.
-    pub async fn start(ports: Ports, backend: SocketAddr, dir: &std::path::Path) -> Self {
+    pub async fn start(ports: Ports, backend: SocketAddr, dir: &Path) -> Self {
         let log = dir.join("server.log");
-        let stderr = std::fs::File::create(&log).expect("create the server log");
-        let child = Command::new(std::env::current_exe().expect("the soak binary"))
+        let server = Self {
+            child: Self::spawn(ports, backend, dir, &log),
+            ports,
+            log,
+            backend,
+            dir: dir.to_owned(),
+            // No idle connection kept: it would be an open file of the server's.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("an HTTP client"),
+        };
+        server.wait_up().await;
+        server
+    }
+
+    /// Kills the child with SIGKILL (a crash: nothing flushed, nothing said to anyone) and
+    /// starts it again on the same ports and store, waiting until it answers.
+    pub async fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.ports, self.backend, &self.dir, &self.log);
+        self.wait_up().await;
+    }
+
+    fn spawn(ports: Ports, backend: SocketAddr, dir: &Path, log: &Path) -> Child {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the server log");
+        Command::new(std::env::current_exe().expect("the soak binary"))
             .arg(SERVE_CHILD)
             .arg("serve")
             .args(["--tcp-addr", &ports.tcp.to_string()])
@@ -86,6 +119,9 @@ impl ServerProcess {
             // A loaded CI machine may answer slowly; a login the backend did not answer in
             // time would be refused.
             .args(["--webhook-timeout-ms", "10000"])
+            // Every client comes through a proxy on loopback: one address, as behind a load
+            // balancer, which the per-address limits must not throttle (README, Limits).
+            .args(["--limits-exempt", "127.0.0.0/8"])
             .env("HONGYAN_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HONGYAN_STATE_DIR", dir.join("state"))
             .env("HONGYAN_LOG", "warn")
@@ -93,27 +129,19 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .expect("start the server child");
-        let server = Self {
-            child,
-            ports,
-            log,
-            // No idle connection kept: it would be an open file of the server's.
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("an HTTP client"),
-        };
+            .expect("start the server child")
+    }
+
+    async fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while server.metrics().await.is_none() {
+        while self.metrics().await.is_none() {
             assert!(
                 Instant::now() < deadline,
                 "the server did not come up; its log: {}",
-                server.log.display()
+                self.log.display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
     }
 
     /// The child's process id.
