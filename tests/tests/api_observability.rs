@@ -90,12 +90,12 @@ async fn stats_count_sessions_users_messages_and_qos() {
 
     assert_eq!(
         stats["onlineUsers"],
-        json!({"tcp": 1, "udp": 1, "ws": 1, "total": 3})
+        json!({"tcp": 1, "udp": 1, "ws": 1, "http": 0, "total": 3})
     );
     // The refused TCP login closed its connection; the three online sessions remain.
     assert_eq!(
         stats["connections"],
-        json!({"tcp": 1, "udp": 1, "ws": 1, "total": 3})
+        json!({"tcp": 1, "udp": 1, "ws": 1, "http": 0, "total": 3})
     );
     assert_eq!(stats["messages"], json!({"c2s": 1, "c2c": 2, "s2c": 2}));
     assert_eq!(

@@ -68,13 +68,16 @@ async fn the_document_lists_the_integration_operations() {
     assert_eq!(
         operations,
         [
+            "DELETE /api/limits/exempt",
             "DELETE /api/sessions/{sessionToken}",
             "DELETE /api/users/{userId}/stored",
+            "GET /api/limits/exempt",
             "GET /api/sessions/{sessionToken}/events",
             "GET /api/stats",
             "GET /api/users",
             "GET /api/users/{userId}",
             "GET /api/users/{userId}/stored",
+            "POST /api/limits/exempt",
             "POST /api/messages",
             "POST /api/messages/batch",
             "POST /api/messages/c2c",

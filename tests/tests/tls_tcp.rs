@@ -254,8 +254,8 @@ async fn a_flood_of_silent_connections_does_not_keep_a_login_out() {
 }
 
 /// Clients that start a handshake and stall hold handshake slots, at most the bound of them,
-/// each until the deadline: a real client waits for a free slot, is served after at most one
-/// deadline, and the stalled ones are counted.
+/// each until the deadline: all of them, queued ones included, are cut after about one
+/// deadline and counted, and a real client then logs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_handshakes_are_cut_off_at_the_deadline_and_a_login_follows() {
     const BOUND: usize = 4;
@@ -277,11 +277,9 @@ async fn stalled_handshakes_are_cut_off_at_the_deadline_and_a_login_follows() {
     let in_progress = format!("hongyan_tls_handshakes_in_progress {BOUND}");
     wait_for_metric(&server, &pki, &in_progress).await;
     let started = Instant::now();
-    let mut peer = Peer::tls(server.tcp, pki.client(&[&TLS13], true)).await;
-    assert_eq!(peer.login("alice", 0).await.code, 0);
-    let took = started.elapsed();
-    eprintln!("login behind {} stalled handshakes: {took:?}", BOUND * 3);
-    assert!(took < deadline + Duration::from_secs(2), "{took:?}");
+    // Every stalled handshake, those holding the slots and those queued behind them, is cut
+    // at its deadline. (A login started now would queue behind them and race its own deadline
+    // against theirs, which a loaded machine can lose; the deadline is what is tested here.)
     wait_for_metric(
         &server,
         &pki,
@@ -291,6 +289,12 @@ async fn stalled_handshakes_are_cut_off_at_the_deadline_and_a_login_follows() {
         ),
     )
     .await;
+    let took = started.elapsed();
+    eprintln!("{} stalled handshakes cut after {took:?}", BOUND * 3);
+    assert!(took < deadline + Duration::from_secs(2), "{took:?}");
+    // The slots are free again: a real client logs in at once.
+    let mut peer = Peer::tls(server.tcp, pki.client(&[&TLS13], true)).await;
+    assert_eq!(peer.login("alice", 0).await.code, 0);
     for mut stream in stalled {
         // Closed by the server: an end of stream (or a reset, for the unread byte).
         let mut rest = Vec::new();
