@@ -427,11 +427,12 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         {
             webhook_events_dropped += server.metric("hongyan_webhook_events_dropped_total").await;
             kills.push(Instant::now());
-            server.crash_and_restart().await;
             eprintln!(
-                "[soak] {:>4} s  server killed with SIGKILL and restarted",
+                "[soak] {:>4} s  server killed with SIGKILL",
                 began.elapsed().as_secs()
             );
+            server.crash_and_restart().await;
+            eprintln!("[soak] {:>4} s  server up again", began.elapsed().as_secs());
             next_kill = Some(at + restart_every);
         }
         if Instant::now() >= next_sample {

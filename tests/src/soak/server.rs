@@ -83,6 +83,9 @@ impl ServerProcess {
             // No idle connection kept: it would be an open file of the server's.
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
+                // A server still starting may take the connection and not answer yet: ask
+                // again rather than wait past `wait_up`'s deadline.
+                .timeout(Duration::from_secs(5))
                 .build()
                 .expect("an HTTP client"),
         };
@@ -133,7 +136,7 @@ impl ServerProcess {
     }
 
     async fn wait_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while self.metrics().await.is_none() {
             assert!(
                 Instant::now() < deadline,
