@@ -12,14 +12,26 @@
 //! - [`clock`]: a clock that only moves forward, by amounts taken from the input.
 //! - [`session_input`]: the operations that drive a client session, decoded from the input
 //!   with `arbitrary`.
+//! - [`server_input`]: the operations that drive the server's protocol core: peers on each
+//!   transport, hostile packets, the application's pushes and kicks, time.
+//! - [`server_harness`]: the server core run as the gateways' session loop runs it, on
+//!   in-memory pipes and a manual clock, with the checks of its invariants.
+//! - [`udp_input`]: the operations of the UDP path: datagrams from many addresses, some
+//!   over the inbound limit.
+//! - [`ws_input`]: WebSocket frames field by field, their encoding, and a model of what the
+//!   gateway must make of them.
 //! - [`seeds`]: the seed corpus of each target, written to `fuzz/seeds/` by
 //!   `cargo run --example seeds`.
 //!
-//! A target for another state machine (the server core on its injected clock, a gateway's
-//! message handling) is one more file in `fuzz_targets/` with, if it needs one, its own
-//! operations module here beside [`session_input`], reusing [`samples`] and [`clock`].
+//! A target for another state machine is one more file in `fuzz_targets/` with, if it needs
+//! one, its own operations module here, reusing [`samples`], [`clock`] and, for the server,
+//! [`server_harness`].
 
 pub mod clock;
 pub mod samples;
 pub mod seeds;
+pub mod server_harness;
+pub mod server_input;
 pub mod session_input;
+pub mod udp_input;
+pub mod ws_input;

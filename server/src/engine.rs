@@ -26,5 +26,9 @@
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::core::{Core, Flow};
 pub use crate::gateway::memory::MemoryPipe;
+pub use crate::gateway::udp::table::{
+    PseudoSessionId, PseudoSessions, UdpLimits, Unopened, inbound_datagram,
+};
+pub use crate::gateway::ws_message::{WsInbound, ws_close_frame, ws_inbound};
 pub use crate::pipe::{Pipe, PipeError, PipeProperties};
 pub use crate::session::{Outbound, Outbox, Session};

@@ -403,6 +403,12 @@ impl ServerHandle {
         self.core.queued.bytes()
     }
 
+    /// Client → server fingerprints the de-duplication window remembers, and the bytes it
+    /// counts for them (at most the `dedup` configuration's `capacity` and `max_bytes`).
+    pub fn c2s_window(&self) -> (usize, usize) {
+        self.core.c2s_window()
+    }
+
     /// How many messages the store keeps for `user`, not yet delivered (expired ones not yet
     /// swept included).
     pub async fn stored_count(&self, user: &UserId) -> Result<u64, StoredError> {

@@ -108,11 +108,6 @@ impl<T> Mailbox<T> {
         self.shared.ready.notify_one();
         Ok(())
     }
-
-    /// Whether both are the same mailbox.
-    pub(crate) fn same_mailbox(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
 }
 
 impl<T> MailboxReceiver<T> {

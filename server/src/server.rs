@@ -311,7 +311,6 @@ impl Bound {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let services = TaskTracker::new();
-        let sessions = Arc::new(udp::UdpSessions::default());
 
         services.spawn(core::run_retransmission(self.core.clone(), token.clone()));
         services.spawn(core::run_store_chores(self.core.clone(), token.clone()));
@@ -349,7 +348,6 @@ impl Bound {
             services.spawn(udp::serve(
                 socket,
                 self.core.clone(),
-                sessions,
                 token.clone(),
                 tracker.clone(),
             ));

@@ -1,11 +1,13 @@
 //! Shared helpers for hongyan's end-to-end tests: a real server on loopback ports
 //! ([`TestServer`]), hooks that record what the server reports ([`RecordingHooks`]), and raw
-//! protocol peers on each transport ([`Peer`]) that send exactly the bytes a test chooses.
+//! protocol peers on each transport ([`Peer`]) that send exactly the bytes a test chooses;
+//! a fault proxy ([`proxy`]), the browser driver ([`browser`]) and the soak ([`soak`]).
 //!
 //! Every wait is bounded ([`WAIT`]), so a broken server fails a test instead of hanging it.
 
 pub mod browser;
 pub mod proxy;
+pub mod soak;
 pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -317,18 +319,30 @@ pub enum Peer {
 impl Peer {
     /// Connects to `server` over `transport`.
     pub async fn connect<H: Hooks>(transport: Transport, server: &TestServer<H>) -> Self {
+        let addr = match transport {
+            Transport::Tcp => server.tcp,
+            Transport::Udp => server.udp,
+            Transport::WebSocket | Transport::Http => server.http,
+        };
+        Self::connect_to(transport, addr).await
+    }
+
+    /// Connects over `transport` to `addr`: a TCP or UDP gateway, or an HTTP listener (the
+    /// WebSocket at `/websocket`), or a proxy in front of one.
+    pub async fn connect_to(transport: Transport, addr: SocketAddr) -> Self {
         match transport {
             Transport::Tcp => Self::Tcp {
-                stream: TcpStream::connect(server.tcp).await.expect("tcp connect"),
+                stream: TcpStream::connect(addr).await.expect("tcp connect"),
                 buf: BytesMut::new(),
             },
             Transport::Udp => {
                 let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
-                socket.connect(server.udp).await.expect("udp connect");
+                socket.connect(addr).await.expect("udp connect");
                 Self::Udp(socket)
             }
             Transport::WebSocket => {
-                let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+                let url = format!("ws://{addr}/websocket");
+                let (ws, _) = tokio_tungstenite::connect_async(url)
                     .await
                     .expect("websocket connect");
                 Self::Ws(Box::new(ws))

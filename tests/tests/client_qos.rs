@@ -70,6 +70,7 @@ async fn qos_holds_through_a_lossy_link(transport: Transport, seed: u64) {
         duplicate: 0.1,
         max_delay: Duration::from_millis(120),
         seed,
+        ..Faults::none()
     };
     let (proxy, endpoint) = match transport {
         Transport::Tcp => {

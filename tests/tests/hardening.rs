@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use hongyan_server::Config;
 use hongyan_shared::{Fingerprint, Packet, PacketType, SenseMode, Transport};
+use hongyan_tests::proxy::{Faults, LossyProxy};
 use hongyan_tests::{Event, Peer, Recv, TestServer, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
+use tokio_tungstenite::MaybeTlsStream;
 
 #[tokio::test]
 async fn sender_identity_comes_from_the_session_not_the_packet() {
@@ -407,4 +409,130 @@ async fn a_kicked_udp_pseudo_session_meets_its_login_deadline() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Half-open, one way: a client that shuts down its sending side (a FIN) but could still read
+/// has gone as far as the protocol is concerned. Its session is closed at once and its user
+/// logged out, rather than written to until the idle expiry.
+#[tokio::test]
+async fn a_half_closed_connection_is_closed_and_its_user_logged_out_at_once() {
+    let server = TestServer::start().await;
+    for transport in [Transport::Tcp, Transport::WebSocket] {
+        let user = format!("half-{transport}");
+        let mut peer = server.logged_in(transport, &user).await;
+        match &mut peer {
+            Peer::Tcp { stream, .. } => stream.shutdown().await.expect("shutdown"),
+            Peer::Ws(ws) => match ws.get_mut() {
+                MaybeTlsStream::Plain(stream) => stream.shutdown().await.expect("shutdown"),
+                _ => unreachable!("the tests speak plain WebSocket"),
+            },
+            Peer::Udp(_) | Peer::Tls { .. } => unreachable!("TCP and WebSocket only"),
+        }
+        server
+            .hooks
+            .wait_for(|e| *e == Event::Logout(user.as_str().into(), None))
+            .await;
+        peer.expect_closed().await;
+    }
+}
+
+/// Half-open, the other way: the client's machine vanished (no FIN, no RST), so nothing more
+/// arrives from it and nothing written to it is read, while messages for it keep coming.
+/// Its session is closed at its idle expiry and its user logged out: the server relies
+/// neither on the TCP stack noticing nor on its writes failing.
+#[tokio::test]
+async fn a_vanished_peer_is_closed_at_its_idle_expiry_while_messages_for_it_pile_up() {
+    let configure = |c: &mut Config| {
+        c.tcp_sense_mode = Some(SenseMode::S3);
+        c.ws_sense_mode = Some(SenseMode::S3);
+    };
+    let mut config = Config::loopback();
+    configure(&mut config);
+    let server = TestServer::with(configure).await;
+    for transport in [Transport::Tcp, Transport::WebSocket] {
+        let expiry = config.idle_expiry(transport);
+        let proxy = match transport {
+            Transport::Tcp => LossyProxy::tcp(server.tcp, Faults::none()).await,
+            _ => LossyProxy::ws(server.http, Faults::none()).await,
+        };
+        let user = format!("gone-{transport}");
+        let mut peer = Peer::connect_to(transport, proxy.addr).await;
+        assert_eq!(peer.login(&user, 0).await.code, 0);
+        proxy.blackhole();
+        let vanished = Instant::now();
+        let mut sender = server
+            .logged_in(Transport::Tcp, &format!("to-{user}"))
+            .await;
+        let logout = Event::Logout(user.as_str().into(), None);
+        let mut sent = 0;
+        while server.hooks.count(|e| *e == logout) == 0 {
+            assert!(
+                vanished.elapsed() < expiry + WAIT,
+                "{transport}: still online {:?} after it vanished",
+                vanished.elapsed()
+            );
+            let content = "m".repeat(4000);
+            let fp = format!("v{sent}");
+            sender
+                .send(&Packet::common_data(
+                    "x",
+                    &user,
+                    content,
+                    Some(fp.into()),
+                    1,
+                ))
+                .await;
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let closed = vanished.elapsed();
+        assert!(
+            closed >= expiry - Duration::from_millis(500),
+            "{transport}: closed after {closed:?}, before its expiry"
+        );
+        assert!(
+            sent > 100,
+            "{transport}: only {sent} messages were sent meanwhile"
+        );
+    }
+}
+
+/// A client sending QoS messages to the server with ever new fingerprints fills the
+/// server's de-duplication window only to its capacity: the oldest are forgotten, every
+/// message is still acknowledged and handed to the application once.
+#[tokio::test]
+async fn a_flood_of_unique_fingerprints_keeps_the_dedup_window_at_its_capacity() {
+    const CAPACITY: usize = 64;
+    const MESSAGES: usize = 1000;
+    let server =
+        TestServer::with(|c| c.dedup = hongyan_shared::DedupConfig::with_capacity(CAPACITY)).await;
+    let mut flooder = server.logged_in(Transport::Tcp, "flooder").await;
+    let mut most = 0;
+    for batch in 0..MESSAGES / 50 {
+        for i in 0..50 {
+            let fp = format!("unique-{}", batch * 50 + i);
+            flooder
+                .send(&Packet::common_data(
+                    "flooder",
+                    "0",
+                    "c2s",
+                    Some(fp.into()),
+                    1,
+                ))
+                .await;
+        }
+        for _ in 0..50 {
+            flooder.expect(PacketType::Ack).await;
+        }
+        most = most.max(server.handle.c2s_window().0);
+    }
+    assert_eq!(
+        most, CAPACITY,
+        "the window grew past its capacity or never filled"
+    );
+    let delivered = server.hooks.count(|e| matches!(e, Event::C2s(_)));
+    assert_eq!(
+        delivered, MESSAGES,
+        "every message reaches the application once"
+    );
 }

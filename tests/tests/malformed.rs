@@ -209,6 +209,30 @@ async fn websocket_message_over_64_kib_closes_with_1009() {
     assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
 }
 
+/// A datagram over `udp_max_inbound` (2048 bytes), however much of a packet it starts with:
+/// from a logged-in address it ends the pseudo-session, unanswered, and logs its user out;
+/// from a stranger it opens nothing and is not answered either.
+#[tokio::test]
+async fn udp_datagram_over_the_limit_ends_its_pseudo_session_unanswered() {
+    let server = TestServer::start().await;
+    let big = Packet::common_data("alice", "bob", "x".repeat(2100), Some("big".into()), 1);
+    let mut alice = server.logged_in(Transport::Udp, "alice").await;
+    alice.send(&big).await;
+    server
+        .hooks
+        .wait_for(|e| *e == Event::Logout("alice".into(), None))
+        .await;
+    alice.expect_silence(Duration::from_millis(300)).await;
+
+    let mut stranger = server.peer(Transport::Udp).await;
+    stranger.send(&big).await;
+    stranger.expect_silence(Duration::from_millis(300)).await;
+    // Just under the limit it is a packet: answered (a 301, as it has not logged in).
+    let fits = Packet::common_data("x", "bob", "x".repeat(1900), None, 1);
+    stranger.send(&fits).await;
+    assert_eq!(stranger.packet().await.kind, PacketType::Error);
+}
+
 #[tokio::test]
 async fn websocket_pings_do_not_keep_a_session_alive() {
     let server = TestServer::with(|c| c.ws_sense_mode = Some(hongyan_shared::SenseMode::S3)).await;

@@ -214,7 +214,6 @@ impl Core {
     }
 
     /// Fingerprints in the C2S window, and what they cost.
-    #[cfg(test)]
     pub(crate) fn c2s_window(&self) -> (usize, usize) {
         let dedup = self.c2s_dedup();
         (dedup.len(), dedup.bytes())

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::Extension;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use futures_util::SinkExt;
 use hongyan_shared::Transport;
 
 use super::driver;
+use super::ws_message::{WsInbound, ws_close_frame, ws_inbound};
 use crate::http::listen::ConnectionPermit;
 use crate::http::state::HttpState;
 use crate::metrics::Refusal;
@@ -41,12 +42,11 @@ impl Pipe for WsPipe {
         loop {
             // Pings are answered by the library; control frames do not count as traffic for
             // the idle timer (§3.3), so they never leave this loop.
-            return match self.socket.recv().await? {
-                Ok(Message::Text(text)) => Some(Ok(Bytes::from(text))),
-                Ok(Message::Binary(_)) => Some(Err(PipeError::BinaryFrame)),
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(Message::Close(_)) => None,
-                Err(e) => Some(Err(classify(e, self.max_message))),
+            return match ws_inbound(self.socket.recv().await, self.max_message) {
+                WsInbound::Packet(body) => Some(Ok(body)),
+                WsInbound::Ignored => continue,
+                WsInbound::Closed => None,
+                WsInbound::Refused(error) => Some(Err(error)),
             };
         }
     }
@@ -68,28 +68,8 @@ impl Pipe for WsPipe {
     }
 
     async fn close(mut self, error: Option<PipeError>) {
-        // The reference closes with 1000 "Bye"; an oversized message gets 1009 first (§3.3),
-        // and one close frame is all a WebSocket allows, so it carries the 1009.
-        let frame = match error {
-            Some(PipeError::TooLarge { max, .. }) => CloseFrame {
-                code: 1009,
-                reason: Utf8Bytes::from(format!("Max frame length of {max} has been exceeded.")),
-            },
-            _ => CloseFrame {
-                code: 1000,
-                reason: Utf8Bytes::from_static("Bye"),
-            },
-        };
+        let frame = ws_close_frame(error.as_ref());
         let _ = self.socket.send(Message::Close(Some(frame))).await;
-    }
-}
-
-fn classify(error: axum::Error, max: usize) -> PipeError {
-    let text = error.to_string();
-    if text.contains("too long") || text.contains("Space limit exceeded") {
-        PipeError::TooLarge { len: 0, max }
-    } else {
-        PipeError::WebSocket(text)
     }
 }
 
