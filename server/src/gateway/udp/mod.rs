@@ -16,10 +16,11 @@
 
 mod batch;
 mod pipe;
+mod sessions;
 pub(crate) mod table;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hongyan_shared::Packet;
@@ -28,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::pipe::UdpPipe;
+use self::sessions::{Admitted, UdpSessions};
 use self::table::{PseudoSessions, UdpLimits, Unopened, inbound_datagram};
 use super::driver;
 use crate::core::Core;
-use crate::limits::AddressSlot;
 use crate::log_limit::LogLimit;
 use crate::mailbox::{Mailbox, Refused};
 use crate::metrics::Refusal;
@@ -48,28 +49,6 @@ const INBOX: usize = 256;
 /// the defaults (~208 KiB, a few hundred datagrams) overflow under a burst from many clients
 /// and silently drop datagrams. Linux caps the request at `net.core.rmem_max`/`wmem_max`.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
-
-type Inbox = Mailbox<Result<Bytes, PipeError>>;
-
-/// What the table keeps for one pseudo-session.
-struct Admitted {
-    inbox: Inbox,
-    /// Its place in its address's count (`max_udp_sessions_per_ip`), given back with it.
-    _slot: Option<AddressSlot>,
-}
-
-/// The pseudo-sessions by remote address, each with its inbox.
-pub(crate) struct UdpSessions {
-    table: Mutex<PseudoSessions<Admitted>>,
-}
-
-impl UdpSessions {
-    fn lock(&self) -> MutexGuard<'_, PseudoSessions<Admitted>> {
-        self.table
-            .lock()
-            .expect("udp session lock is never held across a panic-prone section")
-    }
-}
 
 /// Reads datagrams until shutdown, many per system call, and routes each to its address's
 /// pseudo-session, opening one, for as long as answering it takes, for a new address that

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use hongyan_shared::Transport;
 use tokio::net::UdpSocket;
 
-use super::UdpSessions;
 use super::batch;
+use super::sessions::UdpSessions;
 use super::table::PseudoSessionId;
 use crate::mailbox::MailboxReceiver;
 use crate::pipe::{Pipe, PipeError, PipeProperties};
