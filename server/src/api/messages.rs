@@ -11,20 +11,13 @@ use utoipa::ToSchema;
 
 use super::error::{AppError, ErrorBody};
 use super::extract::Json;
+use crate::api::defaults::{unset_typeu, yes};
 use crate::handle::{Delivery, Sent};
 use crate::http::state::HttpState;
 use crate::session::PushError;
 
 /// Most receivers in one batch.
 pub(crate) const MAX_BATCH: usize = 1000;
-
-fn unset_typeu() -> i32 {
-    -1
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// A message for one user.
 #[derive(Debug, Deserialize, ToSchema)]

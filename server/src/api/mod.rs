@@ -22,6 +22,7 @@
 //! `as_user`, registered here.
 
 pub(crate) mod auth;
+pub(crate) mod defaults;
 pub(crate) mod error;
 mod exempt;
 pub(crate) mod extract;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
+use crate::api::defaults::{unset_typeu, yes};
 use crate::api::error::{AppError, ErrorBody};
 use crate::api::extract::Json;
 use crate::handle::{Delivery, SendAsError, Sent, check_send_as};
@@ -25,14 +26,6 @@ const MAX_BATCH: usize = 1000;
 const DEFAULT_TIMEOUT_MS: u64 = 15_000;
 /// The longest a caller may wait.
 const MAX_TIMEOUT_MS: u64 = 60_000;
-
-fn unset_typeu() -> i32 {
-    -1
-}
-
-fn yes() -> bool {
-    true
-}
 
 fn default_timeout() -> u64 {
     DEFAULT_TIMEOUT_MS
