@@ -25,10 +25,11 @@ fn wait_for_tcp(addr: SocketAddr) -> TcpStream {
     }
 }
 
-/// Where the servers these tests start keep their generated admin token, instead of the
-/// user's own state directory.
-fn state_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("hongyan-cli-state-{}", std::process::id()))
+/// Where the servers a test starts keep their generated admin token and their SQLite store,
+/// instead of the user's own state directory: one per test, so servers of tests running at
+/// the same time never share a database file.
+fn state_dir(test: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hongyan-cli-state-{}-{test}", std::process::id()))
 }
 
 struct Running(Child);
@@ -56,7 +57,7 @@ fn addresses_come_from_flag_environment_and_file_and_sigterm_stops_cleanly() {
     let child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--config"])
         .arg(&config)
-        .env("HONGYAN_STATE_DIR", state_dir())
+        .env("HONGYAN_STATE_DIR", state_dir("addresses"))
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .env("HONGYAN_TCP_ADDR", format!("127.0.0.1:{tcp}"))
         .env("HONGYAN_WEB_DIR", &dir)
@@ -135,7 +136,7 @@ fn a_gateway_can_be_turned_off_and_bad_configuration_is_explained() {
     let child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--tcp-addr", "off", "--udp-addr", "off"])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
-        .env("HONGYAN_STATE_DIR", state_dir())
+        .env("HONGYAN_STATE_DIR", state_dir("gateway-off"))
         .env("HONGYAN_TCP_ADDR", format!("127.0.0.1:{tcp}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -181,7 +182,7 @@ fn two_hongyan_chat_processes_talk_through_hongyan_serve() {
     let server = Command::new(env!("CARGO_BIN_EXE_hongyan"))
         .args(["serve", "--http-addr", "off"])
         .args(["--tcp-addr", &format!("127.0.0.1:{tcp}")])
-        .env("HONGYAN_STATE_DIR", state_dir())
+        .env("HONGYAN_STATE_DIR", state_dir("chat"))
         .args(["--udp-addr", &format!("127.0.0.1:{udp}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -267,7 +268,7 @@ fn the_runtime_has_as_many_workers_as_configured() {
                 "--store",
                 "memory",
             ])
-            .env("HONGYAN_STATE_DIR", state_dir())
+            .env("HONGYAN_STATE_DIR", state_dir("workers"))
             .env_remove("TOKIO_WORKER_THREADS")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
