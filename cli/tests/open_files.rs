@@ -25,14 +25,16 @@ impl Drop for Running {
 /// Runs `hongyan serve` with open-file limits `soft`/`hard` and `args`, and returns its log
 /// lines up to the one that says `until` (failing after 20 s).
 fn log_until(soft: u64, hard: u64, args: &str, until: &str) -> Vec<String> {
-    let state = std::env::temp_dir().join(format!("hongyan-open-files-{}", std::process::id()));
+    // Each run gets its own state directory: the tests run in parallel, and two servers on
+    // one SQLite file would find it locked.
+    let state = tempfile::tempdir().unwrap();
     let script = format!(
         "ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" serve \
          --tcp-addr 127.0.0.1:0 --udp-addr off --http-addr off {args}"
     );
     let child = Command::new("sh")
         .args(["-c", &script, env!("CARGO_BIN_EXE_hongyan")])
-        .env("HONGYAN_STATE_DIR", &state)
+        .env("HONGYAN_STATE_DIR", state.path())
         .env("HONGYAN_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
