@@ -16,7 +16,26 @@ use crate::pipe::PipeProperties;
 /// Something another task asked a session to write: an encoded packet, or a kickout, which
 /// the core carries out by the rules of the session's pipe.
 #[derive(Debug)]
-pub struct Outbound(pub(crate) OutboundKind);
+pub struct Outbound {
+    pub(crate) kind: OutboundKind,
+    /// The login of the session it was queued for, stamped by [`SessionHandle::push`]: a
+    /// session that has since logged out, or in as somebody else, drops it unwritten.
+    pub(crate) login: Login,
+}
+
+/// Which of a session's logins something was meant for. A session may log in as one user,
+/// then as another (a UDP pseudo-session is its address, and an address can pass from one
+/// client to another); what other tasks queued for the first user must never be written to
+/// the second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Login(u32);
+
+impl Login {
+    /// The login after this one.
+    fn next(self) -> Self {
+        Self(self.0.wrapping_add(1))
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum OutboundKind {
@@ -28,15 +47,21 @@ pub(crate) enum OutboundKind {
 
 impl Outbound {
     pub(crate) fn packet(body: Bytes) -> Self {
-        Self(OutboundKind::Packet(body))
+        Self {
+            kind: OutboundKind::Packet(body),
+            login: Login::default(),
+        }
     }
 
     pub(crate) fn kick(body: Bytes, code: i32) -> Self {
-        Self(OutboundKind::Kick { body, code })
+        Self {
+            kind: OutboundKind::Kick { body, code },
+            login: Login::default(),
+        }
     }
 
     fn len(&self) -> usize {
-        match &self.0 {
+        match &self.kind {
             OutboundKind::Packet(body) | OutboundKind::Kick { body, .. } => body.len(),
         }
     }
@@ -85,6 +110,8 @@ pub(crate) struct SessionHandle {
     /// the registry's together; a handle cloned just before misses a message's tag, and the
     /// client finds that message in the history.
     pub(crate) synced: bool,
+    /// The session's login when this handle was cloned: what it queues is for that login only.
+    login: Login,
     max_outbound: usize,
     outbox: Mailbox<Outbound>,
     /// How long the outbox may stay full, with nothing taken from it, before the session is
@@ -105,7 +132,8 @@ impl SessionHandle {
     /// what does not fit, which QoS senders retransmit; a queue that stays full, with nothing
     /// taken, for `stall_limit` means a receiver that stopped reading, and closes it. `clock`
     /// is read only when the queue is full.
-    pub(crate) fn push(&self, out: Outbound, clock: &dyn Clock) -> Result<(), PushError> {
+    pub(crate) fn push(&self, mut out: Outbound, clock: &dyn Clock) -> Result<(), PushError> {
+        out.login = self.login;
         let len = out.len();
         if len > self.max_outbound {
             return Err(PushError::TooLarge {
@@ -199,6 +227,7 @@ impl Session {
             stall_limit: limits.stall_limit,
             close,
             synced: false,
+            login: Login::default(),
         };
         let session = Self {
             properties,
@@ -228,6 +257,18 @@ impl Session {
     /// an outbox stalled for too long, shutdown): its loop should end it.
     pub fn is_closing(&self) -> bool {
         self.handle.close.is_cancelled()
+    }
+
+    /// The session's user is gone (logged out, kicked, or logging in as somebody else):
+    /// whatever was queued for it, or is queued by handles cloned before now, is dropped
+    /// unwritten ([`Outbound::login`]).
+    pub(crate) fn end_login(&mut self) {
+        self.handle.login = self.handle.login.next();
+    }
+
+    /// Whether `out` was queued for the session's current login.
+    pub(crate) fn is_for_this_login(&self, out: &Outbound) -> bool {
+        out.login == self.handle.login
     }
 
     /// The token that closes the session (cancelled by [`SessionHandle::close`]).

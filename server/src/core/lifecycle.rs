@@ -110,6 +110,7 @@ impl Core {
         let Some(user) = session.user.take() else {
             return;
         };
+        session.end_login();
         session.login_deadline = Some(self.clock.now() + self.config.login_timeout);
         if self.registry.remove_if_current(&user, session.info().id) {
             self.hooks

@@ -2,7 +2,7 @@
 
 use hongyan_shared::{Kickout, LoginInfo, Packet, PacketType, Transport, UserId, codes};
 
-use super::harness::{Event, Harness, T0, kinds};
+use super::harness::{Event, Harness, T0, data, kinds};
 use crate::core::Flow;
 
 fn kick_code(packet: &Packet) -> i32 {
@@ -108,6 +108,54 @@ fn logging_in_as_another_user_logs_the_first_out() {
     );
     assert!(!h.handle().is_online(&"alice".into()));
     assert!(h.handle().is_online(&"bob".into()));
+}
+
+/// A UDP pseudo-session is its address, and an address passes from one client to another
+/// (a NAT mapping, a reused port): what was queued for the user who logged in there before
+/// must not reach the one who logs in now. The message goes to its own receiver instead.
+#[test]
+fn what_was_queued_for_the_previous_user_never_reaches_the_next_one() {
+    let h = Harness::with_store(|_| {});
+    let mut bob = h.online(Transport::Tcp, "bob");
+    let mut address = h.online(Transport::Udp, "alice");
+    h.receive(&mut bob, &data("bob", "alice", "fp-1"));
+    assert_eq!(
+        kinds(&bob.written()),
+        [PacketType::Ack],
+        "handed to alice's session"
+    );
+    h.handle().kick(&"alice".into(), None);
+
+    let (flow, response) = h.login(&mut address, "carol", 0);
+    assert_eq!((flow, response.code), (Flow::Continue, codes::OK));
+    assert_eq!(h.deliver(&mut address), Flow::Continue);
+    assert_eq!(
+        address.written(),
+        [],
+        "neither alice's message nor her kickout"
+    );
+    assert!(
+        h.handle().is_online(&"carol".into()),
+        "not kicked for alice"
+    );
+
+    // Alice's message was not acknowledged: it is retransmitted to her next session.
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let schedule = h.core.config.s2c_schedule;
+    let mut arrived = Vec::new();
+    for _ in 0..=schedule.max_retries {
+        h.advance(schedule.check_interval);
+        h.tick();
+        h.deliver(&mut alice);
+        arrived.extend(alice.written());
+        if !arrived.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(kinds(&arrived), [PacketType::CommonData]);
+    assert_eq!(arrived[0].fp.as_ref().map(|fp| fp.as_str()), Some("fp-1"));
+    assert_eq!(h.deliver(&mut address), Flow::Continue);
+    assert_eq!(address.written(), [], "carol never gets it");
 }
 
 #[test]
