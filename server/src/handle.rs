@@ -250,7 +250,7 @@ impl ServerHandle {
     /// Sends `message` from user `from` to `message.to` (C2C), by exactly the rules of a
     /// message a client of `from` sends (§6.4): `before_c2c` (told the session's transport is
     /// [`Transport::Http`], under an id of its own), forwarding with QoS and retransmission,
-    /// store and forward, `on_c2c_delivered` and `on_offline`. Whoever holds the handle speaks
+    /// store and forward, `on_c2c_delivered`, `on_offline` and `on_stored`. Whoever holds the handle speaks
     /// for every user; `from` need not be online. Without a fingerprint a QoS message gets a
     /// fresh UUID.
     ///
@@ -309,7 +309,7 @@ impl ServerHandle {
             }
             Relayed::Kept { notify, .. } => {
                 if notify {
-                    core.hooks.on_offline(&packet).await;
+                    core.hooks.on_stored(&packet);
                 }
                 Receipt::Settled(Delivery::Stored)
             }

@@ -93,14 +93,22 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// `onTransferMessage_RealTimeSendFaild`: the receiver is offline or cannot take the
-    /// message. Without a message store (`store = off`, and for messages without QoS): return
-    /// true if the application stored it for later (the sender then gets an acknowledgement),
-    /// false to drop it (the sender retries, then reports it lost). With a store, it is
-    /// called once a QoS message for an offline user was stored and acknowledged (to send a
-    /// push notification, say), and the answer is ignored.
+    /// message, and the server does not store it (`store = off`, and messages without QoS):
+    /// return true if the application stored it for later (the sender then gets an
+    /// acknowledgement), false to drop it (the sender retries, then reports it lost). The
+    /// sender's session waits for the answer. With a store, a QoS message is stored instead
+    /// and [`on_stored`](Self::on_stored) is called.
     async fn on_offline(&self, packet: &Packet) -> bool {
         let _ = packet;
         false
+    }
+
+    /// With a message store: a QoS message for a receiver who is offline was stored and its
+    /// sender acknowledged (to send a push notification, say). Called on the sender's path,
+    /// so it must not wait: a slow application would stall the sender's session, whose
+    /// later messages would time out. No MobileIMSDK equivalent (the reference has no store).
+    fn on_stored(&self, packet: &Packet) {
+        let _ = packet;
     }
 
     /// `messagesLost`: server → client QoS packets that were not acknowledged after the last

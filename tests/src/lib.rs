@@ -48,6 +48,8 @@ pub enum Event {
     C2cDelivered(Packet),
     /// `on_offline`.
     Offline(Packet),
+    /// `on_stored`: the message store kept a message for an offline receiver.
+    Stored(Packet),
     /// `on_s2c_lost`, one event per packet.
     S2cLost(Packet),
     /// `on_s2c_received`.
@@ -133,6 +135,10 @@ impl Hooks for RecordingHooks {
     async fn on_offline(&self, packet: &Packet) -> bool {
         self.record(Event::Offline(packet.clone()));
         self.store_offline.load(Ordering::SeqCst)
+    }
+
+    fn on_stored(&self, packet: &Packet) {
+        self.record(Event::Stored(packet.clone()));
     }
 
     fn on_s2c_lost(&self, lost: &[Packet]) {

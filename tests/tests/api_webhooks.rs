@@ -11,6 +11,7 @@ use api_support::{
     Api, Backend, ack, fast_schedule, hooked, login, next_data, stop_and_flush, unreachable_url,
 };
 use hongyan_server::BearerToken;
+use hongyan_server::hongyan_store::StoreSpec;
 use hongyan_server::webhook::VERIFY_UNAVAILABLE;
 use hongyan_shared::{Packet, PacketType, Transport, UserId};
 use serde_json::{Value, json};
@@ -138,6 +139,29 @@ async fn an_offline_message_the_backend_stores_is_acknowledged_to_the_sender() {
         json!({"from": "alice", "to": "bob", "fp": "fp-off", "content": "see you",
                "typeu": 9, "qos": true})
     );
+}
+
+/// With a message store the message is kept before the backend hears of it, and the
+/// notification is sent in the background: a backend that takes its time (or its whole
+/// timeout) must not hold up the sender's session, whose next messages would time out.
+#[tokio::test]
+async fn with_a_store_a_slow_offline_backend_never_holds_up_the_sender() {
+    let backend = Backend::start().await;
+    backend
+        .behaviour()
+        .offline_stall
+        .store(true, Ordering::SeqCst);
+    let server = hooked(backend.config(), |c| c.store = StoreSpec::Memory).await;
+    let (mut alice, _) = login(&server, "alice", "t").await;
+    for i in 0..3 {
+        let fp = format!("fp-{i}");
+        let message = Packet::common_data("alice", "bob", "see you", Some(fp.as_str().into()), 9);
+        alice.send(&message).await;
+        let acked = alice.expect(PacketType::Ack).await;
+        assert_eq!(acked.data_content.as_deref(), Some(fp.as_str()));
+    }
+    let call = backend.wait_for_call(|c| c.endpoint == "offline").await;
+    assert_eq!(call.body["fp"], "fp-0", "notified, for a push notification");
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ async fn an_offline_client_gets_its_messages_when_it_logs_in(transport: Transpor
     wait_stored(&server, "bob", 6).await;
     server
         .hooks
-        .wait_for(|e| matches!(e, Event::Offline(p) if p.fp.as_ref().is_some_and(|f| f.as_str() == "fp-4")))
+        .wait_for(|e| matches!(e, Event::Stored(p) if p.fp.as_ref().is_some_and(|f| f.as_str() == "fp-4")))
         .await;
 
     let mut bob = server.logged_in(transport, "bob").await;

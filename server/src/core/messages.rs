@@ -150,12 +150,8 @@ impl Core {
         // Not `relayed` itself across the awaits: every connection's task would carry its tag.
         let notify = matches!(relayed, Relayed::Kept { notify: true, .. });
         let flow = self.reply(session, pipe, ack).await;
-        if notify && flow == Flow::Continue {
-            // The sender hears first; the application's notification may take a while.
-            if pipe.flush().await.is_err() {
-                return Flow::Close;
-            }
-            self.hooks.on_offline(&packet).await;
+        if notify {
+            self.hooks.on_stored(&packet);
         }
         flow
     }
@@ -285,7 +281,7 @@ impl Core {
     /// message was kept for later, which earns its sender the pseudo-ACK. The one place a C2C
     /// message is handed over for later delivery, so also where what the bounds refuse is
     /// stored rather than held in memory. With a store (`put`: the counted put, and whether
-    /// the receiver is online) it is stored and the commit awaited; an `on_offline`
+    /// the receiver is online) it is stored and the commit awaited; an `on_stored`
     /// notification follows the acknowledgement. Without one (or without QoS) the
     /// application's `on_offline` hook decides, as in the reference.
     async fn keep_for_offline_receiver(

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -59,17 +58,9 @@ impl EventQueue {
         }
     }
 
-    /// Waits until every queued event is delivered or given up on, at most `within`; false if
-    /// some were still pending.
-    pub(crate) async fn flush(&self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        while self.pending.load(Ordering::Acquire) > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+    /// Events queued or being delivered.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 }
 

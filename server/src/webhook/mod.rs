@@ -5,7 +5,8 @@
 //! - `POST B/verify` for every login to verify (waits for the answer);
 //! - `POST B/offline` when a C2C message's receiver is offline: without a message store it
 //!   waits for the answer (did the backend keep it?); with one, the message is already stored
-//!   and acknowledged, and the call only notifies (for a push notification);
+//!   and acknowledged, and the call only notifies (for a push notification), from a
+//!   background task (never waits);
 //! - `POST B/events` with batches of notifications, from a background task (never waits).
 //!
 //! The failure policy, when the backend cannot be reached, times out or answers other than
@@ -19,6 +20,7 @@
 //! - `endpoint.rs`: the three endpoints.
 //! - `client.rs`: the HTTP caller: timeouts, concurrency bound, retries.
 //! - `events.rs`: the bounded event queue and its delivery task.
+//! - `stored.rs`: the bounded queue of stored-message notifications and their delivery task.
 //! - `metrics.rs`: the webhook series in `/metrics`.
 
 mod client;
@@ -27,6 +29,7 @@ pub(crate) mod contract;
 mod endpoint;
 mod events;
 mod metrics;
+mod stored;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,7 @@ use self::contract::{Event, OfflineResponse, VerifyRequest, VerifyResponse};
 use self::endpoint::Endpoint;
 use self::events::EventQueue;
 use self::metrics::WebhookMetrics;
+use self::stored::StoredQueue;
 use crate::hooks::{Hooks, LoggingHooks, LoginRequest, SessionInfo};
 use crate::log_limit::LogLimit;
 use crate::log_text::Untrusted;
@@ -65,6 +69,7 @@ pub enum WebhookSetupError {
 pub struct WebhookHooks {
     caller: Arc<Caller>,
     events: EventQueue,
+    stored: StoredQueue,
     kinds: EventKinds,
 }
 
@@ -74,16 +79,24 @@ impl WebhookHooks {
         let caller = Arc::new(Caller::new(config, WebhookMetrics::new())?);
         Ok(Self {
             events: EventQueue::start(caller.clone(), config.event_queue),
+            stored: StoredQueue::start(caller.clone(), config.event_queue, config.concurrency),
             caller,
             kinds: config.events,
         })
     }
 
-    /// Waits until queued events are delivered (or given up on), at most `within`; false if
-    /// some were still pending. Call after the server stopped, so the final logouts reach
-    /// the backend.
+    /// Waits until queued events and stored-message notifications are delivered (or given
+    /// up on), at most `within`; false if some were still pending. Call after the server
+    /// stopped, so the final logouts reach the backend.
     pub async fn flush(&self, within: Duration) -> bool {
-        self.events.flush(within).await
+        let deadline = tokio::time::Instant::now() + within;
+        while self.events.pending() + self.stored.pending() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     fn emit(&self, kind: EventKind, event: impl FnOnce() -> Event) {
@@ -140,6 +153,10 @@ impl Hooks for WebhookHooks {
         self.emit(EventKind::C2cDelivered, || Event::C2cDelivered {
             message: packet.into(),
         });
+    }
+
+    fn on_stored(&self, packet: &Packet) {
+        self.stored.push(contract::Message::from(packet));
     }
 
     async fn on_offline(&self, packet: &Packet) -> bool {

@@ -242,6 +242,8 @@ pub struct Behaviour {
     pub events_fail: AtomicBool,
     /// `/events` takes this long to answer when set (a slow backend).
     pub events_stall: AtomicBool,
+    /// `/offline` takes 30 s to answer when set (a slow backend).
+    pub offline_stall: AtomicBool,
 }
 
 #[derive(Default)]
@@ -299,6 +301,9 @@ async fn offline(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     r.record("offline", &headers, body);
+    if r.behaviour.offline_stall.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
     let stored = r.behaviour.store_offline.load(Ordering::SeqCst);
     Json(json!({ "stored": stored }))
 }

@@ -71,7 +71,7 @@ fn for_an_offline_receiver_it_is_stored_at_once_or_left_to_the_offline_hook() {
     let sent = send_as(&h, "alice", hello("bob", "fp-1")).unwrap();
     assert_eq!(sent.settled(), Some(Delivery::Stored));
     assert_eq!(h.stored("bob"), 1);
-    assert_eq!(h.hooks.take(), [Event::Offline("fp-1".into())], "notified");
+    assert_eq!(h.hooks.take(), [Event::Stored("fp-1".into())], "notified");
     let mut bob = h.online(Transport::Tcp, "bob");
     h.deliver(&mut bob);
     let replayed = bob.written();

@@ -35,6 +35,8 @@ pub(super) enum Event {
     C2s(String),
     C2cDelivered(String),
     Offline(String),
+    /// `on_stored`: kept by the message store for an offline receiver.
+    Stored(String),
     S2cReceived(String, String),
     S2cLost(String),
     Expired(String),
@@ -95,6 +97,10 @@ impl Hooks for TestHooks {
     async fn on_offline(&self, packet: &Packet) -> bool {
         self.record(Event::Offline(fp_of(packet)));
         self.store_offline.load(Ordering::Relaxed)
+    }
+
+    fn on_stored(&self, packet: &Packet) {
+        self.record(Event::Stored(fp_of(packet)));
     }
 
     fn on_s2c_lost(&self, lost: &[Packet]) {

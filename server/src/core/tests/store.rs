@@ -56,8 +56,8 @@ fn a_message_for_an_offline_user_is_stored_acknowledged_and_replayed_at_login() 
     assert_eq!(h.stored("bob"), 1, "committed before the ACK");
     assert_eq!(
         h.hooks.take(),
-        [Event::Offline("fp-1".into())],
-        "the offline hook still hears of it, for push notifications"
+        [Event::Stored("fp-1".into())],
+        "the application hears of it, for push notifications"
     );
 
     let mut bob = h.online(Transport::Udp, "bob");
@@ -95,7 +95,7 @@ fn a_retransmission_of_a_stored_message_is_acknowledged_again_and_stored_once() 
     assert_eq!(h.stored("bob"), 1);
     assert_eq!(
         h.hooks.take(),
-        [Event::Offline("fp-1".into())],
+        [Event::Stored("fp-1".into())],
         "notified once"
     );
 }
@@ -114,7 +114,7 @@ fn a_message_the_store_refuses_is_not_acknowledged() {
     store.close().now_or_never().unwrap();
     h.receive(&mut alice, &data("alice", "carol", "fp-3"));
     assert!(alice.written().is_empty(), "a failing store: no false ACK");
-    assert_eq!(h.hooks.take(), [Event::Offline("fp-1".into())]);
+    assert_eq!(h.hooks.take(), [Event::Stored("fp-1".into())]);
 }
 
 #[test]
