@@ -29,9 +29,15 @@ pub type Kills = [Instant];
 /// Whether a kill falls within [`CRASH_WINDOW`] after `acked` (or just before it: the
 /// acknowledgement may reach the client through a proxy's delay after the server died).
 fn crash_after(acked: Instant, kills: &Kills) -> bool {
+    crash_window_kills(acked, kills).next().is_some()
+}
+
+/// The kills [`crash_after`] counts for a message acknowledged at `acked`.
+fn crash_window_kills(acked: Instant, kills: &Kills) -> impl Iterator<Item = Instant> + '_ {
     kills
         .iter()
-        .any(|&kill| kill + Duration::from_secs(1) >= acked && kill <= acked + CRASH_WINDOW)
+        .copied()
+        .filter(move |&kill| kill + Duration::from_secs(1) >= acked && kill <= acked + CRASH_WINDOW)
 }
 
 /// Where a message went.
@@ -289,10 +295,9 @@ impl Ledger {
                         && crash_after(at, kills)
                     {
                         a.acked_lost_in_crash += 1;
-                        let before = kills
-                            .iter()
-                            .filter(|&&kill| kill >= at)
-                            .map(|&kill| kill - at)
+                        // 0 for a kill just before the acknowledgement reached the client.
+                        let before = crash_window_kills(at, kills)
+                            .map(|kill| kill.saturating_duration_since(at))
                             .min()
                             .unwrap_or_default();
                         a.acked_lost_in_crash_ms_before = a
