@@ -283,9 +283,10 @@ impl<'a> Work<'a> {
                 Job::Erase(receiver, _) => work.erases.push((i, receiver)),
                 Job::Expire { now_ms, limit, .. } => work.expires.push((i, *now_ms, *limit)),
                 Job::Probe(_) => work.probe = true,
-                Job::OpenHistory(_)
+                Job::OpenHistory(..)
                 | Job::CloseHistory(_)
                 | Job::AppendHistory(..)
+                | Job::NumberHistory(..)
                 | Job::MarkRead { .. }
                 | Job::ExpireHistory { .. } => work.history.push((i, job)),
                 // Never in a batch: `Batch::gather` stops at a close.
