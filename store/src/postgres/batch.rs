@@ -293,6 +293,11 @@ impl<'a> Work<'a> {
                 Job::Close(_) => {}
             }
         }
+        // Numbering first: it locks its conversations before this transaction touches any
+        // member's row (a read position), as every node's does, so two nodes' batches never
+        // wait for each other in a cycle.
+        work.history
+            .sort_by_key(|(_, job)| !matches!(job, Job::NumberHistory(..)));
         work
     }
 
