@@ -303,14 +303,11 @@ impl Core {
             });
         };
         let conversation = Conversation::between(user, peer);
-        // Taken before the store is read: an entry written meanwhile is in one or the other.
-        let unwritten = history.unwritten(&conversation);
-        let in_memory = history.newest(&conversation);
-        let read = link.store.history(&conversation, range, limit + 1);
-        let stored = link
-            .call(&self.metrics, StoreOp::history_read, read)
-            .await?;
-        let newest = match in_memory {
+        // The newest seq first: an entry numbered after it may be among what is read next,
+        // but none up to it is missing (the page says it covers every seq up to the newest,
+        // and one it did not hold would be taken for gone). A cluster's node reads it from
+        // the store, where a write adds the entries and moves the newest seq at once.
+        let newest = match history.newest(&conversation) {
             Some(newest) => newest,
             None => {
                 let read = link.store.newest_seqs(std::slice::from_ref(&conversation));
@@ -320,6 +317,12 @@ impl Core {
                 newest.first().copied().unwrap_or(0)
             }
         };
+        // Taken before the store is read: an entry written meanwhile is in one or the other.
+        let unwritten = history.unwritten(&conversation);
+        let read = link.store.history(&conversation, range, limit + 1);
+        let stored = link
+            .call(&self.metrics, StoreOp::history_read, read)
+            .await?;
         let mut merged: BTreeMap<u64, HistoryEntry> = BTreeMap::new();
         for entry in stored.into_iter().chain(unwritten) {
             merged.insert(entry.seq, entry);
