@@ -4,7 +4,9 @@
 //! a login on another node kicks the first session; every node lists every online user. Then
 //! failures: a node killed with SIGKILL while traffic flows (its users log in again on the
 //! survivors, and every message a sender saw acknowledged arrives), a node stopped with
-//! SIGSTOP (a hung peer), NATS restarted under running nodes.
+//! SIGSTOP (a hung peer), NATS restarted under running nodes. And conversation history, kept
+//! as on one node: a conversation whose members write from two nodes is numbered gaplessly,
+//! each message once, and reads the same through the API and a client's sync on any node.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hongyan_client::{Client, ClientConfig, Endpoint, Events};
-use hongyan_shared::client::{ClientEvent, ConnectionState};
-use hongyan_shared::{Fingerprint, LoginInfo};
+use hongyan_shared::client::{ClientEvent, ConnectionState, HistoryView};
+use hongyan_shared::{Fingerprint, LoginInfo, UserId};
 use hongyan_store::testing::TempPostgres;
 use tokio::time::{Instant, timeout};
 
@@ -171,28 +173,7 @@ impl Node {
 
     /// `method path` with the admin token and a JSON `body`: the status code and the body.
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.http).unwrap();
-        s.set_read_timeout(Some(STEP)).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        let status = reply
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = reply
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        (status, body)
+        http_at(self.http, method, path, body)
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -271,6 +252,33 @@ impl Drop for Node {
     }
 }
 
+/// `method path` on the HTTP listener at `addr`, with the admin token and a JSON `body`: the
+/// status code and the body.
+fn http_at(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
 /// NATS, PostgreSQL and three nodes, named `node-0` … `node-2`.
 struct Cluster {
     nodes: Vec<Node>,
@@ -307,7 +315,11 @@ impl Cluster {
 
 /// A client logged in as `user` at `endpoint`.
 async fn online(endpoint: Endpoint, user: &str) -> (Client, Events) {
-    let config = ClientConfig::new(endpoint);
+    online_with(ClientConfig::new(endpoint), user).await
+}
+
+/// A client with `config` logged in as `user`.
+async fn online_with(config: ClientConfig, user: &str) -> (Client, Events) {
     let (client, events) = Client::connect(config, LoginInfo::new(user, Some("t"), None)).unwrap();
     timeout(STEP, client.wait_for(ConnectionState::Online))
         .await
@@ -758,4 +770,207 @@ async fn a_hung_node_loses_no_acknowledged_message_and_the_others_keep_serving()
     assert_eq!(duplicates, 0);
     let (_, users) = n0.get("/api/users/carol");
     assert!(users.contains(r#""node":"node-1""#), "{users}");
+}
+
+/// `(seq, from, content)` of the conversation between `user` and `peer`, as `node`'s API
+/// pages it from the start.
+fn api_history(node: &Node, user: &str, peer: &str) -> Vec<(u64, String, String)> {
+    let (status, body) = node.get(&format!(
+        "/api/users/{user}/conversations/{peer}/messages?after=0&limit=100"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["from"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The conversation between `user` and `peer` as `node`'s API pages it, once it holds `n`
+/// messages (history is written a moment after delivery).
+async fn written(node: &Node, user: &str, peer: &str, n: usize) -> Vec<(u64, String, String)> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let history = api_history(node, user, peer);
+        if history.len() >= n {
+            return history;
+        }
+        assert!(Instant::now() < deadline, "not written: {history:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client that syncs history, and what it learned of it.
+struct Syncing {
+    client: Client,
+    events: Events,
+    view: HistoryView,
+}
+
+impl Syncing {
+    async fn online(endpoint: Endpoint, user: &str) -> Self {
+        let mut config = ClientConfig::new(endpoint);
+        config.session = config.session.with_sync();
+        let (client, events) = online_with(config, user).await;
+        Self {
+            client,
+            events,
+            view: HistoryView::new(),
+        }
+    }
+
+    /// Takes events (into the view) until `done` holds, within [`STEP`].
+    async fn until(
+        &mut self,
+        what: &str,
+        mut done: impl FnMut(&ClientEvent, &HistoryView) -> bool,
+    ) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    self.view.apply(&event);
+                    if done(&event, &self.view) {
+                        return;
+                    }
+                }
+                other => panic!("never {what}: {other:?}\n{:#?}", self.view),
+            }
+        }
+    }
+
+    /// Sends `text` to `to` with QoS and waits for its acknowledgement.
+    async fn send(&mut self, to: &str, text: &str) {
+        let fp = self.client.send_c2c(to, text, 0).await.unwrap();
+        self.until(
+            "acknowledged",
+            |event, _| matches!(event, ClientEvent::MessageDelivered(acked) if *acked == fp),
+        )
+        .await;
+    }
+
+    /// Waits for a message whose content is `text`.
+    async fn receive(&mut self, text: &str) {
+        self.until(
+            "received",
+            |event, _| matches!(event, ClientEvent::MessageReceived(m) if m.content == text),
+        )
+        .await;
+    }
+
+    /// Waits until the view of the conversation with `peer` is `expected`, every message
+    /// that came without a seq found in the history.
+    async fn synced(&mut self, peer: &str, expected: &[(u64, String, String)]) {
+        let peer = UserId::from(peer);
+        self.until("synced", |_, view| {
+            view.conversation(&peer).is_some_and(|c| {
+                c.unsequenced.is_empty()
+                    && c.messages
+                        .values()
+                        .map(|m| {
+                            (
+                                m.seq,
+                                m.from.to_string(),
+                                m.content.clone().unwrap_or_default(),
+                            )
+                        })
+                        .eq(expected.iter().cloned())
+            })
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_numbered_once_across_nodes_and_reads_the_same_from_any_node() {
+    const EACH: usize = 4;
+    let cluster = Cluster::start().await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        unreachable!("three nodes")
+    };
+    // Both sync history: their live messages come without a seq, found through sync.
+    let mut erin = Syncing::online(n0.tcp(), "erin").await;
+    let mut frank = Syncing::online(n1.ws(), "frank").await;
+
+    // Turn about, each from their own node.
+    for i in 0..EACH {
+        erin.send("frank", &format!("erin {i}")).await;
+        frank.receive(&format!("erin {i}")).await;
+        frank.send("erin", &format!("frank {i}")).await;
+        erin.receive(&format!("frank {i}")).await;
+    }
+    // Then at once: erin through node-0 while frank's backend sends in his name through
+    // node-1, so two nodes accept messages of the conversation side by side. (Through his
+    // own node: seqs follow the order the nodes write, so one sender's messages through two
+    // nodes within a write's time of each other may swap.)
+    let api = n1.http;
+    let backend = std::thread::spawn(move || {
+        for i in EACH..2 * EACH {
+            let body =
+                format!(r#"{{"from":"frank","to":"erin","content":"frank {i}","wait":true}}"#);
+            let (status, answer) = http_at(api, "POST", "/api/messages/c2c", &body);
+            assert_eq!(status, 200, "{answer}");
+            assert!(answer.contains(r#""outcome":"delivered""#), "{answer}");
+        }
+    });
+    for i in EACH..2 * EACH {
+        erin.send("frank", &format!("erin {i}")).await;
+    }
+    tokio::task::spawn_blocking(move || backend.join().unwrap())
+        .await
+        .unwrap();
+    // A push through node-2's API to frank, held by node-1.
+    let (status, body) = n2.http(
+        "POST",
+        "/api/messages",
+        r#"{"to":"frank","content":"pushed via node-2","wait":true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""outcome":"delivered""#), "{body}");
+
+    // node-2 reads the whole conversation: gapless, each message once, each sender's in order.
+    let total = 4 * EACH;
+    let history = written(n2, "erin", "frank", total).await;
+    let seqs: Vec<u64> = history.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "gapless");
+    for sender in ["erin", "frank"] {
+        let sent: Vec<&str> = history
+            .iter()
+            .filter(|(_, from, _)| from == sender)
+            .map(|(_, _, content)| content.as_str())
+            .collect();
+        let expected: Vec<String> = (0..2 * EACH).map(|i| format!("{sender} {i}")).collect();
+        assert_eq!(
+            sent, expected,
+            "each of {sender}'s messages once, in order: {history:?}"
+        );
+    }
+    assert_eq!(
+        api_history(n1, "frank", "erin"),
+        history,
+        "the same on node-1"
+    );
+    let pushes = written(n0, "frank", "0", 1).await;
+    assert_eq!(
+        pushes,
+        [(1, "0".to_owned(), "pushed via node-2".to_owned())]
+    );
+
+    // Each client found every message that came without a seq, each once.
+    frank.synced("erin", &history).await;
+    frank.synced("0", &pushes).await;
+    erin.synced("frank", &history).await;
+
+    // erin comes back on node-2 with a new client: the same history.
+    erin.client.logout().await;
+    let mut erin = Syncing::online(n2.udp(), "erin").await;
+    erin.synced("frank", &history).await;
 }

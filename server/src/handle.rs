@@ -177,7 +177,11 @@ impl ServerHandle {
                     .0?;
                 }
                 None if core.clustered()
-                    && core.cluster.deliver(&push.to, body.into()).await == Remote::Forwarded => {}
+                    && core.cluster.deliver(&push.to, body.into()).await == Remote::Forwarded =>
+                {
+                    // Kept here, by the pushing node, once (the receiver's node keeps none).
+                    core.keep_stored(&packet, &server, &push.to, true, core.clock.now());
+                }
                 None => return Err(PushError::Offline),
             }
             core.metrics.message(Direction::s2c);
@@ -195,6 +199,10 @@ impl ServerHandle {
                 Remote::Lost => Some(Delivery::Lost),
             };
             if let Some(delivery) = settled {
+                if delivery != Delivery::Lost {
+                    // Kept here, by the pushing node, once (the receiver's node keeps none).
+                    core.keep_stored(&packet, &server, &push.to, true, core.clock.now());
+                }
                 core.metrics.message(Direction::s2c);
                 return Ok(Sent {
                     fp,

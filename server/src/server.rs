@@ -94,11 +94,6 @@ impl Server {
         if store.is_some() {
             tracing::info!(store = %config.store, "message store open");
         }
-        if config.cluster.is_some() && !config.history_retention.is_zero() {
-            tracing::warn!(
-                "conversation history is not kept in a cluster yet: history_retention is ignored"
-            );
-        }
         Self::bind_with_store(config, hooks, store).await
     }
 

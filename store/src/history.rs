@@ -1,13 +1,16 @@
 //! Conversation history (issue 12): what the server hands in and reads back.
 //!
 //! Every message the server accepts in a conversation is kept with its *seq*: its place in the
-//! conversation, from 1, gapless, in the order the server accepted it. The server numbers the
+//! conversation, from 1, gapless, in the order the server accepted it. One server numbers the
 //! messages itself (in memory, so online delivery never waits for the disk) and hands them in
 //! batches to [`MessageStore::append_history`](crate::MessageStore::append_history), which
 //! writes them and keeps, per member, the conversation's newest seq and the member's read
-//! position.
+//! position. The nodes of a cluster, which accept messages of one conversation side by side,
+//! hand them in unnumbered instead:
+//! [`MessageStore::number_history`](crate::MessageStore::number_history) numbers them in the
+//! transaction that writes them, so no node keeps a counter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use hongyan_shared::{Fingerprint, UserId};
@@ -142,4 +145,45 @@ pub(crate) fn summary_changes(
         }
     }
     changes
+}
+
+/// What recognises a message written before, when the store numbers it: a sender's
+/// retransmission has the same conversation, sender and fingerprint.
+pub(crate) type WrittenKey = (Conversation, UserId, Fingerprint);
+
+/// The key of `entry`, if it has a fingerprint to recognise it by.
+pub(crate) fn written_key(entry: &HistoryEntry) -> Option<WrittenKey> {
+    let fp = entry.fp.clone().filter(|fp| !fp.is_empty())?;
+    Some((entry.conversation.clone(), entry.sender.clone(), fp))
+}
+
+/// Numbers `entries` for [`MessageStore::number_history`](crate::MessageStore::number_history),
+/// in the order given, each after its conversation's newest seq (`newest` reads it, once per
+/// conversation), leaving out those already `written` and repeats within the batch. Returns the
+/// seq each entry got (0: left out) and the numbered entries, ready to append.
+pub(crate) fn number(
+    entries: Vec<HistoryEntry>,
+    mut newest: impl FnMut(&Conversation) -> u64,
+    written: impl Fn(&WrittenKey) -> bool,
+) -> (Vec<u64>, Vec<HistoryEntry>) {
+    let mut next: HashMap<Conversation, u64> = HashMap::new();
+    let mut seen: HashSet<WrittenKey> = HashSet::new();
+    let mut seqs = Vec::with_capacity(entries.len());
+    let mut numbered = Vec::with_capacity(entries.len());
+    for mut entry in entries {
+        if let Some(key) = written_key(&entry)
+            && (written(&key) || !seen.insert(key))
+        {
+            seqs.push(0);
+            continue;
+        }
+        let counter = next
+            .entry(entry.conversation.clone())
+            .or_insert_with_key(|conversation| newest(conversation) + 1);
+        entry.seq = *counter;
+        *counter += 1;
+        seqs.push(entry.seq);
+        numbered.push(entry);
+    }
+    (seqs, numbered)
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use hongyan_shared::history::HistoryRange;
 use hongyan_shared::{Fingerprint, UserId};
 
+use crate::history;
 use crate::queue::{check_history, check_message};
 use crate::stats::Counters;
 use crate::{
@@ -75,6 +76,35 @@ impl State {
                 newest_at: 0,
                 read: 0,
             })
+    }
+
+    /// Writes `entries`, skipping any already written; returns how many were new.
+    fn append(&mut self, entries: Vec<HistoryEntry>) -> u64 {
+        let mut written = 0;
+        for entry in entries {
+            let conversation = entry.conversation.clone();
+            let rows = self.history.entry(conversation.clone()).or_default();
+            if rows.contains_key(&entry.seq) {
+                continue;
+            }
+            let (seq, at) = (entry.seq, entry.accepted_at);
+            let sender = entry.sender.clone();
+            rows.insert(seq, entry);
+            self.history_by_time.insert((at, conversation.clone(), seq));
+            written += 1;
+            for user in conversation.users() {
+                let peer = conversation.peer_of(user).expect("a member").clone();
+                let member = self.member(user, &peer);
+                if seq > member.newest {
+                    member.newest = seq;
+                    member.newest_at = at;
+                }
+                if user == &sender {
+                    member.read = member.read.max(seq);
+                }
+            }
+        }
+        written
     }
 
     fn take(&mut self, receiver: &UserId, id: MessageId) -> Option<StoredMessage> {
@@ -221,6 +251,15 @@ impl MessageStore for MemoryStore {
         Ok(state.epoch)
     }
 
+    async fn open_shared_history(&self) -> Result<u64, StoreError> {
+        let mut state = self.open_state()?;
+        if state.epoch == 0 || state.history_open {
+            state.epoch += 1;
+        }
+        state.history_open = false;
+        Ok(state.epoch)
+    }
+
     async fn close_history(&self) -> Result<(), StoreError> {
         self.open_state()?.history_open = false;
         Ok(())
@@ -230,35 +269,38 @@ impl MessageStore for MemoryStore {
         for entry in &entries {
             check_history(entry)?;
         }
-        let mut state = self.open_state()?;
-        let mut written = 0;
-        for entry in entries {
-            let conversation = entry.conversation.clone();
-            let rows = state.history.entry(conversation.clone()).or_default();
-            if rows.contains_key(&entry.seq) {
-                continue;
-            }
-            let (seq, at) = (entry.seq, entry.accepted_at);
-            let sender = entry.sender.clone();
-            rows.insert(seq, entry);
-            state
-                .history_by_time
-                .insert((at, conversation.clone(), seq));
-            written += 1;
-            for user in conversation.users() {
-                let peer = conversation.peer_of(user).expect("a member").clone();
-                let member = state.member(user, &peer);
-                if seq > member.newest {
-                    member.newest = seq;
-                    member.newest_at = at;
-                }
-                if user == &sender {
-                    member.read = member.read.max(seq);
-                }
-            }
-        }
+        let written = self.open_state()?.append(entries);
         Counters::add(&self.counters.history_written, written);
         Ok(())
+    }
+
+    async fn number_history(&self, entries: Vec<HistoryEntry>) -> Result<Vec<u64>, StoreError> {
+        for entry in &entries {
+            check_history(entry)?;
+        }
+        let mut state = self.open_state()?;
+        let (seqs, numbered) = {
+            let state = &*state;
+            history::number(
+                entries,
+                |conversation| {
+                    let (user, peer) = conversation.some_user();
+                    state
+                        .members
+                        .get(&(user.clone(), peer.clone()))
+                        .map_or(0, |m| m.newest)
+                },
+                |(conversation, sender, fp)| {
+                    state.history.get(conversation).is_some_and(|rows| {
+                        rows.values()
+                            .any(|e| &e.sender == sender && e.fp.as_ref() == Some(fp))
+                    })
+                },
+            )
+        };
+        let written = state.append(numbered);
+        Counters::add(&self.counters.history_written, written);
+        Ok(seqs)
     }
 
     async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError> {

@@ -36,12 +36,16 @@ pub(crate) enum Job {
     },
     /// Commit a small write, to prove the store can.
     Probe(Reply<()>),
-    /// Start writing history: the epoch, grown if the last writer did not close it.
-    OpenHistory(Reply<u64>),
+    /// Start writing history: the epoch, grown if the last writer did not close it. `true`:
+    /// a node of a cluster, whose history the store numbers, which leaves it closed.
+    OpenHistory(bool, Reply<u64>),
     /// The history writer closed: the next open keeps the epoch.
     CloseHistory(Reply<()>),
     /// Write history entries and move the members' summaries.
     AppendHistory(Vec<HistoryEntry>, Reply<()>),
+    /// Number history entries after what their conversations hold, then append them; the
+    /// seq each got (0: already written).
+    NumberHistory(Vec<HistoryEntry>, Reply<Vec<u64>>),
     /// Move a member's read position forward.
     MarkRead {
         /// Whose read position.
@@ -77,6 +81,8 @@ pub(crate) enum Done {
     Expired(Vec<StoredMessage>),
     /// A number: the history epoch, a read position, history entries written or removed.
     Number(u64),
+    /// The seqs history entries got, in order (0: already written).
+    Seqs(Vec<u64>),
     /// A probe or close that succeeded.
     Nothing,
 }
@@ -101,7 +107,8 @@ impl Job {
             Job::Probe(reply) | Job::CloseHistory(reply) | Job::AppendHistory(_, reply) => {
                 drop(reply.send(Err(error)));
             }
-            Job::OpenHistory(reply)
+            Job::NumberHistory(_, reply) => drop(reply.send(Err(error))),
+            Job::OpenHistory(_, reply)
             | Job::MarkRead { reply, .. }
             | Job::ExpireHistory { reply, .. } => drop(reply.send(Err(error))),
             Job::Close(reply) => drop(reply.send(())),
@@ -140,11 +147,16 @@ impl Job {
                 Counters::add(&counters.history_written, n);
                 drop(reply.send(Ok(())));
             }
+            (Job::NumberHistory(_, reply), Done::Seqs(seqs)) => {
+                let written = seqs.iter().filter(|&&seq| seq > 0).count();
+                Counters::add(&counters.history_written, written as u64);
+                drop(reply.send(Ok(seqs)));
+            }
             (Job::ExpireHistory { reply, .. }, Done::Number(n)) => {
                 Counters::add(&counters.history_expired, n);
                 drop(reply.send(Ok(n)));
             }
-            (Job::OpenHistory(reply) | Job::MarkRead { reply, .. }, Done::Number(n)) => {
+            (Job::OpenHistory(_, reply) | Job::MarkRead { reply, .. }, Done::Number(n)) => {
                 drop(reply.send(Ok(n)));
             }
             (Job::Close(reply), Done::Nothing) => drop(reply.send(())),
@@ -279,8 +291,9 @@ impl WriteQueue {
 
     /// Queues the start of history writing (on the first shard, like every history job that
     /// is not one user's).
-    pub async fn open_history(&self) -> Result<u64, StoreError> {
-        self.submit(0, Job::OpenHistory).await
+    pub async fn open_history(&self, shared: bool) -> Result<u64, StoreError> {
+        self.submit(0, |reply| Job::OpenHistory(shared, reply))
+            .await
     }
 
     /// Queues the end of history writing.
@@ -297,6 +310,18 @@ impl WriteQueue {
             check_history(entry)?;
         }
         self.submit(0, |reply| Job::AppendHistory(entries, reply))
+            .await
+    }
+
+    /// Queues history entries for the store to number.
+    pub async fn number_history(&self, entries: Vec<HistoryEntry>) -> Result<Vec<u64>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        for entry in &entries {
+            check_history(entry)?;
+        }
+        self.submit(0, |reply| Job::NumberHistory(entries, reply))
             .await
     }
 

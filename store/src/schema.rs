@@ -27,6 +27,12 @@
 //!   retention of the messages, so numbering never starts over.
 //! - `hongyan_meta`: `history_epoch` and `history_open` (1 while a server writes history; a
 //!   server that finds it still 1 crashed, and the epoch grows).
+//!
+//! # Indexes (version 3: history numbered by the store, for a cluster)
+//! - `hongyan_history_by_fp` (PostgreSQL only): `(low, high, sender, fp)`, where the nodes of a
+//!   cluster look for a retransmission before they number a message. SQLite serves one server,
+//!   which numbers history itself and recognises retransmissions in memory, so its history
+//!   table keeps one index fewer to write.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,7 +50,7 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[PENDING, HISTORY];
+pub(crate) const MIGRATIONS: &[Migration] = &[PENDING, HISTORY, NUMBERED_BY_STORE];
 
 const PENDING: Migration = Migration {
     version: 1,
@@ -150,6 +156,16 @@ const HISTORY: Migration = Migration {
             value BIGINT  NOT NULL
         );
         INSERT INTO hongyan_meta (key, value) VALUES ('history_epoch', 0), ('history_open', 0);
+    ",
+};
+
+const NUMBERED_BY_STORE: Migration = Migration {
+    version: 3,
+    name: "history numbered by the store",
+    sqlite: "SELECT 1;",
+    postgres: "
+        CREATE INDEX hongyan_history_by_fp ON hongyan_history (low, high, sender, fp)
+            WHERE fp IS NOT NULL;
     ",
 };
 

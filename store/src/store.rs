@@ -118,6 +118,15 @@ pub trait MessageStore: Send + Sync + 'static {
     /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`].
     async fn open_history(&self) -> Result<u64, StoreError>;
 
+    /// A node of a cluster starts writing history, which the store numbers
+    /// ([`number_history`](Self::number_history)): returns the epoch, grown if a server that
+    /// numbered history itself left it open (a crash), and leaves it closed, since a node
+    /// that dies loses no seq it handed out (it hands out none). Committed before it returns.
+    ///
+    /// # Errors
+    /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`].
+    async fn open_shared_history(&self) -> Result<u64, StoreError>;
+
     /// The server wrote its last history (every append committed): the next
     /// [`open_history`](Self::open_history) keeps the epoch.
     ///
@@ -134,6 +143,20 @@ pub trait MessageStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was written.
     async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError>;
+
+    /// Numbers `entries` (their `seq` is ignored) and writes them, in one transaction: each
+    /// conversation's go after the newest seq written in it, in the order given, and move the
+    /// members' summaries as [`append_history`](Self::append_history) does. Writers that
+    /// number one conversation at once are serialised, so seqs stay gapless and unique across
+    /// every node sharing the store. An entry whose (conversation, sender, fp) is written
+    /// already, or repeated in `entries`, is a retransmission and is left out (a retry after an
+    /// ambiguous failure writes nothing twice, within the history's retention). Returns the seq
+    /// each entry got, in order: 0 for one left out.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidMessage`] for a NUL in an id, [`StoreError::Overloaded`] or
+    /// [`StoreError::Unavailable`]: nothing was written.
+    async fn number_history(&self, entries: Vec<HistoryEntry>) -> Result<Vec<u64>, StoreError>;
 
     /// The newest seq written in each of `conversations` (0 for one without history), in the
     /// same order: where the server goes on numbering.

@@ -13,6 +13,10 @@
 //! A crash loses the buffer: up to the last write's worth of history (never a delivery). The
 //! next server opens the store's history with a new epoch, and clients that see it drop what
 //! they learned and sync again.
+//!
+//! The nodes of a cluster let the store number instead ([`by_store`]).
+
+mod by_store;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -80,7 +84,7 @@ impl Accepted {
 pub(crate) enum Kept {
     /// Numbered now.
     Numbered(SeqTag),
-    /// Kept, numbered once its conversation's counter is loaded.
+    /// Kept, numbered once its conversation's counter is loaded (or by the store).
     Later,
     /// Seen before (a retransmission): its first tag, if it had one; not kept again.
     Again(Option<SeqTag>),
@@ -192,6 +196,8 @@ pub(crate) struct HistoryLink {
     buffer: Mutex<Buffer>,
     /// When the retention sweep next runs.
     next_sweep: Mutex<Option<Instant>>,
+    /// The store numbers the entries as it writes them (the nodes of a cluster).
+    by_store: bool,
 }
 
 impl HistoryLink {
@@ -213,6 +219,7 @@ impl HistoryLink {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             buffer: Mutex::default(),
             next_sweep: Mutex::new(None),
+            by_store: false,
         };
         *link.lock_sweep() = Some(now + link.sweep_interval());
         link
@@ -261,6 +268,9 @@ impl HistoryLink {
         now: Instant,
         deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
     ) -> (Result<T, E>, Kept) {
+        if self.by_store {
+            return self.deliver_unnumbered(accepted, now, deliver);
+        }
         let mut shard = self.shard(&accepted.conversation);
         shard.forget_recent(now, self.recent_capacity);
         let key = accepted
@@ -512,6 +522,9 @@ impl HistoryLink {
 
     /// `conversation`'s entries not yet committed, in seq order.
     pub(crate) fn unwritten(&self, conversation: &Conversation) -> Vec<HistoryEntry> {
+        if self.by_store {
+            return Vec::new(); // Not numbered yet.
+        }
         let buffer = self.lock_buffer();
         buffer
             .writing
@@ -525,6 +538,9 @@ impl HistoryLink {
     /// Every conversation of `user` with entries not yet committed: the newest seq and its
     /// time, and the newest seq `user` sent (which `user` has read).
     pub(crate) fn unwritten_of(&self, user: &UserId) -> HashMap<UserId, (u64, i64, u64)> {
+        if self.by_store {
+            return HashMap::new(); // Not numbered yet.
+        }
         let buffer = self.lock_buffer();
         let mut found: HashMap<UserId, (u64, i64, u64)> = HashMap::new();
         for entry in buffer.writing.iter().chain(&buffer.numbered) {

@@ -18,6 +18,19 @@ use crate::metrics::StoreOp;
 /// How long after a failed history step the chores try again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Writes `entries`, numbered here or, on a cluster's node, by the store.
+async fn write_history(
+    link: &StoreLink,
+    history: &HistoryLink,
+    entries: Vec<HistoryEntry>,
+) -> Result<(), StoreError> {
+    if history.by_store() {
+        link.store.number_history(entries).await.map(drop)
+    } else {
+        link.store.append_history(entries).await
+    }
+}
+
 /// A page of a conversation's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryPage {
@@ -98,13 +111,12 @@ impl Core {
             return;
         }
         if history.epoch().is_none() {
-            let opened = link
-                .call(
-                    &self.metrics,
-                    StoreOp::history_write,
-                    link.store.open_history(),
-                )
-                .await;
+            let open = if history.by_store() {
+                link.store.open_shared_history()
+            } else {
+                link.store.open_history()
+            };
+            let opened = link.call(&self.metrics, StoreOp::history_write, open).await;
             match opened {
                 Ok(epoch) => {
                     tracing::info!(epoch, "conversation history open");
@@ -137,7 +149,7 @@ impl Core {
                 .call(
                     &self.metrics,
                     StoreOp::history_write,
-                    link.store.append_history(entries),
+                    write_history(link, history, entries),
                 )
                 .await;
             history.written(written.is_ok(), now);
@@ -184,7 +196,7 @@ impl Core {
             let Some(entries) = history.take_writes(now + Duration::from_secs(3600)) else {
                 break;
             };
-            let written = link.store.append_history(entries).await;
+            let written = write_history(link, history, entries).await;
             history.written(written.is_ok(), now);
             if let Err(error) = written {
                 tracing::warn!(%error, "the last conversation history could not be written");
@@ -197,6 +209,10 @@ impl Core {
                 waiting = history.held(),
                 "conversation history ends with messages not yet numbered"
             );
+            return;
+        }
+        if history.by_store() {
+            // Never marked open: a node of a cluster hands out no seq.
             return;
         }
         if let Err(error) = link.store.close_history().await {
@@ -287,14 +303,11 @@ impl Core {
             });
         };
         let conversation = Conversation::between(user, peer);
-        // Taken before the store is read: an entry written meanwhile is in one or the other.
-        let unwritten = history.unwritten(&conversation);
-        let in_memory = history.newest(&conversation);
-        let read = link.store.history(&conversation, range, limit + 1);
-        let stored = link
-            .call(&self.metrics, StoreOp::history_read, read)
-            .await?;
-        let newest = match in_memory {
+        // The newest seq first: an entry numbered after it may be among what is read next,
+        // but none up to it is missing (the page says it covers every seq up to the newest,
+        // and one it did not hold would be taken for gone). A cluster's node reads it from
+        // the store, where a write adds the entries and moves the newest seq at once.
+        let newest = match history.newest(&conversation) {
             Some(newest) => newest,
             None => {
                 let read = link.store.newest_seqs(std::slice::from_ref(&conversation));
@@ -304,6 +317,12 @@ impl Core {
                 newest.first().copied().unwrap_or(0)
             }
         };
+        // Taken before the store is read: an entry written meanwhile is in one or the other.
+        let unwritten = history.unwritten(&conversation);
+        let read = link.store.history(&conversation, range, limit + 1);
+        let stored = link
+            .call(&self.metrics, StoreOp::history_read, read)
+            .await?;
         let mut merged: BTreeMap<u64, HistoryEntry> = BTreeMap::new();
         for entry in stored.into_iter().chain(unwritten) {
             merged.insert(entry.seq, entry);

@@ -192,7 +192,12 @@ impl Core {
                     let remote = self.clustered()
                         && self.cluster.deliver(&receiver, body.into()).await == Remote::Forwarded;
                     if remote {
-                        (Ok(()), None)
+                        // The sender's node keeps the history of what it sent elsewhere.
+                        let sender = packet.from.clone().unwrap_or_default();
+                        (
+                            Ok(()),
+                            self.keep_stored(packet, &sender, &receiver, true, now),
+                        )
                     } else {
                         (Err(PushError::Offline), None)
                     }
@@ -207,6 +212,9 @@ impl Core {
         if self.clustered() && self.registry.get(&receiver).is_none() {
             // Not here: the node that holds the receiver runs the QoS with its client and
             // answers with the outcome; nobody holds them → stored here, as on one node.
+            // The history of a message handed to another node is kept here, by the sender's
+            // node, once (the receiver's node keeps none).
+            let sender = packet.from.clone().unwrap_or_default();
             match self.cluster.deliver(&receiver, body.clone().into()).await {
                 Remote::NotHere => {}
                 Remote::Forwarded | Remote::Delivered => {
@@ -214,12 +222,16 @@ impl Core {
                         let _ = waiter.send(Delivery::Delivered);
                     }
                     self.hooks.on_c2c_delivered(packet);
-                    return Relayed::Forwarded { tag: None };
+                    let now = self.clock.now();
+                    return Relayed::Forwarded {
+                        tag: self.keep_stored(packet, &sender, &receiver, true, now),
+                    };
                 }
                 Remote::Stored => {
+                    let now = self.clock.now();
                     return Relayed::Kept {
                         notify: false,
-                        tag: None,
+                        tag: self.keep_stored(packet, &sender, &receiver, true, now),
                     };
                 }
                 Remote::Lost => return Relayed::NotKept,

@@ -100,15 +100,20 @@ impl Core {
             self.config.replay_window(),
             now,
         ));
-        // Not in a cluster yet: each node numbers conversations in memory, and two nodes
-        // would number one conversation twice (README, "Cluster").
-        if !self.config.history_retention.is_zero() && self.config.cluster.is_none() {
-            self.history = Some(HistoryLink::new(
+        if !self.config.history_retention.is_zero() {
+            let history = HistoryLink::new(
                 self.config.history_retention,
                 self.config.history_flush_delay,
                 self.config.dedup.capacity,
                 now,
-            ));
+            );
+            // Two nodes of a cluster accept messages of one conversation side by side: the
+            // shared store numbers them, not a counter in one node's memory.
+            self.history = Some(if self.config.cluster.is_some() {
+                history.numbered_by_store()
+            } else {
+                history
+            });
         }
         self
     }

@@ -283,15 +283,21 @@ impl<'a> Work<'a> {
                 Job::Erase(receiver, _) => work.erases.push((i, receiver)),
                 Job::Expire { now_ms, limit, .. } => work.expires.push((i, *now_ms, *limit)),
                 Job::Probe(_) => work.probe = true,
-                Job::OpenHistory(_)
+                Job::OpenHistory(..)
                 | Job::CloseHistory(_)
                 | Job::AppendHistory(..)
+                | Job::NumberHistory(..)
                 | Job::MarkRead { .. }
                 | Job::ExpireHistory { .. } => work.history.push((i, job)),
                 // Never in a batch: `Batch::gather` stops at a close.
                 Job::Close(_) => {}
             }
         }
+        // Numbering first: it locks its conversations before this transaction touches any
+        // member's row (a read position), as every node's does, so two nodes' batches never
+        // wait for each other in a cycle.
+        work.history
+            .sort_by_key(|(_, job)| !matches!(job, Job::NumberHistory(..)));
         work
     }
 

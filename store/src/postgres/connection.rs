@@ -19,6 +19,8 @@ pub(super) const MESSAGE_COLUMNS: &str =
 pub(super) const RECEIVER_LOCK_CLASS: i32 = 0x686f_6e67;
 /// The advisory-lock class that serialises migrations between nodes opening at once.
 const MIGRATION_LOCK_CLASS: i32 = RECEIVER_LOCK_CLASS + 1;
+/// The advisory-lock class of a conversation's numbering by the store (nodes of a cluster).
+pub(super) const CONVERSATION_LOCK_CLASS: i32 = RECEIVER_LOCK_CLASS + 2;
 
 /// A pool of `size` connections to `config`'s database. Connections are made on demand, so
 /// the pool exists even while the database is down; a connection found closed is replaced,

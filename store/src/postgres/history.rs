@@ -4,13 +4,23 @@
 //! Every history write goes through the first writer, one after the other: the server hands
 //! history in one batch at a time, and a member's summary row is then never updated by two
 //! transactions at once (no deadlock between writers).
+//!
+//! The nodes of a cluster share the database and hand history in unnumbered
+//! ([`Job::NumberHistory`]): the transaction first takes an advisory lock per conversation, in
+//! hash order (two nodes' batches cannot deadlock), then reads each conversation's newest seq
+//! and which entries are written already, numbers the rest after it, and appends them. A second
+//! node numbering the same conversation waits for the lock, so it reads the newest seq after
+//! the first one committed: seqs stay gapless and unique, in commit order.
+
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::ClientWrapper;
 use hongyan_shared::UserId;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
-use super::connection::pg_error;
-use crate::history::summary_changes;
+use super::connection::{CONVERSATION_LOCK_CLASS, pg_error};
+use crate::history::{WrittenKey, number as number_entries, summary_changes, written_key};
 use crate::queue::{Done, Job};
 use crate::{Conversation, ConversationSummary, HistoryEntry, StoreError};
 
@@ -35,7 +45,7 @@ pub(super) async fn apply(
     job: &Job,
 ) -> Result<Done, tokio_postgres::Error> {
     match job {
-        Job::OpenHistory(_) => open(client).await.map(Done::Number),
+        Job::OpenHistory(shared, _) => open(client, *shared).await.map(Done::Number),
         Job::CloseHistory(_) => {
             client
                 .execute(
@@ -46,6 +56,7 @@ pub(super) async fn apply(
             Ok(Done::Nothing)
         }
         Job::AppendHistory(entries, _) => append(client, entries).await.map(Done::Number),
+        Job::NumberHistory(entries, _) => number(client, entries).await.map(Done::Seqs),
         Job::MarkRead {
             user, peer, seq, ..
         } => {
@@ -80,8 +91,9 @@ pub(super) async fn apply(
     }
 }
 
-/// The epoch, grown when the last writer did not close it; history is open from now on.
-async fn open(client: &ClientWrapper) -> Result<u64, tokio_postgres::Error> {
+/// The epoch, grown when the last writer did not close it; history is open from now on,
+/// unless it is `shared` (numbered by the store: nothing to lose in a crash).
+async fn open(client: &ClientWrapper, shared: bool) -> Result<u64, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT key, value FROM hongyan_meta
@@ -104,9 +116,9 @@ async fn open(client: &ClientWrapper) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO hongyan_meta (key, value)
-             VALUES ('history_epoch', $1), ('history_open', 1)
+             VALUES ('history_epoch', $1), ('history_open', $2)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&epoch],
+            &[&epoch, &i64::from(!shared)],
         )
         .await?;
     Ok(seq_of(epoch))
@@ -170,6 +182,85 @@ async fn append(
         client.execute(&upsert, &summary_params),
     )?;
     Ok(written)
+}
+
+/// Numbers `entries` after what their conversations hold and appends them (see the module
+/// doc); the seq each got, 0 for one written before.
+async fn number(
+    client: &ClientWrapper,
+    entries: &[HistoryEntry],
+) -> Result<Vec<u64>, tokio_postgres::Error> {
+    let mut conversations: Vec<&Conversation> = entries.iter().map(|e| &e.conversation).collect();
+    conversations.sort();
+    conversations.dedup();
+    let lows: Vec<&str> = conversations.iter().map(|c| c.low().as_str()).collect();
+    let highs: Vec<&str> = conversations.iter().map(|c| c.high().as_str()).collect();
+    let (users, peers): (Vec<&str>, Vec<&str>) = conversations
+        .iter()
+        .map(|c| {
+            let (user, peer) = c.some_user();
+            (user.as_str(), peer.as_str())
+        })
+        .unzip();
+    let keys: Vec<WrittenKey> = entries.iter().filter_map(written_key).collect();
+    let key_lows: Vec<&str> = keys.iter().map(|(c, _, _)| c.low().as_str()).collect();
+    let key_highs: Vec<&str> = keys.iter().map(|(c, _, _)| c.high().as_str()).collect();
+    let key_senders: Vec<&str> = keys.iter().map(|(_, s, _)| s.as_str()).collect();
+    let key_fps: Vec<&str> = keys.iter().map(|(_, _, fp)| fp.as_str()).collect();
+
+    let (lock, newest, find) = futures_util::try_join!(
+        client.prepare_cached(
+            "SELECT COUNT(pg_advisory_xact_lock($1, h)) FROM (
+                 SELECT DISTINCT hashtext(l || ' ' || r) AS h
+                 FROM unnest($2::TEXT[], $3::TEXT[]) AS c(l, r) ORDER BY h
+             ) AS locks",
+        ),
+        client.prepare_cached(
+            "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
+             LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
+             ORDER BY k.n",
+        ),
+        client.prepare_cached(
+            "SELECT h.low, h.high, h.sender, h.fp
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS k(l, r, s, f)
+             JOIN hongyan_history AS h
+                 ON h.low = k.l AND h.high = k.r AND h.sender = k.s AND h.fp = k.f",
+        ),
+    )?;
+    // Pipelined, and run in this order: the reads see what the lock's last holder committed.
+    let lock_params: [&(dyn ToSql + Sync); 3] = [&CONVERSATION_LOCK_CLASS, &lows, &highs];
+    let newest_params: [&(dyn ToSql + Sync); 2] = [&users, &peers];
+    let find_params: [&(dyn ToSql + Sync); 4] = [&key_lows, &key_highs, &key_senders, &key_fps];
+    let (_, newest, found) = futures_util::try_join!(
+        client.query(&lock, &lock_params),
+        client.query(&newest, &newest_params),
+        client.query(&find, &find_params),
+    )?;
+    let mut newest_of: HashMap<&Conversation, u64> = HashMap::new();
+    for (conversation, row) in conversations.iter().zip(&newest) {
+        let newest: Option<i64> = row.try_get(0)?;
+        newest_of.insert(conversation, newest.map_or(0, seq_of));
+    }
+    let mut written: HashSet<WrittenKey> = HashSet::new();
+    for row in &found {
+        let (low, high, sender, fp): (String, String, String, String) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        let conversation = Conversation::between(&low.into(), &high.into());
+        written.insert((conversation, sender.into(), fp.into()));
+    }
+    let (seqs, numbered) = number_entries(
+        entries.to_vec(),
+        |c| newest_of.get(c).copied().unwrap_or(0),
+        |key| written.contains(key),
+    );
+    if !numbered.is_empty() {
+        append(client, &numbered).await?;
+    }
+    Ok(seqs)
 }
 
 /// Reads a history entry from a row selected with [`ENTRY_COLUMNS`].

@@ -177,7 +177,11 @@ impl MessageStore for PostgresStore {
     }
 
     async fn open_history(&self) -> Result<u64, StoreError> {
-        self.queue.open_history().await
+        self.queue.open_history(false).await
+    }
+
+    async fn open_shared_history(&self) -> Result<u64, StoreError> {
+        self.queue.open_history(true).await
     }
 
     async fn close_history(&self) -> Result<(), StoreError> {
@@ -186,6 +190,10 @@ impl MessageStore for PostgresStore {
 
     async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
         self.queue.append_history(entries).await
+    }
+
+    async fn number_history(&self, entries: Vec<HistoryEntry>) -> Result<Vec<u64>, StoreError> {
+        self.queue.number_history(entries).await
     }
 
     async fn newest_seqs(&self, conversations: &[Conversation]) -> Result<Vec<u64>, StoreError> {

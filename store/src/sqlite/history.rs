@@ -1,11 +1,13 @@
 //! Conversation history in SQLite: the writer's statements (in its batch transaction) and the
 //! readers' queries.
 
+use std::collections::{HashMap, HashSet};
+
 use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use crate::history::summary_changes;
+use crate::history::{WrittenKey, number as number_entries, summary_changes, written_key};
 use crate::{Conversation, ConversationSummary, HistoryEntry};
 
 /// The columns every query that reads history selects, in [`entry_from_row`]'s order.
@@ -23,8 +25,9 @@ fn seq_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// Starts history writing: the epoch, grown when the last writer did not close it.
-pub(super) fn open(conn: &Connection) -> rusqlite::Result<u64> {
+/// Starts history writing: the epoch, grown when the last writer did not close it. `shared`
+/// (the store numbers history) leaves it closed.
+pub(super) fn open(conn: &Connection, shared: bool) -> rusqlite::Result<u64> {
     let meta = |key: &str| -> rusqlite::Result<i64> {
         conn.prepare_cached("SELECT value FROM hongyan_meta WHERE key = ?1")?
             .query_row([key], |row| row.get(0))
@@ -40,7 +43,7 @@ pub(super) fn open(conn: &Connection) -> rusqlite::Result<u64> {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?;
     set.execute(("history_epoch", epoch))?;
-    set.execute(("history_open", 1))?;
+    set.execute(("history_open", i64::from(!shared)))?;
     Ok(seq_of(epoch))
 }
 
@@ -91,6 +94,54 @@ pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
         ))?;
     }
     Ok(written)
+}
+
+/// Numbers `entries` after what their conversations hold and writes them, leaving out those
+/// written before (see `MessageStore::number_history`); the seq each got, 0 for one left out.
+/// The writer's transaction is the only one that writes, so nothing moves the counters
+/// between the reads and the append. A retransmission is looked for among its
+/// conversation's rows (no index by fingerprint: one server numbers history itself and
+/// recognises retransmissions in memory).
+pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<Vec<u64>> {
+    let conversations: HashSet<Conversation> =
+        entries.iter().map(|e| e.conversation.clone()).collect();
+    let newest: HashMap<Conversation, u64> = conversations
+        .iter()
+        .cloned()
+        .zip(newest_seqs(
+            conn,
+            &conversations.iter().cloned().collect::<Vec<_>>(),
+        )?)
+        .collect();
+    let mut find = conn.prepare_cached(
+        "SELECT 1 FROM hongyan_history
+         WHERE low = ?1 AND high = ?2 AND sender = ?3 AND fp = ?4 LIMIT 1",
+    )?;
+    let mut written: HashSet<WrittenKey> = HashSet::new();
+    for key in entries.iter().filter_map(written_key) {
+        let (conversation, sender, fp) = &key;
+        let found = find
+            .query_row(
+                (
+                    conversation.low().as_str(),
+                    conversation.high().as_str(),
+                    sender.as_str(),
+                    fp.as_str(),
+                ),
+                |_| Ok(()),
+            )
+            .optional()?;
+        if found.is_some() {
+            written.insert(key);
+        }
+    }
+    let (seqs, numbered) = number_entries(
+        entries.to_vec(),
+        |c| newest.get(c).copied().unwrap_or(0),
+        |key| written.contains(key),
+    );
+    append(conn, &numbered)?;
+    Ok(seqs)
 }
 
 /// Moves `user`'s read position with `peer` forward to `seq`; returns where it is.

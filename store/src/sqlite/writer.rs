@@ -125,12 +125,13 @@ impl Writer {
                     probe(&tx)?;
                     Done::Nothing
                 }
-                Job::OpenHistory(_) => Done::Number(history::open(&tx)?),
+                Job::OpenHistory(shared, _) => Done::Number(history::open(&tx, *shared)?),
                 Job::CloseHistory(_) => {
                     history::close(&tx)?;
                     Done::Nothing
                 }
                 Job::AppendHistory(entries, _) => Done::Number(history::append(&tx, entries)?),
+                Job::NumberHistory(entries, _) => Done::Seqs(history::number(&tx, entries)?),
                 Job::MarkRead {
                     user, peer, seq, ..
                 } => Done::Number(history::mark_read(&tx, user, peer, *seq)?),

@@ -33,6 +33,14 @@ every_backend!(
     retention_removes_old_messages_but_never_the_numbering,
     the_epoch_grows_only_when_the_last_writer_did_not_close,
     an_entry_with_a_nul_in_an_id_is_refused,
+    the_store_numbers_entries_after_what_each_conversation_holds,
+    a_shared_history_stays_closed_and_keeps_its_epoch,
+);
+
+tests_for!(
+    postgres_cluster,
+    Postgres,
+    [concurrent_writers_number_one_conversation_gaplessly_and_each_message_once]
 );
 
 persistent_backends!(
@@ -364,7 +372,7 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
     crate::durability::sql_batch(
         &backend,
         "DROP TABLE hongyan_history; DROP TABLE hongyan_conversations; DROP TABLE hongyan_meta;
-         DELETE FROM hongyan_migrations WHERE version = 2",
+         DELETE FROM hongyan_migrations WHERE version >= 2",
     )
     .await;
 
@@ -381,5 +389,145 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
         "SELECT version FROM hongyan_migrations ORDER BY version",
     )
     .await;
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
+}
+
+/// Entry `n` from `sender` to the other member of `a`–`b`, not numbered yet.
+fn unnumbered(a: &str, b: &str, sender: &str, n: u64) -> HistoryEntry {
+    let mut entry = entry(a, b, 0, sender);
+    entry.fp = Some(format!("{sender}-{n}").into());
+    entry.content = format!("{sender} #{n}");
+    entry
+}
+
+async fn the_store_numbers_entries_after_what_each_conversation_holds(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    // Numbered by a single server before, then by the store.
+    store
+        .append_history((1..=2).map(|s| entry("alice", "bob", s, "alice")).collect())
+        .await
+        .unwrap();
+    let mut unfingerprinted = unnumbered("alice", "bob", "bob", 9);
+    unfingerprinted.fp = None;
+    let first = vec![
+        unnumbered("alice", "bob", "bob", 1),
+        unnumbered("0", "carol", "0", 1),
+        unnumbered("alice", "bob", "alice", 3),
+        unnumbered("alice", "bob", "bob", 1),
+        unfingerprinted.clone(),
+    ];
+    let got = store.number_history(first).await.unwrap();
+    assert_eq!(
+        got,
+        [3, 1, 4, 0, 5],
+        "in order, after seq 2; a repeat is left out"
+    );
+    // A retransmission (the same sender and fp) is left out; new ones go on from the newest.
+    let again = vec![
+        unnumbered("alice", "bob", "alice", 3),
+        unfingerprinted,
+        unnumbered("alice", "bob", "bob", 2),
+    ];
+    assert_eq!(store.number_history(again).await.unwrap(), [0, 6, 7]);
+    let back = store
+        .history(&between("alice", "bob"), HistoryRange::After(0), 20)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&back), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(back[2].content, "bob #1");
+    assert_eq!(back[3].content, "alice #3");
+    assert_eq!(
+        store.newest_seqs(&[between("carol", "0")]).await.unwrap(),
+        [1]
+    );
+    let bob = store
+        .conversation(&user("bob"), &user("alice"))
+        .await
+        .unwrap()
+        .expect("bob is in it");
+    assert_eq!((bob.newest, bob.read), (7, 7), "bob sent the newest");
+}
+
+async fn a_shared_history_stays_closed_and_keeps_its_epoch(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    let first = store.open_shared_history().await.unwrap();
+    assert_eq!(first, 1, "a fresh database starts at 1");
+    assert_eq!(
+        store.open_shared_history().await.unwrap(),
+        first,
+        "another node, or a node after a crash: nothing to lose, the epoch stays"
+    );
+    // A single server that crashed while numbering history itself: the epoch grows.
+    let single = store.open_history().await.unwrap();
+    assert_eq!(single, first);
+    assert_eq!(store.open_shared_history().await.unwrap(), first + 1);
+    assert_eq!(store.open_history().await.unwrap(), first + 1);
+}
+
+async fn concurrent_writers_number_one_conversation_gaplessly_and_each_message_once(kind: Kind) {
+    const WRITERS: usize = 4;
+    const BATCHES: u64 = 15;
+    const PER_BATCH: u64 = 4;
+    let backend = Backend::new(kind, Limits::UNLIMITED).await;
+    // One store per node, on the same database: each has its own writer and connections.
+    let mut nodes = Vec::new();
+    for _ in 0..WRITERS {
+        nodes.push(backend.open().await);
+    }
+    let mut tasks = Vec::new();
+    for (w, store) in nodes.iter().enumerate() {
+        let store = Arc::clone(store);
+        tasks.push(tokio::spawn(async move {
+            let sender = if w % 2 == 0 { "alice" } else { "bob" };
+            for batch in 0..BATCHES {
+                let entries: Vec<HistoryEntry> = (0..PER_BATCH)
+                    .map(|i| {
+                        let n = batch * PER_BATCH + i;
+                        let mut e = unnumbered("alice", "bob", sender, n);
+                        e.fp = Some(format!("w{w}-{n}").into());
+                        e.content = format!("w{w} #{n}");
+                        e
+                    })
+                    .collect();
+                // Every batch is sent twice, as a node retries after an ambiguous failure.
+                let seqs = store.number_history(entries.clone()).await.unwrap();
+                assert!(seqs.iter().all(|&s| s > 0), "{seqs:?}");
+                assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
+                let again = store.number_history(entries).await.unwrap();
+                assert!(again.iter().all(|&s| s == 0), "{again:?}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = WRITERS as u64 * BATCHES * PER_BATCH;
+    let back = nodes[0]
+        .history(
+            &between("alice", "bob"),
+            HistoryRange::After(0),
+            total as usize + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs(&back), (1..=total).collect::<Vec<u64>>(), "gapless");
+    for w in 0..WRITERS {
+        let order: Vec<u64> = back
+            .iter()
+            .filter_map(|e| e.content.strip_prefix(&format!("w{w} #")))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            (0..BATCHES * PER_BATCH).collect::<Vec<u64>>(),
+            "writer {w}'s messages, each once, in its order"
+        );
+    }
+    assert_eq!(
+        nodes[1]
+            .newest_seqs(&[between("bob", "alice")])
+            .await
+            .unwrap(),
+        [total]
+    );
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::FutureExt;
+use hongyan_shared::history::HistoryRange;
 use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, Transport, UserId, codes};
+use hongyan_store::MemoryStore;
 
 use super::harness::{Harness, data, kinds};
 use crate::cluster::{Claim, Cluster, Handover, Node, NodePage, NodeUser, Remote};
@@ -105,6 +107,77 @@ fn a_message_for_a_user_held_elsewhere_is_acknowledged_by_its_outcome_there() {
         }
         assert_eq!(cluster.asked(), asked, "{remote:?}");
     }
+}
+
+/// The fingerprints of the conversation between `a` and `b` as `node` reads it, after
+/// checking that its seqs run from 1 without a gap.
+fn history(node: &Harness, a: &str, b: &str) -> Vec<String> {
+    let page = node
+        .core
+        .history_of(&a.into(), &b.into(), HistoryRange::After(0), 50)
+        .now_or_never()
+        .expect("the memory store never waits")
+        .expect("the memory store reads");
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless");
+    assert_eq!(page.newest, seqs.len() as u64);
+    page.entries
+        .iter()
+        .map(|e| e.fp.as_ref().map_or("", |fp| fp.as_str()).to_owned())
+        .collect()
+}
+
+#[test]
+fn nodes_sharing_a_store_number_a_conversation_gaplessly_and_each_message_once() {
+    let store = Arc::new(MemoryStore::new(hongyan_store::Limits::UNLIMITED));
+    let a = Harness::in_cluster_on(
+        store.clone(),
+        Scripted::new(Remote::Delivered, Claim::Granted),
+    );
+    let b = Harness::in_cluster_on(store, Scripted::new(Remote::Delivered, Claim::Granted));
+    let mut alice = a.online(Transport::Tcp, "alice");
+    let mut bob = b.online(Transport::Udp, "bob");
+
+    // alice writes through node a while bob writes back through node b.
+    a.receive(&mut alice, &data("alice", "bob", "a-1"));
+    b.receive(&mut bob, &data("bob", "alice", "b-1"));
+    // A retransmission before its first is written: this node remembers it.
+    a.receive(&mut alice, &data("alice", "bob", "a-1"));
+    assert!(acked(&alice.written(), "a-1"));
+    assert!(
+        history(&a, "alice", "bob").is_empty(),
+        "nothing numbered in memory"
+    );
+    a.chores();
+    b.chores();
+    a.receive(&mut alice, &data("alice", "bob", "a-2"));
+    a.chores();
+    // alice moves to node b and sends a-2 again: the store recognises it.
+    let mut alice_on_b = b.online(Transport::Tcp, "alice");
+    b.receive(&mut alice_on_b, &data("alice", "bob", "a-2"));
+    assert!(acked(&alice_on_b.written(), "a-2"));
+    b.deliver(&mut bob);
+    let live: Vec<Packet> = bob
+        .written()
+        .into_iter()
+        .filter(|p| p.kind == PacketType::CommonData)
+        .collect();
+    assert_eq!(live.len(), 1, "a-2, handed to bob on his node");
+    b.chores();
+
+    let expected = ["a-1", "b-1", "a-2"];
+    assert_eq!(history(&a, "alice", "bob"), expected);
+    assert_eq!(
+        history(&b, "bob", "alice"),
+        expected,
+        "the same from any node"
+    );
+
+    // A push through node a to bob, held by node b, is kept once, by node a.
+    let sent = a.push(Outgoing::new("bob", "pushed")).unwrap();
+    assert_eq!(sent.settled(), Some(Delivery::Delivered));
+    a.chores();
+    assert_eq!(history(&b, "bob", "0").len(), 1);
 }
 
 #[test]

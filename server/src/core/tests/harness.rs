@@ -190,8 +190,15 @@ impl Harness {
 
     /// A harness with a memory store, one node of the cluster `cluster`.
     pub(super) fn in_cluster(cluster: Arc<dyn Cluster>) -> Self {
-        let config = Config::loopback();
-        let store = Arc::new(MemoryStore::new(config.store_config().limits));
+        let store = Arc::new(MemoryStore::new(Config::loopback().store_config().limits));
+        Self::in_cluster_on(store, cluster)
+    }
+
+    /// One node of the cluster `cluster` on `store`, which the other nodes share: configured
+    /// as a node is (`cluster` set), so the store numbers the history.
+    pub(super) fn in_cluster_on(store: Arc<MemoryStore>, cluster: Arc<dyn Cluster>) -> Self {
+        let mut config = Config::loopback();
+        config.cluster = Some("nats://127.0.0.1:4222".to_owned());
         Self::build_in(config, Some(store), Some(cluster))
     }
 
