@@ -226,13 +226,13 @@ impl MessageStore for MemoryStore {
         Ok(())
     }
 
-    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
-        for entry in &entries {
+    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
+        for entry in entries.iter() {
             check_history(entry)?;
         }
         let mut state = self.open_state()?;
         let mut written = 0;
-        for entry in entries {
+        for entry in entries.iter().cloned() {
             let conversation = entry.conversation.clone();
             let rows = state.history.entry(conversation.clone()).or_default();
             if rows.contains_key(&entry.seq) {

@@ -41,7 +41,7 @@ pub(crate) enum Job {
     /// The history writer closed: the next open keeps the epoch.
     CloseHistory(Reply<()>),
     /// Write history entries and move the members' summaries.
-    AppendHistory(Vec<HistoryEntry>, Reply<()>),
+    AppendHistory(Arc<[HistoryEntry]>, Reply<()>),
     /// Move a member's read position forward.
     MarkRead {
         /// Whose read position.
@@ -289,11 +289,11 @@ impl WriteQueue {
     }
 
     /// Queues history entries.
-    pub async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+    pub async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        for entry in &entries {
+        for entry in entries.iter() {
             check_history(entry)?;
         }
         self.submit(0, |reply| Job::AppendHistory(entries, reply))
