@@ -15,7 +15,7 @@
 //! they learned and sync again.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,9 +38,8 @@ const RECENT_LIFETIME: Duration = Duration::from_secs(60);
 const MAX_WAITING: usize = 100_000;
 /// The most bytes of content waiting to be numbered or written.
 const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
-/// The most entries the buffer of numbered entries keeps room for between writes: it is
-/// reused, so a steady flow allocates nothing for it, and a burst's room is given back.
-const KEPT_ROOM: usize = 4096;
+/// The fewest entries the buffer of numbered entries keeps room for between writes.
+const KEPT_ROOM: usize = 1024;
 
 /// A message accepted into a conversation (handed to its receiver, or stored for it), before
 /// it is numbered.
@@ -113,24 +112,47 @@ enum Counter {
 
 /// A recently kept message, as its sender's retransmission repeats it: its conversation,
 /// which member sent it (the sender is always one of the two), and its fingerprint.
-#[derive(PartialEq, Eq, Hash)]
 struct RecentKey {
     conversation: Conversation,
+    /// The conversation's hash (the link's), so the key hashes its ids once, not at every
+    /// insert and removal.
+    conversation_hash: u64,
     from_low: bool,
     fp: Fingerprint,
 }
 
 impl RecentKey {
-    /// `accepted`'s key, if it has a fingerprint to recognise it by.
-    fn of(accepted: &Accepted) -> Option<Self> {
+    /// `accepted`'s key, if it has a fingerprint to recognise it by; `conversation_hash` is
+    /// its conversation's hash.
+    fn of(accepted: &Accepted, conversation_hash: u64) -> Option<Self> {
         let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
         Some(Self {
             conversation: accepted.conversation.clone(),
+            conversation_hash,
             from_low: &accepted.sender == accepted.conversation.low(),
             fp: fp.clone(),
         })
     }
 }
+
+impl Hash for RecentKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal keys have equal conversations, hence equal conversation hashes.
+        self.conversation_hash.hash(state);
+        self.from_low.hash(state);
+        self.fp.hash(state);
+    }
+}
+
+impl PartialEq for RecentKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fp == other.fp
+            && self.from_low == other.from_low
+            && self.conversation == other.conversation
+    }
+}
+
+impl Eq for RecentKey {}
 
 /// A recently kept message's tag (`None` while it waits for its seq), and when it was kept.
 struct Recent {
@@ -325,7 +347,8 @@ impl HistoryLink {
         let mut guard = self.shard_of(hash);
         let shard = &mut *guard;
         shard.forget_recent(now, self.recent_capacity);
-        let key = RecentKey::of(&accepted).map(|key| (shard.recent.hasher().hash_one(&key), key));
+        let key =
+            RecentKey::of(&accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
         if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
             return (deliver(tag), Kept::Again(tag));
         }
@@ -399,8 +422,9 @@ impl HistoryLink {
     /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
     /// has one: a stored message sent again.
     pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
-        let key = RecentKey::of(accepted)?;
-        let shard = self.shard(&accepted.conversation);
+        let hash = self.hasher.hash_one(&accepted.conversation);
+        let key = RecentKey::of(accepted, hash)?;
+        let shard = self.shard_of(hash);
         shard.recalled(shard.recent.hasher().hash_one(&key), &key)?
     }
 
@@ -493,7 +517,8 @@ impl HistoryLink {
         };
         let epoch = self.epoch.load(Ordering::Acquire);
         for (conversation, newest) in conversations.into_iter().zip(newest) {
-            let mut shard = self.shard(&conversation);
+            let hash = self.hasher.hash_one(&conversation);
+            let mut shard = self.shard_of(hash);
             let Some(counter) = shard.counters.get_mut(&conversation) else {
                 continue;
             };
@@ -509,7 +534,7 @@ impl HistoryLink {
             };
             let mut entries = Vec::with_capacity(count);
             for (accepted, seq) in waiting.into_iter().zip(first..) {
-                if let Some(key) = RecentKey::of(&accepted)
+                if let Some(key) = RecentKey::of(&accepted, hash)
                     && let Some(recent) = shard.recent.get_mut(&key)
                 {
                     recent.tag = Some(SeqTag {
@@ -539,7 +564,10 @@ impl HistoryLink {
             return None;
         }
         buffer.writing = buffer.numbered.drain(..).collect();
-        buffer.numbered.shrink_to(KEPT_ROOM);
+        // The buffer is reused: room for twice this write, so a steady flow allocates nothing
+        // for it, and a burst's room is given back at the next write.
+        let room = (2 * buffer.writing.len()).max(KEPT_ROOM);
+        buffer.numbered.shrink_to(room);
         Some(buffer.writing.clone())
     }
 
