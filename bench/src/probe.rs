@@ -9,8 +9,11 @@ const TICKS_PER_SECOND: f64 = 100.0;
 pub(crate) enum Cpu {
     /// A whole process (`/proc/<pid>/stat`).
     Process(u32),
-    /// This process's threads whose name equals (`matching`) or differs from `name`.
-    Threads { name: &'static str, matching: bool },
+    /// This process's threads whose name is one of `names` (`matching`), or none of them.
+    Threads {
+        names: &'static [&'static str],
+        matching: bool,
+    },
 }
 
 impl Cpu {
@@ -18,12 +21,12 @@ impl Cpu {
     pub(crate) fn seconds(&self) -> Option<f64> {
         match *self {
             Self::Process(pid) => stat_ticks(&format!("/proc/{pid}/stat")).map(to_seconds),
-            Self::Threads { name, matching } => {
+            Self::Threads { names, matching } => {
                 let mut ticks = 0;
                 for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
                     let dir = entry.path();
                     let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-                    if (comm.trim_end() == name) == matching {
+                    if names.contains(&comm.trim_end()) == matching {
                         ticks += stat_ticks(&dir.join("stat").to_string_lossy()).unwrap_or(0);
                     }
                 }
@@ -73,9 +76,56 @@ mod tests {
         assert!(Cpu::Process(std::process::id()).seconds().is_some());
         assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
         let all = Cpu::Threads {
-            name: "no-such-thread",
+            names: &["no-such-thread"],
             matching: false,
         };
         assert!(all.seconds().is_some());
+    }
+
+    #[test]
+    fn threads_are_counted_by_any_of_their_names() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let burn = |name: &str| {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    // Busy until read: a thread that ended is no longer in /proc.
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+                .expect("a thread can be spawned")
+        };
+        let threads = [burn("probe-a"), burn("probe-b")];
+        let both = Cpu::Threads {
+            names: &["probe-a", "probe-b"],
+            matching: true,
+        };
+        let one = Cpu::Threads {
+            names: &["probe-a"],
+            matching: true,
+        };
+        let read = |cpu: &Cpu| cpu.seconds().expect("own threads are readable");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // A tick is 10 ms: each thread has shown a few once this holds.
+        let shown = || read(&one) >= 0.03 && read(&both) - read(&one) >= 0.03;
+        let mut seen = shown();
+        while !seen && Instant::now() < deadline {
+            std::thread::yield_now();
+            seen = shown();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().expect("the thread ends");
+        }
+        assert!(
+            seen,
+            "both threads' CPU is counted, and only one's without the other"
+        );
     }
 }

@@ -15,6 +15,11 @@ use crate::{BenchError, BenchOptions, BoxError};
 /// Name of the in-process server's runtime threads.
 pub(crate) const SERVER_THREAD: &str = "hy-bench-server";
 
+/// The in-process server's threads, as `/proc` names them (at most 15 bytes): its runtime's,
+/// and the SQLite store's writer (`hongyan-sqlite-writer`), whose commits are the server's
+/// work too.
+const SERVER_THREADS: &[&str] = &[SERVER_THREAD, "hongyan-sqlite-"];
+
 /// The server a run measures.
 pub enum ServerUnderTest {
     /// A server already running at these addresses.
@@ -166,11 +171,11 @@ impl Target {
             transport,
             http: targets.ws,
             server: Some(Cpu::Threads {
-                name: SERVER_THREAD,
+                names: SERVER_THREADS,
                 matching: true,
             }),
             generator: Cpu::Threads {
-                name: SERVER_THREAD,
+                names: SERVER_THREADS,
                 matching: false,
             },
             spawned: true,

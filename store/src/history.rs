@@ -126,15 +126,15 @@ pub(crate) struct SummaryChange {
 /// conversation, and each sender's read position at its own newest message.
 pub(crate) fn summary_changes(
     entries: &[HistoryEntry],
-) -> HashMap<(UserId, UserId), SummaryChange> {
-    let mut changes: HashMap<(UserId, UserId), SummaryChange> = HashMap::new();
+) -> HashMap<(&UserId, &UserId), SummaryChange> {
+    let mut changes: HashMap<(&UserId, &UserId), SummaryChange> = HashMap::new();
     for entry in entries {
         let conversation = &entry.conversation;
         for user in conversation.users() {
             let Some(peer) = conversation.peer_of(user) else {
                 continue;
             };
-            let change = changes.entry((user.clone(), peer.clone())).or_default();
+            let change = changes.entry((user, peer)).or_default();
             if entry.seq > change.newest {
                 change.newest = entry.seq;
                 change.newest_at = entry.accepted_at;

@@ -79,7 +79,7 @@ impl State {
     }
 
     /// Writes `entries`, skipping any already written; returns how many were new.
-    fn append(&mut self, entries: Vec<HistoryEntry>) -> u64 {
+    fn append(&mut self, entries: impl IntoIterator<Item = HistoryEntry>) -> u64 {
         let mut written = 0;
         for entry in entries {
             let conversation = entry.conversation.clone();
@@ -265,11 +265,11 @@ impl MessageStore for MemoryStore {
         Ok(())
     }
 
-    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
-        for entry in &entries {
+    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
+        for entry in entries.iter() {
             check_history(entry)?;
         }
-        let written = self.open_state()?.append(entries);
+        let written = self.open_state()?.append(entries.iter().cloned());
         Counters::add(&self.counters.history_written, written);
         Ok(())
     }

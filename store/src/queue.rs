@@ -42,7 +42,7 @@ pub(crate) enum Job {
     /// The history writer closed: the next open keeps the epoch.
     CloseHistory(Reply<()>),
     /// Write history entries and move the members' summaries.
-    AppendHistory(Vec<HistoryEntry>, Reply<()>),
+    AppendHistory(Arc<[HistoryEntry]>, Reply<()>),
     /// Number history entries after what their conversations hold, then append them; the
     /// seq each got (0: already written).
     NumberHistory(Vec<HistoryEntry>, Reply<Vec<u64>>),
@@ -302,11 +302,11 @@ impl WriteQueue {
     }
 
     /// Queues history entries.
-    pub async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+    pub async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        for entry in &entries {
+        for entry in entries.iter() {
             check_history(entry)?;
         }
         self.submit(0, |reply| Job::AppendHistory(entries, reply))

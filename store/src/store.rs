@@ -1,5 +1,7 @@
 //! [`MessageStore`]: the one interface the server uses, whatever the backend.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
@@ -139,10 +141,11 @@ pub trait MessageStore: Send + Sync + 'static {
     /// group commit, and moves each member's summary: the conversation's newest seq, and the
     /// sender's read position to the message it sent. An entry whose (conversation, seq) is
     /// already written is skipped, so a retry after an ambiguous failure writes nothing twice.
+    /// Shared, not owned: the server keeps reading the entries while they are written.
     ///
     /// # Errors
     /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was written.
-    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError>;
+    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError>;
 
     /// Numbers `entries` (their `seq` is ignored) and writes them, in one transaction: each
     /// conversation's go after the newest seq written in it, in the order given, and move the

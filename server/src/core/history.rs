@@ -18,13 +18,14 @@
 
 mod by_store;
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hashlink::LinkedHashMap;
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryEntry};
 
@@ -41,6 +42,8 @@ const RECENT_LIFETIME: Duration = Duration::from_secs(60);
 const MAX_WAITING: usize = 100_000;
 /// The most bytes of content waiting to be numbered or written.
 const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+/// The fewest entries the buffer of numbered entries keeps room for between writes.
+const KEPT_ROOM: usize = 1024;
 
 /// A message accepted into a conversation (handed to its receiver, or stored for it), before
 /// it is numbered.
@@ -111,36 +114,103 @@ enum Counter {
     Ready { next: u64, unwritten: usize },
 }
 
-type RecentKey = (Conversation, UserId, Fingerprint);
+/// A recently kept message, as its sender's retransmission repeats it: its conversation,
+/// which member sent it (the sender is always one of the two), and its fingerprint.
+struct RecentKey {
+    conversation: Conversation,
+    /// The conversation's hash (the link's), so the key hashes its ids once, not at every
+    /// insert and removal.
+    conversation_hash: u64,
+    from_low: bool,
+    fp: Fingerprint,
+}
+
+impl RecentKey {
+    /// `accepted`'s key, if it has a fingerprint to recognise it by; `conversation_hash` is
+    /// its conversation's hash.
+    fn of(accepted: &Accepted, conversation_hash: u64) -> Option<Self> {
+        let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
+        Some(Self {
+            conversation: accepted.conversation.clone(),
+            conversation_hash,
+            from_low: &accepted.sender == accepted.conversation.low(),
+            fp: fp.clone(),
+        })
+    }
+}
+
+impl Hash for RecentKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal keys have equal conversations, hence equal conversation hashes.
+        self.conversation_hash.hash(state);
+        self.from_low.hash(state);
+        self.fp.hash(state);
+    }
+}
+
+impl PartialEq for RecentKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fp == other.fp
+            && self.from_low == other.from_low
+            && self.conversation == other.conversation
+    }
+}
+
+impl Eq for RecentKey {}
+
+/// A recently kept message's tag (`None` while it waits for its seq), and when it was kept.
+struct Recent {
+    at: Instant,
+    tag: Option<SeqTag>,
+}
 
 /// The conversations of one lock.
-#[derive(Default)]
 struct Shard {
-    /// Least recently used first.
-    counters: LinkedHashMap<Conversation, Counter>,
-    /// Recently numbered messages, by (conversation, sender, fp): their tags.
-    recent: HashMap<RecentKey, Option<SeqTag>>,
-    recent_order: VecDeque<(Instant, RecentKey)>,
+    /// Least recently used first; hashed with the link's hasher, so the hash that chose the
+    /// shard finds the counter too.
+    counters: LinkedHashMap<Conversation, Counter, DefaultHashBuilder>,
+    /// Recently kept messages, oldest first.
+    recent: LinkedHashMap<RecentKey, Recent, DefaultHashBuilder>,
 }
 
 impl Shard {
-    fn forget_recent(&mut self, now: Instant, capacity: usize) {
-        while let Some((at, _)) = self.recent_order.front() {
-            let expired = now.saturating_duration_since(*at) >= RECENT_LIFETIME;
-            if !expired && self.recent_order.len() <= capacity {
-                break;
-            }
-            if let Some((_, key)) = self.recent_order.pop_front() {
-                self.recent.remove(&key);
-            }
+    fn new(hasher: &DefaultHashBuilder) -> Self {
+        Self {
+            counters: LinkedHashMap::with_hasher(hasher.clone()),
+            recent: LinkedHashMap::with_hasher(hasher.clone()),
         }
     }
 
-    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
-        if let Some(key) = key
-            && self.recent.insert(key.clone(), tag).is_none()
+    fn forget_recent(&mut self, now: Instant, capacity: usize) {
+        while let Some((_, recent)) = self.recent.front() {
+            let expired = now.saturating_duration_since(recent.at) >= RECENT_LIFETIME;
+            if !expired && self.recent.len() <= capacity {
+                break;
+            }
+            self.recent.pop_front();
+        }
+    }
+
+    /// The tag of a recently kept message, if `key` (with its `hash`) is one.
+    fn recalled(&self, hash: u64, key: &RecentKey) -> Option<Option<SeqTag>> {
+        let (_, recent) = self.recent.raw_entry().from_key_hashed_nocheck(hash, key)?;
+        Some(recent.tag)
+    }
+
+    /// Remembers a kept message's tag; one remembered already keeps its place and time.
+    fn remember(&mut self, key: Option<(u64, RecentKey)>, tag: Option<SeqTag>, now: Instant) {
+        let Some((hash, key)) = key else {
+            return;
+        };
+        match self
+            .recent
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, &key)
         {
-            self.recent_order.push_back((now, key));
+            RawEntryMut::Occupied(mut entry) => entry.get_mut().tag = tag,
+            RawEntryMut::Vacant(entry) => {
+                entry.insert_hashed_nocheck(hash, key, Recent { at: now, tag });
+            }
         }
     }
 
@@ -167,8 +237,8 @@ impl Shard {
 struct Buffer {
     /// Numbered, not yet handed to the store, in numbering order.
     numbered: Vec<HistoryEntry>,
-    /// Handed to the store, not yet committed.
-    writing: Vec<HistoryEntry>,
+    /// Handed to the store (shared with it, not copied), not yet committed.
+    writing: Arc<[HistoryEntry]>,
     /// Entries (and their content bytes) numbered or waiting to be, not yet committed.
     held: usize,
     held_bytes: usize,
@@ -191,7 +261,9 @@ pub(crate) struct HistoryLink {
     epoch: AtomicU64,
     /// Wakes the store chores: something waits to be loaded or written.
     pub(crate) wake: tokio::sync::Notify,
-    hasher: RandomState,
+    /// Hashes a conversation once per message: the hash picks its shard and finds its
+    /// counter there.
+    hasher: DefaultHashBuilder,
     shards: Box<[Mutex<Shard>]>,
     buffer: Mutex<Buffer>,
     /// When the retention sweep next runs.
@@ -209,14 +281,17 @@ impl HistoryLink {
         recent_capacity: usize,
         now: Instant,
     ) -> Self {
+        let hasher = DefaultHashBuilder::default();
         let link = Self {
             retention,
             flush_delay,
             recent_capacity: recent_capacity.div_ceil(SHARDS).max(1),
             epoch: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
-            hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(&hasher)))
+                .collect(),
+            hasher,
             buffer: Mutex::default(),
             next_sweep: Mutex::new(None),
             by_store: false,
@@ -226,7 +301,14 @@ impl HistoryLink {
     }
 
     fn shard(&self, conversation: &Conversation) -> MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(conversation) % SHARDS as u64) as usize;
+        self.shard_of(self.hasher.hash_one(conversation))
+    }
+
+    /// The shard of the conversation with `hash`. Picked by bits the maps' tables do not use
+    /// (they index by the low bits and tag by the top ones), so a shard's conversations still
+    /// spread over its table.
+    fn shard_of(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        let i = ((hash >> 32) % SHARDS as u64) as usize;
         self.shards[i]
             .lock()
             .expect("history shard lock is never held across a panic-prone section")
@@ -271,14 +353,13 @@ impl HistoryLink {
         if self.by_store {
             return self.deliver_unnumbered(accepted, now, deliver);
         }
-        let mut shard = self.shard(&accepted.conversation);
+        let hash = self.hasher.hash_one(&accepted.conversation);
+        let mut guard = self.shard_of(hash);
+        let shard = &mut *guard;
         shard.forget_recent(now, self.recent_capacity);
-        let key = accepted
-            .fp
-            .clone()
-            .filter(|fp| !fp.is_empty())
-            .map(|fp| (accepted.conversation.clone(), accepted.sender.clone(), fp));
-        if let Some(&tag) = key.as_ref().and_then(|k| shard.recent.get(k)) {
+        let key =
+            RecentKey::of(&accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
+        if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
             return (deliver(tag), Kept::Again(tag));
         }
         let bytes = accepted.content.len();
@@ -290,40 +371,51 @@ impl HistoryLink {
             return (deliver(None), Kept::Not);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let conversation = accepted.conversation.clone();
-        let kept = match shard.counters.to_back(&conversation) {
-            Some(Counter::Ready { next, unwritten }) => {
-                let tag = SeqTag {
-                    seq: *next,
-                    epoch,
-                    at: accepted.at,
-                };
-                let result = deliver(Some(tag));
-                if result.is_err() {
-                    return (result, Kept::Not);
+        let counter = shard
+            .counters
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, &accepted.conversation);
+        let kept = match counter {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                match entry.into_mut() {
+                    Counter::Ready { next, unwritten } => {
+                        let tag = SeqTag {
+                            seq: *next,
+                            epoch,
+                            at: accepted.at,
+                        };
+                        let result = deliver(Some(tag));
+                        if result.is_err() {
+                            return (result, Kept::Not);
+                        }
+                        *next += 1;
+                        *unwritten += 1;
+                        shard.remember(key, Some(tag), now);
+                        self.numbered(std::iter::once(accepted.numbered(tag.seq)), false, now);
+                        return (result, Kept::Numbered(tag));
+                    }
+                    Counter::Loading(waiting) => {
+                        let result = deliver(None);
+                        if result.is_err() {
+                            return (result, Kept::Not);
+                        }
+                        waiting.push(accepted);
+                        (result, Kept::Later)
+                    }
                 }
-                *next += 1;
-                *unwritten += 1;
-                shard.remember(key, Some(tag), now);
-                self.numbered(vec![accepted.numbered(tag.seq)], false, now);
-                return (result, Kept::Numbered(tag));
             }
-            Some(Counter::Loading(waiting)) => {
+            RawEntryMut::Vacant(entry) => {
                 let result = deliver(None);
                 if result.is_err() {
                     return (result, Kept::Not);
                 }
-                waiting.push(accepted);
-                (result, Kept::Later)
-            }
-            None => {
-                let result = deliver(None);
-                if result.is_err() {
-                    return (result, Kept::Not);
-                }
-                shard
-                    .counters
-                    .insert(conversation.clone(), Counter::Loading(vec![accepted]));
+                let conversation = accepted.conversation.clone();
+                entry.insert_hashed_nocheck(
+                    hash,
+                    conversation.clone(),
+                    Counter::Loading(vec![accepted]),
+                );
                 shard.trim(COUNTERS / SHARDS);
                 self.lock_buffer().loads.push(conversation);
                 self.wake.notify_one();
@@ -340,13 +432,10 @@ impl HistoryLink {
     /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
     /// has one: a stored message sent again.
     pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
-        let fp = accepted.fp.clone().filter(|fp| !fp.is_empty())?;
-        let key = (accepted.conversation.clone(), accepted.sender.clone(), fp);
-        self.shard(&accepted.conversation)
-            .recent
-            .get(&key)
-            .copied()
-            .flatten()
+        let hash = self.hasher.hash_one(&accepted.conversation);
+        let key = RecentKey::of(accepted, hash)?;
+        let shard = self.shard_of(hash);
+        shard.recalled(shard.recent.hasher().hash_one(&key), &key)?
     }
 
     /// Keeps `accepted`, already kept for its receiver (stored): numbered now if its
@@ -358,17 +447,24 @@ impl HistoryLink {
     /// Adds numbered `entries` to the buffer, counting them unless they were counted while
     /// they waited for their seqs. Called with the entries' shard locked, so the buffer keeps
     /// each conversation's seq order.
-    fn numbered(&self, entries: Vec<HistoryEntry>, counted: bool, now: Instant) {
+    fn numbered(
+        &self,
+        entries: impl IntoIterator<Item = HistoryEntry>,
+        counted: bool,
+        now: Instant,
+    ) {
         let mut buffer = self.lock_buffer();
         if buffer.write_at.is_none() {
             buffer.write_at = Some(now + self.flush_delay);
             self.wake.notify_one();
         }
-        if !counted {
-            buffer.held += entries.len();
-            buffer.held_bytes += entries.iter().map(|e| e.content.len()).sum::<usize>();
+        for entry in entries {
+            if !counted {
+                buffer.held += 1;
+                buffer.held_bytes += entry.content.len();
+            }
+            buffer.numbered.push(entry);
         }
-        buffer.numbered.extend(entries);
     }
 
     // ---- The store chores' side -------------------------------------------------------------
@@ -431,7 +527,8 @@ impl HistoryLink {
         };
         let epoch = self.epoch.load(Ordering::Acquire);
         for (conversation, newest) in conversations.into_iter().zip(newest) {
-            let mut shard = self.shard(&conversation);
+            let hash = self.hasher.hash_one(&conversation);
+            let mut shard = self.shard_of(hash);
             let Some(counter) = shard.counters.get_mut(&conversation) else {
                 continue;
             };
@@ -447,14 +544,10 @@ impl HistoryLink {
             };
             let mut entries = Vec::with_capacity(count);
             for (accepted, seq) in waiting.into_iter().zip(first..) {
-                let key = accepted
-                    .fp
-                    .clone()
-                    .map(|fp| (conversation.clone(), accepted.sender.clone(), fp));
-                if let Some(key) = key
-                    && let Some(tag) = shard.recent.get_mut(&key)
+                if let Some(key) = RecentKey::of(&accepted, hash)
+                    && let Some(recent) = shard.recent.get_mut(&key)
                 {
-                    *tag = Some(SeqTag {
+                    recent.tag = Some(SeqTag {
                         seq,
                         epoch,
                         at: accepted.at,
@@ -471,7 +564,7 @@ impl HistoryLink {
 
     /// What is due to be written at `now`, handed over to the writing: `None` if nothing is,
     /// or a write is under way.
-    pub(crate) fn take_writes(&self, now: Instant) -> Option<Vec<HistoryEntry>> {
+    pub(crate) fn take_writes(&self, now: Instant) -> Option<Arc<[HistoryEntry]>> {
         let mut buffer = self.lock_buffer();
         if !buffer.writing.is_empty() || buffer.write_at.is_none_or(|at| at > now) {
             return None;
@@ -480,7 +573,11 @@ impl HistoryLink {
         if buffer.numbered.is_empty() {
             return None;
         }
-        buffer.writing = std::mem::take(&mut buffer.numbered);
+        buffer.writing = buffer.numbered.drain(..).collect();
+        // The buffer is reused: room for twice this write, so a steady flow allocates nothing
+        // for it, and a burst's room is given back at the next write.
+        let room = (2 * buffer.writing.len()).max(KEPT_ROOM);
+        buffer.numbered.shrink_to(room);
         Some(buffer.writing.clone())
     }
 
@@ -491,9 +588,8 @@ impl HistoryLink {
             let mut buffer = self.lock_buffer();
             let writing = std::mem::take(&mut buffer.writing);
             if !ok {
-                let later = std::mem::take(&mut buffer.numbered);
-                buffer.numbered = writing;
-                buffer.numbered.extend(later);
+                // Rare: the write is tried again, so copying it back costs little.
+                buffer.numbered.splice(0..0, writing.iter().cloned());
                 buffer.write_at = Some(now);
                 return;
             }
@@ -505,8 +601,9 @@ impl HistoryLink {
             }
             writing
         };
-        let mut written: HashMap<&Conversation, usize> = HashMap::new();
-        for entry in &done {
+        let mut written: HashMap<&Conversation, usize, DefaultHashBuilder> =
+            HashMap::with_hasher(self.hasher.clone());
+        for entry in done.iter() {
             *written.entry(&entry.conversation).or_default() += 1;
         }
         for (conversation, n) in written {

@@ -4,6 +4,7 @@
 //! its own writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hongyan_shared::history::{ConversationInfo, HistoryRange};
@@ -22,10 +23,10 @@ const RETRY: Duration = Duration::from_secs(1);
 async fn write_history(
     link: &StoreLink,
     history: &HistoryLink,
-    entries: Vec<HistoryEntry>,
+    entries: Arc<[HistoryEntry]>,
 ) -> Result<(), StoreError> {
     if history.by_store() {
-        link.store.number_history(entries).await.map(drop)
+        link.store.number_history(entries.to_vec()).await.map(drop)
     } else {
         link.store.append_history(entries).await
     }

@@ -188,7 +188,7 @@ impl MessageStore for PostgresStore {
         self.queue.close_history().await
     }
 
-    async fn append_history(&self, entries: Vec<HistoryEntry>) -> Result<(), StoreError> {
+    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
         self.queue.append_history(entries).await
     }
 

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Row, Statement};
 
 use crate::history::{WrittenKey, number as number_entries, summary_changes, written_key};
 use crate::{Conversation, ConversationSummary, HistoryEntry};
@@ -54,26 +55,42 @@ pub(super) fn close(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Entries one `INSERT` writes: binding and stepping one statement per batch of rows rather
+/// than per row (8 parameters a row, far below SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 32;
+
+/// The `INSERT` of `rows` history entries, skipping any already written.
+///
+/// `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the two skip an entry already written
+/// alike, but with the upsert clause the statement may still abort (on the NOT NULL columns,
+/// which the values never leave empty), so SQLite journals every page the statement changes,
+/// spilling to a temporary file beyond 64 KiB, in case it must undo the statement alone.
+fn insert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT OR IGNORE INTO hongyan_history
+             (low, high, seq, sender, fp, typeu, content, accepted_at)
+         VALUES {values}"
+    )
+}
+
 /// Writes `entries` (skipping any already written) and moves the members' summaries; returns
 /// how many entries were new.
 pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<u64> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO hongyan_history (low, high, seq, sender, fp, typeu, content, accepted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT DO NOTHING",
-    )?;
     let mut written = 0;
-    for entry in entries {
-        written += insert.execute((
-            entry.conversation.low().as_str(),
-            entry.conversation.high().as_str(),
-            sql_seq(entry.seq),
-            entry.sender.as_str(),
-            entry.fp.as_ref().map(|fp| fp.as_str()),
-            entry.typeu,
-            entry.content.as_bytes(),
-            entry.accepted_at,
-        ))? as u64;
+    let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut insert = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            written += insert_rows(&mut insert, chunk)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut insert = conn.prepare_cached(&insert_sql(1))?;
+        for entry in rest {
+            written += insert_rows(&mut insert, std::slice::from_ref(entry))?;
+        }
     }
     let mut upsert = conn.prepare_cached(
         "INSERT INTO hongyan_conversations (user_id, peer, newest, newest_at, read_seq)
@@ -142,6 +159,27 @@ pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
     );
     append(conn, &numbered)?;
     Ok(seqs)
+}
+
+/// Runs `insert`, an `INSERT` of `entries.len()` rows, with `entries`; returns how many rows
+/// were new.
+fn insert_rows(insert: &mut Statement<'_>, entries: &[HistoryEntry]) -> rusqlite::Result<u64> {
+    let mut at = 0;
+    let mut bind = |value: &dyn ToSql| {
+        at += 1;
+        insert.raw_bind_parameter(at, value)
+    };
+    for entry in entries {
+        bind(&entry.conversation.low().as_str())?;
+        bind(&entry.conversation.high().as_str())?;
+        bind(&sql_seq(entry.seq))?;
+        bind(&entry.sender.as_str())?;
+        bind(&entry.fp.as_ref().map(|fp| fp.as_str()))?;
+        bind(&entry.typeu)?;
+        bind(&entry.content.as_bytes())?;
+        bind(&entry.accepted_at)?;
+    }
+    Ok(insert.raw_execute()? as u64)
 }
 
 /// Moves `user`'s read position with `peer` forward to `seq`; returns where it is.

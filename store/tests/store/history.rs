@@ -92,8 +92,8 @@ async fn pages_come_back_in_seq_order_from_either_end(kind: Kind) {
         })
         .collect();
     // Two appends, as the server hands history in batches.
-    store.append_history(alice_bob[..6].to_vec()).await.unwrap();
-    store.append_history(alice_bob[6..].to_vec()).await.unwrap();
+    store.append_history(alice_bob[..6].into()).await.unwrap();
+    store.append_history(alice_bob[6..].into()).await.unwrap();
     store
         .append_history((1..=3).map(|seq| entry("0", "bob", seq, "0")).collect())
         .await
@@ -130,7 +130,7 @@ async fn an_entry_comes_back_exactly_as_it_was_appended(kind: Kind) {
     unfingerprinted.fp = None;
     unfingerprinted.content = String::new();
     store
-        .append_history(vec![sent.clone(), unfingerprinted.clone()])
+        .append_history([sent.clone(), unfingerprinted.clone()].into())
         .await
         .unwrap();
     let back = store
@@ -143,11 +143,11 @@ async fn an_entry_comes_back_exactly_as_it_was_appended(kind: Kind) {
 async fn appending_again_writes_nothing_twice(kind: Kind) {
     let (_backend, store) = open(kind).await;
     let batch: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
-    store.append_history(batch.clone()).await.unwrap();
+    store.append_history(batch.clone().into()).await.unwrap();
     // A retry after an ambiguous failure, with more behind it.
     let mut retry = batch.clone();
     retry.push(entry("alice", "bob", 4, "bob"));
-    store.append_history(retry).await.unwrap();
+    store.append_history(retry.into()).await.unwrap();
     let back = store
         .history(&between("alice", "bob"), HistoryRange::After(0), 10)
         .await
@@ -160,14 +160,14 @@ async fn appending_again_writes_nothing_twice(kind: Kind) {
 async fn each_member_sees_the_newest_seq_and_its_own_read_position(kind: Kind) {
     let (_backend, store) = open(kind).await;
     store
-        .append_history(vec![
+        .append_history(Arc::new([
             entry("alice", "bob", 1, "alice"),
             entry("alice", "bob", 2, "bob"),
             entry("alice", "bob", 3, "bob"),
             entry("alice", "carol", 1, "carol"),
             entry("0", "alice", 1, "0"),
             entry("alice", "alice", 1, "alice"),
-        ])
+        ]))
         .await
         .unwrap();
     let alice = store.conversations(&user("alice"), None, 10).await.unwrap();
@@ -240,13 +240,13 @@ async fn a_read_position_never_moves_back(kind: Kind) {
     assert_eq!(store.mark_read(&alice, &bob, 5).await.unwrap(), 5);
     // A later message does not move it; sending one does.
     store
-        .append_history(vec![entry("alice", "bob", 6, "bob")])
+        .append_history(Arc::new([entry("alice", "bob", 6, "bob")]))
         .await
         .unwrap();
     let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
     assert_eq!((mine.newest, mine.read), (6, 5));
     store
-        .append_history(vec![entry("alice", "bob", 7, "alice")])
+        .append_history(Arc::new([entry("alice", "bob", 7, "alice")]))
         .await
         .unwrap();
     let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
@@ -254,10 +254,10 @@ async fn a_read_position_never_moves_back(kind: Kind) {
     // Read before the messages were written (they are written behind delivery).
     assert_eq!(store.mark_read(&alice, &user("dave"), 2).await.unwrap(), 2);
     store
-        .append_history(vec![
+        .append_history(Arc::new([
             entry("alice", "dave", 1, "dave"),
             entry("alice", "dave", 2, "dave"),
-        ])
+        ]))
         .await
         .unwrap();
     let dave = store
@@ -275,7 +275,7 @@ async fn retention_removes_old_messages_but_never_the_numbering(kind: Kind) {
         .await
         .unwrap();
     store
-        .append_history(vec![entry("carol", "dave", 1, "dave")])
+        .append_history(Arc::new([entry("carol", "dave", 1, "dave")]))
         .await
         .unwrap();
     // Accepted at NOW + seq: everything before NOW + 4 goes, two at a time.
@@ -318,7 +318,7 @@ async fn an_entry_with_a_nul_in_an_id_is_refused(kind: Kind) {
     let mut bad = entry("alice", "bob", 1, "alice");
     bad.fp = Some("f\u{0}p".into());
     assert!(matches!(
-        store.append_history(vec![bad]).await,
+        store.append_history(Arc::new([bad])).await,
         Err(StoreError::InvalidMessage(_))
     ));
     assert!(
@@ -335,7 +335,7 @@ async fn history_and_epoch_survive_a_reopen(kind: Kind) {
     let store = backend.open().await;
     assert_eq!(store.open_history().await.unwrap(), 1);
     let written: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
-    store.append_history(written.clone()).await.unwrap();
+    store.append_history(written.clone().into()).await.unwrap();
     store
         .mark_read(&user("bob"), &user("alice"), 2)
         .await
@@ -380,7 +380,7 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
     assert_eq!(migrated.count(&user("bob")).await.unwrap(), 1);
     assert_eq!(migrated.open_history().await.unwrap(), 1);
     migrated
-        .append_history(vec![entry("alice", "bob", 1, "alice")])
+        .append_history(Arc::new([entry("alice", "bob", 1, "alice")]))
         .await
         .unwrap();
     migrated.close().await;

@@ -13,9 +13,11 @@
 //! entry whose (conversation, sender, fp) it holds already (a sender that moved to another
 //! node and sent again, or a batch retried after an ambiguous failure).
 
+use std::hash::BuildHasher;
+
 use hongyan_shared::{Instant, SeqTag};
 
-use super::{Accepted, HistoryLink, Kept};
+use super::{Accepted, HistoryLink, Kept, RecentKey};
 
 impl HistoryLink {
     /// The same history, numbered by the store as it writes the entries.
@@ -37,14 +39,16 @@ impl HistoryLink {
         now: Instant,
         deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
     ) -> (Result<T, E>, Kept) {
-        let mut shard = self.shard(&accepted.conversation);
+        let hash = self.hasher.hash_one(&accepted.conversation);
+        let mut guard = self.shard_of(hash);
+        let shard = &mut *guard;
         shard.forget_recent(now, self.recent_capacity);
-        let key = accepted
-            .fp
-            .clone()
-            .filter(|fp| !fp.is_empty())
-            .map(|fp| (accepted.conversation.clone(), accepted.sender.clone(), fp));
-        if key.as_ref().is_some_and(|k| shard.recent.contains_key(k)) {
+        let key =
+            RecentKey::of(&accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
+        if key
+            .as_ref()
+            .is_some_and(|(h, k)| shard.recalled(*h, k).is_some())
+        {
             return (deliver(None), Kept::Again(None));
         }
         let room = {
@@ -61,7 +65,7 @@ impl HistoryLink {
         }
         shard.remember(key, None, now);
         // Under the conversation's lock: the buffer keeps the order messages were accepted.
-        self.numbered(vec![accepted.numbered(0)], false, now);
+        self.numbered(std::iter::once(accepted.numbered(0)), false, now);
         (result, Kept::Later)
     }
 }

@@ -162,6 +162,37 @@ fn a_retransmission_is_delivered_again_with_its_first_place_and_kept_once() {
 }
 
 #[test]
+fn a_fingerprint_the_other_member_or_conversation_used_is_a_new_message() {
+    let h = history();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut bob = h.online(Transport::Tcp, "bob");
+    let mut carol = h.online(Transport::Tcp, "carol");
+    // Both ask for history, so their acknowledgements say where their messages went.
+    conversations(&h, &mut alice, "alice");
+    conversations(&h, &mut bob, "bob");
+    send(&h, &mut alice, "alice", "bob", "m0");
+    send(&h, &mut alice, "alice", "carol", "m0");
+    h.chores();
+    // Within the minute that retransmissions are recognised, the same fingerprint from the
+    // other member, or in another conversation, is not one.
+    send(&h, &mut alice, "alice", "bob", "m1");
+    let bobs = send(&h, &mut bob, "bob", "alice", "m1");
+    let carols = send(&h, &mut alice, "alice", "carol", "m1");
+    assert_eq!(bobs.seq.map(|t| t.seq), Some(3));
+    assert_eq!(carols.seq.map(|t| t.seq), Some(2));
+    received(&h, &mut bob);
+    received(&h, &mut carol);
+    let (all, _) = page(&h, &mut bob, "bob", "alice", HistoryRange::After(0), 0);
+    let senders: Vec<&str> = all.items.iter().map(|m| m.from.as_str()).collect();
+    assert_eq!(
+        (seqs(&all), senders),
+        (vec![1, 2, 3], vec!["alice", "alice", "bob"])
+    );
+    let (all, _) = page(&h, &mut carol, "carol", "alice", HistoryRange::After(0), 0);
+    assert_eq!(seqs(&all), [1, 2]);
+}
+
+#[test]
 fn a_stored_message_is_numbered_and_its_sender_told() {
     let h = history();
     let mut alice = h.online(Transport::Tcp, "alice");
