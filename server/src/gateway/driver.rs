@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -78,9 +80,25 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                     match next {
                         Some(Ok(body)) => {
                             handled += 1;
-                            let handling =
-                                Box::pin(core.handle_packet(&mut session, &mut pipe, &body, now));
-                            if within(&core, &close, due, handling).await != Some(Flow::Continue) {
+                            let (flow, waited) = {
+                                let mut handling = Box::pin(core.handle_packet(
+                                    &mut session,
+                                    &mut pipe,
+                                    &body,
+                                    now,
+                                ));
+                                match poll_once(handling.as_mut()).await {
+                                    Poll::Ready(flow) => (Some(flow), false),
+                                    Poll::Pending => (within(&core, &close, due, handling).await, true),
+                                }
+                            };
+                            if flow != Some(Flow::Continue) {
+                                break Flow::Close;
+                            }
+                            // Its handling waited (a commit, a hook, another node): its reply
+                            // goes out now, not after the rest of the batch, which may wait
+                            // as long again.
+                            if waited && !flushed(&core, &close, &session, &mut pipe).await {
                                 break Flow::Close;
                             }
                         }
@@ -141,6 +159,11 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
     }
     core.close_session(&mut session);
     let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;
+}
+
+/// Polls `work` once, with the task's own waker: whether it finished without waiting.
+async fn poll_once<T>(mut work: Pin<&mut impl Future<Output = T>>) -> Poll<T> {
+    std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await
 }
 
 /// When the session's one timer must fire: its deadline, or the end of a read pause if that
