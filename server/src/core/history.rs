@@ -245,6 +245,9 @@ struct Buffer {
     /// Conversations whose counters the chores load.
     loads: Vec<Conversation>,
     loading: bool,
+    /// When recently numbered messages are next looked through, so that they are forgotten
+    /// after their lifetime even when their shards see no more traffic.
+    forget_at: Option<Instant>,
     /// When the next write is due, and when a failed step may be tried again.
     write_at: Option<Instant>,
     retry_at: Option<Instant>,
@@ -458,6 +461,7 @@ impl HistoryLink {
             buffer.write_at = Some(now + self.flush_delay);
             self.wake.notify_one();
         }
+        buffer.forget_at.get_or_insert(now + RECENT_LIFETIME);
         for entry in entries {
             if !counted {
                 buffer.held += 1;
@@ -482,7 +486,43 @@ impl HistoryLink {
             .filter(|_| buffer.writing.is_empty())
             .map(|at| retry.map_or(at, |r| r.max(at)));
         let sweep = *self.lock_sweep();
-        [opening, loads, write, sweep].into_iter().flatten().min()
+        [opening, loads, write, sweep, buffer.forget_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How many recently numbered messages are remembered, in every shard.
+    #[cfg(test)]
+    pub(crate) fn recent_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().expect("test lock").recent.len())
+            .sum()
+    }
+
+    /// Forgets the recently numbered messages that outlived their lifetime in every shard,
+    /// if that is due at `now`, and gives back the memory of shards left mostly empty: after
+    /// a busy spell the table holds up to `dedup_capacity` keys, and a shard that sees no more
+    /// messages would otherwise keep them.
+    pub(crate) fn forget_recent(&self, now: Instant) {
+        if self.lock_buffer().forget_at.is_none_or(|at| at > now) {
+            return;
+        }
+        let mut oldest = None;
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .expect("history shard lock is never held across a panic-prone section");
+            shard.forget_recent(now, self.recent_capacity);
+            if shard.recent.len() * 4 < shard.recent.capacity() {
+                shard.recent.shrink_to_fit();
+            }
+            if let Some((_, recent)) = shard.recent.front() {
+                oldest = Some(oldest.map_or(recent.at, |at: Instant| at.min(recent.at)));
+            }
+        }
+        self.lock_buffer().forget_at = oldest.map(|at| at + RECENT_LIFETIME);
     }
 
     /// Whether a step that failed may be tried again at `now`.

@@ -159,6 +159,7 @@ impl Core {
                 return;
             }
         }
+        history.forget_recent(now);
         let due = history.lock_sweep().is_some_and(|at| at <= now);
         if due {
             self.sweep_history(link, history).await;

@@ -161,6 +161,28 @@ fn a_retransmission_is_delivered_again_with_its_first_place_and_kept_once() {
     assert_eq!(seqs(&all), [1, 2]);
 }
 
+/// What is remembered to recognise retransmissions goes after its lifetime even when no
+/// message comes after it: the chores look through every shard.
+#[test]
+fn recently_numbered_messages_are_forgotten_after_their_lifetime_without_more_traffic() {
+    let h = history();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let _bob = h.online(Transport::Tcp, "bob");
+    send(&h, &mut alice, "alice", "bob", "m1");
+    h.chores();
+    send(&h, &mut alice, "alice", "bob", "m2");
+    h.chores();
+    let history = h.core.history.as_ref().unwrap();
+    assert_eq!(history.recent_len(), 2);
+    h.advance(Duration::from_secs(59));
+    h.chores();
+    assert_eq!(history.recent_len(), 2, "not before their lifetime");
+    h.advance(Duration::from_secs(1));
+    assert!(h.core.poll_store_timeout().is_some_and(|at| at <= h.now()));
+    h.chores();
+    assert_eq!(history.recent_len(), 0);
+}
+
 #[test]
 fn a_fingerprint_the_other_member_or_conversation_used_is_a_new_message() {
     let h = history();
