@@ -8,9 +8,12 @@
 //! as on one node: a conversation whose members write from two nodes is numbered gaplessly,
 //! each message once, and reads the same through the API and a client's sync on any node.
 
+mod process;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::ops::Deref;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +26,10 @@ use hongyan_shared::{Fingerprint, LoginInfo, UserId};
 use hongyan_store::testing::TempPostgres;
 use tokio::time::{Instant, timeout};
 
+use self::process::{Options, STEP, Served, http_at};
+
 /// The admin token the nodes run with.
 const TOKEN: &str = "cluster-test-token";
-/// The longest any step may take.
-const STEP: Duration = Duration::from_secs(60);
 
 /// A `nats-server` on a loopback port of its own, stopped on drop.
 struct Nats {
@@ -91,93 +94,38 @@ impl Drop for Nats {
     }
 }
 
-/// One `hongyan serve` node on ephemeral loopback ports (read back from its log), killed on
-/// drop.
-struct Node {
-    name: String,
-    child: Child,
-    tcp: SocketAddr,
-    udp: SocketAddr,
-    http: SocketAddr,
-    log: Arc<Mutex<String>>,
+/// A `hongyan serve` node of the cluster, on ephemeral loopback ports, killed on drop.
+struct Node(Served);
+
+impl Deref for Node {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
+    }
 }
 
 impl Node {
     fn start(name: &str, store: &str, nats: &str, state_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
-            .args([
-                "serve",
+        let log = std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+        Self(Served::start(&Options {
+            name,
+            args: &[
                 "--store",
                 store,
                 "--cluster",
                 nats,
                 "--node-name",
                 name,
-            ])
-            .args(["--tcp-addr", "127.0.0.1:0", "--udp-addr", "127.0.0.1:0"])
-            .args(["--http-addr", "127.0.0.1:0"])
-            // The cluster, not the message limit, is under test.
-            .args(["--limits-exempt", "127.0.0.0/8"])
-            .env("HONGYAN_STATE_DIR", state_dir)
-            .env("HONGYAN_ADMIN_TOKEN", TOKEN)
-            .env(
-                "HONGYAN_LOG",
-                std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addresses_tx, addresses) = std::sync::mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap_or_default();
-                for what in [
-                    "tcp gateway listening",
-                    "udp gateway listening",
-                    "http listening",
-                ] {
-                    if let Some(addr) = line
-                        .contains(what)
-                        .then(|| line.split("addr=Some(").nth(1))
-                        .flatten()
-                        .and_then(|rest| rest.split(')').next())
-                    {
-                        let _ = addresses_tx.send((what, addr.parse::<SocketAddr>().unwrap()));
-                    }
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut found = HashMap::new();
-        while found.len() < 3 {
-            let (what, addr) = addresses
-                .recv_timeout(STEP)
-                .unwrap_or_else(|_| panic!("{name} starts:\n{}", log.lock().unwrap()));
-            found.insert(what, addr);
-        }
-        Self {
-            name: name.to_owned(),
-            child,
-            tcp: found["tcp gateway listening"],
-            udp: found["udp gateway listening"],
-            http: found["http listening"],
-            log,
-        }
-    }
-
-    /// `method path` with the admin token and a JSON `body`: the status code and the body.
-    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        http_at(self.http, method, path, body)
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        self.http("GET", path, "")
+                // The cluster, not the message limit, is under test.
+                "--limits-exempt",
+                "127.0.0.0/8",
+            ],
+            state_dir,
+            token: TOKEN,
+            log: &log,
+            udp: true,
+        }))
     }
 
     /// Waits until `/readyz`'s body starts with `state` (`ready`, `degraded`).
@@ -191,92 +139,28 @@ impl Node {
             assert!(
                 Instant::now() < deadline,
                 "{}: /readyz stays {status} {body}",
-                self.name
+                self.name()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Waits until the log has a line that contains `text` (it is read by another thread).
-    async fn wait_log(&self, text: &str) {
-        let deadline = Instant::now() + STEP;
-        while !self.log.lock().unwrap().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in {}'s log:\n{}",
-                self.name,
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     fn tcp(&self) -> Endpoint {
-        Endpoint::Tcp(self.tcp.to_string())
+        Endpoint::Tcp(self.0.tcp.to_string())
     }
 
     fn udp(&self) -> Endpoint {
-        Endpoint::Udp(self.udp.to_string())
+        Endpoint::Udp(self.0.udp.expect("a node listens on UDP").to_string())
     }
 
     fn ws(&self) -> Endpoint {
-        Endpoint::WebSocket(format!("ws://{}/websocket", self.http))
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        Endpoint::WebSocket(format!("ws://{}/websocket", self.0.http))
     }
 
     /// Kills the process with SIGKILL, as a crash or the OOM killer would.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill(self) {
+        self.0.kill();
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- {}'s log:\n{}", self.name, self.log.lock().unwrap());
-        }
-        // A stopped process must run again to die.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `method path` on the HTTP listener at `addr`, with the admin token and a JSON `body`: the
-/// status code and the body.
-fn http_at(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
 }
 
 /// NATS, PostgreSQL and three nodes, named `node-0` … `node-2`.
@@ -405,12 +289,12 @@ async fn users_on_different_nodes_talk_with_qos_on_every_transport_and_are_liste
     for node in &cluster.nodes {
         let (status, body) = node.get("/api/users");
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains(r#""total":3"#), "{}: {body}", node.name);
+        assert!(body.contains(r#""total":3"#), "{}: {body}", node.name());
         for (user, holder) in [("alice", "node-0"), ("bob", "node-1"), ("carol", "node-2")] {
             assert!(
                 body.contains(&format!(r#""userId":"{user}""#)),
                 "{}: {body}",
-                node.name
+                node.name()
             );
             let (status, one) = node.get(&format!("/api/users/{user}"));
             assert_eq!(status, 200, "{one}");
@@ -916,7 +800,7 @@ async fn history_is_numbered_once_across_nodes_and_reads_the_same_from_any_node(
         for i in EACH..2 * EACH {
             let body =
                 format!(r#"{{"from":"frank","to":"erin","content":"frank {i}","wait":true}}"#);
-            let (status, answer) = http_at(api, "POST", "/api/messages/c2c", &body);
+            let (status, answer) = http_at(api, TOKEN, "POST", "/api/messages/c2c", &body);
             assert_eq!(status, 200, "{answer}");
             assert!(answer.contains(r#""outcome":"delivered""#), "{answer}");
         }

@@ -4,13 +4,14 @@
 //! once; on SQLite and on PostgreSQL. And a PostgreSQL that goes away: no acknowledgement, one
 //! log line for the burst, `/readyz` not ready, and recovery when it returns.
 
+mod process;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hongyan_client::{Client, ClientConfig, Endpoint};
@@ -18,6 +19,8 @@ use hongyan_shared::client::{ClientEvent, ConnectionState};
 use hongyan_shared::{Fingerprint, LoginInfo};
 use hongyan_store::testing::TempPostgres;
 use tokio::time::{Instant, timeout};
+
+use self::process::{Options, STEP, Served};
 
 /// The admin token the servers run with.
 const TOKEN: &str = "store-crash-test-token";
@@ -28,94 +31,35 @@ const WINDOW: usize = 32;
 const RECEIVERS: usize = 8;
 /// Acknowledged messages to wait for before the kill.
 const ACKED_BEFORE_KILL: u64 = 1_000;
-/// The longest any step may take.
-const STEP: Duration = Duration::from_secs(60);
 
-/// A `hongyan serve` on ephemeral loopback ports (read back from its log), killed on drop.
-struct Serve {
-    child: Child,
-    tcp: SocketAddr,
-    http: SocketAddr,
-    log: Arc<Mutex<String>>,
+/// A `hongyan serve` on ephemeral loopback ports, killed on drop.
+struct Serve(Served);
+
+impl Deref for Serve {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
+    }
 }
 
 impl Serve {
     fn start(store: &str, state_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hongyan"))
-            .args(["serve", "--store", store, "--udp-addr", "off"])
-            .args(["--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            // Senders stream as fast as their window allows: the crash, not the message
-            // limit, is under test.
-            .args(["--limits-exempt", "127.0.0.0/8"])
-            .env("HONGYAN_STATE_DIR", state_dir)
-            .env("HONGYAN_ADMIN_TOKEN", TOKEN)
-            .env("HONGYAN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addresses_tx, addresses) = std::sync::mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap_or_default();
-                for what in ["tcp gateway listening", "http listening"] {
-                    if let Some(addr) = line
-                        .contains(what)
-                        .then(|| line.split("addr=Some(").nth(1))
-                        .flatten()
-                        .and_then(|rest| rest.split(')').next())
-                    {
-                        let _ = addresses_tx.send((what, addr.parse::<SocketAddr>().unwrap()));
-                    }
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut tcp = None;
-        let mut http = None;
-        while tcp.is_none() || http.is_none() {
-            let (what, addr) = addresses
-                .recv_timeout(STEP)
-                .unwrap_or_else(|_| panic!("the server starts:\n{}", log.lock().unwrap()));
-            match what {
-                "tcp gateway listening" => tcp = Some(addr),
-                _ => http = Some(addr),
-            }
-        }
-        Self {
-            child,
-            tcp: tcp.unwrap(),
-            http: http.unwrap(),
-            log,
-        }
-    }
-
-    /// `GET path` with the admin token: the status code and the body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.http).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        let status = reply
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = reply
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        (status, body)
+        Self(Served::start(&Options {
+            name: "the server",
+            args: &[
+                "--store",
+                store,
+                // Senders stream as fast as their window allows: the crash, not the message
+                // limit, is under test.
+                "--limits-exempt",
+                "127.0.0.0/8",
+            ],
+            state_dir,
+            token: TOKEN,
+            log: "info",
+            udp: false,
+        }))
     }
 
     /// Waits until `/readyz` answers `status`.
@@ -131,45 +75,9 @@ impl Serve {
         }
     }
 
-    /// The log's lines that contain `text`.
-    fn log_lines(&self, text: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-
-    /// Waits until the log has a line that contains `text` (it is read by another thread), and
-    /// returns how many it has.
-    async fn wait_log(&self, text: &str) -> usize {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let lines = self.log_lines(text);
-            if lines > 0 {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in the log:\n{}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Kills the process with SIGKILL, as a crash or the OOM killer would.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.0.kill();
     }
 }
 
@@ -272,7 +180,7 @@ async fn every_acknowledged_message_survives_a_kill(store: &str) {
             Instant::now() < deadline,
             "the senders never got going: {} acked\n{}",
             acked.load(Ordering::Relaxed),
-            server.log.lock().unwrap()
+            server.log()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -381,7 +289,7 @@ async fn postgres_going_away_means_no_acknowledgement_one_log_line_and_not_ready
         failing,
         1,
         "one line for the burst, not one per message:\n{}",
-        server.log.lock().unwrap()
+        server.log()
     );
 
     pg.start_again().unwrap();
