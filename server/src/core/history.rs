@@ -164,6 +164,14 @@ struct Recent {
     tag: Option<SeqTag>,
 }
 
+/// A message [`HistoryLink::admit`] let through: its conversation's hash, the conversation's
+/// shard (held until the message is kept), and the key it is remembered by, if it has one.
+struct Admitted<'a> {
+    hash: u64,
+    shard: MutexGuard<'a, Shard>,
+    key: Option<(u64, RecentKey)>,
+}
+
 /// The conversations of one lock.
 struct Shard {
     /// Least recently used first; hashed with the link's hasher, so the hash that chose the
@@ -343,6 +351,30 @@ impl HistoryLink {
         }
     }
 
+    /// The first steps of keeping `accepted` at `now`, whoever numbers it: its conversation's
+    /// shard, locked, with the recent messages that outlived their lifetime forgotten. A
+    /// message seen before is [`Kept::Again`], one that cannot be kept (too much waits to be
+    /// written, or an id the store cannot keep) [`Kept::Not`].
+    fn admit(&self, accepted: &Accepted, now: Instant) -> Result<Admitted<'_>, Kept> {
+        let hash = self.hasher.hash_one(&accepted.conversation);
+        let mut shard = self.shard_of(hash);
+        shard.forget_recent(now, self.recent_capacity);
+        let key =
+            RecentKey::of(accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
+        if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
+            return Err(Kept::Again(tag));
+        }
+        let room = {
+            let buffer = self.lock_buffer();
+            buffer.held < MAX_WAITING
+                && buffer.held_bytes + accepted.content.len() <= MAX_WAITING_BYTES
+        };
+        if !room || !accepted.keepable() {
+            return Err(Kept::Not);
+        }
+        Ok(Admitted { hash, shard, key })
+    }
+
     /// Keeps `accepted`, handing it to its receiver with `deliver` under its conversation's
     /// lock: `deliver` gets the message's tag (`None` when it cannot be numbered now), and
     /// only if it succeeds is the message kept. A message seen before (a sender's
@@ -356,23 +388,16 @@ impl HistoryLink {
         if self.by_store {
             return self.deliver_unnumbered(accepted, now, deliver);
         }
-        let hash = self.hasher.hash_one(&accepted.conversation);
-        let mut guard = self.shard_of(hash);
-        let shard = &mut *guard;
-        shard.forget_recent(now, self.recent_capacity);
-        let key =
-            RecentKey::of(&accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
-        if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
-            return (deliver(tag), Kept::Again(tag));
-        }
-        let bytes = accepted.content.len();
-        let room = {
-            let buffer = self.lock_buffer();
-            buffer.held < MAX_WAITING && buffer.held_bytes + bytes <= MAX_WAITING_BYTES
+        let Admitted {
+            hash,
+            shard: mut guard,
+            key,
+        } = match self.admit(&accepted, now) {
+            Ok(admitted) => admitted,
+            Err(kept) => return (deliver(kept.tag()), kept),
         };
-        if !room || !accepted.keepable() {
-            return (deliver(None), Kept::Not);
-        }
+        let shard = &mut *guard;
+        let bytes = accepted.content.len();
         let epoch = self.epoch.load(Ordering::Acquire);
         let counter = shard
             .counters

@@ -13,11 +13,9 @@
 //! entry whose (conversation, sender, fp) it holds already (a sender that moved to another
 //! node and sent again, or a batch retried after an ambiguous failure).
 
-use std::hash::BuildHasher;
-
 use hongyan_shared::{Instant, SeqTag};
 
-use super::{Accepted, HistoryLink, Kept, RecentKey};
+use super::{Accepted, Admitted, HistoryLink, Kept};
 
 impl HistoryLink {
     /// The same history, numbered by the store as it writes the entries.
@@ -39,26 +37,15 @@ impl HistoryLink {
         now: Instant,
         deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
     ) -> (Result<T, E>, Kept) {
-        let hash = self.hasher.hash_one(&accepted.conversation);
-        let mut guard = self.shard_of(hash);
-        let shard = &mut *guard;
-        shard.forget_recent(now, self.recent_capacity);
-        let key =
-            RecentKey::of(&accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
-        if key
-            .as_ref()
-            .is_some_and(|(h, k)| shard.recalled(*h, k).is_some())
-        {
-            return (deliver(None), Kept::Again(None));
-        }
-        let room = {
-            let buffer = self.lock_buffer();
-            buffer.held < super::MAX_WAITING
-                && buffer.held_bytes + accepted.content.len() <= super::MAX_WAITING_BYTES
+        let Admitted {
+            shard: mut guard,
+            key,
+            ..
+        } = match self.admit(&accepted, now) {
+            Ok(admitted) => admitted,
+            Err(kept) => return (deliver(kept.tag()), kept),
         };
-        if !room || !accepted.keepable() {
-            return (deliver(None), Kept::Not);
-        }
+        let shard = &mut *guard;
         let result = deliver(None);
         if result.is_err() {
             return (result, Kept::Not);
