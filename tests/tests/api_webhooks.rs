@@ -164,6 +164,37 @@ async fn with_a_store_a_slow_offline_backend_never_holds_up_the_sender() {
     assert_eq!(call.body["fp"], "fp-0", "notified, for a push notification");
 }
 
+/// The notifications wait in a bounded queue: beyond it (the backend keeps falling behind)
+/// they are dropped and counted, and the senders still hear at once.
+#[tokio::test]
+async fn stored_message_notifications_beyond_their_queue_are_dropped_and_counted() {
+    let backend = Backend::start().await;
+    backend
+        .behaviour()
+        .offline_stall
+        .store(true, Ordering::SeqCst);
+    let mut config = backend.config();
+    config.event_queue = 2;
+    config.concurrency = 1;
+    let server = hooked(config, |c| c.store = StoreSpec::Memory).await;
+    let (mut alice, _) = login(&server, "alice", "t").await;
+    for i in 0..8 {
+        let fp = format!("fp-{i}");
+        let message = Packet::common_data("alice", "bob", "hi", Some(fp.as_str().into()), 9);
+        alice.send(&message).await;
+        let acked = alice.expect(PacketType::Ack).await;
+        assert_eq!(acked.data_content.as_deref(), Some(fp.as_str()));
+    }
+    let text = Api::anonymous(server.http).get("/metrics").await.text;
+    assert!(
+        metric(
+            &text,
+            "hongyan_webhook_events_dropped_total{reason=\"queue_full\"}"
+        ) >= 4.0,
+        "at most one call in flight, one waiting for its slot and two queued: {text}"
+    );
+}
+
 #[tokio::test]
 async fn an_offline_message_the_backend_does_not_store_is_not_acknowledged() {
     let backend = Backend::start().await;
