@@ -254,6 +254,52 @@ async fn exchange(
     assert_eq!(message.from.as_str(), from.user_id().as_str());
 }
 
+/// `a` and `b`, on two nodes, each send `n` QoS messages to the other at once, without
+/// waiting. A sender hears its pseudo-ACK only when the other node has the receiver's
+/// acknowledgement; a session that waited for it before reading on would never read the other
+/// side's acknowledgement, and both would wait for the cluster's deliver timeout (5 s). So:
+/// every message is acknowledged within a moment, and each side receives the other's messages
+/// once and in order.
+async fn crossing(a: &mut (Client, Events), b: &mut (Client, Events), n: usize) {
+    let started = Instant::now();
+    let mut sent: [Vec<Fingerprint>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..n {
+        for (side, (from, to)) in [(&a.0, &b.0), (&b.0, &a.0)].into_iter().enumerate() {
+            let text = format!("crossing {i} from {}", from.user_id());
+            let fp = from
+                .send_c2c(to.user_id().as_str(), &text, 0)
+                .await
+                .unwrap();
+            sent[side].push(fp);
+        }
+    }
+    let within = Duration::from_secs(3);
+    for (side, events) in [&mut a.1, &mut b.1].into_iter().enumerate() {
+        let (mut acked, mut received) = (Vec::new(), Vec::new());
+        while acked.len() < n || received.len() < n {
+            match tokio::time::timeout_at(started + within, events.recv()).await {
+                Ok(Some(ClientEvent::MessageDelivered(fp))) => acked.push(fp),
+                Ok(Some(ClientEvent::MessageReceived(message))) => received.push(message.fp),
+                Ok(Some(_)) => {}
+                other => panic!(
+                    "side {side}: {} of {n} acknowledged and {} of {n} received within {within:?}: {other:?}",
+                    acked.len(),
+                    received.len()
+                ),
+            }
+        }
+        acked.sort();
+        let mut expected = sent[side].clone();
+        expected.sort();
+        assert_eq!(
+            acked, expected,
+            "side {side}: each message acknowledged once"
+        );
+        let expected: Vec<_> = sent[1 - side].iter().cloned().map(Some).collect();
+        assert_eq!(received, expected, "side {side}: received once, in order");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_on_different_nodes_talk_with_qos_on_every_transport_and_are_listed_everywhere() {
     let cluster = Cluster::start().await;
@@ -268,6 +314,8 @@ async fn users_on_different_nodes_talk_with_qos_on_every_transport_and_are_liste
     exchange(&mut alice, &mut bob, "tcp on node-0 to udp on node-1").await;
     exchange(&mut bob, &mut carol, "udp on node-1 to ws on node-2").await;
     exchange(&mut carol, &mut alice, "ws on node-2 to tcp on node-0").await;
+    // Two users on two nodes writing to each other at the same moment.
+    crossing(&mut alice, &mut bob, 20).await;
 
     // S2C pushed through node-0's API to a user on node-2, acknowledged there.
     let (status, body) = n0.http(

@@ -33,6 +33,8 @@
 //!   (`gateway::driver`). No protocol decisions live there.
 //! - `registry`: the online map, `user → session`.
 //! - `session`: a session's own state, its outbox and the handle others use to reach it.
+//! - `lane`: C2C messages a session handed off to be relayed in order while its loop reads
+//!   on (a cluster's receivers on other nodes).
 //! - `mailbox`: the small bounded queue behind outboxes and UDP inboxes.
 //! - `log_limit`: rate-limited log lines, summarised by count, for what clients can cause
 //!   without end.
@@ -73,6 +75,7 @@ mod gateway;
 pub mod handle;
 pub mod hooks;
 mod http;
+mod lane;
 pub mod limits;
 mod log_limit;
 mod log_text;

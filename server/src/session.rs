@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::hooks::SessionInfo;
+use crate::lane::Lane;
 use crate::limits::SessionRate;
 use crate::mailbox::{Mailbox, MailboxReceiver, Refused};
 use crate::pipe::PipeProperties;
@@ -198,6 +199,9 @@ pub struct Session {
     /// Its message budget, from its login on (`max_messages_per_sec`), and its read pause;
     /// `None` before a login and without a limit. Boxed: an idle session carries 8 bytes.
     pub(crate) rate: Option<SessionRate>,
+    /// C2C messages handed off to be relayed in order while the loop reads on (in a cluster,
+    /// for receivers on other nodes); `None` while there are none. Boxed: 8 bytes otherwise.
+    pub(crate) lane: Option<Box<Lane>>,
     pub(crate) handle: SessionHandle,
 }
 
@@ -238,6 +242,7 @@ impl Session {
             login_deadline: Some(now + limits.login_timeout),
             idle_expiry: limits.idle_expiry,
             rate: None,
+            lane: None,
             handle,
         };
         (session, Outbox(rx))

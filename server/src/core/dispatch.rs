@@ -2,6 +2,8 @@
 //! reply to packets that need a login (§4.5). hongyan's conversation-sync requests (§9.4)
 //! need a login too.
 
+use std::sync::Arc;
+
 use hongyan_shared::{ErrorResponse, Instant, Packet, PacketType, UserId, codes};
 
 use super::reply::{Allowance, end_unless_connectionless};
@@ -15,7 +17,7 @@ impl Core {
     /// Handles one packet body that arrived at `now` on `session`, answering on `pipe`.
     /// Every packet, whatever it is, counts as traffic for the idle expiry.
     pub async fn handle_packet<P: Pipe>(
-        &self,
+        self: &Arc<Self>,
         session: &mut Session,
         pipe: &mut P,
         body: &[u8],

@@ -1,6 +1,8 @@
 //! Application data and acknowledgements (§6.4): C2S with ACK and de-duplication, C2C
 //! forwarding with the pseudo-ACK in the receiver's name, and ACKs of server → client packets.
 
+use std::sync::Arc;
+
 use hongyan_shared::{Fingerprint, Instant, Packet, SeqTag, UserId};
 use hongyan_store::Put;
 use tokio::sync::oneshot;
@@ -44,10 +46,26 @@ impl Relayed {
     }
 }
 
+/// The pseudo-ACK that tells the sender of `packet`, a C2C message relayed as `relayed`,
+/// what became of it (§6.4): for a QoS message handed over or kept, in its receiver's name;
+/// with its place in history for a sender that asked for history (`synced`, §9.4).
+pub(super) fn pseudo_ack(packet: &Packet, relayed: Relayed, synced: bool) -> Option<Packet> {
+    let fp = match (relayed, packet.qos_fingerprint()) {
+        (Relayed::Forwarded { .. } | Relayed::Kept { .. }, Some(fp)) => fp,
+        // Refused, not kept, or without QoS: nothing to acknowledge.
+        _ => return None,
+    };
+    let mut ack = Packet::ack(packet.to_str(), packet.from_str(), fp, false);
+    if synced {
+        ack.seq = relayed.tag();
+    }
+    Some(ack)
+}
+
 impl Core {
     pub(super) async fn data<P: Pipe>(
-        &self,
-        session: &Session,
+        self: &Arc<Self>,
+        session: &mut Session,
         pipe: &mut P,
         mut packet: Packet,
         user: UserId,
@@ -89,8 +107,11 @@ impl Core {
         }
         if packet.to.as_ref().is_some_and(UserId::is_server) {
             self.c2s(session, pipe, packet, &user, now).await
+        } else if self.hands_off(session, &packet) {
+            self.hand_off(session, packet).await;
+            Flow::Continue
         } else {
-            self.c2c(session, pipe, packet, &user, now).await
+            self.c2c(session, pipe, packet, now).await
         }
     }
 
@@ -132,21 +153,12 @@ impl Core {
         session: &Session,
         pipe: &mut P,
         mut packet: Packet,
-        user: &UserId,
         now: Instant,
     ) -> Flow {
         let relayed = self.relay(&mut packet, session.info(), None, now).await;
-        let fp = match (relayed, packet.qos_fingerprint()) {
-            (Relayed::Forwarded { .. } | Relayed::Kept { .. }, Some(fp)) => fp,
-            // Refused, not kept, or without QoS: nothing to acknowledge.
-            _ => return Flow::Continue,
+        let Some(ack) = pseudo_ack(&packet, relayed, session.handle.is_synced()) else {
+            return Flow::Continue;
         };
-        let receiver = packet.to.as_ref().map_or("", UserId::as_str);
-        let mut ack = Packet::ack(receiver, user.as_str(), fp, false);
-        if session.handle.is_synced() {
-            // Its place in history goes only to a session that asked for history (§9.4).
-            ack.seq = relayed.tag();
-        }
         // Not `relayed` itself across the awaits: every connection's task would carry its tag.
         let notify = matches!(relayed, Relayed::Kept { notify: true, .. });
         let flow = self.reply(session, pipe, ack).await;

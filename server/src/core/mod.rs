@@ -14,6 +14,8 @@
 //! - `dispatch`: the type table (§4.1), keepalive, echo, logout, 301 (§4.5).
 //! - `login`: login, verification, the duplicate-login rules (§4.2, §4.3).
 //! - `messages`: C2S, C2C and acknowledgements (§6.4).
+//! - `handoff`: C2C messages relayed from a session's lane, off its loop (a cluster's
+//!   receivers on other nodes).
 //! - `reply`: writing on the session's own pipe; what a connection does after a refusal.
 //! - `outbound`: what other tasks queued for a session, kickouts included.
 //! - `kick`: kickouts sent to a session from elsewhere (a newer login, an administrator).
@@ -39,6 +41,7 @@ mod acked;
 mod backlog;
 mod chores;
 mod dispatch;
+mod handoff;
 mod history;
 mod history_io;
 mod keep;

@@ -142,6 +142,9 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
                     break;
                 }
             }
+            // Messages handed off to another node's receivers: relayed one at a time while
+            // the loop reads on (their acknowledgements come back through the outbox).
+            () = drive_lane(&core, &mut session), if session.lane.is_some() => {}
             () = &mut deadline => {
                 if core.handle_session_timeout(&mut session, core.clock.now()) == Flow::Close {
                     break;
@@ -159,6 +162,12 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
     }
     core.close_session(&mut session);
     let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(pipe.close(error))).await;
+}
+
+/// Runs the session's lane ([`Core::drive_lane`]), boxed for the moment it runs: the branch's
+/// future is part of every session's, and most sessions never hand a message off.
+async fn drive_lane(core: &Arc<Core>, session: &mut Session) {
+    Box::pin(core.drive_lane(session)).await;
 }
 
 /// Polls `work` once, with the task's own waker: whether it finished without waiting.

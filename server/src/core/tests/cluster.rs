@@ -11,25 +11,40 @@ use futures_util::FutureExt;
 use hongyan_shared::history::HistoryRange;
 use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, Transport, UserId, codes};
 use hongyan_store::MemoryStore;
+use tokio::sync::Semaphore;
 
 use super::harness::{Harness, data, kinds};
 use crate::cluster::{Claim, Cluster, Handover, Node, NodePage, NodeUser, Remote};
 use crate::core::{Delivery, Flow};
 
-/// A cluster whose other nodes answer `deliver` with `remote` and `claim` with `claim`.
+/// A cluster whose other nodes answer `deliver` with `remote` and `claim` with `claim`, each
+/// `deliver` once `gate` lets it (a permit per answer).
 struct Scripted {
     remote: Remote,
     claim: Claim,
     asked: Mutex<Vec<String>>,
+    gate: Semaphore,
 }
 
 impl Scripted {
     fn new(remote: Remote, claim: Claim) -> Arc<Self> {
+        Self::gated(remote, claim, Semaphore::MAX_PERMITS)
+    }
+
+    /// A cluster whose answers to `deliver` wait for [`answer`](Self::answer), `open` of
+    /// them excepted.
+    fn gated(remote: Remote, claim: Claim, open: usize) -> Arc<Self> {
         Arc::new(Self {
             remote,
             claim,
             asked: Mutex::new(Vec::new()),
+            gate: Semaphore::new(open),
         })
+    }
+
+    /// Lets the next `n` answers to `deliver` through.
+    fn answer(&self, n: usize) {
+        self.gate.add_permits(n);
     }
 
     fn asked(&self) -> Vec<String> {
@@ -47,8 +62,19 @@ impl Cluster for Scripted {
         Some("node-a")
     }
     fn attach(&self, _node: Weak<dyn Node>) {}
-    async fn deliver(&self, user: &UserId, _packet: Bytes) -> Remote {
-        self.note(format!("deliver {user}"));
+    async fn deliver(&self, user: &UserId, packet: Bytes) -> Remote {
+        let fp = Packet::decode(&packet).ok().and_then(|p| p.fp);
+        match fp {
+            Some(fp) if self.gate.available_permits() < Semaphore::MAX_PERMITS => {
+                self.note(format!("deliver {user} {}", fp.as_str()));
+            }
+            _ => self.note(format!("deliver {user}")),
+        }
+        self.gate
+            .acquire()
+            .await
+            .expect("the gate is never closed")
+            .forget();
         self.remote
     }
     async fn claim(&self, user: &UserId, requested: i64) -> Claim {
@@ -107,6 +133,83 @@ fn a_message_for_a_user_held_elsewhere_is_acknowledged_by_its_outcome_there() {
         }
         assert_eq!(cluster.asked(), asked, "{remote:?}");
     }
+}
+
+#[test]
+fn a_sender_reads_on_while_another_node_answers_and_its_messages_keep_their_order() {
+    let cluster = Scripted::gated(Remote::Delivered, Claim::Granted, 0);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut carol = h.online(Transport::Tcp, "carol");
+    cluster.asked();
+    // Bob is on another node, which answers with his client's acknowledgement: not yet.
+    h.receive(&mut alice, &data("alice", "bob", "m-1"));
+    // Alice's session reads on meanwhile (the harness would panic on a wait): her keepalive
+    // is answered, and what she sends next waits behind m-1, a message to carol here too.
+    h.receive(&mut alice, &Packet::keep_alive("alice"));
+    h.receive(&mut alice, &data("alice", "bob", "m-2"));
+    h.receive(&mut alice, &data("alice", "carol", "m-3"));
+    let written = alice.written();
+    assert_eq!(kinds(&written), [PacketType::KeepAliveResponse]);
+    h.deliver(&mut carol);
+    assert!(carol.written().is_empty(), "m-3 waits behind m-1 and m-2");
+    assert_eq!(cluster.asked(), ["deliver bob m-1"]);
+    // Bob's node answers: each message is acknowledged as its outcome comes, in order.
+    cluster.answer(1);
+    h.drive_lane(&mut alice);
+    assert_eq!(cluster.asked(), ["deliver bob m-2"]);
+    let written = alice.written();
+    assert_eq!(kinds(&written), [PacketType::Ack]);
+    assert!(acked(&written, "m-1"));
+    cluster.answer(1);
+    h.drive_lane(&mut alice);
+    let written = alice.written();
+    assert!(
+        acked(&written, "m-2") && acked(&written, "m-3"),
+        "{written:?}"
+    );
+    assert_eq!(
+        written
+            .iter()
+            .filter_map(|p| p.data_content.as_deref())
+            .collect::<Vec<_>>(),
+        ["m-2", "m-3"]
+    );
+    h.deliver(&mut carol);
+    assert_eq!(
+        carol
+            .written()
+            .iter()
+            .filter_map(|p| p.fp.as_ref().map(|fp| fp.as_str().to_owned()))
+            .collect::<Vec<_>>(),
+        ["m-3"]
+    );
+    assert!(alice.session.lane.is_none(), "an empty lane is let go");
+}
+
+#[test]
+fn a_full_lane_holds_its_session_until_the_oldest_message_is_answered() {
+    let cluster = Scripted::gated(Remote::Delivered, Claim::Granted, 0);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut alice = h.online(Transport::Tcp, "alice");
+    for n in 0..crate::lane::LANE_CAPACITY {
+        h.receive(&mut alice, &data("alice", "bob", &format!("m-{n}")));
+    }
+    let now = h.now();
+    let next = data("alice", "bob", "one-too-many").to_json();
+    let mut handling =
+        Box::pin(
+            h.core
+                .handle_packet(&mut alice.session, &mut alice.pipe, next.as_bytes(), now),
+        );
+    assert!(
+        handling.as_mut().now_or_never().is_none(),
+        "the lane is full"
+    );
+    cluster.answer(1);
+    assert_eq!(handling.now_or_never(), Some(Flow::Continue));
+    h.deliver(&mut alice);
+    assert!(acked(&alice.written(), "m-0"));
 }
 
 /// The fingerprints of the conversation between `a` and `b` as `node` reads it, after

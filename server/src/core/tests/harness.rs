@@ -312,10 +312,23 @@ impl Harness {
     /// `peer` sent `body`.
     pub(super) fn receive_bytes(&self, peer: &mut Peer, body: &[u8]) -> Flow {
         let now = self.now();
-        self.core
+        let flow = self
+            .core
             .handle_packet(&mut peer.session, &mut peer.pipe, body, now)
             .now_or_never()
-            .expect("with an in-memory pipe and immediate hooks, handling never waits")
+            .expect("with an in-memory pipe and immediate hooks, handling never waits");
+        if peer.session.lane.is_some() {
+            // As the session's loop would: what it handed off runs as far as it can now, and
+            // the acknowledgements it queued are written.
+            self.drive_lane(peer);
+        }
+        flow
+    }
+
+    /// Runs `peer`'s lane as far as it goes without waiting, and writes what it queued.
+    pub(super) fn drive_lane(&self, peer: &mut Peer) {
+        let _ = self.core.drive_lane(&mut peer.session).now_or_never();
+        self.deliver(peer);
     }
 
     /// Writes what `peer`'s outbox holds, as its loop would; the first `Close` stops.
