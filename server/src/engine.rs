@@ -8,6 +8,8 @@
 //! - a packet body arrived → [`Core::handle_packet`]; replies are written on the pipe;
 //! - the outbox has an item (queued by another session, a push or a kick) →
 //!   [`Core::handle_outbound`];
+//! - while the session has messages handed off ([`Session::has_handed_off`]: in a cluster, for
+//!   users on other nodes) → [`Core::drive_lane`], beside the rest, never instead of reading;
 //! - the session's deadline ([`Core::poll_session_timeout`]) passed →
 //!   [`Core::handle_session_timeout`];
 //! - the peer left or the core said [`Flow::Close`] (or [`Session::is_closing`]) →

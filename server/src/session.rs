@@ -276,6 +276,12 @@ impl Session {
         out.login == self.handle.login
     }
 
+    /// Whether the session handed messages off that are not relayed yet: its loop runs
+    /// [`Core::drive_lane`](crate::engine::Core::drive_lane) until this is false.
+    pub fn has_handed_off(&self) -> bool {
+        self.lane.is_some()
+    }
+
     /// The token that closes the session (cancelled by [`SessionHandle::close`]).
     pub(crate) fn close_token(&self) -> &CancellationToken {
         &self.handle.close

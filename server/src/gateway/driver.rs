@@ -144,7 +144,7 @@ async fn run<P: Pipe>(core: Arc<Core>, mut pipe: P, mut session: Session, mut ou
             }
             // Messages handed off to another node's receivers: relayed one at a time while
             // the loop reads on (their acknowledgements come back through the outbox).
-            () = drive_lane(&core, &mut session), if session.lane.is_some() => {}
+            () = drive_lane(&core, &mut session), if session.has_handed_off() => {}
             () = &mut deadline => {
                 if core.handle_session_timeout(&mut session, core.clock.now()) == Flow::Close {
                     break;
