@@ -945,21 +945,44 @@ impl Sim {
     }
 }
 
-/// Totals over runs, to show every branch of the property was exercised.
-#[derive(Debug, Default)]
-struct Totals {
-    delivered: usize,
-    lost: usize,
-    lost_but_received: usize,
-    s2c_delivered: usize,
-    s2c_lost: usize,
-    relogins: usize,
+/// One QoS message a client sent, as every check sees it.
+struct SentMessage<'a> {
+    /// The seed, the transport, the sender, the message and its receiver, for the checks' words.
+    ctx: String,
+    sender: &'a Peer,
+    fp: &'a Fingerprint,
+    outcome: &'a Outcome,
+    /// How many times its receiving application saw it (the server's for C2S).
+    received: usize,
+}
+
+/// One message the server pushed, with its outcome.
+struct PushedMessage {
+    /// The seed, the transport, the message and its receiver, for the checks' words.
+    ctx: String,
+    /// The receiver's index among the clients.
+    to: usize,
+    fp: Fingerprint,
+    /// When it was pushed.
+    at: Instant,
+    outcome: Delivery,
+    /// How many times its receiving client saw it.
+    received: usize,
 }
 
 impl Sim {
-    /// Checks the four invariants of the module doc, adding what it saw to `totals`.
-    fn check_invariants(&mut self, seed: u64, totals: &mut Totals) {
-        let app = self.hooks.record();
+    /// The client `user`.
+    fn peer(&self, user: &str) -> &Peer {
+        self.peers
+            .iter()
+            .find(|p| p.user == user)
+            .expect("a known user")
+    }
+
+    /// Every QoS message a client sent, after checking invariant 1 (reported exactly once) for
+    /// each, and invariant 2 (received at most once) for what every client received.
+    fn sent_messages(&self, seed: u64, app: &AppRecord) -> Vec<SentMessage<'_>> {
+        let mut sent = Vec::new();
         for peer in &self.peers {
             for (fp, outcome) in &peer.sent {
                 let ctx = format!(
@@ -974,32 +997,16 @@ impl Sim {
                 let received = if outcome.to == UserId::SERVER {
                     app.c2s.get(fp).copied().unwrap_or(0)
                 } else {
-                    let receiver = self
-                        .peers
-                        .iter()
-                        .find(|p| p.user == outcome.to)
-                        .expect("a known user");
+                    let receiver = self.peer(&outcome.to);
                     receiver.received.get(fp).copied().unwrap_or(0)
                 };
-                assert!(received <= 1, "{ctx}: received {received} times");
-                if outcome.delivered.is_empty() {
-                    totals.lost += 1;
-                    if received == 1 {
-                        totals.lost_but_received += 1;
-                        let lost_at = outcome.lost[0];
-                        assert!(
-                            outcome.first_ack_at.is_none_or(|ack| ack > lost_at),
-                            "{ctx}: an ack arrived before the loss report"
-                        );
-                    }
-                } else {
-                    totals.delivered += 1;
-                    if outcome.to == UserId::SERVER {
-                        assert_eq!(received, 1, "{ctx}: delivered but not in the server app");
-                    } else {
-                        assert!(app.relayed.contains(fp), "{ctx}: never relayed nor stored");
-                    }
-                }
+                sent.push(SentMessage {
+                    ctx,
+                    sender: peer,
+                    fp,
+                    outcome,
+                    received,
+                });
             }
             for (fp, count) in &peer.received {
                 assert_eq!(
@@ -1009,24 +1016,111 @@ impl Sim {
                 );
             }
         }
-        for pushed in self.s2c_sent.drain(..) {
-            let receiver = &self.peers[pushed.to];
-            let ctx = format!(
-                "seed {seed} ({}), the server sent {} to {}",
-                self.transport, pushed.fp, receiver.user
+        sent
+    }
+
+    /// Every message the server pushed in the run, taken from it, with its outcome, which
+    /// must be known by now.
+    fn pushed_messages(&mut self, seed: u64) -> Vec<PushedMessage> {
+        let pushed = std::mem::take(&mut self.s2c_sent);
+        pushed
+            .into_iter()
+            .map(|S2cSent { to, fp, sent, at }| {
+                let receiver = &self.peers[to];
+                let ctx = format!(
+                    "seed {seed} ({}), the server sent {} to {}",
+                    self.transport, fp, receiver.user
+                );
+                let outcome = sent
+                    .outcome()
+                    .now_or_never()
+                    .unwrap_or_else(|| panic!("{ctx}: never reported"));
+                let received = receiver.received.get(&fp).copied().unwrap_or(0);
+                PushedMessage {
+                    ctx,
+                    to,
+                    fp,
+                    at,
+                    outcome,
+                    received,
+                }
+            })
+            .collect()
+    }
+
+    /// Invariant 5's last clause: once everybody is online and the traffic settled, the store
+    /// holds nothing for anyone.
+    fn check_store_empty(&self, seed: u64, store: &MemoryStore) {
+        for peer in &self.peers {
+            let left = at_once(store.count(&UserId::from(peer.user.as_str())))
+                .expect("the memory store counts");
+            assert_eq!(
+                left, 0,
+                "seed {seed} ({}): {left} messages stranded in the store for {}",
+                self.transport, peer.user
             );
-            let outcome = pushed
-                .sent
-                .outcome()
-                .now_or_never()
-                .unwrap_or_else(|| panic!("{ctx}: never reported"));
-            let reported = app.s2c_received.get(&pushed.fp).copied().unwrap_or(0)
-                + app.s2c_lost.get(&pushed.fp).copied().unwrap_or(0);
+        }
+    }
+}
+
+/// Totals over runs, to show every branch of the property was exercised.
+#[derive(Debug, Default)]
+struct Totals {
+    delivered: usize,
+    lost: usize,
+    lost_but_received: usize,
+    s2c_delivered: usize,
+    s2c_lost: usize,
+    relogins: usize,
+}
+
+impl Sim {
+    /// Checks the four invariants of the module doc, adding what it saw to `totals`.
+    fn check_invariants(&mut self, seed: u64, totals: &mut Totals) {
+        let pushed = self.pushed_messages(seed);
+        let app = self.hooks.record();
+        for SentMessage {
+            ctx,
+            fp,
+            outcome,
+            received,
+            ..
+        } in self.sent_messages(seed, &app)
+        {
+            assert!(received <= 1, "{ctx}: received {received} times");
+            if outcome.delivered.is_empty() {
+                totals.lost += 1;
+                if received == 1 {
+                    totals.lost_but_received += 1;
+                    let lost_at = outcome.lost[0];
+                    assert!(
+                        outcome.first_ack_at.is_none_or(|ack| ack > lost_at),
+                        "{ctx}: an ack arrived before the loss report"
+                    );
+                }
+            } else {
+                totals.delivered += 1;
+                if outcome.to == UserId::SERVER {
+                    assert_eq!(received, 1, "{ctx}: delivered but not in the server app");
+                } else {
+                    assert!(app.relayed.contains(fp), "{ctx}: never relayed nor stored");
+                }
+            }
+        }
+        for PushedMessage {
+            ctx,
+            fp,
+            outcome,
+            received,
+            ..
+        } in pushed
+        {
+            let reported = app.s2c_received.get(&fp).copied().unwrap_or(0)
+                + app.s2c_lost.get(&fp).copied().unwrap_or(0);
             assert!(
                 reported <= 1,
                 "{ctx}: reported {reported} times to the hooks"
             );
-            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
             match outcome {
                 Delivery::Delivered => {
                     totals.s2c_delivered += 1;
@@ -1245,74 +1339,43 @@ impl Sim {
     fn check_store_invariants(&mut self, seed: u64, totals: &mut StoreTotals) {
         let transport = self.transport;
         let store = self.store.clone().expect("a run with a store");
+        let pushed = self.pushed_messages(seed);
         let app = self.hooks.record();
         assert!(
             app.s2c_lost.is_empty(),
             "seed {seed} ({transport}): a stored message was reported lost: {:?}",
             app.s2c_lost
         );
-        for peer in &self.peers {
-            for (fp, outcome) in &peer.sent {
-                let ctx = format!(
-                    "seed {seed} ({transport}), {} sent {fp} to {}",
-                    peer.user, outcome.to
-                );
-                assert_eq!(
-                    outcome.delivered.len() + outcome.lost.len(),
-                    1,
-                    "{ctx}: exactly one report, got {outcome:?}"
-                );
-                let received = if outcome.to == UserId::SERVER {
-                    app.c2s.get(fp).copied().unwrap_or(0)
-                } else {
-                    let receiver = self.peers.iter().find(|p| p.user == outcome.to);
-                    let receiver = receiver.expect("a known user");
-                    receiver.received.get(fp).copied().unwrap_or(0)
-                };
-                if outcome.delivered.is_empty() {
-                    totals.lost += 1;
-                    assert!(received <= 1, "{ctx}: received {received} times");
-                } else {
-                    totals.delivered += 1;
-                    assert_eq!(received, 1, "{ctx}: acknowledged, so received exactly once");
-                }
-            }
-            for (fp, count) in &peer.received {
-                assert_eq!(
-                    *count, 1,
-                    "seed {seed} ({transport}): {} got {fp} {count} times",
-                    peer.user
-                );
+        for SentMessage {
+            ctx,
+            outcome,
+            received,
+            ..
+        } in self.sent_messages(seed, &app)
+        {
+            if outcome.delivered.is_empty() {
+                totals.lost += 1;
+                assert!(received <= 1, "{ctx}: received {received} times");
+            } else {
+                totals.delivered += 1;
+                assert_eq!(received, 1, "{ctx}: acknowledged, so received exactly once");
             }
         }
-        for pushed in self.s2c_sent.drain(..) {
-            let receiver = &self.peers[pushed.to];
-            let ctx = format!(
-                "seed {seed} ({transport}), the server sent {} to {}",
-                pushed.fp, receiver.user
-            );
-            let outcome = pushed
-                .sent
-                .outcome()
-                .now_or_never()
-                .unwrap_or_else(|| panic!("{ctx}: never reported"));
+        for PushedMessage {
+            ctx,
+            outcome,
+            received,
+            ..
+        } in pushed
+        {
             match outcome {
                 Delivery::Delivered => totals.s2c_delivered += 1,
                 Delivery::Stored => totals.s2c_stored += 1,
                 Delivery::Lost => panic!("{ctx}: lost, with a store that never refuses"),
             }
-            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
             assert_eq!(received, 1, "{ctx}: {outcome:?}, so received exactly once");
         }
-        for peer in &self.peers {
-            let left = at_once(store.count(&UserId::from(peer.user.as_str())))
-                .expect("the memory store counts");
-            assert_eq!(
-                left, 0,
-                "seed {seed} ({transport}): {left} messages stranded in the store for {}",
-                peer.user
-            );
-        }
+        self.check_store_empty(seed, &store);
         let stats = store.stats();
         totals.stored += stats.stored;
         totals.removed += stats.removed;
@@ -1484,8 +1547,8 @@ impl Sim {
     /// once and received live at most once; one the sender saw acknowledged and nobody
     /// received had a crash after it was sent; the store ends empty.
     fn check_delivery_across_crashes(&mut self, seed: u64, totals: &mut HistoryTotals) {
-        let transport = self.transport;
         let store = self.store.clone().expect("a run with a store");
+        let pushed = self.pushed_messages(seed);
         let app = self.hooks.record();
         let in_view = |receiver: &Peer, from: &UserId, fp: &Fingerprint| {
             receiver.view.conversation(from).is_some_and(|c| {
@@ -1495,80 +1558,53 @@ impl Sim {
             })
         };
         let mut acknowledged = Vec::new();
-        for peer in &self.peers {
-            for (fp, outcome) in &peer.sent {
-                let ctx = format!(
-                    "seed {seed} ({transport}), {} sent {fp} to {}",
-                    peer.user, outcome.to
-                );
-                assert_eq!(
-                    outcome.delivered.len() + outcome.lost.len(),
-                    1,
-                    "{ctx}: exactly one report, got {outcome:?}"
-                );
-                let received = if outcome.to == UserId::SERVER {
-                    app.c2s.get(fp).copied().unwrap_or(0)
-                } else {
-                    self.peers
-                        .iter()
-                        .find(|p| p.user == outcome.to)
-                        .expect("a known user")
-                        .received
-                        .get(fp)
-                        .copied()
-                        .unwrap_or(0)
-                };
-                // The server application's de-duplication window (C2S) lives in memory: a
-                // retransmission after a crash reaches it again.
-                let c2s_after_crash = outcome.to == UserId::SERVER
-                    && outcome.sent_at.is_some_and(|at| self.crashed_since(at));
-                assert!(
-                    received <= 1 || c2s_after_crash,
-                    "{ctx}: received {received} times"
-                );
-                if !outcome.delivered.is_empty() && outcome.to != UserId::SERVER {
-                    let sent_at = outcome.sent_at.expect("sent");
-                    let sender = UserId::from(peer.user.as_str());
-                    acknowledged.push((ctx, outcome.to.clone(), sender, fp.clone(), sent_at));
-                }
-            }
-            for (fp, count) in &peer.received {
-                assert_eq!(
-                    *count, 1,
-                    "seed {seed} ({transport}): {} got {fp} {count} times",
-                    peer.user
-                );
+        for SentMessage {
+            ctx,
+            sender,
+            fp,
+            outcome,
+            received,
+        } in self.sent_messages(seed, &app)
+        {
+            // The server application's de-duplication window (C2S) lives in memory: a
+            // retransmission after a crash reaches it again.
+            let c2s_after_crash = outcome.to == UserId::SERVER
+                && outcome.sent_at.is_some_and(|at| self.crashed_since(at));
+            assert!(
+                received <= 1 || c2s_after_crash,
+                "{ctx}: received {received} times"
+            );
+            if !outcome.delivered.is_empty() && outcome.to != UserId::SERVER {
+                let sent_at = outcome.sent_at.expect("sent");
+                let from = UserId::from(sender.user.as_str());
+                acknowledged.push((ctx, outcome.to.clone(), from, fp.clone(), sent_at));
             }
         }
-        for pushed in self.s2c_sent.drain(..) {
-            let receiver = &self.peers[pushed.to];
-            let ctx = format!(
-                "seed {seed} ({transport}), the server sent {} to {}",
-                pushed.fp, receiver.user
-            );
-            let outcome = pushed
-                .sent
-                .outcome()
-                .now_or_never()
-                .unwrap_or_else(|| panic!("{ctx}: never reported"));
-            let received = receiver.received.get(&pushed.fp).copied().unwrap_or(0);
+        for PushedMessage {
+            ctx,
+            to,
+            fp,
+            at,
+            outcome,
+            received,
+        } in pushed
+        {
             match outcome {
                 Delivery::Delivered => assert_eq!(received, 1, "{ctx}: delivered"),
                 Delivery::Stored => {
-                    let to = receiver.user.clone();
+                    let to = self.peers[to].user.clone();
                     let from = UserId::from(UserId::SERVER);
-                    acknowledged.push((ctx, to, from, pushed.fp, pushed.at));
+                    acknowledged.push((ctx, to, from, fp, at));
                 }
                 // The crash took the server's wait for the client's acknowledgement.
                 Delivery::Lost => assert!(
-                    self.restarts.iter().any(|&at| at >= pushed.at),
+                    self.crashed_since(at),
                     "{ctx}: lost, with a store that never refuses and no crash"
                 ),
             }
         }
         for (ctx, to, from, fp, sent_at) in acknowledged {
-            let receiver = self.peers.iter().find(|p| p.user == to);
-            let receiver = receiver.expect("a known user");
+            let receiver = self.peer(&to);
             if receiver.received.contains_key(&fp) {
                 totals.received_live += 1;
             } else if in_view(receiver, &from, &fp) {
@@ -1582,15 +1618,7 @@ impl Sim {
                 totals.gone_with_a_crash += 1;
             }
         }
-        for peer in &self.peers {
-            let left = at_once(store.count(&UserId::from(peer.user.as_str())))
-                .expect("the memory store counts");
-            assert_eq!(
-                left, 0,
-                "seed {seed} ({transport}): {left} messages stranded in the store for {}",
-                peer.user
-            );
-        }
+        self.check_store_empty(seed, &store);
     }
 
     /// Invariant 6: once the traffic settled and everybody is online, every client's view of
