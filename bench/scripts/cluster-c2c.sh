@@ -12,7 +12,9 @@ cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
 HONGYAN_BIN=$bin scripts/cluster --limits-exempt 127.0.0.0/8 >"$out/cluster.log" 2>&1 &
 cluster=$!
-trap 'kill -INT $cluster 2>/dev/null || true; wait $cluster 2>/dev/null || true; rm -rf "$out"' EXIT
+# TERM, not INT: a non-interactive shell starts its background jobs with SIGINT ignored, and
+# a signal ignored on entry cannot be trapped, so the cluster would never hear it.
+trap 'kill -TERM $cluster 2>/dev/null || true; wait $cluster 2>/dev/null || true; rm -rf "$out"' EXIT
 
 # Until every node answers /readyz (bounded: two minutes, the first run builds nothing).
 for _ in $(seq 1 240); do
