@@ -117,46 +117,113 @@ enum Counter {
 /// A recently kept message, as its sender's retransmission repeats it: its conversation,
 /// which member sent it (the sender is always one of the two), and its fingerprint.
 struct RecentKey {
-    conversation: Conversation,
-    /// The conversation's hash (the link's), so the key hashes its ids once, not at every
-    /// insert and removal.
-    conversation_hash: u64,
+    /// The hash of the other three, computed once when the message arrives: the table
+    /// rehashes a key when the key leaves and when the table grows, and hashing the
+    /// fingerprint again each time was a good part of what a message cost here.
+    hash: u64,
+    /// Shared with the conversation's counter: no copy of its ids per message.
+    conversation: Arc<Conversation>,
     from_low: bool,
     fp: Fingerprint,
 }
 
 impl RecentKey {
-    /// `accepted`'s key, if it has a fingerprint to recognise it by; `conversation_hash` is
-    /// its conversation's hash.
-    fn of(accepted: &Accepted, conversation_hash: u64) -> Option<Self> {
-        let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
-        Some(Self {
-            conversation: accepted.conversation.clone(),
-            conversation_hash,
-            from_low: &accepted.sender == accepted.conversation.low(),
-            fp: fp.clone(),
-        })
+    /// Whether this is the key `probe` looks for.
+    fn matches(&self, probe: &RecentProbe<'_>, conversation: &Conversation) -> bool {
+        self.hash == probe.hash
+            && self.from_low == probe.from_low
+            && &self.fp == probe.fp
+            && *self.conversation == *conversation
     }
 }
 
 impl Hash for RecentKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Equal keys have equal conversations, hence equal conversation hashes.
-        self.conversation_hash.hash(state);
-        self.from_low.hash(state);
-        self.fp.hash(state);
+        // Equal keys have equal parts, hence equal hashes.
+        state.write_u64(self.hash);
     }
 }
 
 impl PartialEq for RecentKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fp == other.fp
+        self.hash == other.hash
+            && self.fp == other.fp
             && self.from_low == other.from_low
             && self.conversation == other.conversation
     }
 }
 
 impl Eq for RecentKey {}
+
+/// What finds a message among the recent ones without building its key: the key's hash and
+/// the parts of the message that the conversation does not give.
+struct RecentProbe<'a> {
+    hash: u64,
+    from_low: bool,
+    fp: &'a Fingerprint,
+}
+
+impl<'a> RecentProbe<'a> {
+    /// `accepted`'s probe, if it has a fingerprint to recognise it by; `conversation_hash` is
+    /// its conversation's hash (the link's `hasher`'s).
+    fn of(
+        accepted: &'a Accepted,
+        conversation_hash: u64,
+        hasher: &DefaultHashBuilder,
+    ) -> Option<Self> {
+        let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
+        let from_low = &accepted.sender == accepted.conversation.low();
+        Some(Self {
+            hash: hasher.hash_one((conversation_hash, from_low, fp.as_str())),
+            from_low,
+            fp,
+        })
+    }
+
+    /// The key it looks for, in `conversation` (its counter's).
+    fn key(&self, conversation: &Arc<Conversation>) -> RecentKey {
+        RecentKey {
+            hash: self.hash,
+            conversation: Arc::clone(conversation),
+            from_low: self.from_low,
+            fp: self.fp.clone(),
+        }
+    }
+}
+
+/// Hashes a [`RecentKey`] to the hash it carries (already a [`DefaultHashBuilder`]'s, so
+/// as well spread as hashing it again would make it).
+#[derive(Clone, Copy, Default)]
+struct CarriedHash;
+
+impl BuildHasher for CarriedHash {
+    type Hasher = CarriedHasher;
+
+    fn build_hasher(&self) -> CarriedHasher {
+        CarriedHasher(0)
+    }
+}
+
+/// [`CarriedHash`]'s hasher: the last `u64` written is the hash.
+struct CarriedHasher(u64);
+
+impl Hasher for CarriedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `RecentKey` is hashed here, and it writes one u64; anything else still gets a
+        // hash that depends on every byte.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
 
 /// A recently kept message's tag (`None` while it waits for its seq), and when it was kept.
 struct Recent {
@@ -165,27 +232,28 @@ struct Recent {
 }
 
 /// A message [`HistoryLink::admit`] let through: its conversation's hash, the conversation's
-/// shard (held until the message is kept), and the key it is remembered by, if it has one.
-struct Admitted<'a> {
+/// shard (held until the message is kept), and what finds it among the recent messages, if it
+/// has a fingerprint.
+struct Admitted<'a, 'm> {
     hash: u64,
     shard: MutexGuard<'a, Shard>,
-    key: Option<(u64, RecentKey)>,
+    probe: Option<RecentProbe<'m>>,
 }
 
 /// The conversations of one lock.
 struct Shard {
     /// Least recently used first; hashed with the link's hasher, so the hash that chose the
-    /// shard finds the counter too.
-    counters: LinkedHashMap<Conversation, Counter, DefaultHashBuilder>,
+    /// shard finds the counter too. The key is shared with the recent messages' keys.
+    counters: LinkedHashMap<Arc<Conversation>, Counter, DefaultHashBuilder>,
     /// Recently kept messages, oldest first.
-    recent: LinkedHashMap<RecentKey, Recent, DefaultHashBuilder>,
+    recent: LinkedHashMap<RecentKey, Recent, CarriedHash>,
 }
 
 impl Shard {
     fn new(hasher: &DefaultHashBuilder) -> Self {
         Self {
             counters: LinkedHashMap::with_hasher(hasher.clone()),
-            recent: LinkedHashMap::with_hasher(hasher.clone()),
+            recent: LinkedHashMap::with_hasher(CarriedHash),
         }
     }
 
@@ -199,25 +267,49 @@ impl Shard {
         }
     }
 
-    /// The tag of a recently kept message, if `key` (with its `hash`) is one.
-    fn recalled(&self, hash: u64, key: &RecentKey) -> Option<Option<SeqTag>> {
-        let (_, recent) = self.recent.raw_entry().from_key_hashed_nocheck(hash, key)?;
+    /// The recent message `probe` finds in `conversation`, if it is one.
+    fn recent_mut(
+        &mut self,
+        probe: &RecentProbe<'_>,
+        conversation: &Conversation,
+    ) -> Option<&mut Recent> {
+        match self
+            .recent
+            .raw_entry_mut()
+            .from_hash(probe.hash, |key| key.matches(probe, conversation))
+        {
+            RawEntryMut::Occupied(entry) => Some(entry.into_mut()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    /// The tag of a recently kept message, if `probe` finds one in `conversation`.
+    fn recalled(
+        &self,
+        probe: &RecentProbe<'_>,
+        conversation: &Conversation,
+    ) -> Option<Option<SeqTag>> {
+        let (_, recent) = self
+            .recent
+            .raw_entry()
+            .from_hash(probe.hash, |key| key.matches(probe, conversation))?;
         Some(recent.tag)
     }
 
-    /// Remembers a kept message's tag; one remembered already keeps its place and time.
-    fn remember(&mut self, key: Option<(u64, RecentKey)>, tag: Option<SeqTag>, now: Instant) {
-        let Some((hash, key)) = key else {
+    /// Remembers a kept message's tag by its `key`; one remembered already keeps its place
+    /// and time.
+    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
+        let Some(key) = key else {
             return;
         };
         match self
             .recent
             .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &key)
+            .from_key_hashed_nocheck(key.hash, &key)
         {
             RawEntryMut::Occupied(mut entry) => entry.get_mut().tag = tag,
             RawEntryMut::Vacant(entry) => {
-                entry.insert_hashed_nocheck(hash, key, Recent { at: now, tag });
+                entry.insert_hashed_nocheck(key.hash, key, Recent { at: now, tag });
             }
         }
     }
@@ -355,13 +447,15 @@ impl HistoryLink {
     /// shard, locked, with the recent messages that outlived their lifetime forgotten. A
     /// message seen before is [`Kept::Again`], one that cannot be kept (too much waits to be
     /// written, or an id the store cannot keep) [`Kept::Not`].
-    fn admit(&self, accepted: &Accepted, now: Instant) -> Result<Admitted<'_>, Kept> {
+    fn admit<'m>(&self, accepted: &'m Accepted, now: Instant) -> Result<Admitted<'_, 'm>, Kept> {
         let hash = self.hasher.hash_one(&accepted.conversation);
         let mut shard = self.shard_of(hash);
         shard.forget_recent(now, self.recent_capacity);
-        let key =
-            RecentKey::of(accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
-        if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
+        let probe = RecentProbe::of(accepted, hash, &self.hasher);
+        if let Some(tag) = probe
+            .as_ref()
+            .and_then(|p| shard.recalled(p, &accepted.conversation))
+        {
             return Err(Kept::Again(tag));
         }
         let room = {
@@ -372,7 +466,7 @@ impl HistoryLink {
         if !room || !accepted.keepable() {
             return Err(Kept::Not);
         }
-        Ok(Admitted { hash, shard, key })
+        Ok(Admitted { hash, shard, probe })
     }
 
     /// Keeps `accepted`, handing it to its receiver with `deliver` under its conversation's
@@ -391,7 +485,7 @@ impl HistoryLink {
         let Admitted {
             hash,
             shard: mut guard,
-            key,
+            probe,
         } = match self.admit(&accepted, now) {
             Ok(admitted) => admitted,
             Err(kept) => return (deliver(kept.tag()), kept),
@@ -403,9 +497,10 @@ impl HistoryLink {
             .counters
             .raw_entry_mut()
             .from_key_hashed_nocheck(hash, &accepted.conversation);
-        let kept = match counter {
+        let (result, kept, key) = match counter {
             RawEntryMut::Occupied(mut entry) => {
                 entry.to_back();
+                let key = probe.map(|p| p.key(entry.key()));
                 match entry.into_mut() {
                     Counter::Ready { next, unwritten } => {
                         let tag = SeqTag {
@@ -429,7 +524,7 @@ impl HistoryLink {
                             return (result, Kept::Not);
                         }
                         waiting.push(accepted);
-                        (result, Kept::Later)
+                        (result, Kept::Later, key)
                     }
                 }
             }
@@ -438,32 +533,33 @@ impl HistoryLink {
                 if result.is_err() {
                     return (result, Kept::Not);
                 }
-                let conversation = accepted.conversation.clone();
+                let conversation = Arc::new(accepted.conversation.clone());
+                let key = probe.map(|p| p.key(&conversation));
                 entry.insert_hashed_nocheck(
                     hash,
-                    conversation.clone(),
+                    Arc::clone(&conversation),
                     Counter::Loading(vec![accepted]),
                 );
                 shard.trim(COUNTERS / SHARDS);
-                self.lock_buffer().loads.push(conversation);
+                self.lock_buffer().loads.push((*conversation).clone());
                 self.wake.notify_one();
-                (result, Kept::Later)
+                (result, Kept::Later, key)
             }
         };
         shard.remember(key, None, now);
         let mut buffer = self.lock_buffer();
         buffer.held += 1;
         buffer.held_bytes += bytes;
-        kept
+        (result, kept)
     }
 
     /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
     /// has one: a stored message sent again.
     pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
         let hash = self.hasher.hash_one(&accepted.conversation);
-        let key = RecentKey::of(accepted, hash)?;
-        let shard = self.shard_of(hash);
-        shard.recalled(shard.recent.hasher().hash_one(&key), &key)?
+        let probe = RecentProbe::of(accepted, hash, &self.hasher)?;
+        self.shard_of(hash)
+            .recalled(&probe, &accepted.conversation)?
     }
 
     /// Keeps `accepted`, already kept for its receiver (stored): numbered now if its
@@ -609,8 +705,8 @@ impl HistoryLink {
             };
             let mut entries = Vec::with_capacity(count);
             for (accepted, seq) in waiting.into_iter().zip(first..) {
-                if let Some(key) = RecentKey::of(&accepted, hash)
-                    && let Some(recent) = shard.recent.get_mut(&key)
+                if let Some(probe) = RecentProbe::of(&accepted, hash, &self.hasher)
+                    && let Some(recent) = shard.recent_mut(&probe, &conversation)
                 {
                     recent.tag = Some(SeqTag {
                         seq,
