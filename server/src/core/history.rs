@@ -124,7 +124,7 @@ struct RecentKey {
     /// Shared with the conversation's counter: no copy of its ids per message.
     conversation: Arc<Conversation>,
     from_low: bool,
-    fp: Fingerprint,
+    fp: KeyFingerprint,
 }
 
 impl RecentKey {
@@ -132,8 +132,45 @@ impl RecentKey {
     fn matches(&self, probe: &RecentProbe<'_>, conversation: &Conversation) -> bool {
         self.hash == probe.hash
             && self.from_low == probe.from_low
-            && &self.fp == probe.fp
+            && self.fp.as_bytes() == probe.fp.as_str().as_bytes()
             && *self.conversation == *conversation
+    }
+}
+
+/// The longest fingerprint a [`KeyFingerprint`] holds in place.
+const INLINE_FINGERPRINT: usize = 40;
+
+/// A fingerprint as a recent message's key holds it: in place when it is as short as the
+/// usual ones (MobileIMSDK's are 36-character UUIDs), so that remembering a message
+/// allocates nothing for it, and forgetting it frees nothing and reads no other memory.
+#[derive(PartialEq, Eq)]
+enum KeyFingerprint {
+    /// The first `len` bytes, the rest zero: equal fingerprints are equal arrays.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_FINGERPRINT],
+    },
+    /// A longer one (up to `MAX_FINGERPRINT_BYTES`).
+    Boxed(Box<str>),
+}
+
+impl KeyFingerprint {
+    fn new(fp: &str) -> Self {
+        match u8::try_from(fp.len()) {
+            Ok(len) if fp.len() <= INLINE_FINGERPRINT => {
+                let mut bytes = [0; INLINE_FINGERPRINT];
+                bytes[..fp.len()].copy_from_slice(fp.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Boxed(fp.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(fp) => fp.as_bytes(),
+        }
     }
 }
 
@@ -186,7 +223,7 @@ impl<'a> RecentProbe<'a> {
             hash: self.hash,
             conversation: Arc::clone(conversation),
             from_low: self.from_low,
-            fp: self.fp.clone(),
+            fp: KeyFingerprint::new(self.fp.as_str()),
         }
     }
 }

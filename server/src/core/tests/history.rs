@@ -161,6 +161,28 @@ fn a_retransmission_is_delivered_again_with_its_first_place_and_kept_once() {
     assert_eq!(seqs(&all), [1, 2]);
 }
 
+/// A fingerprint is recognised whatever its length (the key keeps short ones in place,
+/// longer ones apart), and fingerprints that differ only in length are different messages.
+#[test]
+fn retransmissions_are_recognised_at_every_fingerprint_length() {
+    let h = history();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut bob = h.online(Transport::Tcp, "bob");
+    conversations(&h, &mut alice, "alice");
+    send(&h, &mut alice, "alice", "bob", "m0");
+    h.chores();
+    let fps: Vec<String> = [1, 39, 40, 41, 128].map(|n| "f".repeat(n)).into();
+    let mut sent = |fp: &String| send(&h, &mut alice, "alice", "bob", fp).seq;
+    let first: Vec<Option<SeqTag>> = fps.iter().map(&mut sent).collect();
+    let again: Vec<Option<SeqTag>> = fps.iter().map(&mut sent).collect();
+    assert_eq!(first, again);
+    let numbered: Vec<Option<u64>> = first.iter().map(|t| t.map(|t| t.seq)).collect();
+    assert_eq!(numbered, [2, 3, 4, 5, 6].map(Some));
+    received(&h, &mut bob);
+    let (all, _) = page(&h, &mut bob, "bob", "alice", HistoryRange::After(0), 0);
+    assert_eq!(seqs(&all), [1, 2, 3, 4, 5, 6]);
+}
+
 /// What is remembered to recognise retransmissions goes after its lifetime even when no
 /// message comes after it: the chores look through every shard.
 #[test]
