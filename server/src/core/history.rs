@@ -17,9 +17,10 @@
 //! The nodes of a cluster let the store number instead ([`by_store`]).
 
 mod by_store;
+mod recent;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +28,8 @@ use std::time::Duration;
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
+
+use self::recent::{RecentMessages, RecentProbe};
 use hongyan_store::{Conversation, HistoryEntry};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
@@ -69,6 +72,18 @@ impl Accepted {
             content: self.content,
             accepted_at: self.at,
         }
+    }
+
+    /// What finds it among the recent messages, if it has a fingerprint; `hash` is its
+    /// conversation's (`hasher`'s).
+    fn probe(&self, hash: u64, hasher: &DefaultHashBuilder) -> Option<RecentProbe<'_>> {
+        RecentProbe::of(
+            &self.conversation,
+            &self.sender,
+            self.fp.as_ref(),
+            hash,
+            hasher,
+        )
     }
 
     /// Whether the store can keep it: no NUL in an id, which no backend keeps faithfully.
@@ -114,160 +129,6 @@ enum Counter {
     Ready { next: u64, unwritten: usize },
 }
 
-/// A recently kept message, as its sender's retransmission repeats it: its conversation,
-/// which member sent it (the sender is always one of the two), and its fingerprint.
-struct RecentKey {
-    /// The hash of the other three, computed once when the message arrives: the table
-    /// rehashes a key when the key leaves and when the table grows, and hashing the
-    /// fingerprint again each time was a good part of what a message cost here.
-    hash: u64,
-    /// Shared with the conversation's counter: no copy of its ids per message.
-    conversation: Arc<Conversation>,
-    from_low: bool,
-    fp: KeyFingerprint,
-}
-
-impl RecentKey {
-    /// Whether this is the key `probe` looks for.
-    fn matches(&self, probe: &RecentProbe<'_>, conversation: &Conversation) -> bool {
-        self.hash == probe.hash
-            && self.from_low == probe.from_low
-            && self.fp.as_bytes() == probe.fp.as_str().as_bytes()
-            && *self.conversation == *conversation
-    }
-}
-
-/// The longest fingerprint a [`KeyFingerprint`] holds in place.
-const INLINE_FINGERPRINT: usize = 40;
-
-/// A fingerprint as a recent message's key holds it: in place when it is as short as the
-/// usual ones (MobileIMSDK's are 36-character UUIDs), so that remembering a message
-/// allocates nothing for it, and forgetting it frees nothing and reads no other memory.
-#[derive(PartialEq, Eq)]
-enum KeyFingerprint {
-    /// The first `len` bytes, the rest zero: equal fingerprints are equal arrays.
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_FINGERPRINT],
-    },
-    /// A longer one (up to `MAX_FINGERPRINT_BYTES`).
-    Boxed(Box<str>),
-}
-
-impl KeyFingerprint {
-    fn new(fp: &str) -> Self {
-        match u8::try_from(fp.len()) {
-            Ok(len) if fp.len() <= INLINE_FINGERPRINT => {
-                let mut bytes = [0; INLINE_FINGERPRINT];
-                bytes[..fp.len()].copy_from_slice(fp.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Boxed(fp.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Boxed(fp) => fp.as_bytes(),
-        }
-    }
-}
-
-impl Hash for RecentKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Equal keys have equal parts, hence equal hashes.
-        state.write_u64(self.hash);
-    }
-}
-
-impl PartialEq for RecentKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
-            && self.fp == other.fp
-            && self.from_low == other.from_low
-            && self.conversation == other.conversation
-    }
-}
-
-impl Eq for RecentKey {}
-
-/// What finds a message among the recent ones without building its key: the key's hash and
-/// the parts of the message that the conversation does not give.
-struct RecentProbe<'a> {
-    hash: u64,
-    from_low: bool,
-    fp: &'a Fingerprint,
-}
-
-impl<'a> RecentProbe<'a> {
-    /// `accepted`'s probe, if it has a fingerprint to recognise it by; `conversation_hash` is
-    /// its conversation's hash (the link's `hasher`'s).
-    fn of(
-        accepted: &'a Accepted,
-        conversation_hash: u64,
-        hasher: &DefaultHashBuilder,
-    ) -> Option<Self> {
-        let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
-        let from_low = &accepted.sender == accepted.conversation.low();
-        Some(Self {
-            hash: hasher.hash_one((conversation_hash, from_low, fp.as_str())),
-            from_low,
-            fp,
-        })
-    }
-
-    /// The key it looks for, in `conversation` (its counter's).
-    fn key(&self, conversation: &Arc<Conversation>) -> RecentKey {
-        RecentKey {
-            hash: self.hash,
-            conversation: Arc::clone(conversation),
-            from_low: self.from_low,
-            fp: KeyFingerprint::new(self.fp.as_str()),
-        }
-    }
-}
-
-/// Hashes a [`RecentKey`] to the hash it carries (already a [`DefaultHashBuilder`]'s, so
-/// as well spread as hashing it again would make it).
-#[derive(Clone, Copy, Default)]
-struct CarriedHash;
-
-impl BuildHasher for CarriedHash {
-    type Hasher = CarriedHasher;
-
-    fn build_hasher(&self) -> CarriedHasher {
-        CarriedHasher(0)
-    }
-}
-
-/// [`CarriedHash`]'s hasher: the last `u64` written is the hash.
-struct CarriedHasher(u64);
-
-impl Hasher for CarriedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `RecentKey` is hashed here, and it writes one u64; anything else still gets a
-        // hash that depends on every byte.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
-    }
-}
-
-/// A recently kept message's tag (`None` while it waits for its seq), and when it was kept.
-struct Recent {
-    at: Instant,
-    tag: Option<SeqTag>,
-}
-
 /// A message [`HistoryLink::admit`] let through: its conversation's hash, the conversation's
 /// shard (held until the message is kept), and what finds it among the recent messages, if it
 /// has a fingerprint.
@@ -283,40 +144,24 @@ struct Shard {
     /// shard finds the counter too. The key is shared with the recent messages' keys.
     counters: LinkedHashMap<Arc<Conversation>, Counter, DefaultHashBuilder>,
     /// Recently kept messages, oldest first.
-    recent: LinkedHashMap<RecentKey, Recent, CarriedHash>,
+    recent: RecentMessages,
 }
 
 impl Shard {
     fn new(hasher: &DefaultHashBuilder) -> Self {
         Self {
             counters: LinkedHashMap::with_hasher(hasher.clone()),
-            recent: LinkedHashMap::with_hasher(CarriedHash),
+            recent: RecentMessages::default(),
         }
     }
 
     fn forget_recent(&mut self, now: Instant, capacity: usize) {
-        while let Some((_, recent)) = self.recent.front() {
+        while let Some(recent) = self.recent.oldest() {
             let expired = now.saturating_duration_since(recent.at) >= RECENT_LIFETIME;
             if !expired && self.recent.len() <= capacity {
                 break;
             }
-            self.recent.pop_front();
-        }
-    }
-
-    /// The recent message `probe` finds in `conversation`, if it is one.
-    fn recent_mut(
-        &mut self,
-        probe: &RecentProbe<'_>,
-        conversation: &Conversation,
-    ) -> Option<&mut Recent> {
-        match self
-            .recent
-            .raw_entry_mut()
-            .from_hash(probe.hash, |key| key.matches(probe, conversation))
-        {
-            RawEntryMut::Occupied(entry) => Some(entry.into_mut()),
-            RawEntryMut::Vacant(_) => None,
+            self.recent.forget_oldest();
         }
     }
 
@@ -326,28 +171,14 @@ impl Shard {
         probe: &RecentProbe<'_>,
         conversation: &Conversation,
     ) -> Option<Option<SeqTag>> {
-        let (_, recent) = self
-            .recent
-            .raw_entry()
-            .from_hash(probe.hash, |key| key.matches(probe, conversation))?;
-        Some(recent.tag)
+        Some(self.recent.find(probe, conversation)?.tag)
     }
 
     /// Remembers a kept message's tag by its `key`; one remembered already keeps its place
     /// and time.
-    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
-        let Some(key) = key else {
-            return;
-        };
-        match self
-            .recent
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(key.hash, &key)
-        {
-            RawEntryMut::Occupied(mut entry) => entry.get_mut().tag = tag,
-            RawEntryMut::Vacant(entry) => {
-                entry.insert_hashed_nocheck(key.hash, key, Recent { at: now, tag });
-            }
+    fn remember(&mut self, key: Option<recent::RecentKey>, tag: Option<SeqTag>, now: Instant) {
+        if let Some(key) = key {
+            self.recent.remember(key, tag, now);
         }
     }
 
@@ -488,7 +319,7 @@ impl HistoryLink {
         let hash = self.hasher.hash_one(&accepted.conversation);
         let mut shard = self.shard_of(hash);
         shard.forget_recent(now, self.recent_capacity);
-        let probe = RecentProbe::of(accepted, hash, &self.hasher);
+        let probe = accepted.probe(hash, &self.hasher);
         if let Some(tag) = probe
             .as_ref()
             .and_then(|p| shard.recalled(p, &accepted.conversation))
@@ -594,7 +425,7 @@ impl HistoryLink {
     /// has one: a stored message sent again.
     pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
         let hash = self.hasher.hash_one(&accepted.conversation);
-        let probe = RecentProbe::of(accepted, hash, &self.hasher)?;
+        let probe = accepted.probe(hash, &self.hasher)?;
         self.shard_of(hash)
             .recalled(&probe, &accepted.conversation)?
     }
@@ -673,10 +504,8 @@ impl HistoryLink {
                 .lock()
                 .expect("history shard lock is never held across a panic-prone section");
             shard.forget_recent(now, self.recent_capacity);
-            if shard.recent.len() * 4 < shard.recent.capacity() {
-                shard.recent.shrink_to_fit();
-            }
-            if let Some((_, recent)) = shard.recent.front() {
+            shard.recent.shrink();
+            if let Some(recent) = shard.recent.oldest() {
                 oldest = Some(oldest.map_or(recent.at, |at: Instant| at.min(recent.at)));
             }
         }
@@ -742,8 +571,8 @@ impl HistoryLink {
             };
             let mut entries = Vec::with_capacity(count);
             for (accepted, seq) in waiting.into_iter().zip(first..) {
-                if let Some(probe) = RecentProbe::of(&accepted, hash, &self.hasher)
-                    && let Some(recent) = shard.recent_mut(&probe, &conversation)
+                if let Some(probe) = accepted.probe(hash, &self.hasher)
+                    && let Some(recent) = shard.recent.find_mut(&probe, &conversation)
                 {
                     recent.tag = Some(SeqTag {
                         seq,
