@@ -8,9 +8,11 @@
 //! queue happen under the conversation's lock, so seqs follow the order messages were
 //! accepted, and a message the receiver's session refuses is not numbered (the seq goes to the
 //! next one: no gap). Numbered entries wait in a buffer that the store chores write in batches
-//! (one group commit each); reads merge the buffer with the store.
+//! (one group commit each), the flush delay (20 ms on one server) after the first of them was
+//! numbered; reads merge the buffer with the store.
 //!
-//! A crash loses the buffer: up to the last write's worth of history (never a delivery). The
+//! A crash loses the buffer: up to the flush delay and the write under way's worth of history
+//! (never a delivery). The
 //! next server opens the store's history with a new epoch, and clients that see it drop what
 //! they learned and sync again.
 //!
