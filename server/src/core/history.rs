@@ -23,7 +23,7 @@ mod recent;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -209,9 +209,6 @@ struct Buffer {
     numbered: Vec<HistoryEntry>,
     /// Handed to the store (shared with it, not copied), not yet committed.
     writing: Arc<[HistoryEntry]>,
-    /// Entries (and their content bytes) numbered or waiting to be, not yet committed.
-    held: usize,
-    held_bytes: usize,
     /// Conversations whose counters the chores load.
     loads: Vec<Conversation>,
     loading: bool,
@@ -239,6 +236,11 @@ pub(crate) struct HistoryLink {
     hasher: DefaultHashBuilder,
     shards: Box<[Mutex<Shard>]>,
     buffer: Mutex<Buffer>,
+    /// Entries (and their content bytes) numbered or waiting to be, not yet committed: read
+    /// for every message, so outside the buffer's lock (the bound they keep need not be exact
+    /// to the entry).
+    held: AtomicUsize,
+    held_bytes: AtomicUsize,
     /// When the retention sweep next runs.
     next_sweep: Mutex<Option<Instant>>,
     /// The store numbers the entries as it writes them (the nodes of a cluster).
@@ -266,6 +268,8 @@ impl HistoryLink {
                 .collect(),
             hasher,
             buffer: Mutex::default(),
+            held: AtomicUsize::new(0),
+            held_bytes: AtomicUsize::new(0),
             next_sweep: Mutex::new(None),
             by_store: false,
         };
@@ -328,11 +332,9 @@ impl HistoryLink {
         {
             return Err(Kept::Again(tag));
         }
-        let room = {
-            let buffer = self.lock_buffer();
-            buffer.held < MAX_WAITING
-                && buffer.held_bytes + accepted.content.len() <= MAX_WAITING_BYTES
-        };
+        let room = self.held.load(Ordering::Relaxed) < MAX_WAITING
+            && self.held_bytes.load(Ordering::Relaxed) + accepted.content.len()
+                <= MAX_WAITING_BYTES;
         if !room || !accepted.keepable() {
             return Err(Kept::Not);
         }
@@ -417,9 +419,7 @@ impl HistoryLink {
             }
         };
         shard.remember(key, None, now);
-        let mut buffer = self.lock_buffer();
-        buffer.held += 1;
-        buffer.held_bytes += bytes;
+        self.hold(1, bytes);
         (result, kept)
     }
 
@@ -453,12 +453,14 @@ impl HistoryLink {
             self.wake.notify_one();
         }
         buffer.forget_at.get_or_insert(now + RECENT_LIFETIME);
+        let (mut count, mut bytes) = (0, 0);
         for entry in entries {
-            if !counted {
-                buffer.held += 1;
-                buffer.held_bytes += entry.content.len();
-            }
+            count += 1;
+            bytes += entry.content.len();
             buffer.numbered.push(entry);
+        }
+        if !counted {
+            self.hold(count, bytes);
         }
     }
 
@@ -622,9 +624,8 @@ impl HistoryLink {
                 buffer.write_at = Some(now);
                 return;
             }
-            buffer.held = buffer.held.saturating_sub(writing.len());
             let bytes: usize = writing.iter().map(|e| e.content.len()).sum();
-            buffer.held_bytes = buffer.held_bytes.saturating_sub(bytes);
+            self.release(writing.len(), bytes);
             if !buffer.numbered.is_empty() && buffer.write_at.is_none() {
                 buffer.write_at = Some(now + self.flush_delay);
             }
@@ -696,6 +697,24 @@ impl HistoryLink {
 
     /// Entries numbered or waiting to be, not yet committed.
     pub(crate) fn held(&self) -> usize {
-        self.lock_buffer().held
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// `count` more entries of `bytes` content wait to be numbered or written.
+    fn hold(&self, count: usize, bytes: usize) {
+        self.held.fetch_add(count, Ordering::Relaxed);
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `count` entries of `bytes` content were committed.
+    fn release(&self, count: usize, bytes: usize) {
+        let less = |n| move |held: usize| Some(held.saturating_sub(n));
+        // `fetch_update` with a closure that always answers `Some` cannot fail.
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(count));
+        let _ = self
+            .held_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(bytes));
     }
 }
