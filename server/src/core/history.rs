@@ -12,9 +12,8 @@
 //! numbered; reads merge the buffer with the store.
 //!
 //! A crash loses the buffer: up to the flush delay and the write under way's worth of history
-//! (never a delivery). The
-//! next server opens the store's history with a new epoch, and clients that see it drop what
-//! they learned and sync again.
+//! (never a delivery). The next server opens the store's history with a new epoch, and
+//! clients that see it drop what they learned and sync again.
 //!
 //! The nodes of a cluster let the store number instead ([`by_store`]).
 
@@ -30,9 +29,9 @@ use std::time::Duration;
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
-
-use self::recent::{RecentMessages, RecentProbe};
 use hongyan_store::{Conversation, HistoryEntry};
+
+use self::recent::{RecentKey, RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
 const SHARDS: usize = 16;
@@ -178,7 +177,7 @@ impl Shard {
 
     /// Remembers a kept message's tag by its `key`; one remembered already keeps its place
     /// and time.
-    fn remember(&mut self, key: Option<recent::RecentKey>, tag: Option<SeqTag>, now: Instant) {
+    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
         if let Some(key) = key {
             self.recent.remember(key, tag, now);
         }
