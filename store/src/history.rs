@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use hashlink::DefaultHashBuilder;
 use hongyan_shared::{Fingerprint, UserId};
 
 /// A conversation: the unordered pair of its members. The server's pushes to a user form the
@@ -122,26 +123,56 @@ pub(crate) struct SummaryChange {
     pub(crate) read: u64,
 }
 
+/// What a batch moves in one conversation: its newest seq, and how far each member has sent.
+#[derive(Default)]
+struct ConversationChange {
+    newest: u64,
+    newest_at: i64,
+    sent_by_low: u64,
+    sent_by_high: u64,
+}
+
 /// The summary changes `entries` make, per `(user, peer)`: the newest seq of each
 /// conversation, and each sender's read position at its own newest message.
+///
+/// Gathered per conversation (one hash of its ids per entry, with a fast hasher: this runs
+/// for every entry a server writes), then given to each member.
 pub(crate) fn summary_changes(
     entries: &[HistoryEntry],
-) -> HashMap<(&UserId, &UserId), SummaryChange> {
-    let mut changes: HashMap<(&UserId, &UserId), SummaryChange> = HashMap::new();
+) -> Vec<((&UserId, &UserId), SummaryChange)> {
+    let mut conversations: HashMap<&Conversation, ConversationChange, DefaultHashBuilder> =
+        HashMap::with_hasher(DefaultHashBuilder::default());
     for entry in entries {
         let conversation = &entry.conversation;
+        let change = conversations.entry(conversation).or_default();
+        if entry.seq > change.newest {
+            change.newest = entry.seq;
+            change.newest_at = entry.accepted_at;
+        }
+        if &entry.sender == conversation.low() {
+            change.sent_by_low = change.sent_by_low.max(entry.seq);
+        }
+        if &entry.sender == conversation.high() {
+            change.sent_by_high = change.sent_by_high.max(entry.seq);
+        }
+    }
+    let mut changes = Vec::with_capacity(2 * conversations.len());
+    for (conversation, change) in conversations {
         for user in conversation.users() {
             let Some(peer) = conversation.peer_of(user) else {
                 continue;
             };
-            let change = changes.entry((user, peer)).or_default();
-            if entry.seq > change.newest {
-                change.newest = entry.seq;
-                change.newest_at = entry.accepted_at;
-            }
-            if user == &entry.sender {
-                change.read = change.read.max(entry.seq);
-            }
+            let read = if user == conversation.low() {
+                change.sent_by_low
+            } else {
+                change.sent_by_high
+            };
+            let summary = SummaryChange {
+                newest: change.newest,
+                newest_at: change.newest_at,
+                read,
+            };
+            changes.push(((user, peer), summary));
         }
     }
     changes

@@ -391,7 +391,7 @@ impl Sim {
         sync: SyncConfig,
     ) -> Self {
         let config = Config {
-            history_flush_delay: flush_delay,
+            history_flush_delay: Some(flush_delay),
             ..Config::loopback()
         };
         let store = Arc::new(MemoryStore::new(config.store_config().limits));

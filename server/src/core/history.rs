@@ -8,19 +8,21 @@
 //! queue happen under the conversation's lock, so seqs follow the order messages were
 //! accepted, and a message the receiver's session refuses is not numbered (the seq goes to the
 //! next one: no gap). Numbered entries wait in a buffer that the store chores write in batches
-//! (one group commit each); reads merge the buffer with the store.
+//! (one group commit each), the flush delay (20 ms on one server) after the first of them was
+//! numbered; reads merge the buffer with the store.
 //!
-//! A crash loses the buffer: up to the last write's worth of history (never a delivery). The
-//! next server opens the store's history with a new epoch, and clients that see it drop what
-//! they learned and sync again.
+//! A crash loses the buffer: up to the flush delay and the write under way's worth of history
+//! (never a delivery). The next server opens the store's history with a new epoch, and
+//! clients that see it drop what they learned and sync again.
 //!
 //! The nodes of a cluster let the store number instead ([`by_store`]).
 
 mod by_store;
+mod recent;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryEntry};
+
+use self::recent::{RecentKey, RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
 const SHARDS: usize = 16;
@@ -69,6 +73,18 @@ impl Accepted {
             content: self.content,
             accepted_at: self.at,
         }
+    }
+
+    /// What finds it among the recent messages, if it has a fingerprint; `hash` is its
+    /// conversation's (`hasher`'s).
+    fn probe(&self, hash: u64, hasher: &DefaultHashBuilder) -> Option<RecentProbe<'_>> {
+        RecentProbe::of(
+            &self.conversation,
+            &self.sender,
+            self.fp.as_ref(),
+            hash,
+            hasher,
+        )
     }
 
     /// Whether the store can keep it: no NUL in an id, which no backend keeps faithfully.
@@ -114,111 +130,56 @@ enum Counter {
     Ready { next: u64, unwritten: usize },
 }
 
-/// A recently kept message, as its sender's retransmission repeats it: its conversation,
-/// which member sent it (the sender is always one of the two), and its fingerprint.
-struct RecentKey {
-    conversation: Conversation,
-    /// The conversation's hash (the link's), so the key hashes its ids once, not at every
-    /// insert and removal.
-    conversation_hash: u64,
-    from_low: bool,
-    fp: Fingerprint,
-}
-
-impl RecentKey {
-    /// `accepted`'s key, if it has a fingerprint to recognise it by; `conversation_hash` is
-    /// its conversation's hash.
-    fn of(accepted: &Accepted, conversation_hash: u64) -> Option<Self> {
-        let fp = accepted.fp.as_ref().filter(|fp| !fp.is_empty())?;
-        Some(Self {
-            conversation: accepted.conversation.clone(),
-            conversation_hash,
-            from_low: &accepted.sender == accepted.conversation.low(),
-            fp: fp.clone(),
-        })
-    }
-}
-
-impl Hash for RecentKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Equal keys have equal conversations, hence equal conversation hashes.
-        self.conversation_hash.hash(state);
-        self.from_low.hash(state);
-        self.fp.hash(state);
-    }
-}
-
-impl PartialEq for RecentKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.fp == other.fp
-            && self.from_low == other.from_low
-            && self.conversation == other.conversation
-    }
-}
-
-impl Eq for RecentKey {}
-
-/// A recently kept message's tag (`None` while it waits for its seq), and when it was kept.
-struct Recent {
-    at: Instant,
-    tag: Option<SeqTag>,
-}
-
 /// A message [`HistoryLink::admit`] let through: its conversation's hash, the conversation's
-/// shard (held until the message is kept), and the key it is remembered by, if it has one.
-struct Admitted<'a> {
+/// shard (held until the message is kept), and what finds it among the recent messages, if it
+/// has a fingerprint.
+struct Admitted<'a, 'm> {
     hash: u64,
     shard: MutexGuard<'a, Shard>,
-    key: Option<(u64, RecentKey)>,
+    probe: Option<RecentProbe<'m>>,
 }
 
 /// The conversations of one lock.
 struct Shard {
     /// Least recently used first; hashed with the link's hasher, so the hash that chose the
-    /// shard finds the counter too.
-    counters: LinkedHashMap<Conversation, Counter, DefaultHashBuilder>,
+    /// shard finds the counter too. The key is shared with the recent messages' keys.
+    counters: LinkedHashMap<Arc<Conversation>, Counter, DefaultHashBuilder>,
     /// Recently kept messages, oldest first.
-    recent: LinkedHashMap<RecentKey, Recent, DefaultHashBuilder>,
+    recent: RecentMessages,
 }
 
 impl Shard {
     fn new(hasher: &DefaultHashBuilder) -> Self {
         Self {
             counters: LinkedHashMap::with_hasher(hasher.clone()),
-            recent: LinkedHashMap::with_hasher(hasher.clone()),
+            recent: RecentMessages::default(),
         }
     }
 
     fn forget_recent(&mut self, now: Instant, capacity: usize) {
-        while let Some((_, recent)) = self.recent.front() {
+        while let Some(recent) = self.recent.oldest() {
             let expired = now.saturating_duration_since(recent.at) >= RECENT_LIFETIME;
             if !expired && self.recent.len() <= capacity {
                 break;
             }
-            self.recent.pop_front();
+            self.recent.forget_oldest();
         }
     }
 
-    /// The tag of a recently kept message, if `key` (with its `hash`) is one.
-    fn recalled(&self, hash: u64, key: &RecentKey) -> Option<Option<SeqTag>> {
-        let (_, recent) = self.recent.raw_entry().from_key_hashed_nocheck(hash, key)?;
-        Some(recent.tag)
+    /// The tag of a recently kept message, if `probe` finds one in `conversation`.
+    fn recalled(
+        &self,
+        probe: &RecentProbe<'_>,
+        conversation: &Conversation,
+    ) -> Option<Option<SeqTag>> {
+        Some(self.recent.find(probe, conversation)?.tag)
     }
 
-    /// Remembers a kept message's tag; one remembered already keeps its place and time.
-    fn remember(&mut self, key: Option<(u64, RecentKey)>, tag: Option<SeqTag>, now: Instant) {
-        let Some((hash, key)) = key else {
-            return;
-        };
-        match self
-            .recent
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &key)
-        {
-            RawEntryMut::Occupied(mut entry) => entry.get_mut().tag = tag,
-            RawEntryMut::Vacant(entry) => {
-                entry.insert_hashed_nocheck(hash, key, Recent { at: now, tag });
-            }
+    /// Remembers a kept message's tag by its `key`; one remembered already keeps its place
+    /// and time.
+    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
+        if let Some(key) = key {
+            self.recent.remember(key, tag, now);
         }
     }
 
@@ -247,9 +208,6 @@ struct Buffer {
     numbered: Vec<HistoryEntry>,
     /// Handed to the store (shared with it, not copied), not yet committed.
     writing: Arc<[HistoryEntry]>,
-    /// Entries (and their content bytes) numbered or waiting to be, not yet committed.
-    held: usize,
-    held_bytes: usize,
     /// Conversations whose counters the chores load.
     loads: Vec<Conversation>,
     loading: bool,
@@ -277,6 +235,11 @@ pub(crate) struct HistoryLink {
     hasher: DefaultHashBuilder,
     shards: Box<[Mutex<Shard>]>,
     buffer: Mutex<Buffer>,
+    /// Entries (and their content bytes) numbered or waiting to be, not yet committed: read
+    /// for every message, so outside the buffer's lock (the bound they keep need not be exact
+    /// to the entry).
+    held: AtomicUsize,
+    held_bytes: AtomicUsize,
     /// When the retention sweep next runs.
     next_sweep: Mutex<Option<Instant>>,
     /// The store numbers the entries as it writes them (the nodes of a cluster).
@@ -304,6 +267,8 @@ impl HistoryLink {
                 .collect(),
             hasher,
             buffer: Mutex::default(),
+            held: AtomicUsize::new(0),
+            held_bytes: AtomicUsize::new(0),
             next_sweep: Mutex::new(None),
             by_store: false,
         };
@@ -355,24 +320,24 @@ impl HistoryLink {
     /// shard, locked, with the recent messages that outlived their lifetime forgotten. A
     /// message seen before is [`Kept::Again`], one that cannot be kept (too much waits to be
     /// written, or an id the store cannot keep) [`Kept::Not`].
-    fn admit(&self, accepted: &Accepted, now: Instant) -> Result<Admitted<'_>, Kept> {
+    fn admit<'m>(&self, accepted: &'m Accepted, now: Instant) -> Result<Admitted<'_, 'm>, Kept> {
         let hash = self.hasher.hash_one(&accepted.conversation);
         let mut shard = self.shard_of(hash);
         shard.forget_recent(now, self.recent_capacity);
-        let key =
-            RecentKey::of(accepted, hash).map(|key| (shard.recent.hasher().hash_one(&key), key));
-        if let Some(tag) = key.as_ref().and_then(|(h, k)| shard.recalled(*h, k)) {
+        let probe = accepted.probe(hash, &self.hasher);
+        if let Some(tag) = probe
+            .as_ref()
+            .and_then(|p| shard.recalled(p, &accepted.conversation))
+        {
             return Err(Kept::Again(tag));
         }
-        let room = {
-            let buffer = self.lock_buffer();
-            buffer.held < MAX_WAITING
-                && buffer.held_bytes + accepted.content.len() <= MAX_WAITING_BYTES
-        };
+        let room = self.held.load(Ordering::Relaxed) < MAX_WAITING
+            && self.held_bytes.load(Ordering::Relaxed) + accepted.content.len()
+                <= MAX_WAITING_BYTES;
         if !room || !accepted.keepable() {
             return Err(Kept::Not);
         }
-        Ok(Admitted { hash, shard, key })
+        Ok(Admitted { hash, shard, probe })
     }
 
     /// Keeps `accepted`, handing it to its receiver with `deliver` under its conversation's
@@ -391,7 +356,7 @@ impl HistoryLink {
         let Admitted {
             hash,
             shard: mut guard,
-            key,
+            probe,
         } = match self.admit(&accepted, now) {
             Ok(admitted) => admitted,
             Err(kept) => return (deliver(kept.tag()), kept),
@@ -403,9 +368,10 @@ impl HistoryLink {
             .counters
             .raw_entry_mut()
             .from_key_hashed_nocheck(hash, &accepted.conversation);
-        let kept = match counter {
+        let (result, kept, key) = match counter {
             RawEntryMut::Occupied(mut entry) => {
                 entry.to_back();
+                let key = probe.map(|p| p.key(entry.key()));
                 match entry.into_mut() {
                     Counter::Ready { next, unwritten } => {
                         let tag = SeqTag {
@@ -429,7 +395,7 @@ impl HistoryLink {
                             return (result, Kept::Not);
                         }
                         waiting.push(accepted);
-                        (result, Kept::Later)
+                        (result, Kept::Later, key)
                     }
                 }
             }
@@ -438,32 +404,31 @@ impl HistoryLink {
                 if result.is_err() {
                     return (result, Kept::Not);
                 }
-                let conversation = accepted.conversation.clone();
+                let conversation = Arc::new(accepted.conversation.clone());
+                let key = probe.map(|p| p.key(&conversation));
                 entry.insert_hashed_nocheck(
                     hash,
-                    conversation.clone(),
+                    Arc::clone(&conversation),
                     Counter::Loading(vec![accepted]),
                 );
                 shard.trim(COUNTERS / SHARDS);
-                self.lock_buffer().loads.push(conversation);
+                self.lock_buffer().loads.push((*conversation).clone());
                 self.wake.notify_one();
-                (result, Kept::Later)
+                (result, Kept::Later, key)
             }
         };
         shard.remember(key, None, now);
-        let mut buffer = self.lock_buffer();
-        buffer.held += 1;
-        buffer.held_bytes += bytes;
-        kept
+        self.hold(1, bytes);
+        (result, kept)
     }
 
     /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
     /// has one: a stored message sent again.
     pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
         let hash = self.hasher.hash_one(&accepted.conversation);
-        let key = RecentKey::of(accepted, hash)?;
-        let shard = self.shard_of(hash);
-        shard.recalled(shard.recent.hasher().hash_one(&key), &key)?
+        let probe = accepted.probe(hash, &self.hasher)?;
+        self.shard_of(hash)
+            .recalled(&probe, &accepted.conversation)?
     }
 
     /// Keeps `accepted`, already kept for its receiver (stored): numbered now if its
@@ -487,12 +452,14 @@ impl HistoryLink {
             self.wake.notify_one();
         }
         buffer.forget_at.get_or_insert(now + RECENT_LIFETIME);
+        let (mut count, mut bytes) = (0, 0);
         for entry in entries {
-            if !counted {
-                buffer.held += 1;
-                buffer.held_bytes += entry.content.len();
-            }
+            count += 1;
+            bytes += entry.content.len();
             buffer.numbered.push(entry);
+        }
+        if !counted {
+            self.hold(count, bytes);
         }
     }
 
@@ -540,10 +507,8 @@ impl HistoryLink {
                 .lock()
                 .expect("history shard lock is never held across a panic-prone section");
             shard.forget_recent(now, self.recent_capacity);
-            if shard.recent.len() * 4 < shard.recent.capacity() {
-                shard.recent.shrink_to_fit();
-            }
-            if let Some((_, recent)) = shard.recent.front() {
+            shard.recent.shrink();
+            if let Some(recent) = shard.recent.oldest() {
                 oldest = Some(oldest.map_or(recent.at, |at: Instant| at.min(recent.at)));
             }
         }
@@ -609,8 +574,8 @@ impl HistoryLink {
             };
             let mut entries = Vec::with_capacity(count);
             for (accepted, seq) in waiting.into_iter().zip(first..) {
-                if let Some(key) = RecentKey::of(&accepted, hash)
-                    && let Some(recent) = shard.recent.get_mut(&key)
+                if let Some(probe) = accepted.probe(hash, &self.hasher)
+                    && let Some(recent) = shard.recent.find_mut(&probe, &conversation)
                 {
                     recent.tag = Some(SeqTag {
                         seq,
@@ -658,9 +623,8 @@ impl HistoryLink {
                 buffer.write_at = Some(now);
                 return;
             }
-            buffer.held = buffer.held.saturating_sub(writing.len());
             let bytes: usize = writing.iter().map(|e| e.content.len()).sum();
-            buffer.held_bytes = buffer.held_bytes.saturating_sub(bytes);
+            self.release(writing.len(), bytes);
             if !buffer.numbered.is_empty() && buffer.write_at.is_none() {
                 buffer.write_at = Some(now + self.flush_delay);
             }
@@ -732,6 +696,24 @@ impl HistoryLink {
 
     /// Entries numbered or waiting to be, not yet committed.
     pub(crate) fn held(&self) -> usize {
-        self.lock_buffer().held
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// `count` more entries of `bytes` content wait to be numbered or written.
+    fn hold(&self, count: usize, bytes: usize) {
+        self.held.fetch_add(count, Ordering::Relaxed);
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `count` entries of `bytes` content were committed.
+    fn release(&self, count: usize, bytes: usize) {
+        let less = |n| move |held: usize| Some(held.saturating_sub(n));
+        // `fetch_update` with a closure that always answers `Some` cannot fail.
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(count));
+        let _ = self
+            .held_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(bytes));
     }
 }

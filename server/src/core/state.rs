@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hongyan_shared::{DedupWindow, Fingerprint, Instant, Packet, PacketType, UserId};
@@ -14,7 +15,7 @@ use super::s2c::{InFlightLimits, S2cQueue};
 use super::store_link::StoreLink;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, SingleNode};
-use crate::config::Config;
+use crate::config::{Config, HISTORY_FLUSH_DELAY};
 use crate::hooks::{Hooks, SessionId};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Refusal};
@@ -101,15 +102,21 @@ impl Core {
             now,
         ));
         if !self.config.history_retention.is_zero() {
+            let clustered = self.config.cluster.is_some();
+            let flush_delay = self.config.history_flush_delay.unwrap_or(if clustered {
+                Duration::ZERO
+            } else {
+                HISTORY_FLUSH_DELAY
+            });
             let history = HistoryLink::new(
                 self.config.history_retention,
-                self.config.history_flush_delay,
+                flush_delay,
                 self.config.dedup.capacity,
                 now,
             );
             // Two nodes of a cluster accept messages of one conversation side by side: the
             // shared store numbers them, not a counter in one node's memory.
-            self.history = Some(if self.config.cluster.is_some() {
+            self.history = Some(if clustered {
                 history.numbered_by_store()
             } else {
                 history

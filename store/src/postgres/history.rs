@@ -149,11 +149,11 @@ async fn append(
     let accepted: Vec<i64> = entries.iter().map(|e| e.accepted_at).collect();
 
     let changes = summary_changes(entries);
-    let users: Vec<&str> = changes.keys().map(|(u, _)| u.as_str()).collect();
-    let peers: Vec<&str> = changes.keys().map(|(_, p)| p.as_str()).collect();
-    let newest: Vec<i64> = changes.values().map(|c| sql_seq(c.newest)).collect();
-    let newest_at: Vec<i64> = changes.values().map(|c| c.newest_at).collect();
-    let read: Vec<i64> = changes.values().map(|c| sql_seq(c.read)).collect();
+    let users: Vec<&str> = changes.iter().map(|((u, _), _)| u.as_str()).collect();
+    let peers: Vec<&str> = changes.iter().map(|((_, p), _)| p.as_str()).collect();
+    let newest: Vec<i64> = changes.iter().map(|(_, c)| sql_seq(c.newest)).collect();
+    let newest_at: Vec<i64> = changes.iter().map(|(_, c)| c.newest_at).collect();
+    let read: Vec<i64> = changes.iter().map(|(_, c)| sql_seq(c.read)).collect();
 
     let insert = client.prepare_cached(
         "INSERT INTO hongyan_history (low, high, seq, sender, fp, typeu, content, accepted_at)

@@ -202,17 +202,30 @@ pub(super) fn mark_read(
     Ok(seq_of(read))
 }
 
+/// How many of the oldest rows the retention sweep looks through for each entry it may
+/// remove.
+const SWEEP_LOOKAHEAD: usize = 4;
+
 /// Removes up to `limit` entries accepted before `before_ms`, oldest first.
+///
+/// There is no index by time (one B-tree fewer to write per entry): rows are written in the
+/// order their messages were accepted, so the oldest are the first by rowid, and the sweep
+/// looks through the first `SWEEP_LOOKAHEAD × limit` of them. An entry written after a
+/// younger one (the server's clock went back) goes at a later sweep, once the rows before
+/// it have; the sweep never reads the whole table.
 pub(super) fn expire(conn: &Connection, before_ms: i64, limit: usize) -> rusqlite::Result<u64> {
+    let window = i64::try_from(limit.saturating_mul(SWEEP_LOOKAHEAD)).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let removed = conn
         .prepare_cached(
             "DELETE FROM hongyan_history WHERE rowid IN (
-                 SELECT rowid FROM hongyan_history WHERE accepted_at < ?1
-                 ORDER BY accepted_at LIMIT ?2
+                 SELECT rowid FROM (
+                     SELECT rowid, accepted_at FROM hongyan_history ORDER BY rowid LIMIT ?3
+                 )
+                 WHERE accepted_at < ?1 ORDER BY rowid LIMIT ?2
              )",
         )?
-        .execute((before_ms, limit))?;
+        .execute((before_ms, limit, window))?;
     Ok(removed as u64)
 }
 

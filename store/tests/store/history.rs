@@ -31,6 +31,7 @@ every_backend!(
     each_member_sees_the_newest_seq_and_its_own_read_position,
     a_read_position_never_moves_back,
     retention_removes_old_messages_but_never_the_numbering,
+    retention_goes_by_acceptance_time_whatever_the_write_order,
     the_epoch_grows_only_when_the_last_writer_did_not_close,
     an_entry_with_a_nul_in_an_id_is_refused,
     the_store_numbers_entries_after_what_each_conversation_holds,
@@ -46,6 +47,7 @@ tests_for!(
 persistent_backends!(
     history_and_epoch_survive_a_reopen,
     a_version_1_database_migrates_and_keeps_its_messages,
+    a_version_3_database_migrates_and_keeps_its_history,
 );
 
 fn user(id: &str) -> UserId {
@@ -302,6 +304,28 @@ async fn retention_removes_old_messages_but_never_the_numbering(kind: Kind) {
     );
 }
 
+async fn retention_goes_by_acceptance_time_whatever_the_write_order(kind: Kind) {
+    let (_backend, store) = open(kind).await;
+    // Written young first, then old: the server's clock went back in between.
+    let mut young = entry("alice", "bob", 1, "bob");
+    young.accepted_at = NOW + 10;
+    let mut old = entry("carol", "dave", 1, "dave");
+    old.accepted_at = NOW + 1;
+    store.append_history(Arc::new([young])).await.unwrap();
+    store.append_history(Arc::new([old])).await.unwrap();
+    assert_eq!(store.expire_history(NOW + 5, 10).await.unwrap(), 1);
+    let kept = |a: &'static str, b: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let conversation = between(a, b);
+            let page = store.history(&conversation, HistoryRange::After(0), 10);
+            seqs(&page.await.unwrap())
+        }
+    };
+    assert_eq!(kept("alice", "bob").await, [1], "the younger one stays");
+    assert!(kept("carol", "dave").await.is_empty());
+}
+
 async fn the_epoch_grows_only_when_the_last_writer_did_not_close(kind: Kind) {
     let (_backend, store) = open(kind).await;
     assert_eq!(store.open_history().await.unwrap(), 1, "a fresh database");
@@ -389,7 +413,43 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
         "SELECT version FROM hongyan_migrations ORDER BY version",
     )
     .await;
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
+}
+
+async fn a_version_3_database_migrates_and_keeps_its_history(kind: Kind) {
+    let backend = Backend::new(kind, Limits::UNLIMITED).await;
+    let store = backend.open().await;
+    let written: Vec<HistoryEntry> = (1..=6).map(|s| entry("alice", "bob", s, "alice")).collect();
+    store.append_history(written.clone().into()).await.unwrap();
+    store.close().await;
+    // Back to version 3, with the index by time that SQLite's version 4 drops.
+    crate::durability::sql_batch(
+        &backend,
+        "CREATE INDEX IF NOT EXISTS hongyan_history_by_time ON hongyan_history (accepted_at);
+         DELETE FROM hongyan_migrations WHERE version >= 4",
+    )
+    .await;
+
+    let migrated = backend.open().await;
+    let c = between("alice", "bob");
+    let all = migrated.history(&c, HistoryRange::After(0), 10).await;
+    assert_eq!(all.unwrap(), written);
+    // Accepted at NOW + seq: the sweep still goes oldest first.
+    assert_eq!(migrated.expire_history(NOW + 3, 10).await.unwrap(), 2);
+    let left = migrated.history(&c, HistoryRange::After(0), 10).await;
+    assert_eq!(seqs(&left.unwrap()), [3, 4, 5, 6]);
+    migrated
+        .append_history(Arc::new([entry("alice", "bob", 7, "bob")]))
+        .await
+        .unwrap();
+    assert_eq!(migrated.newest_seqs(&[c]).await.unwrap(), [7]);
+    migrated.close().await;
+    let versions = crate::durability::sql(
+        &backend,
+        "SELECT version FROM hongyan_migrations ORDER BY version",
+    )
+    .await;
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 /// Entry `n` from `sender` to the other member of `a`–`b`, not numbered yet.

@@ -13,6 +13,8 @@
 //! entry whose (conversation, sender, fp) it holds already (a sender that moved to another
 //! node and sent again, or a batch retried after an ambiguous failure).
 
+use std::sync::Arc;
+
 use hongyan_shared::{Instant, SeqTag};
 
 use super::{Accepted, Admitted, HistoryLink, Kept};
@@ -39,7 +41,7 @@ impl HistoryLink {
     ) -> (Result<T, E>, Kept) {
         let Admitted {
             shard: mut guard,
-            key,
+            probe,
             ..
         } = match self.admit(&accepted, now) {
             Ok(admitted) => admitted,
@@ -50,6 +52,8 @@ impl HistoryLink {
         if result.is_err() {
             return (result, Kept::Not);
         }
+        // No counter here to share the conversation with.
+        let key = probe.map(|p| p.key(&Arc::new(accepted.conversation.clone())));
         shard.remember(key, None, now);
         // Under the conversation's lock: the buffer keeps the order messages were accepted.
         self.numbered(std::iter::once(accepted.numbered(0)), false, now);

@@ -182,7 +182,7 @@ impl Harness {
     /// A harness keeping messages and conversation history in a memory store, its
     /// configuration changed by `configure`.
     pub(super) fn with_history(configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::loopback();
+        let mut config = Self::history_config();
         configure(&mut config);
         let store = Arc::new(MemoryStore::new(config.store_config().limits));
         Self::build(config, Some(store))
@@ -208,9 +208,18 @@ impl Harness {
         store: Arc<MemoryStore>,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
-        let mut config = Config::loopback();
+        let mut config = Self::history_config();
         configure(&mut config);
         Self::build(config, Some(store))
+    }
+
+    /// A server's configuration whose history is written at the next chore (no flush
+    /// delay): these tests are about what is written, and a chore is their unit of time.
+    fn history_config() -> Config {
+        Config {
+            history_flush_delay: Some(Duration::ZERO),
+            ..Config::loopback()
+        }
     }
 
     fn build(config: Config, store: Option<Arc<MemoryStore>>) -> Self {

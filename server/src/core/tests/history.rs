@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hongyan_shared::history::{
     ConversationsRequest, ConversationsResponse, HistoryRange, HistoryRequest, HistoryResponse,
     ReadRequest, ReadResponse, SyncDocument,
 };
 use hongyan_shared::{Fingerprint, Outgoing, Packet, PacketType, SeqTag, Transport, UserId};
-use hongyan_store::MemoryStore;
+use hongyan_store::{MemoryStore, MessageStore};
 
 use super::harness::{Harness, Peer, data, kinds};
 use crate::clock::Clock;
@@ -159,6 +160,60 @@ fn a_retransmission_is_delivered_again_with_its_first_place_and_kept_once() {
     assert_eq!(copies[1].seq, copies[2].seq);
     let (all, _) = page(&h, &mut bob, "bob", "alice", HistoryRange::After(0), 0);
     assert_eq!(seqs(&all), [1, 2]);
+}
+
+/// A fingerprint is recognised whatever its length (the key keeps short ones in place,
+/// longer ones apart), and fingerprints that differ only in length are different messages.
+#[test]
+fn retransmissions_are_recognised_at_every_fingerprint_length() {
+    let h = history();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let mut bob = h.online(Transport::Tcp, "bob");
+    conversations(&h, &mut alice, "alice");
+    send(&h, &mut alice, "alice", "bob", "m0");
+    h.chores();
+    let fps: Vec<String> = [1, 39, 40, 41, 128].map(|n| "f".repeat(n)).into();
+    let mut sent = |fp: &String| send(&h, &mut alice, "alice", "bob", fp).seq;
+    let first: Vec<Option<SeqTag>> = fps.iter().map(&mut sent).collect();
+    let again: Vec<Option<SeqTag>> = fps.iter().map(&mut sent).collect();
+    assert_eq!(first, again);
+    let numbered: Vec<Option<u64>> = first.iter().map(|t| t.map(|t| t.seq)).collect();
+    assert_eq!(numbered, [2, 3, 4, 5, 6].map(Some));
+    received(&h, &mut bob);
+    let (all, _) = page(&h, &mut bob, "bob", "alice", HistoryRange::After(0), 0);
+    assert_eq!(seqs(&all), [1, 2, 3, 4, 5, 6]);
+}
+
+/// One server writes history 20 ms after it numbers it, so a write takes what arrives
+/// meanwhile: the chores wake for it then, not before.
+#[test]
+fn one_server_writes_history_a_flush_delay_after_numbering() {
+    let store = std::sync::Arc::new(MemoryStore::new(
+        crate::Config::loopback().store_config().limits,
+    ));
+    let h = Harness::with_history_in(store.clone(), |config| config.history_flush_delay = None);
+    h.chores();
+    let mut alice = h.online(Transport::Tcp, "alice");
+    let _bob = h.online(Transport::Tcp, "bob");
+    send(&h, &mut alice, "alice", "bob", "m0");
+    h.chores();
+    send(&h, &mut alice, "alice", "bob", "m1");
+    let history = h.core.history.as_ref().unwrap();
+    let written = || {
+        let conversation = hongyan_store::Conversation::between(&"alice".into(), &"bob".into());
+        let newest = store.newest_seqs(&[conversation]).now_or_never().unwrap();
+        newest.unwrap()[0]
+    };
+    h.chores();
+    assert_eq!((history.held(), written()), (2, 0), "numbered, not written");
+    h.advance(crate::config::HISTORY_FLUSH_DELAY - Duration::from_millis(1));
+    assert!(h.core.poll_store_timeout().is_some_and(|at| at > h.now()));
+    h.chores();
+    assert_eq!(written(), 0);
+    h.advance(Duration::from_millis(1));
+    assert!(h.core.poll_store_timeout().is_some_and(|at| at <= h.now()));
+    h.chores();
+    assert_eq!((history.held(), written()), (0, 2));
 }
 
 /// What is remembered to recognise retransmissions goes after its lifetime even when no
