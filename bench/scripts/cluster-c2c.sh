@@ -2,7 +2,7 @@
 # Cross-node C2C against a local cluster (scripts/cluster): senders on node 1, receivers on
 # node 2, and the same load with both parties on node 1; for each run the messages/s, p99,
 # lost and duplicates, and the CPU of every node plus nats-server per 10,000 delivered
-# messages (from /proc). Stops the cluster when done.
+# messages (from /proc), and PostgreSQL's beside it. Stops the cluster when done.
 #
 #   bench/scripts/cluster-c2c.sh target/release/hongyan [DURATION_S]
 set -euo pipefail
@@ -27,12 +27,22 @@ for _ in $(seq 1 240); do
 done
 [ "$ready" = 3 ] || { echo "the cluster did not start: $out/cluster.log" >&2; exit 1; }
 
-cpu_ticks() {
+# CPU ticks of the given processes (utime + stime).
+ticks_of() {
     local total=0 pid
-    for pid in $(pgrep -f "$bin serve") $(pgrep -x nats-server); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
     done
     echo "$total"
+}
+# The nodes and nats-server, then PostgreSQL (the shared store, where a cluster numbers and
+# writes history): two figures, "nodes + NATS" and PostgreSQL's. PostgreSQL's is its live
+# processes' plus what its postmaster collected from the backends that have exited.
+cpu_ticks() {
+    local postmaster exited=0
+    postmaster=$(pgrep -o -x postgres || true)
+    [ -z "$postmaster" ] || exited=$(awk '{print $16 + $17}' "/proc/$postmaster/stat")
+    echo "$(ticks_of $(pgrep -f "$bin serve") $(pgrep -x nats-server)) $(($(ticks_of $(pgrep -x postgres)) + exited))"
 }
 
 run() {
@@ -44,13 +54,14 @@ run() {
     after=$(cpu_ticks)
     python3 - "$name" "$before" "$after" "$out/$name.json" <<'PY'
 import json, os, sys
-name, before, after, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+name, before, after, path = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
 r = json.load(open(path))
-cpu = (after - before) / os.sysconf("SC_CLK_TCK")
+tck = os.sysconf("SC_CLK_TCK")
+cpu, pg = ((int(a) - int(b)) / tck for a, b in zip(after, before))
 d = r["delivered"]
 print(f"{name}: {r['delivered_per_s']:.0f} msgs/s, p99 {r['delivery_latency_ms']['p99']} ms, "
       f"lost {r['lost']}, duplicates {r['duplicates']}, nodes + NATS {cpu:.2f} CPU-s "
-      f"= {cpu / d * 1e4:.4f} s per 10k")
+      f"= {cpu / d * 1e4:.4f} s per 10k, PostgreSQL {pg / d * 1e4:.4f} s per 10k")
 PY
 }
 
