@@ -30,6 +30,20 @@ pub(super) const ENTRY_COLUMNS: &str = "low, high, seq, sender, fp, typeu, conte
 /// The columns every query that reads a member's summary selects.
 pub(super) const SUMMARY_COLUMNS: &str = "peer, newest, newest_at, read_seq";
 
+/// The `(user_id, peer)` columns of `conversations`' rows in `hongyan_conversations`, one
+/// member's row each (either holds the conversation's newest seq), as arrays for `unnest`.
+pub(super) fn member_columns<'a>(
+    conversations: impl IntoIterator<Item = &'a Conversation>,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    conversations
+        .into_iter()
+        .map(|c| {
+            let (user, peer) = c.some_user();
+            (user.as_str(), peer.as_str())
+        })
+        .unzip()
+}
+
 /// A seq as PostgreSQL stores it (seqs stay far below `i64::MAX`).
 pub(super) fn sql_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -195,13 +209,7 @@ async fn number(
     conversations.dedup();
     let lows: Vec<&str> = conversations.iter().map(|c| c.low().as_str()).collect();
     let highs: Vec<&str> = conversations.iter().map(|c| c.high().as_str()).collect();
-    let (users, peers): (Vec<&str>, Vec<&str>) = conversations
-        .iter()
-        .map(|c| {
-            let (user, peer) = c.some_user();
-            (user.as_str(), peer.as_str())
-        })
-        .unzip();
+    let (users, peers) = member_columns(conversations.iter().copied());
     let keys: Vec<WrittenKey> = entries.iter().filter_map(written_key).collect();
     let key_lows: Vec<&str> = keys.iter().map(|(c, _, _)| c.low().as_str()).collect();
     let key_highs: Vec<&str> = keys.iter().map(|(c, _, _)| c.high().as_str()).collect();

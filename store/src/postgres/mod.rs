@@ -22,7 +22,8 @@ use tokio_postgres::Row;
 pub(crate) use self::connection::describe as describe_error;
 use self::connection::{MESSAGE_COLUMNS, connect, message_from_row, pg_error};
 use self::history::{
-    ENTRY_COLUMNS, SUMMARY_COLUMNS, entry_from_row, newest_from_row, sql_seq, summary_from_row,
+    ENTRY_COLUMNS, SUMMARY_COLUMNS, entry_from_row, member_columns, newest_from_row, sql_seq,
+    summary_from_row,
 };
 use self::writer::Writer;
 use crate::queue::WriteQueue;
@@ -200,13 +201,7 @@ impl MessageStore for PostgresStore {
         if conversations.is_empty() {
             return Ok(Vec::new());
         }
-        let (users, peers): (Vec<&str>, Vec<&str>) = conversations
-            .iter()
-            .map(|c| {
-                let (user, peer) = c.some_user();
-                (user.as_str(), peer.as_str())
-            })
-            .unzip();
+        let (users, peers) = member_columns(conversations);
         self.read(
             "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
              LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
