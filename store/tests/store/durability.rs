@@ -91,11 +91,7 @@ async fn stores_opening_at_once_migrate_once(kind: Kind) {
     assert_eq!(again.count(&"bob".into()).await.unwrap(), 1);
     again.close().await;
 
-    let versions = sql(
-        &backend,
-        "SELECT version FROM hongyan_migrations ORDER BY version",
-    )
-    .await;
+    let versions = migrations(&backend).await;
     assert_eq!(versions, [1, 2, 3, 4], "each migration recorded once");
 }
 
@@ -137,6 +133,15 @@ pub(crate) async fn sql_batch(backend: &Backend, statements: &str) {
             connection.await.unwrap().unwrap();
         }
     }
+}
+
+/// The versions of the migrations `backend`'s database records, in order.
+pub(crate) async fn migrations(backend: &Backend) -> Vec<i64> {
+    sql(
+        backend,
+        "SELECT version FROM hongyan_migrations ORDER BY version",
+    )
+    .await
 }
 
 /// Runs `statement` on the backend's database directly, returning the first column of each

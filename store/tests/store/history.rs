@@ -408,11 +408,7 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
         .await
         .unwrap();
     migrated.close().await;
-    let versions = crate::durability::sql(
-        &backend,
-        "SELECT version FROM hongyan_migrations ORDER BY version",
-    )
-    .await;
+    let versions = crate::durability::migrations(&backend).await;
     assert_eq!(versions, [1, 2, 3, 4]);
 }
 
@@ -444,11 +440,7 @@ async fn a_version_3_database_migrates_and_keeps_its_history(kind: Kind) {
         .unwrap();
     assert_eq!(migrated.newest_seqs(&[c]).await.unwrap(), [7]);
     migrated.close().await;
-    let versions = crate::durability::sql(
-        &backend,
-        "SELECT version FROM hongyan_migrations ORDER BY version",
-    )
-    .await;
+    let versions = crate::durability::migrations(&backend).await;
     assert_eq!(versions, [1, 2, 3, 4]);
 }
 
