@@ -8,7 +8,9 @@
 //! round trip; two users on two nodes writing to each other at once would each wait for the
 //! other's unread acknowledgement (until the cluster's deliver timeout). So the loop hands such
 //! a message to its lane and reads on; the lane relays one message at a time, which keeps a
-//! sender's messages in order, and the pseudo-ACK reaches the sender through its outbox.
+//! sender's messages in order, and the pseudo-ACK reaches the sender through its outbox. Each
+//! message goes with the handle of the login that sent it (`HandedOff`), so a UDP address that
+//! logs in as somebody else meanwhile is never told about the previous user's messages.
 //!
 //! The lane holds data, not a task: the session's loop drives it (`Core::drive_lane`) beside
 //! reading, and it dies with the session. A message it held unfinished was never acknowledged,
@@ -18,7 +20,6 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use futures_util::future::BoxFuture;
-use hongyan_shared::Packet;
 use sync_wrapper::SyncWrapper;
 
 /// How many messages one session's lane holds, the one under way included. A sender that
@@ -26,11 +27,11 @@ use sync_wrapper::SyncWrapper;
 /// answer holds up its senders within this bound, not their memory without one.
 pub(crate) const LANE_CAPACITY: usize = 32;
 
-/// Messages a session handed off, oldest first, and the one under way.
-#[derive(Default)]
-pub(crate) struct Lane {
+/// Messages (`T`: what relaying one needs) a session handed off, oldest first, and the one
+/// under way.
+pub(crate) struct Lane<T> {
     /// Not yet started, oldest first.
-    waiting: VecDeque<Packet>,
+    waiting: VecDeque<T>,
     /// The message being relayed: kept here between polls, so a loop that stops polling the
     /// lane for a while (to read, to write) resumes it rather than starts it again. Wrapped
     /// so that the session stays `Sync`: it is shared by reference across its loop's awaits,
@@ -38,10 +39,19 @@ pub(crate) struct Lane {
     current: Option<SyncWrapper<BoxFuture<'static, ()>>>,
 }
 
-impl Lane {
-    /// Adds `packet` behind the messages already in the lane.
-    pub(crate) fn push(&mut self, packet: Packet) {
-        self.waiting.push_back(packet);
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            current: None,
+        }
+    }
+}
+
+impl<T> Lane<T> {
+    /// Adds `message` behind the messages already in the lane.
+    pub(crate) fn push(&mut self, message: T) {
+        self.waiting.push_back(message);
     }
 
     /// Whether the lane holds [`LANE_CAPACITY`] messages.
@@ -52,10 +62,7 @@ impl Lane {
     /// Runs the oldest message to its end, starting it with `start` if it has not started:
     /// whether more are left. Cancel-safe: dropped before the end, the message stays in the
     /// lane, under way.
-    pub(crate) async fn step(
-        &mut self,
-        start: impl FnOnce(Packet) -> BoxFuture<'static, ()>,
-    ) -> bool {
+    pub(crate) async fn step(&mut self, start: impl FnOnce(T) -> BoxFuture<'static, ()>) -> bool {
         let current = match &mut self.current {
             Some(current) => current,
             None => match self.waiting.pop_front() {
@@ -69,7 +76,7 @@ impl Lane {
     }
 }
 
-impl fmt::Debug for Lane {
+impl<T> fmt::Debug for Lane<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lane")
             .field("waiting", &self.waiting.len())
@@ -83,6 +90,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use futures_util::FutureExt;
+    use hongyan_shared::Packet;
     use tokio::sync::oneshot;
 
     use super::*;
@@ -96,7 +104,7 @@ mod tests {
         let started = Arc::new(Mutex::new(Vec::new()));
         let (release, released) = oneshot::channel::<()>();
         let mut released = Some(released);
-        let mut lane = Lane::default();
+        let mut lane = Lane::<Packet>::default();
         lane.push(message("m-1"));
         lane.push(message("m-2"));
         let start = |started: &Arc<Mutex<Vec<String>>>, gate: Option<oneshot::Receiver<()>>| {
@@ -131,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_lane_is_full_at_its_capacity_counting_the_message_under_way() {
-        let mut lane = Lane::default();
+        let mut lane = Lane::<Packet>::default();
         for n in 0..LANE_CAPACITY {
             assert!(!lane.is_full());
             lane.push(message(&format!("m-{n}")));

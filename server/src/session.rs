@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hongyan_shared::{Instant, UserId};
+use hongyan_shared::{Instant, Packet, UserId};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -97,6 +97,14 @@ pub enum PushError {
     /// (the receiver's limit, the message's size, or the store is failing): it was not kept.
     #[error("receiver cannot take the message now, and the message store refused it")]
     NotStored,
+}
+
+/// A C2C message in a session's lane, with the handle of the login that sent it: its
+/// pseudo-ACK is queued for that login only, whoever the session is by the time it comes.
+#[derive(Debug)]
+pub(crate) struct HandedOff {
+    pub(crate) packet: Packet,
+    pub(crate) sender: SessionHandle,
 }
 
 /// The cheap, cloneable way to reach a session from other tasks.
@@ -201,7 +209,7 @@ pub struct Session {
     pub(crate) rate: Option<SessionRate>,
     /// C2C messages handed off to be relayed in order while the loop reads on (in a cluster,
     /// for receivers on other nodes); `None` while there are none. Boxed: 8 bytes otherwise.
-    pub(crate) lane: Option<Box<Lane>>,
+    pub(crate) lane: Option<Box<Lane<HandedOff>>>,
     pub(crate) handle: SessionHandle,
 }
 

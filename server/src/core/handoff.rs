@@ -2,7 +2,8 @@
 //! them in its loop: in a cluster, a message whose receiver this node does not hold (another
 //! node answers with its outcome, a client round trip later), and every message after it while
 //! the lane holds any, so that a sender's messages keep their order. The sender hears its
-//! pseudo-ACK through its outbox when the message's outcome is known.
+//! pseudo-ACK through its outbox when the message's outcome is known, queued for the login
+//! that sent the message.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use hongyan_shared::Packet;
 
 use super::messages::{Relayed, pseudo_ack};
 use super::state::Core;
-use crate::session::{Outbound, Session, SessionHandle};
+use crate::session::{HandedOff, Outbound, Session, SessionHandle};
 
 impl Core {
     /// Whether `packet`, a C2C message from `session`'s user, goes through the session's lane.
@@ -29,9 +30,12 @@ impl Core {
     pub(super) async fn hand_off(self: &Arc<Self>, session: &mut Session, packet: Packet) {
         let lane = session.lane.get_or_insert_with(Box::default);
         while lane.is_full() {
-            lane.step(self.relay_for(&session.handle)).await;
+            lane.step(self.relay_from_lane()).await;
         }
-        lane.push(packet);
+        lane.push(HandedOff {
+            packet,
+            sender: session.handle.clone(),
+        });
     }
 
     /// Relays the messages in `session`'s lane, one at a time, until it is empty, and then
@@ -39,23 +43,21 @@ impl Core {
     /// end, it resumes where it was at the next call.
     pub async fn drive_lane(self: &Arc<Self>, session: &mut Session) {
         while let Some(lane) = &mut session.lane {
-            if !lane.step(self.relay_for(&session.handle)).await {
+            if !lane.step(self.relay_from_lane()).await {
                 session.lane = None;
             }
         }
     }
 
-    /// What relays a message of `sender`'s lane.
-    fn relay_for<'a>(
-        self: &'a Arc<Self>,
-        sender: &'a SessionHandle,
-    ) -> impl FnOnce(Packet) -> BoxFuture<'static, ()> + 'a {
-        move |packet| Box::pin(self.clone().relay_handed_off(sender.clone(), packet))
+    /// What relays a message taken from a lane.
+    fn relay_from_lane(self: &Arc<Self>) -> impl FnOnce(HandedOff) -> BoxFuture<'static, ()> {
+        move |HandedOff { packet, sender }| Box::pin(self.clone().relay_handed_off(sender, packet))
     }
 
     /// The C2C rules for a message taken from `sender`'s lane, as the session's loop applies
-    /// them to one it relays itself; the pseudo-ACK goes to the sender's outbox (queued for the
-    /// login that sent the message, so never to a later user of a UDP address).
+    /// them to one it relays itself; the pseudo-ACK goes to the sender's outbox, queued for the
+    /// login that sent the message (`sender` was cloned when it was handed off), so never to a
+    /// later user of a UDP address.
     async fn relay_handed_off(self: Arc<Self>, sender: SessionHandle, mut packet: Packet) {
         let now = self.clock.now();
         let relayed = self.relay(&mut packet, sender.info, None, now).await;

@@ -188,6 +188,34 @@ fn a_sender_reads_on_while_another_node_answers_and_its_messages_keep_their_orde
 }
 
 #[test]
+fn a_handed_off_message_is_acknowledged_only_to_the_login_that_sent_it() {
+    let cluster = Scripted::gated(Remote::Delivered, Claim::Granted, 0);
+    let h = Harness::in_cluster(cluster.clone());
+    let mut address = h.online(Transport::Udp, "alice");
+    // m-1 is out to bob's node, m-2 waits behind it.
+    h.receive(&mut address, &data("alice", "bob", "m-1"));
+    h.receive(&mut address, &data("alice", "bob", "m-2"));
+    // Meanwhile the address passes to another client, which logs in as carol.
+    h.handle().kick(&"alice".into(), None);
+    h.deliver(&mut address);
+    let (flow, response) = h.login(&mut address, "carol", 0);
+    assert_eq!((flow, response.code), (Flow::Continue, codes::OK));
+    address.written();
+    cluster.asked();
+    // Bob's node answers both: they were alice's, and are relayed in her name, but carol's
+    // client hears of neither.
+    cluster.answer(2);
+    h.drive_lane(&mut address);
+    assert_eq!(cluster.asked(), ["deliver bob m-2"]);
+    assert!(address.session.lane.is_none());
+    assert_eq!(
+        address.written(),
+        [],
+        "no acknowledgement of alice's messages"
+    );
+}
+
+#[test]
 fn a_full_lane_holds_its_session_until_the_oldest_message_is_answered() {
     let cluster = Scripted::gated(Remote::Delivered, Claim::Granted, 0);
     let h = Harness::in_cluster(cluster.clone());
