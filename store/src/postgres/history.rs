@@ -30,6 +30,13 @@ pub(super) const ENTRY_COLUMNS: &str = "low, high, seq, sender, fp, typeu, conte
 /// The columns every query that reads a member's summary selects.
 pub(super) const SUMMARY_COLUMNS: &str = "peer, newest, newest_at, read_seq";
 
+/// Each conversation's newest seq (NULL for one without history), in the order of the
+/// [`member_columns`] given as `$1` and `$2`.
+pub(super) const NEWEST_SEQS: &str =
+    "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
+     LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
+     ORDER BY k.n";
+
 /// The `(user_id, peer)` columns of `conversations`' rows in `hongyan_conversations`, one
 /// member's row each (either holds the conversation's newest seq), as arrays for `unnest`.
 pub(super) fn member_columns<'a>(
@@ -223,11 +230,7 @@ async fn number(
                  FROM unnest($2::TEXT[], $3::TEXT[]) AS c(l, r) ORDER BY h
              ) AS locks",
         ),
-        client.prepare_cached(
-            "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
-             LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
-             ORDER BY k.n",
-        ),
+        client.prepare_cached(NEWEST_SEQS),
         client.prepare_cached(
             "SELECT h.low, h.high, h.sender, h.fp
              FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS k(l, r, s, f)

@@ -22,8 +22,8 @@ use tokio_postgres::Row;
 pub(crate) use self::connection::describe as describe_error;
 use self::connection::{MESSAGE_COLUMNS, connect, message_from_row, pg_error};
 use self::history::{
-    ENTRY_COLUMNS, SUMMARY_COLUMNS, entry_from_row, member_columns, newest_from_row, sql_seq,
-    summary_from_row,
+    ENTRY_COLUMNS, NEWEST_SEQS, SUMMARY_COLUMNS, entry_from_row, member_columns, newest_from_row,
+    sql_seq, summary_from_row,
 };
 use self::writer::Writer;
 use crate::queue::WriteQueue;
@@ -202,16 +202,11 @@ impl MessageStore for PostgresStore {
             return Ok(Vec::new());
         }
         let (users, peers) = member_columns(conversations);
-        self.read(
-            "SELECT c.newest FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(u, p, n)
-             LEFT JOIN hongyan_conversations AS c ON c.user_id = k.u AND c.peer = k.p
-             ORDER BY k.n",
-            &[&users, &peers],
-        )
-        .await?
-        .iter()
-        .map(newest_from_row)
-        .collect()
+        self.read(NEWEST_SEQS, &[&users, &peers])
+            .await?
+            .iter()
+            .map(newest_from_row)
+            .collect()
     }
 
     async fn history(

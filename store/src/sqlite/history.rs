@@ -120,16 +120,14 @@ pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
 /// conversation's rows (no index by fingerprint: one server numbers history itself and
 /// recognises retransmissions in memory).
 pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<Vec<u64>> {
-    let conversations: HashSet<Conversation> =
-        entries.iter().map(|e| e.conversation.clone()).collect();
-    let newest: HashMap<Conversation, u64> = conversations
+    let conversations: Vec<Conversation> = entries
         .iter()
-        .cloned()
-        .zip(newest_seqs(
-            conn,
-            &conversations.iter().cloned().collect::<Vec<_>>(),
-        )?)
+        .map(|e| e.conversation.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
         .collect();
+    let seqs = newest_seqs(conn, &conversations)?;
+    let newest: HashMap<Conversation, u64> = conversations.into_iter().zip(seqs).collect();
     let mut find = conn.prepare_cached(
         "SELECT 1 FROM hongyan_history
          WHERE low = ?1 AND high = ?2 AND sender = ?3 AND fp = ?4 LIMIT 1",
