@@ -10,11 +10,15 @@
 //! [`MessageStore::number_history`](crate::MessageStore::number_history) numbers them in the
 //! transaction that writes them, so no node keeps a counter.
 
+mod batch;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use hashlink::DefaultHashBuilder;
 use hongyan_shared::{Fingerprint, UserId};
+
+pub use self::batch::{BatchSummary, HistoryBatch};
 
 /// A conversation: the unordered pair of its members. The server's pushes to a user form the
 /// conversation `("0", user)`; a user's messages to themselves, `(user, user)`.
@@ -123,7 +127,7 @@ pub(crate) struct SummaryChange {
     pub(crate) read: u64,
 }
 
-/// What a batch moves in one conversation: its newest seq, and how far each member has sent.
+/// What a write moves in one conversation: its newest seq, and how far each member has sent.
 #[derive(Default)]
 struct ConversationChange {
     newest: u64,
@@ -132,29 +136,22 @@ struct ConversationChange {
     sent_by_high: u64,
 }
 
-/// The summary changes `entries` make, per `(user, peer)`: the newest seq of each
+/// The summary changes a write makes, per `(user, peer)`, from the summaries of what it
+/// writes (a [`HistoryBatch`]'s, or [`BatchSummary::of_entry`]): the newest seq of each
 /// conversation, and each sender's read position at its own newest message.
-///
-/// Gathered per conversation (one hash of its ids per entry, with a fast hasher: this runs
-/// for every entry a server writes), then given to each member.
-pub(crate) fn summary_changes(
-    entries: &[HistoryEntry],
-) -> Vec<((&UserId, &UserId), SummaryChange)> {
+pub(crate) fn summary_changes<'a>(
+    written: impl IntoIterator<Item = (&'a Conversation, BatchSummary)>,
+) -> Vec<((&'a UserId, &'a UserId), SummaryChange)> {
     let mut conversations: HashMap<&Conversation, ConversationChange, DefaultHashBuilder> =
         HashMap::with_hasher(DefaultHashBuilder::default());
-    for entry in entries {
-        let conversation = &entry.conversation;
+    for (conversation, summary) in written {
         let change = conversations.entry(conversation).or_default();
-        if entry.seq > change.newest {
-            change.newest = entry.seq;
-            change.newest_at = entry.accepted_at;
+        if summary.newest > change.newest {
+            change.newest = summary.newest;
+            change.newest_at = summary.newest_at;
         }
-        if &entry.sender == conversation.low() {
-            change.sent_by_low = change.sent_by_low.max(entry.seq);
-        }
-        if &entry.sender == conversation.high() {
-            change.sent_by_high = change.sent_by_high.max(entry.seq);
-        }
+        change.sent_by_low = change.sent_by_low.max(summary.sent_by_low);
+        change.sent_by_high = change.sent_by_high.max(summary.sent_by_high);
     }
     let mut changes = Vec::with_capacity(2 * conversations.len());
     for (conversation, change) in conversations {

@@ -67,7 +67,7 @@ pub mod testing;
 
 pub use config::{Limits, StoreConfig};
 pub use error::StoreError;
-pub use history::{Conversation, ConversationSummary, HistoryEntry};
+pub use history::{BatchSummary, Conversation, ConversationSummary, HistoryBatch, HistoryEntry};
 pub use memory::MemoryStore;
 pub use message::{MessageId, NewMessage, Put, StoredMessage};
 pub use postgres::PostgresStore;

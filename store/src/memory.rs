@@ -12,8 +12,8 @@ use crate::history;
 use crate::queue::{check_history, check_message};
 use crate::stats::Counters;
 use crate::{
-    BackendKind, Conversation, ConversationSummary, HistoryEntry, Limits, MessageId, MessageStore,
-    NewMessage, Put, StoreError, StoreStats, StoredMessage,
+    BackendKind, Conversation, ConversationSummary, HistoryBatch, HistoryEntry, Limits, MessageId,
+    MessageStore, NewMessage, Put, StoreError, StoreStats, StoredMessage,
 };
 
 /// Messages kept in memory: every rule of the SQL backends (idempotent puts, quotas, expiry,
@@ -265,11 +265,9 @@ impl MessageStore for MemoryStore {
         Ok(())
     }
 
-    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
-        for entry in entries.iter() {
-            check_history(entry)?;
-        }
-        let written = self.open_state()?.append(entries.iter().cloned());
+    async fn append_history(&self, batches: Arc<[HistoryBatch]>) -> Result<(), StoreError> {
+        let entries = batches.iter().flat_map(HistoryBatch::entries);
+        let written = self.open_state()?.append(entries);
         Counters::add(&self.counters.history_written, written);
         Ok(())
     }

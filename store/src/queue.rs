@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::stats::Counters;
 use crate::{
-    HistoryEntry, Limits, MessageId, NewMessage, Put, StoreError, StoreStats, StoredMessage,
+    HistoryBatch, HistoryEntry, Limits, MessageId, NewMessage, Put, StoreError, StoreStats,
+    StoredMessage,
 };
 
 /// Where a job's result goes.
@@ -41,8 +42,8 @@ pub(crate) enum Job {
     OpenHistory(bool, Reply<u64>),
     /// The history writer closed: the next open keeps the epoch.
     CloseHistory(Reply<()>),
-    /// Write history entries and move the members' summaries.
-    AppendHistory(Arc<[HistoryEntry]>, Reply<()>),
+    /// Write history batches and move the members' summaries.
+    AppendHistory(Arc<[HistoryBatch]>, Reply<()>),
     /// Number history entries after what their conversations hold, then append them; the
     /// seq each got (0: already written).
     NumberHistory(Vec<HistoryEntry>, Reply<Vec<u64>>),
@@ -301,15 +302,12 @@ impl WriteQueue {
         self.submit(0, Job::CloseHistory).await
     }
 
-    /// Queues history entries.
-    pub async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
-        if entries.is_empty() {
+    /// Queues history batches (each checked as it was built).
+    pub async fn append_history(&self, batches: Arc<[HistoryBatch]>) -> Result<(), StoreError> {
+        if batches.iter().all(HistoryBatch::is_empty) {
             return Ok(());
         }
-        for entry in entries.iter() {
-            check_history(entry)?;
-        }
-        self.submit(0, |reply| Job::AppendHistory(entries, reply))
+        self.submit(0, |reply| Job::AppendHistory(batches, reply))
             .await
     }
 

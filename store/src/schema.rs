@@ -39,6 +39,18 @@
 //!   in the order they were written (the table's rowid, which is the order messages were
 //!   accepted), so a history row costs two B-tree inserts instead of three on the one
 //!   writer thread. PostgreSQL, whose rows have no such order, keeps the index.
+//!
+//! # Tables (version 5: SQLite's history kept in batches)
+//! - SQLite replaces `hongyan_history` with `hongyan_history_batches`: a row per conversation
+//!   and write, keyed by `(low, high, first_seq)`, holding the entries packed
+//!   ([`HistoryBatch`](crate::HistoryBatch): seq, sender, fp, typeu, time and content each),
+//!   with the seqs and times the reads and the sweep look at (`last_seq`, `oldest_at`,
+//!   `newest_at`, `entries`). One server writes a conversation's new messages every flush
+//!   delay, tens of them under load: one row instead of one each makes the writer's work per
+//!   conversation, not per message. Reads unpack the rows that hold the range; the sweep goes
+//!   by rowid as before and rewrites a row that is only partly old. The existing rows move in
+//!   batches of up to 64. PostgreSQL keeps a row per entry: its nodes number entries as they
+//!   write them and look for a retransmission by fingerprint, which an index serves.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,8 +68,13 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[PENDING, HISTORY, NUMBERED_BY_STORE, SWEPT_IN_ROW_ORDER];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    PENDING,
+    HISTORY,
+    NUMBERED_BY_STORE,
+    SWEPT_IN_ROW_ORDER,
+    HISTORY_IN_BATCHES,
+];
 
 const PENDING: Migration = Migration {
     version: 1,
@@ -180,6 +197,27 @@ const SWEPT_IN_ROW_ORDER: Migration = Migration {
     version: 4,
     name: "history swept in row order",
     sqlite: "DROP INDEX hongyan_history_by_time;",
+    postgres: "SELECT 1;",
+};
+
+const HISTORY_IN_BATCHES: Migration = Migration {
+    version: 5,
+    name: "history kept in batches",
+    // The rows move in a step of the SQLite store's own (`sqlite::history::pack_history_rows`),
+    // which drops `hongyan_history` after.
+    sqlite: "
+        CREATE TABLE hongyan_history_batches (
+            low       TEXT    NOT NULL,
+            high      TEXT    NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq  INTEGER NOT NULL,
+            oldest_at INTEGER NOT NULL,
+            newest_at INTEGER NOT NULL,
+            entries   INTEGER NOT NULL,
+            body      BLOB    NOT NULL,
+            PRIMARY KEY (low, high, first_seq)
+        );
+    ",
     postgres: "SELECT 1;",
 };
 

@@ -7,8 +7,8 @@ use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
 
 use crate::{
-    Conversation, ConversationSummary, HistoryEntry, MessageId, NewMessage, Put, StoreError,
-    StoreStats, StoredMessage,
+    Conversation, ConversationSummary, HistoryBatch, HistoryEntry, MessageId, NewMessage, Put,
+    StoreError, StoreStats, StoredMessage,
 };
 
 /// Which backend a store is, for logs and metrics labels.
@@ -137,15 +137,16 @@ pub trait MessageStore: Send + Sync + 'static {
     /// a crash.
     async fn close_history(&self) -> Result<(), StoreError>;
 
-    /// Writes `entries` (numbered by the server, each conversation's in seq order) in one
-    /// group commit, and moves each member's summary: the conversation's newest seq, and the
-    /// sender's read position to the message it sent. An entry whose (conversation, seq) is
-    /// already written is skipped, so a retry after an ambiguous failure writes nothing twice.
+    /// Writes `batches` (entries numbered by the server, each conversation's in seq order)
+    /// in one group commit, and moves each member's summary: the conversation's newest seq,
+    /// and the sender's read position to the message it sent. A batch already written (the
+    /// same conversation and first seq; in PostgreSQL, an entry with the same conversation
+    /// and seq) is skipped, so a retry after an ambiguous failure writes nothing twice.
     /// Shared, not owned: the server keeps reading the entries while they are written.
     ///
     /// # Errors
     /// [`StoreError::Overloaded`] or [`StoreError::Unavailable`]: nothing was written.
-    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError>;
+    async fn append_history(&self, batches: Arc<[HistoryBatch]>) -> Result<(), StoreError>;
 
     /// Numbers `entries` (their `seq` is ignored) and writes them, in one transaction: each
     /// conversation's go after the newest seq written in it, in the order given, and move the

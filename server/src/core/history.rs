@@ -1,4 +1,4 @@
-//! [`HistoryLink`]: numbering the messages of each conversation in memory, and the entries
+//! [`HistoryLink`]: numbering the messages of each conversation in memory, and the batches
 //! waiting to be written behind delivery (issue 12).
 //!
 //! A conversation's next seq is a counter in memory, loaded from the store the first time the
@@ -7,13 +7,18 @@
 //! numbered when the counter arrives). Numbering and handing the message to its receiver's
 //! queue happen under the conversation's lock, so seqs follow the order messages were
 //! accepted, and a message the receiver's session refuses is not numbered (the seq goes to the
-//! next one: no gap). Numbered entries wait in a buffer that the store chores write in batches
-//! (one group commit each), the flush delay (20 ms on one server) after the first of them was
-//! numbered; reads merge the buffer with the store.
+//! next one: no gap).
 //!
-//! A crash loses the buffer: up to the flush delay and the write under way's worth of history
-//! (never a delivery). The next server opens the store's history with a new epoch, and
-//! clients that see it drop what they learned and sync again.
+//! A numbered message is packed at once into its conversation's [`HistoryBatch`] for the next
+//! write, in its shard: one copy of its fields into a growing buffer, no allocation of its
+//! own, no lock but its conversation's. The store chores take every shard's batches in one
+//! write (one group commit), the flush delay (20 ms on one server) after the first message
+//! since the last; SQLite keeps each batch as one row. Reads merge the batches not yet
+//! written with the store.
+//!
+//! A crash loses what is not written: up to the flush delay and the write under way's worth of
+//! history (never a delivery). The next server opens the store's history with a new epoch,
+//! and clients that see it drop what they learned and sync again.
 //!
 //! The nodes of a cluster let the store number instead ([`by_store`]).
 
@@ -22,16 +27,16 @@ mod recent;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
-use hongyan_store::{Conversation, HistoryEntry};
+use hongyan_store::{Conversation, HistoryBatch, HistoryEntry};
 
-use self::recent::{RecentKey, RecentMessages, RecentProbe};
+use self::recent::{RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
 const SHARDS: usize = 16;
@@ -42,57 +47,84 @@ const COUNTERS: usize = 100_000;
 /// s, §6.1) is recognised and not numbered twice.
 const RECENT_LIFETIME: Duration = Duration::from_secs(60);
 /// The most entries waiting to be numbered or written; beyond it (the store has been failing
-/// for long) new messages are delivered without being kept in history.
+/// for long) new messages are delivered without being kept in history. Each shard holds its
+/// share.
 const MAX_WAITING: usize = 100_000;
-/// The most bytes of content waiting to be numbered or written.
+/// The most bytes of content waiting to be numbered or written (each shard its share).
 const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
-/// The fewest entries the buffer of numbered entries keeps room for between writes.
-const KEPT_ROOM: usize = 1024;
 
-/// A message accepted into a conversation (handed to its receiver, or stored for it), before
-/// it is numbered.
-#[derive(Debug, Clone)]
-pub(crate) struct Accepted {
-    pub(crate) conversation: Conversation,
-    pub(crate) sender: UserId,
-    pub(crate) fp: Option<Fingerprint>,
+/// A conversation's members in id order, borrowed from a message: finds its counter without
+/// building a [`Conversation`].
+#[derive(Clone, Copy)]
+pub(crate) struct Members<'a> {
+    low: &'a UserId,
+    high: &'a UserId,
+}
+
+impl<'a> Members<'a> {
+    /// The members of the conversation between `a` and `b`, in either order.
+    pub(crate) fn between(a: &'a UserId, b: &'a UserId) -> Self {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        Self { low, high }
+    }
+
+    /// Whether `member` is the one whose id sorts first.
+    pub(crate) fn is_low(&self, member: &UserId) -> bool {
+        member == self.low
+    }
+
+    /// Whether `conversation` is theirs.
+    fn is(&self, conversation: &Conversation) -> bool {
+        conversation.low() == self.low && conversation.high() == self.high
+    }
+
+    /// Their conversation, owned.
+    fn conversation(&self) -> Conversation {
+        Conversation::between(self.low, self.high)
+    }
+
+    /// The hash `hasher` gives their conversation (a `Conversation` hashes its members in
+    /// order, as this pair does).
+    fn hash(&self, hasher: &DefaultHashBuilder) -> u64 {
+        hasher.hash_one((self.low, self.high))
+    }
+}
+
+/// A message accepted into a conversation (handed to its receiver, or stored for it), as the
+/// history keeps it: borrowed from its packet until it is packed into a batch.
+#[derive(Clone, Copy)]
+pub(crate) struct Accepted<'a> {
+    pub(crate) members: Members<'a>,
+    /// Sent by the member whose id sorts first.
+    pub(crate) from_low: bool,
+    pub(crate) fp: Option<&'a Fingerprint>,
     pub(crate) typeu: i32,
-    pub(crate) content: String,
+    pub(crate) content: &'a str,
     /// Milliseconds since the Unix epoch.
     pub(crate) at: i64,
 }
 
-impl Accepted {
-    fn numbered(self, seq: u64) -> HistoryEntry {
-        HistoryEntry {
-            conversation: self.conversation,
-            seq,
-            sender: self.sender,
-            fp: self.fp,
-            typeu: self.typeu,
-            content: self.content,
-            accepted_at: self.at,
-        }
+impl Accepted<'_> {
+    /// Packs it into `batch` as `seq` (0: not numbered yet).
+    fn pack(&self, batch: &mut HistoryBatch, seq: u64) {
+        let fp = self.fp.map(Fingerprint::as_str);
+        batch
+            .push(seq, self.from_low, fp, self.typeu, self.at, self.content)
+            .expect("a kept message's ids were checked (`keepable`) before it was packed");
     }
 
     /// What finds it among the recent messages, if it has a fingerprint; `hash` is its
     /// conversation's (`hasher`'s).
     fn probe(&self, hash: u64, hasher: &DefaultHashBuilder) -> Option<RecentProbe<'_>> {
-        RecentProbe::of(
-            &self.conversation,
-            &self.sender,
-            self.fp.as_ref(),
-            hash,
-            hasher,
-        )
+        RecentProbe::of(self.from_low, self.fp, hash, hasher)
     }
 
     /// Whether the store can keep it: no NUL in an id, which no backend keeps faithfully.
     fn keepable(&self) -> bool {
         let ids = [
-            self.conversation.low().as_str(),
-            self.conversation.high().as_str(),
-            self.fp.as_ref().map_or("", Fingerprint::as_str),
+            self.members.low.as_str(),
+            self.members.high.as_str(),
+            self.fp.map_or("", Fingerprint::as_str),
         ];
         !ids.iter().any(|id| id.contains('\0'))
     }
@@ -121,13 +153,23 @@ impl Kept {
     }
 }
 
+/// Where a conversation's batch for the next write is in its shard: valid while the shard's
+/// take is still `take`.
+#[derive(Clone, Copy)]
+struct BatchSlot {
+    take: u64,
+    index: usize,
+}
+
 /// A conversation's numbering.
 enum Counter {
-    /// Its newest seq is being read; these messages wait for their seqs, in order.
-    Loading(Vec<Accepted>),
-    /// `next` is the next seq; `unwritten` entries of it are not written yet (a counter is
-    /// forgotten only when none are: the store's newest seq is then its own).
-    Ready { next: u64, unwritten: usize },
+    /// Its newest seq is being read; these messages wait for their seqs, in order, packed
+    /// unnumbered.
+    Loading(HistoryBatch),
+    /// `next` is the next seq (unused where the store numbers); `slot` is the conversation's
+    /// batch in the take its newest message went into (a counter is forgotten only once that
+    /// take is written: the store's newest seq is then its own).
+    Ready { next: u64, slot: BatchSlot },
 }
 
 /// A message [`HistoryLink::admit`] let through: its conversation's hash, the conversation's
@@ -146,6 +188,14 @@ struct Shard {
     counters: LinkedHashMap<Arc<Conversation>, Counter, DefaultHashBuilder>,
     /// Recently kept messages, oldest first.
     recent: RecentMessages,
+    /// The batches of the next write, a conversation's at most once.
+    batches: Vec<HistoryBatch>,
+    /// How many writes took this shard's batches so far: the take `batches` go into.
+    take: u64,
+    /// Entries (and their content bytes) kept here and not yet written: numbered, or waiting
+    /// for their seqs.
+    held: usize,
+    held_bytes: usize,
 }
 
 impl Shard {
@@ -153,6 +203,10 @@ impl Shard {
         Self {
             counters: LinkedHashMap::with_hasher(hasher.clone()),
             recent: RecentMessages::default(),
+            batches: Vec::new(),
+            take: 0,
+            held: 0,
+            held_bytes: 0,
         }
     }
 
@@ -166,30 +220,19 @@ impl Shard {
         }
     }
 
-    /// The tag of a recently kept message, if `probe` finds one in `conversation`.
-    fn recalled(
-        &self,
-        probe: &RecentProbe<'_>,
-        conversation: &Conversation,
-    ) -> Option<Option<SeqTag>> {
-        Some(self.recent.find(probe, conversation)?.tag)
+    /// The tag of a recently kept message, if `probe` finds one in `members`' conversation.
+    fn recalled(&self, probe: &RecentProbe<'_>, members: Members<'_>) -> Option<Option<SeqTag>> {
+        Some(self.recent.find(probe, members)?.tag)
     }
 
-    /// Remembers a kept message's tag by its `key`; one remembered already keeps its place
-    /// and time.
-    fn remember(&mut self, key: Option<RecentKey>, tag: Option<SeqTag>, now: Instant) {
-        if let Some(key) = key {
-            self.recent.remember(key, tag, now);
-        }
-    }
-
-    /// Forgets least recently used counters with nothing left to write while over `limit`.
-    fn trim(&mut self, limit: usize) {
+    /// Forgets least recently used counters whose messages are all written (in a take before
+    /// `written`) while over `limit`.
+    fn trim(&mut self, limit: usize, written: u64) {
         while self.counters.len() > limit {
             let idle = self
                 .counters
                 .iter()
-                .find(|(_, c)| matches!(c, Counter::Ready { unwritten: 0, .. }))
+                .find(|(_, c)| matches!(c, Counter::Ready { slot, .. } if slot.take < written))
                 .map(|(k, _)| k.clone());
             match idle {
                 Some(conversation) => {
@@ -199,15 +242,46 @@ impl Shard {
             }
         }
     }
+
+    /// The batch of `conversation` that `slot` points at in this take, started if there is
+    /// none yet.
+    fn batch<'s>(
+        batches: &'s mut Vec<HistoryBatch>,
+        take: u64,
+        slot: &mut BatchSlot,
+        conversation: &Conversation,
+    ) -> &'s mut HistoryBatch {
+        if slot.take != take || slot.index >= batches.len() {
+            let batch = HistoryBatch::new(conversation.clone())
+                .expect("a kept message's ids were checked (`keepable`) before it was packed");
+            *slot = BatchSlot {
+                take,
+                index: batches.len(),
+            };
+            batches.push(batch);
+        }
+        &mut batches[slot.index]
+    }
+
+    /// The batch of `conversation` in this take, if it has one.
+    fn current_batch(&self, conversation: &Conversation) -> Option<&HistoryBatch> {
+        match self.counters.get(conversation)? {
+            Counter::Ready { slot, .. } if slot.take == self.take => self.batches.get(slot.index),
+            _ => None,
+        }
+    }
 }
 
-/// Entries waiting for the store.
+/// The write's side: what the chores take, write and schedule.
 #[derive(Default)]
 struct Buffer {
-    /// Numbered, not yet handed to the store, in numbering order.
-    numbered: Vec<HistoryEntry>,
     /// Handed to the store (shared with it, not copied), not yet committed.
-    writing: Arc<[HistoryEntry]>,
+    writing: Arc<[HistoryBatch]>,
+    /// The take `writing` is, and the entries and bytes it took from each shard.
+    writing_take: u64,
+    taken: Vec<(usize, usize)>,
+    /// `writing` failed and is written again before anything taken after it.
+    rewrite: bool,
     /// Conversations whose counters the chores load.
     loads: Vec<Conversation>,
     loading: bool,
@@ -235,11 +309,12 @@ pub(crate) struct HistoryLink {
     hasher: DefaultHashBuilder,
     shards: Box<[Mutex<Shard>]>,
     buffer: Mutex<Buffer>,
-    /// Entries (and their content bytes) numbered or waiting to be, not yet committed: read
-    /// for every message, so outside the buffer's lock (the bound they keep need not be exact
-    /// to the entry).
-    held: AtomicUsize,
-    held_bytes: AtomicUsize,
+    /// A write is scheduled: set by the first message after a take, so the others read it
+    /// and take no lock but their conversation's.
+    armed: AtomicBool,
+    /// Takes written so far: a counter whose newest message went into an earlier take has
+    /// nothing left to write.
+    written_takes: AtomicU64,
     /// When the retention sweep next runs.
     next_sweep: Mutex<Option<Instant>>,
     /// The store numbers the entries as it writes them (the nodes of a cluster).
@@ -267,8 +342,8 @@ impl HistoryLink {
                 .collect(),
             hasher,
             buffer: Mutex::default(),
-            held: AtomicUsize::new(0),
-            held_bytes: AtomicUsize::new(0),
+            armed: AtomicBool::new(false),
+            written_takes: AtomicU64::new(0),
             next_sweep: Mutex::new(None),
             by_store: false,
         };
@@ -284,10 +359,7 @@ impl HistoryLink {
     /// (they index by the low bits and tag by the top ones), so a shard's conversations still
     /// spread over its table.
     fn shard_of(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        let i = ((hash >> 32) % SHARDS as u64) as usize;
-        self.shards[i]
-            .lock()
-            .expect("history shard lock is never held across a panic-prone section")
+        lock_shard(&self.shards[shard_index(hash)])
     }
 
     fn lock_buffer(&self) -> MutexGuard<'_, Buffer> {
@@ -320,20 +392,23 @@ impl HistoryLink {
     /// shard, locked, with the recent messages that outlived their lifetime forgotten. A
     /// message seen before is [`Kept::Again`], one that cannot be kept (too much waits to be
     /// written, or an id the store cannot keep) [`Kept::Not`].
-    fn admit<'m>(&self, accepted: &'m Accepted, now: Instant) -> Result<Admitted<'_, 'm>, Kept> {
-        let hash = self.hasher.hash_one(&accepted.conversation);
+    fn admit<'m>(
+        &self,
+        accepted: &'m Accepted<'m>,
+        now: Instant,
+    ) -> Result<Admitted<'_, 'm>, Kept> {
+        let hash = accepted.members.hash(&self.hasher);
         let mut shard = self.shard_of(hash);
         shard.forget_recent(now, self.recent_capacity);
         let probe = accepted.probe(hash, &self.hasher);
         if let Some(tag) = probe
             .as_ref()
-            .and_then(|p| shard.recalled(p, &accepted.conversation))
+            .and_then(|p| shard.recalled(p, accepted.members))
         {
             return Err(Kept::Again(tag));
         }
-        let room = self.held.load(Ordering::Relaxed) < MAX_WAITING
-            && self.held_bytes.load(Ordering::Relaxed) + accepted.content.len()
-                <= MAX_WAITING_BYTES;
+        let room = shard.held < MAX_WAITING / SHARDS
+            && shard.held_bytes + accepted.content.len() <= MAX_WAITING_BYTES / SHARDS;
         if !room || !accepted.keepable() {
             return Err(Kept::Not);
         }
@@ -346,7 +421,7 @@ impl HistoryLink {
     /// retransmission) is delivered with its first tag and not kept again.
     pub(crate) fn deliver<T, E>(
         &self,
-        accepted: Accepted,
+        accepted: &Accepted<'_>,
         now: Instant,
         deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
     ) -> (Result<T, E>, Kept) {
@@ -357,26 +432,27 @@ impl HistoryLink {
             hash,
             shard: mut guard,
             probe,
-        } = match self.admit(&accepted, now) {
+        } = match self.admit(accepted, now) {
             Ok(admitted) => admitted,
             Err(kept) => return (deliver(kept.tag()), kept),
         };
         let shard = &mut *guard;
-        let bytes = accepted.content.len();
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let take = shard.take;
+        let members = accepted.members;
         let counter = shard
             .counters
             .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &accepted.conversation);
+            .from_hash(hash, |conversation| members.is(conversation));
         let (result, kept, key) = match counter {
             RawEntryMut::Occupied(mut entry) => {
                 entry.to_back();
-                let key = probe.map(|p| p.key(entry.key()));
-                match entry.into_mut() {
-                    Counter::Ready { next, unwritten } => {
+                let (conversation, counter) = entry.into_key_value();
+                let key = probe.map(|p| p.key(conversation));
+                match counter {
+                    Counter::Ready { next, slot } => {
                         let tag = SeqTag {
                             seq: *next,
-                            epoch,
+                            epoch: self.epoch.load(Ordering::Acquire),
                             at: accepted.at,
                         };
                         let result = deliver(Some(tag));
@@ -384,17 +460,17 @@ impl HistoryLink {
                             return (result, Kept::Not);
                         }
                         *next += 1;
-                        *unwritten += 1;
-                        shard.remember(key, Some(tag), now);
-                        self.numbered(std::iter::once(accepted.numbered(tag.seq)), false, now);
-                        return (result, Kept::Numbered(tag));
+                        let batch = Shard::batch(&mut shard.batches, take, slot, conversation);
+                        accepted.pack(batch, tag.seq);
+                        self.arm(now);
+                        (result, Kept::Numbered(tag), key)
                     }
                     Counter::Loading(waiting) => {
                         let result = deliver(None);
                         if result.is_err() {
                             return (result, Kept::Not);
                         }
-                        waiting.push(accepted);
+                        accepted.pack(waiting, 0);
                         (result, Kept::Later, key)
                     }
                 }
@@ -404,63 +480,57 @@ impl HistoryLink {
                 if result.is_err() {
                     return (result, Kept::Not);
                 }
-                let conversation = Arc::new(accepted.conversation.clone());
+                let conversation = Arc::new(members.conversation());
                 let key = probe.map(|p| p.key(&conversation));
+                let mut waiting = HistoryBatch::new((*conversation).clone())
+                    .expect("a kept message's ids were checked (`keepable`) before it was packed");
+                accepted.pack(&mut waiting, 0);
                 entry.insert_hashed_nocheck(
                     hash,
                     Arc::clone(&conversation),
-                    Counter::Loading(vec![accepted]),
+                    Counter::Loading(waiting),
                 );
-                shard.trim(COUNTERS / SHARDS);
+                let written = self.written_takes.load(Ordering::Acquire);
+                shard.trim(COUNTERS / SHARDS, written);
                 self.lock_buffer().loads.push((*conversation).clone());
                 self.wake.notify_one();
                 (result, Kept::Later, key)
             }
         };
-        shard.remember(key, None, now);
-        self.hold(1, bytes);
+        if let Some(key) = key {
+            shard.recent.remember(key, kept.tag(), now);
+        }
+        shard.held += 1;
+        shard.held_bytes += accepted.content.len();
         (result, kept)
     }
 
     /// The tag `accepted` got when it was kept, if that was recently (within a minute) and it
     /// has one: a stored message sent again.
-    pub(crate) fn recall(&self, accepted: &Accepted) -> Option<SeqTag> {
-        let hash = self.hasher.hash_one(&accepted.conversation);
+    pub(crate) fn recall(&self, accepted: &Accepted<'_>) -> Option<SeqTag> {
+        let hash = accepted.members.hash(&self.hasher);
         let probe = accepted.probe(hash, &self.hasher)?;
-        self.shard_of(hash)
-            .recalled(&probe, &accepted.conversation)?
+        self.shard_of(hash).recalled(&probe, accepted.members)?
     }
 
     /// Keeps `accepted`, already kept for its receiver (stored): numbered now if its
     /// conversation's counter is loaded.
-    pub(crate) fn record(&self, accepted: Accepted, now: Instant) -> Kept {
+    pub(crate) fn record(&self, accepted: &Accepted<'_>, now: Instant) -> Kept {
         self.deliver(accepted, now, |_| Ok::<(), ()>(())).1
     }
 
-    /// Adds numbered `entries` to the buffer, counting them unless they were counted while
-    /// they waited for their seqs. Called with the entries' shard locked, so the buffer keeps
-    /// each conversation's seq order.
-    fn numbered(
-        &self,
-        entries: impl IntoIterator<Item = HistoryEntry>,
-        counted: bool,
-        now: Instant,
-    ) {
+    /// Schedules the next write, if the first message since the last take just went into a
+    /// batch (called with its shard locked: the chores take no shard while they hold the
+    /// buffer).
+    fn arm(&self, now: Instant) {
+        if self.armed.load(Ordering::Acquire) || self.armed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let mut buffer = self.lock_buffer();
-        if buffer.write_at.is_none() {
-            buffer.write_at = Some(now + self.flush_delay);
-            self.wake.notify_one();
-        }
+        buffer.write_at.get_or_insert(now + self.flush_delay);
         buffer.forget_at.get_or_insert(now + RECENT_LIFETIME);
-        let (mut count, mut bytes) = (0, 0);
-        for entry in entries {
-            count += 1;
-            bytes += entry.content.len();
-            buffer.numbered.push(entry);
-        }
-        if !counted {
-            self.hold(count, bytes);
-        }
+        drop(buffer);
+        self.wake.notify_one();
     }
 
     // ---- The store chores' side -------------------------------------------------------------
@@ -475,7 +545,7 @@ impl HistoryLink {
             (!buffer.loads.is_empty() && self.epoch().is_some()).then(|| retry.unwrap_or(now));
         let write = buffer
             .write_at
-            .filter(|_| buffer.writing.is_empty())
+            .filter(|_| buffer.writing.is_empty() || buffer.rewrite)
             .map(|at| retry.map_or(at, |r| r.max(at)));
         let sweep = *self.lock_sweep();
         [opening, loads, write, sweep, buffer.forget_at]
@@ -489,7 +559,7 @@ impl HistoryLink {
     pub(crate) fn recent_len(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.lock().expect("test lock").recent.len())
+            .map(|shard| lock_shard(shard).recent.len())
             .sum()
     }
 
@@ -503,9 +573,7 @@ impl HistoryLink {
         }
         let mut oldest = None;
         for shard in &self.shards {
-            let mut shard = shard
-                .lock()
-                .expect("history shard lock is never held across a panic-prone section");
+            let mut shard = lock_shard(shard);
             shard.forget_recent(now, self.recent_capacity);
             shard.recent.shrink();
             if let Some(recent) = shard.recent.oldest() {
@@ -558,89 +626,129 @@ impl HistoryLink {
         let epoch = self.epoch.load(Ordering::Acquire);
         for (conversation, newest) in conversations.into_iter().zip(newest) {
             let hash = self.hasher.hash_one(&conversation);
-            let mut shard = self.shard_of(hash);
-            let Some(counter) = shard.counters.get_mut(&conversation) else {
+            let mut guard = self.shard_of(hash);
+            let shard = &mut *guard;
+            let take = shard.take;
+            let (key, counter) = match shard
+                .counters
+                .raw_entry_mut()
+                .from_key_hashed_nocheck(hash, &conversation)
+            {
+                RawEntryMut::Occupied(entry) => entry.into_key_value(),
+                RawEntryMut::Vacant(_) => continue,
+            };
+            let mut slot = BatchSlot {
+                take,
+                index: usize::MAX,
+            };
+            let mut next = newest + 1;
+            let old = std::mem::replace(counter, Counter::Ready { next, slot });
+            let Counter::Loading(waiting) = old else {
+                *counter = old;
                 continue;
             };
-            let Counter::Loading(waiting) = counter else {
+            if waiting.is_empty() {
                 continue;
-            };
-            let waiting = std::mem::take(waiting);
-            let first = newest + 1;
-            let count = waiting.len();
-            *counter = Counter::Ready {
-                next: first + count as u64,
-                unwritten: count,
-            };
-            let mut entries = Vec::with_capacity(count);
-            for (accepted, seq) in waiting.into_iter().zip(first..) {
-                if let Some(probe) = accepted.probe(hash, &self.hasher)
-                    && let Some(recent) = shard.recent.find_mut(&probe, &conversation)
+            }
+            let members = Members::between(conversation.low(), conversation.high());
+            let batch = Shard::batch(&mut shard.batches, take, &mut slot, key);
+            for mut entry in waiting.entries() {
+                entry.seq = next;
+                batch
+                    .push_entry(&entry)
+                    .expect("an entry of the conversation's batch fits its next batch");
+                let from_low = &entry.sender == conversation.low();
+                if let Some(probe) =
+                    RecentProbe::of(from_low, entry.fp.as_ref(), hash, &self.hasher)
+                    && let Some(recent) = shard.recent.find_mut(&probe, members)
                 {
                     recent.tag = Some(SeqTag {
-                        seq,
+                        seq: next,
                         epoch,
-                        at: accepted.at,
+                        at: entry.accepted_at,
                     });
                 }
-                entries.push(accepted.numbered(seq));
+                next += 1;
             }
-            if !entries.is_empty() {
-                self.numbered(entries, true, now);
-            }
+            *counter = Counter::Ready { next, slot };
+            self.arm(now);
         }
         self.lock_buffer().loading = false;
     }
 
-    /// What is due to be written at `now`, handed over to the writing: `None` if nothing is,
-    /// or a write is under way.
-    pub(crate) fn take_writes(&self, now: Instant) -> Option<Arc<[HistoryEntry]>> {
+    /// What is due to be written at `now`, handed over to the writing: every shard's batches
+    /// (or, after a failure, the same write again). `None` if nothing is, or a write is under
+    /// way.
+    pub(crate) fn take_writes(&self, now: Instant) -> Option<Arc<[HistoryBatch]>> {
+        let take = {
+            let mut buffer = self.lock_buffer();
+            if buffer.rewrite {
+                if buffer.write_at.is_none_or(|at| at > now) {
+                    return None;
+                }
+                buffer.rewrite = false;
+                buffer.write_at = None;
+                return Some(buffer.writing.clone());
+            }
+            if !buffer.writing.is_empty() || buffer.write_at.is_none_or(|at| at > now) {
+                return None;
+            }
+            buffer.write_at = None;
+            buffer.writing_take
+        };
+        // Messages from here on schedule the next write; those already in a batch are taken
+        // now (each shard's batches are taken under its lock).
+        self.armed.store(false, Ordering::Release);
+        let mut writing = Vec::new();
+        let mut taken = Vec::with_capacity(SHARDS);
+        for shard in &self.shards {
+            let mut shard = lock_shard(shard);
+            shard.take = take + 1;
+            let batches = std::mem::take(&mut shard.batches);
+            let entries = batches.iter().map(HistoryBatch::len).sum();
+            let bytes = batches.iter().map(|b| b.bytes().len()).sum();
+            taken.push((entries, bytes));
+            writing.extend(batches);
+        }
         let mut buffer = self.lock_buffer();
-        if !buffer.writing.is_empty() || buffer.write_at.is_none_or(|at| at > now) {
+        buffer.writing_take = take + 1;
+        if writing.is_empty() {
+            self.written_takes.store(take + 1, Ordering::Release);
             return None;
         }
-        buffer.write_at = None;
-        if buffer.numbered.is_empty() {
-            return None;
-        }
-        buffer.writing = buffer.numbered.drain(..).collect();
-        // The buffer is reused: room for twice this write, so a steady flow allocates nothing
-        // for it, and a burst's room is given back at the next write.
-        let room = (2 * buffer.writing.len()).max(KEPT_ROOM);
-        buffer.numbered.shrink_to(room);
+        buffer.writing = writing.into();
+        buffer.taken = taken;
         Some(buffer.writing.clone())
     }
 
     /// The write handed over by [`take_writes`](Self::take_writes) committed (`ok`), or
-    /// failed and is tried again later, before anything numbered since.
+    /// failed and is tried again (as it was) before anything taken since.
     pub(crate) fn written(&self, ok: bool, now: Instant) {
-        let done = {
+        let (taken, take) = {
             let mut buffer = self.lock_buffer();
-            let writing = std::mem::take(&mut buffer.writing);
             if !ok {
-                // Rare: the write is tried again, so copying it back costs little.
-                buffer.numbered.splice(0..0, writing.iter().cloned());
+                buffer.rewrite = true;
                 buffer.write_at = Some(now);
                 return;
             }
-            let bytes: usize = writing.iter().map(|e| e.content.len()).sum();
-            self.release(writing.len(), bytes);
-            if !buffer.numbered.is_empty() && buffer.write_at.is_none() {
-                buffer.write_at = Some(now + self.flush_delay);
-            }
-            writing
+            buffer.writing = Arc::from([]);
+            (std::mem::take(&mut buffer.taken), buffer.writing_take)
         };
-        let mut written: HashMap<&Conversation, usize, DefaultHashBuilder> =
-            HashMap::with_hasher(self.hasher.clone());
-        for entry in done.iter() {
-            *written.entry(&entry.conversation).or_default() += 1;
+        self.written_takes.store(take, Ordering::Release);
+        for (shard, (entries, bytes)) in self.shards.iter().zip(taken) {
+            let mut shard = lock_shard(shard);
+            shard.held = shard.held.saturating_sub(entries);
+            // A batch's bytes are a little more than its content's: never below zero.
+            shard.held_bytes = shard.held_bytes.saturating_sub(bytes);
         }
-        for (conversation, n) in written {
-            if let Some(Counter::Ready { unwritten, .. }) =
-                self.shard(conversation).counters.get_mut(conversation)
-            {
-                *unwritten = unwritten.saturating_sub(n);
-            }
+        let pending = self
+            .shards
+            .iter()
+            .any(|shard| !lock_shard(shard).batches.is_empty());
+        if pending {
+            self.lock_buffer()
+                .write_at
+                .get_or_insert(now + self.flush_delay);
         }
     }
 
@@ -651,14 +759,20 @@ impl HistoryLink {
         if self.by_store {
             return Vec::new(); // Not numbered yet.
         }
-        let buffer = self.lock_buffer();
-        buffer
-            .writing
+        // The shard before the write under way: a batch taken in between is in the write,
+        // and one written before the write is read is in the store, which is read after.
+        let mut entries: Vec<HistoryEntry> = self
+            .shard(conversation)
+            .current_batch(conversation)
+            .map(|batch| batch.entries().collect())
+            .unwrap_or_default();
+        let writing = self.lock_buffer().writing.clone();
+        let earlier = writing
             .iter()
-            .chain(&buffer.numbered)
-            .filter(|e| &e.conversation == conversation)
-            .cloned()
-            .collect()
+            .filter(|b| b.conversation() == conversation)
+            .flat_map(HistoryBatch::entries);
+        entries.splice(0..0, earlier);
+        entries
     }
 
     /// Every conversation of `user` with entries not yet committed: the newest seq and its
@@ -667,27 +781,40 @@ impl HistoryLink {
         if self.by_store {
             return HashMap::new(); // Not numbered yet.
         }
-        let buffer = self.lock_buffer();
         let mut found: HashMap<UserId, (u64, i64, u64)> = HashMap::new();
-        for entry in buffer.writing.iter().chain(&buffer.numbered) {
-            let Some(peer) = entry.conversation.peer_of(user) else {
-                continue;
+        let mut note = |batch: &HistoryBatch| {
+            let conversation = batch.conversation();
+            let Some(peer) = conversation.peer_of(user) else {
+                return;
             };
-            let summary = found.entry(peer.clone()).or_default();
-            if entry.seq > summary.0 {
-                summary.0 = entry.seq;
-                summary.1 = entry.accepted_at;
+            let summary = batch.summary();
+            let entry = found.entry(peer.clone()).or_default();
+            if summary.newest > entry.0 {
+                entry.0 = summary.newest;
+                entry.1 = summary.newest_at;
             }
-            if &entry.sender == user {
-                summary.2 = summary.2.max(entry.seq);
-            }
+            let sent = if user == conversation.low() {
+                summary.sent_by_low
+            } else {
+                summary.sent_by_high
+            };
+            entry.2 = entry.2.max(sent);
+        };
+        // The shards before the write under way, as in `unwritten`.
+        for shard in &self.shards {
+            lock_shard(shard).batches.iter().for_each(&mut note);
         }
+        let writing = self.lock_buffer().writing.clone();
+        writing.iter().for_each(&mut note);
         found
     }
 
     /// `conversation`'s newest seq, if its counter is in memory (then it is authoritative,
     /// written or not).
     pub(crate) fn newest(&self, conversation: &Conversation) -> Option<u64> {
+        if self.by_store {
+            return None; // The store numbers: its newest seq is the one.
+        }
         match self.shard(conversation).counters.get(conversation)? {
             Counter::Ready { next, .. } => Some(next - 1),
             Counter::Loading(_) => None,
@@ -696,24 +823,17 @@ impl HistoryLink {
 
     /// Entries numbered or waiting to be, not yet committed.
     pub(crate) fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.shards.iter().map(|shard| lock_shard(shard).held).sum()
     }
+}
 
-    /// `count` more entries of `bytes` content wait to be numbered or written.
-    fn hold(&self, count: usize, bytes: usize) {
-        self.held.fetch_add(count, Ordering::Relaxed);
-        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
+/// The shard a conversation with `hash` is in.
+fn shard_index(hash: u64) -> usize {
+    ((hash >> 32) % SHARDS as u64) as usize
+}
 
-    /// `count` entries of `bytes` content were committed.
-    fn release(&self, count: usize, bytes: usize) {
-        let less = |n| move |held: usize| Some(held.saturating_sub(n));
-        // `fetch_update` with a closure that always answers `Some` cannot fail.
-        let _ = self
-            .held
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(count));
-        let _ = self
-            .held_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(bytes));
-    }
+fn lock_shard(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .expect("history shard lock is never held across a panic-prone section")
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use hongyan_shared::history::{ConversationInfo, HistoryRange};
 use hongyan_shared::{Instant, Packet, SeqTag, UserId};
-use hongyan_store::{Conversation, HistoryEntry, StoreError};
+use hongyan_store::{Conversation, HistoryBatch, HistoryEntry, StoreError};
 
-use super::history::{Accepted, HistoryLink};
+use super::history::{Accepted, HistoryLink, Members};
 use super::state::Core;
 use super::store_link::{SWEEP_BATCH, StoreLink};
 use crate::metrics::StoreOp;
@@ -19,16 +19,18 @@ use crate::metrics::StoreOp;
 /// How long after a failed history step the chores try again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Writes `entries`, numbered here or, on a cluster's node, by the store.
+/// Writes `batches`, numbered here or, on a cluster's node, by the store (which takes the
+/// entries one by one).
 async fn write_history(
     link: &StoreLink,
     history: &HistoryLink,
-    entries: Arc<[HistoryEntry]>,
+    batches: Arc<[HistoryBatch]>,
 ) -> Result<(), StoreError> {
     if history.by_store() {
-        link.store.number_history(entries.to_vec()).await.map(drop)
+        let entries = batches.iter().flat_map(HistoryBatch::entries).collect();
+        link.store.number_history(entries).await.map(drop)
     } else {
-        link.store.append_history(entries).await
+        link.store.append_history(batches).await
     }
 }
 
@@ -50,13 +52,19 @@ impl Core {
     }
 
     /// `packet`, from `sender` to `receiver`, as a message of their conversation, accepted now.
-    fn accepted(&self, packet: &Packet, sender: &UserId, receiver: &UserId) -> Accepted {
+    fn accepted<'a>(
+        &self,
+        packet: &'a Packet,
+        sender: &'a UserId,
+        receiver: &'a UserId,
+    ) -> Accepted<'a> {
+        let members = Members::between(sender, receiver);
         Accepted {
-            conversation: Conversation::between(sender, receiver),
-            sender: sender.clone(),
-            fp: packet.fp.clone(),
+            members,
+            from_low: members.is_low(sender),
+            fp: packet.fp.as_ref(),
             typeu: packet.typeu,
-            content: packet.data_content.clone().unwrap_or_default(),
+            content: packet.data_content.as_deref().unwrap_or_default(),
             at: self.clock.unix_millis(),
         }
     }
@@ -77,7 +85,7 @@ impl Core {
             None => (deliver(None), None),
             Some(history) => {
                 let accepted = self.accepted(packet, sender, receiver);
-                let (result, kept) = history.deliver(accepted, now, deliver);
+                let (result, kept) = history.deliver(&accepted, now, deliver);
                 (result, kept.tag())
             }
         }
@@ -96,7 +104,7 @@ impl Core {
         let history = self.history.as_ref()?;
         let accepted = self.accepted(packet, sender, receiver);
         if fresh {
-            history.record(accepted, now).tag()
+            history.record(&accepted, now).tag()
         } else {
             history.recall(&accepted)
         }

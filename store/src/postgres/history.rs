@@ -22,6 +22,7 @@ use tokio_postgres::types::ToSql;
 use super::connection::{CONVERSATION_LOCK_CLASS, pg_error};
 use crate::history::{WrittenKey, number as number_entries, summary_changes, written_key};
 use crate::queue::{Done, Job};
+use crate::{BatchSummary, HistoryBatch};
 use crate::{Conversation, ConversationSummary, HistoryEntry, StoreError};
 
 /// The columns every query that reads history selects, in [`entry_from_row`]'s order.
@@ -76,7 +77,11 @@ pub(super) async fn apply(
                 .await?;
             Ok(Done::Nothing)
         }
-        Job::AppendHistory(entries, _) => append(client, entries).await.map(Done::Number),
+        Job::AppendHistory(batches, _) => {
+            let entries: Vec<HistoryEntry> =
+                batches.iter().flat_map(HistoryBatch::entries).collect();
+            append(client, &entries).await.map(Done::Number)
+        }
         Job::NumberHistory(entries, _) => number(client, entries).await.map(Done::Seqs),
         Job::MarkRead {
             user, peer, seq, ..
@@ -169,7 +174,11 @@ async fn append(
     let contents: Vec<&[u8]> = entries.iter().map(|e| e.content.as_bytes()).collect();
     let accepted: Vec<i64> = entries.iter().map(|e| e.accepted_at).collect();
 
-    let changes = summary_changes(entries);
+    let changes = summary_changes(
+        entries
+            .iter()
+            .map(|e| (&e.conversation, BatchSummary::of_entry(e))),
+    );
     let users: Vec<&str> = changes.iter().map(|((u, _), _)| u.as_str()).collect();
     let peers: Vec<&str> = changes.iter().map(|((_, p), _)| p.as_str()).collect();
     let newest: Vec<i64> = changes.iter().map(|(_, c)| sql_seq(c.newest)).collect();

@@ -29,8 +29,8 @@ use self::writer::Writer;
 use crate::queue::WriteQueue;
 use crate::stats::Counters;
 use crate::{
-    BackendKind, Conversation, ConversationSummary, HistoryEntry, MessageId, MessageStore,
-    NewMessage, Put, StoreConfig, StoreError, StoreStats, StoredMessage,
+    BackendKind, Conversation, ConversationSummary, HistoryBatch, HistoryEntry, MessageId,
+    MessageStore, NewMessage, Put, StoreConfig, StoreError, StoreStats, StoredMessage,
 };
 
 /// Messages in a PostgreSQL database, which several hongyan nodes may share.
@@ -189,8 +189,8 @@ impl MessageStore for PostgresStore {
         self.queue.close_history().await
     }
 
-    async fn append_history(&self, entries: Arc<[HistoryEntry]>) -> Result<(), StoreError> {
-        self.queue.append_history(entries).await
+    async fn append_history(&self, batches: Arc<[HistoryBatch]>) -> Result<(), StoreError> {
+        self.queue.append_history(batches).await
     }
 
     async fn number_history(&self, entries: Vec<HistoryEntry>) -> Result<Vec<u64>, StoreError> {

@@ -78,9 +78,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )
         .map_err(schema_error)?;
     for migration in schema::missing(current).map_err(StoreError::Schema)? {
-        tx.execute_batch(migration.sqlite).map_err(|e| {
-            StoreError::Schema(format!("migration {} failed: {e}", migration.version))
-        })?;
+        tx.execute_batch(migration.sqlite)
+            .and_then(|()| rust_step(&tx, migration.version))
+            .map_err(|e| {
+                StoreError::Schema(format!("migration {} failed: {e}", migration.version))
+            })?;
         tx.execute(
             "INSERT INTO hongyan_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             (migration.version, migration.name, epoch_ms()),
@@ -93,6 +95,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         );
     }
     tx.commit().map_err(db_error)
+}
+
+/// The part of migration `version` that SQL cannot do: moving history rows into batches
+/// (version 5).
+fn rust_step(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+    match version {
+        5 => super::history::pack_history_rows(conn),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a message from a row selected with [`MESSAGE_COLUMNS`].

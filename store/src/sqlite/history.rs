@@ -5,14 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
-use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, Statement};
 
 use crate::history::{WrittenKey, number as number_entries, summary_changes, written_key};
-use crate::{Conversation, ConversationSummary, HistoryEntry};
-
-/// The columns every query that reads history selects, in [`entry_from_row`]'s order.
-const ENTRY_COLUMNS: &str = "low, high, seq, sender, fp, typeu, content, accepted_at";
+use crate::{Conversation, ConversationSummary, HistoryBatch, HistoryEntry, StoreError};
 
 /// The columns every query that reads a member's summary selects.
 const SUMMARY_COLUMNS: &str = "peer, newest, newest_at, read_seq";
@@ -55,41 +51,41 @@ pub(super) fn close(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Entries one `INSERT` writes: binding and stepping one statement per batch of rows rather
-/// than per row (8 parameters a row, far below SQLite's limit of 32,766).
-const ROWS_PER_INSERT: usize = 32;
-
-/// The `INSERT` of `rows` history entries, skipping any already written.
-///
-/// `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the two skip an entry already written
-/// alike, but with the upsert clause the statement may still abort (on the NOT NULL columns,
-/// which the values never leave empty), so SQLite journals every page the statement changes,
-/// spilling to a temporary file beyond 64 KiB, in case it must undo the statement alone.
-fn insert_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
-    format!(
-        "INSERT OR IGNORE INTO hongyan_history
-             (low, high, seq, sender, fp, typeu, content, accepted_at)
-         VALUES {values}"
-    )
-}
-
-/// Writes `entries` (skipping any already written) and moves the members' summaries; returns
-/// how many entries were new.
-pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<u64> {
+/// Writes `batches` and moves the members' summaries; returns how many entries were new.
+/// What a conversation holds already is skipped: a batch's entries up to the last seq of the
+/// batch written before that starts within its range (a retry after an ambiguous
+/// failure, or one with more behind it, writes only what is new).
+pub(super) fn append(conn: &Connection, batches: &[HistoryBatch]) -> rusqlite::Result<u64> {
+    let mut insert = conn.prepare_cached(INSERT_BATCH)?;
+    // Batches do not overlap: the last one to start within a batch's range ends furthest.
+    let mut covered = conn.prepare_cached(
+        "SELECT last_seq FROM hongyan_history_batches
+         WHERE low = ?1 AND high = ?2 AND first_seq <= ?3 ORDER BY first_seq DESC LIMIT 1",
+    )?;
     let mut written = 0;
-    let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
-    if chunks.len() > 0 {
-        let mut insert = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
-        for chunk in chunks.by_ref() {
-            written += insert_rows(&mut insert, chunk)?;
-        }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut insert = conn.prepare_cached(&insert_sql(1))?;
-        for entry in rest {
-            written += insert_rows(&mut insert, std::slice::from_ref(entry))?;
+    for batch in batches.iter().filter(|b| !b.is_empty()) {
+        let conversation = batch.conversation();
+        let summary = batch.summary();
+        let held: Option<i64> = covered
+            .query_row(
+                (
+                    conversation.low().as_str(),
+                    conversation.high().as_str(),
+                    sql_seq(summary.newest),
+                ),
+                |row| row.get(0),
+            )
+            .optional()?;
+        let held = held.map_or(0, seq_of);
+        let fresh;
+        let batch = if held >= summary.first {
+            fresh = batch.retain(|e| e.seq > held);
+            &fresh
+        } else {
+            batch
+        };
+        if !batch.is_empty() && insert_batch(&mut insert, batch)? {
+            written += batch.len() as u64;
         }
     }
     let mut upsert = conn.prepare_cached(
@@ -101,7 +97,9 @@ pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
              newest = max(newest, excluded.newest),
              read_seq = max(read_seq, excluded.read_seq)",
     )?;
-    for ((user, peer), change) in summary_changes(entries) {
+    let nonempty = batches.iter().filter(|b| !b.is_empty());
+    for ((user, peer), change) in summary_changes(nonempty.map(|b| (b.conversation(), b.summary())))
+    {
         upsert.execute((
             user.as_str(),
             peer.as_str(),
@@ -113,12 +111,118 @@ pub(super) fn append(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
     Ok(written)
 }
 
+/// The statement [`insert_batch`] runs.
+const INSERT_BATCH: &str = "INSERT OR IGNORE INTO hongyan_history_batches
+        (low, high, first_seq, last_seq, oldest_at, newest_at, entries, body)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Writes `batch` with `insert` ([`INSERT_BATCH`]): whether it was new.
+fn insert_batch(insert: &mut Statement<'_>, batch: &HistoryBatch) -> rusqlite::Result<bool> {
+    let conversation = batch.conversation();
+    let summary = batch.summary();
+    let new = insert.execute((
+        conversation.low().as_str(),
+        conversation.high().as_str(),
+        sql_seq(summary.first),
+        sql_seq(summary.newest),
+        summary.oldest_at,
+        summary.newest_at,
+        batch.len() as i64,
+        batch.bytes(),
+    ))?;
+    Ok(new > 0)
+}
+
+/// The most entries migration 5 packs into one batch.
+const MIGRATED_BATCH: usize = 64;
+
+/// Migration 5's step: the rows of `hongyan_history` (one per entry) become batches of up to
+/// [`MIGRATED_BATCH`] entries of one conversation, in seq order, and the table goes. The
+/// summaries stay as they are: they already count every row.
+pub(super) fn pack_history_rows(conn: &Connection) -> rusqlite::Result<()> {
+    let mut select = conn.prepare(
+        "SELECT low, high, seq, sender, fp, typeu, content, accepted_at
+         FROM hongyan_history ORDER BY low, high, seq",
+    )?;
+    let mut insert = conn.prepare(INSERT_BATCH)?;
+    let mut rows = select.query([])?;
+    let mut batch: Option<HistoryBatch> = None;
+    while let Some(row) = rows.next()? {
+        let low: String = row.get(0)?;
+        let high: String = row.get(1)?;
+        let entry = HistoryEntry {
+            conversation: Conversation::between(&low.into(), &high.into()),
+            seq: seq_of(row.get(2)?),
+            sender: row.get::<_, String>(3)?.into(),
+            fp: row.get::<_, Option<String>>(4)?.map(Into::into),
+            typeu: row.get(5)?,
+            content: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
+            accepted_at: row.get(7)?,
+        };
+        let full = batch
+            .as_ref()
+            .is_some_and(|b| b.conversation() != &entry.conversation || b.len() >= MIGRATED_BATCH);
+        if full && let Some(done) = batch.take() {
+            insert_batch(&mut insert, &done)?;
+        }
+        let open = match batch.as_mut() {
+            Some(open) => open,
+            None => batch.insert(HistoryBatch::new(entry.conversation.clone()).map_err(sql_error)?),
+        };
+        open.push_entry(&entry).map_err(sql_error)?;
+    }
+    if let Some(done) = batch {
+        insert_batch(&mut insert, &done)?;
+    }
+    drop(rows);
+    conn.execute_batch("DROP TABLE hongyan_history;")
+}
+
+/// A store error where the writer's statements speak rusqlite's.
+fn sql_error(e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Reads a batch from a row selected as `low, high, body`.
+fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryBatch> {
+    let low: String = row.get(0)?;
+    let high: String = row.get(1)?;
+    let conversation = Conversation::between(&low.into(), &high.into());
+    HistoryBatch::from_bytes(conversation, row.get(2)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+/// The `(sender, fp)` of every entry written in `conversation`: what a retransmission repeats.
+fn written_fps(
+    conn: &Connection,
+    conversation: &Conversation,
+) -> rusqlite::Result<HashSet<(UserId, String)>> {
+    let mut select = conn.prepare_cached(
+        "SELECT low, high, body FROM hongyan_history_batches WHERE low = ?1 AND high = ?2",
+    )?;
+    let batches = select.query_map(
+        (conversation.low().as_str(), conversation.high().as_str()),
+        batch_from_row,
+    )?;
+    let mut fps = HashSet::new();
+    for batch in batches {
+        for entry in batch?.entries() {
+            if let Some(fp) = entry.fp {
+                fps.insert((entry.sender, fp.as_str().to_owned()));
+            }
+        }
+    }
+    Ok(fps)
+}
+
 /// Numbers `entries` after what their conversations hold and writes them, leaving out those
 /// written before (see `MessageStore::number_history`); the seq each got, 0 for one left out.
 /// The writer's transaction is the only one that writes, so nothing moves the counters
 /// between the reads and the append. A retransmission is looked for among its
-/// conversation's rows (no index by fingerprint: one server numbers history itself and
-/// recognises retransmissions in memory).
+/// conversation's batches, each read through (no index by fingerprint: one server numbers
+/// history itself and recognises retransmissions in memory; this serves the store's own
+/// tests and a cluster tried on SQLite).
 pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::Result<Vec<u64>> {
     let conversations: Vec<Conversation> = entries
         .iter()
@@ -128,25 +232,15 @@ pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
         .collect();
     let seqs = newest_seqs(conn, &conversations)?;
     let newest: HashMap<Conversation, u64> = conversations.into_iter().zip(seqs).collect();
-    let mut find = conn.prepare_cached(
-        "SELECT 1 FROM hongyan_history
-         WHERE low = ?1 AND high = ?2 AND sender = ?3 AND fp = ?4 LIMIT 1",
-    )?;
+    let mut fps: HashMap<Conversation, HashSet<(UserId, String)>> = HashMap::new();
     let mut written: HashSet<WrittenKey> = HashSet::new();
     for key in entries.iter().filter_map(written_key) {
         let (conversation, sender, fp) = &key;
-        let found = find
-            .query_row(
-                (
-                    conversation.low().as_str(),
-                    conversation.high().as_str(),
-                    sender.as_str(),
-                    fp.as_str(),
-                ),
-                |_| Ok(()),
-            )
-            .optional()?;
-        if found.is_some() {
+        if !fps.contains_key(conversation) {
+            fps.insert(conversation.clone(), written_fps(conn, conversation)?);
+        }
+        let sent = (sender.clone(), fp.as_str().to_owned());
+        if fps.get(conversation).is_some_and(|fps| fps.contains(&sent)) {
             written.insert(key);
         }
     }
@@ -155,29 +249,8 @@ pub(super) fn number(conn: &Connection, entries: &[HistoryEntry]) -> rusqlite::R
         |c| newest.get(c).copied().unwrap_or(0),
         |key| written.contains(key),
     );
-    append(conn, &numbered)?;
+    append(conn, &HistoryBatch::group(&numbered).map_err(sql_error)?)?;
     Ok(seqs)
-}
-
-/// Runs `insert`, an `INSERT` of `entries.len()` rows, with `entries`; returns how many rows
-/// were new.
-fn insert_rows(insert: &mut Statement<'_>, entries: &[HistoryEntry]) -> rusqlite::Result<u64> {
-    let mut at = 0;
-    let mut bind = |value: &dyn ToSql| {
-        at += 1;
-        insert.raw_bind_parameter(at, value)
-    };
-    for entry in entries {
-        bind(&entry.conversation.low().as_str())?;
-        bind(&entry.conversation.high().as_str())?;
-        bind(&sql_seq(entry.seq))?;
-        bind(&entry.sender.as_str())?;
-        bind(&entry.fp.as_ref().map(|fp| fp.as_str()))?;
-        bind(&entry.typeu)?;
-        bind(&entry.content.as_bytes())?;
-        bind(&entry.accepted_at)?;
-    }
-    Ok(insert.raw_execute()? as u64)
 }
 
 /// Moves `user`'s read position with `peer` forward to `seq`; returns where it is.
@@ -200,30 +273,77 @@ pub(super) fn mark_read(
     Ok(seq_of(read))
 }
 
-/// How many of the oldest rows the retention sweep looks through for each entry it may
+/// How many of the oldest batches the retention sweep looks through for each entry it may
 /// remove.
 const SWEEP_LOOKAHEAD: usize = 4;
 
-/// Removes up to `limit` entries accepted before `before_ms`, oldest first.
+/// Removes up to `limit` entries accepted before `before_ms`, oldest batches first.
 ///
-/// There is no index by time (one B-tree fewer to write per entry): rows are written in the
-/// order their messages were accepted, so the oldest are the first by rowid, and the sweep
-/// looks through the first `SWEEP_LOOKAHEAD × limit` of them. An entry written after a
-/// younger one (the server's clock went back) goes at a later sweep, once the rows before
+/// There is no index by time (one B-tree fewer to write per batch): batches are written in
+/// the order their messages were accepted, so the oldest are the first by rowid, and the
+/// sweep looks through the first `SWEEP_LOOKAHEAD × limit` of them. A batch whose entries all
+/// outlived the retention goes whole; one that holds younger entries too (or would take the
+/// sweep past `limit`) is written again without the old ones. An entry written after a
+/// younger one (the server's clock went back) goes at a later sweep, once the batches before
 /// it have; the sweep never reads the whole table.
 pub(super) fn expire(conn: &Connection, before_ms: i64, limit: usize) -> rusqlite::Result<u64> {
     let window = i64::try_from(limit.saturating_mul(SWEEP_LOOKAHEAD)).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let removed = conn
-        .prepare_cached(
-            "DELETE FROM hongyan_history WHERE rowid IN (
-                 SELECT rowid FROM (
-                     SELECT rowid, accepted_at FROM hongyan_history ORDER BY rowid LIMIT ?3
-                 )
-                 WHERE accepted_at < ?1 ORDER BY rowid LIMIT ?2
-             )",
-        )?
-        .execute((before_ms, limit, window))?;
+    let mut select = conn.prepare_cached(
+        "SELECT rowid, entries, newest_at FROM (
+             SELECT rowid, entries, oldest_at, newest_at
+             FROM hongyan_history_batches ORDER BY rowid LIMIT ?2
+         )
+         WHERE oldest_at < ?1 ORDER BY rowid",
+    )?;
+    // Gathered before any is changed: the sweep does not write a table it is reading.
+    let candidates = select
+        .query_map((before_ms, window), |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut delete = conn.prepare_cached("DELETE FROM hongyan_history_batches WHERE rowid = ?1")?;
+    let mut read = conn
+        .prepare_cached("SELECT low, high, body FROM hongyan_history_batches WHERE rowid = ?1")?;
+    let mut rewrite = conn.prepare_cached(
+        "UPDATE hongyan_history_batches
+         SET first_seq = ?2, oldest_at = ?3, entries = ?4, body = ?5 WHERE rowid = ?1",
+    )?;
+    let mut removed = 0;
+    for (rowid, entries, newest_at) in candidates {
+        if removed >= limit {
+            break;
+        }
+        let entries = usize::try_from(entries).unwrap_or(0);
+        if newest_at < before_ms && removed + entries <= limit {
+            delete.execute([rowid])?;
+            removed += entries;
+            continue;
+        }
+        let batch = read.query_row([rowid], batch_from_row)?;
+        let mut room = limit - removed;
+        let kept = batch.retain(|entry| {
+            let old = entry.accepted_at < before_ms && room > 0;
+            room -= usize::from(old);
+            !old
+        });
+        removed += batch.len() - kept.len();
+        if kept.is_empty() {
+            delete.execute([rowid])?;
+        } else {
+            let summary = kept.summary();
+            rewrite.execute((
+                rowid,
+                sql_seq(summary.first),
+                summary.oldest_at,
+                kept.len() as i64,
+                kept.bytes(),
+            ))?;
+        }
+    }
     Ok(removed as u64)
 }
 
@@ -247,39 +367,52 @@ pub(super) fn newest_seqs(
         .collect()
 }
 
-/// Up to `limit` entries of `conversation` in `range`, oldest first.
+/// Up to `limit` entries of `conversation` in `range`, oldest first: read from the batches
+/// that hold them, from the one that holds the range's first (or, going back, last) seq.
 pub(super) fn page(
     conn: &Connection,
     conversation: &Conversation,
     range: HistoryRange,
     limit: usize,
 ) -> rusqlite::Result<Vec<HistoryEntry>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let (low, high) = (conversation.low().as_str(), conversation.high().as_str());
+    let mut page = Vec::new();
     match range {
         HistoryRange::After(after) => {
-            let sql = format!(
-                "SELECT {ENTRY_COLUMNS} FROM hongyan_history
-                 WHERE low = ?1 AND high = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
-            );
-            conn.prepare_cached(&sql)?
-                .query_map((low, high, sql_seq(after), limit), entry_from_row)?
-                .collect()
+            let mut select = conn.prepare_cached(
+                "SELECT low, high, body FROM hongyan_history_batches
+                 WHERE low = ?1 AND high = ?2 AND first_seq >= coalesce((
+                     SELECT max(first_seq) FROM hongyan_history_batches
+                     WHERE low = ?1 AND high = ?2 AND first_seq <= ?3
+                 ), 0)
+                 ORDER BY first_seq",
+            )?;
+            let mut batches = select.query_map((low, high, sql_seq(after)), batch_from_row)?;
+            while page.len() < limit {
+                let Some(batch) = batches.next() else { break };
+                let batch = batch?;
+                let newer = batch.entries().filter(|e| e.seq > after);
+                page.extend(newer.take(limit - page.len()));
+            }
         }
         HistoryRange::Before(before) => {
-            let sql = format!(
-                "SELECT {ENTRY_COLUMNS} FROM hongyan_history
-                 WHERE low = ?1 AND high = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-            );
-            let before = before.map_or(i64::MAX, sql_seq);
-            let mut page = conn
-                .prepare_cached(&sql)?
-                .query_map((low, high, before, limit), entry_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let before = before.unwrap_or(u64::MAX);
+            let mut select = conn.prepare_cached(
+                "SELECT low, high, body FROM hongyan_history_batches
+                 WHERE low = ?1 AND high = ?2 AND first_seq < ?3 ORDER BY first_seq DESC",
+            )?;
+            let mut batches = select.query_map((low, high, sql_seq(before)), batch_from_row)?;
+            while page.len() < limit {
+                let Some(batch) = batches.next() else { break };
+                let mut older: Vec<HistoryEntry> =
+                    batch?.entries().filter(|e| e.seq < before).collect();
+                let from = older.len().saturating_sub(limit - page.len());
+                page.extend(older.drain(from..).rev());
+            }
             page.reverse();
-            Ok(page)
         }
     }
+    Ok(page)
 }
 
 /// Up to `limit` of `user`'s conversations after `after`, in peer-id order.
@@ -314,22 +447,6 @@ pub(super) fn conversation(
     conn.prepare_cached(&sql)?
         .query_row((user.as_str(), peer.as_str()), summary_from_row)
         .optional()
-}
-
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
-    let low: String = row.get(0)?;
-    let high: String = row.get(1)?;
-    Ok(HistoryEntry {
-        conversation: Conversation::between(&low.into(), &high.into()),
-        seq: seq_of(row.get(2)?),
-        sender: row.get::<_, String>(3)?.into(),
-        fp: row.get::<_, Option<String>>(4)?.map(Into::into),
-        typeu: row.get(5)?,
-        content: String::from_utf8(row.get(6)?).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Blob, Box::new(e))
-        })?,
-        accepted_at: row.get(7)?,
-    })
 }
 
 fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationSummary> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hongyan_shared::UserId;
 use hongyan_shared::history::HistoryRange;
-use hongyan_store::{Conversation, HistoryEntry, Limits, MessageStore, StoreError};
+use hongyan_store::{Conversation, HistoryBatch, HistoryEntry, Limits, MessageStore, StoreError};
 
 use crate::backend::{Backend, Kind, NOW, message};
 
@@ -71,6 +71,14 @@ fn entry(a: &str, b: &str, seq: u64, sender: &str) -> HistoryEntry {
     }
 }
 
+/// `entries` as the server hands them in: a batch per conversation.
+fn batched(entries: impl IntoIterator<Item = HistoryEntry>) -> Arc<[HistoryBatch]> {
+    let entries: Vec<HistoryEntry> = entries.into_iter().collect();
+    HistoryBatch::group(&entries)
+        .expect("test entries fit a batch")
+        .into()
+}
+
 async fn open(kind: Kind) -> (Backend, Arc<dyn MessageStore>) {
     let backend = Backend::new(kind, Limits::UNLIMITED).await;
     let store = backend.open().await;
@@ -94,10 +102,16 @@ async fn pages_come_back_in_seq_order_from_either_end(kind: Kind) {
         })
         .collect();
     // Two appends, as the server hands history in batches.
-    store.append_history(alice_bob[..6].into()).await.unwrap();
-    store.append_history(alice_bob[6..].into()).await.unwrap();
     store
-        .append_history((1..=3).map(|seq| entry("0", "bob", seq, "0")).collect())
+        .append_history(batched(alice_bob[..6].to_vec()))
+        .await
+        .unwrap();
+    store
+        .append_history(batched(alice_bob[6..].to_vec()))
+        .await
+        .unwrap();
+    store
+        .append_history(batched((1..=3).map(|seq| entry("0", "bob", seq, "0"))))
         .await
         .unwrap();
 
@@ -132,7 +146,7 @@ async fn an_entry_comes_back_exactly_as_it_was_appended(kind: Kind) {
     unfingerprinted.fp = None;
     unfingerprinted.content = String::new();
     store
-        .append_history([sent.clone(), unfingerprinted.clone()].into())
+        .append_history(batched([sent.clone(), unfingerprinted.clone()]))
         .await
         .unwrap();
     let back = store
@@ -145,11 +159,11 @@ async fn an_entry_comes_back_exactly_as_it_was_appended(kind: Kind) {
 async fn appending_again_writes_nothing_twice(kind: Kind) {
     let (_backend, store) = open(kind).await;
     let batch: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
-    store.append_history(batch.clone().into()).await.unwrap();
+    store.append_history(batched(batch.clone())).await.unwrap();
     // A retry after an ambiguous failure, with more behind it.
     let mut retry = batch.clone();
     retry.push(entry("alice", "bob", 4, "bob"));
-    store.append_history(retry.into()).await.unwrap();
+    store.append_history(batched(retry)).await.unwrap();
     let back = store
         .history(&between("alice", "bob"), HistoryRange::After(0), 10)
         .await
@@ -162,7 +176,7 @@ async fn appending_again_writes_nothing_twice(kind: Kind) {
 async fn each_member_sees_the_newest_seq_and_its_own_read_position(kind: Kind) {
     let (_backend, store) = open(kind).await;
     store
-        .append_history(Arc::new([
+        .append_history(batched([
             entry("alice", "bob", 1, "alice"),
             entry("alice", "bob", 2, "bob"),
             entry("alice", "bob", 3, "bob"),
@@ -233,7 +247,7 @@ async fn each_member_sees_the_newest_seq_and_its_own_read_position(kind: Kind) {
 async fn a_read_position_never_moves_back(kind: Kind) {
     let (_backend, store) = open(kind).await;
     store
-        .append_history((1..=5).map(|s| entry("alice", "bob", s, "bob")).collect())
+        .append_history(batched((1..=5).map(|s| entry("alice", "bob", s, "bob"))))
         .await
         .unwrap();
     let (alice, bob) = (user("alice"), user("bob"));
@@ -242,13 +256,13 @@ async fn a_read_position_never_moves_back(kind: Kind) {
     assert_eq!(store.mark_read(&alice, &bob, 5).await.unwrap(), 5);
     // A later message does not move it; sending one does.
     store
-        .append_history(Arc::new([entry("alice", "bob", 6, "bob")]))
+        .append_history(batched([entry("alice", "bob", 6, "bob")]))
         .await
         .unwrap();
     let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
     assert_eq!((mine.newest, mine.read), (6, 5));
     store
-        .append_history(Arc::new([entry("alice", "bob", 7, "alice")]))
+        .append_history(batched([entry("alice", "bob", 7, "alice")]))
         .await
         .unwrap();
     let mine = store.conversation(&alice, &bob).await.unwrap().unwrap();
@@ -256,7 +270,7 @@ async fn a_read_position_never_moves_back(kind: Kind) {
     // Read before the messages were written (they are written behind delivery).
     assert_eq!(store.mark_read(&alice, &user("dave"), 2).await.unwrap(), 2);
     store
-        .append_history(Arc::new([
+        .append_history(batched([
             entry("alice", "dave", 1, "dave"),
             entry("alice", "dave", 2, "dave"),
         ]))
@@ -273,11 +287,11 @@ async fn a_read_position_never_moves_back(kind: Kind) {
 async fn retention_removes_old_messages_but_never_the_numbering(kind: Kind) {
     let (_backend, store) = open(kind).await;
     store
-        .append_history((1..=6).map(|s| entry("alice", "bob", s, "bob")).collect())
+        .append_history(batched((1..=6).map(|s| entry("alice", "bob", s, "bob"))))
         .await
         .unwrap();
     store
-        .append_history(Arc::new([entry("carol", "dave", 1, "dave")]))
+        .append_history(batched([entry("carol", "dave", 1, "dave")]))
         .await
         .unwrap();
     // Accepted at NOW + seq: everything before NOW + 4 goes, two at a time.
@@ -311,8 +325,8 @@ async fn retention_goes_by_acceptance_time_whatever_the_write_order(kind: Kind) 
     young.accepted_at = NOW + 10;
     let mut old = entry("carol", "dave", 1, "dave");
     old.accepted_at = NOW + 1;
-    store.append_history(Arc::new([young])).await.unwrap();
-    store.append_history(Arc::new([old])).await.unwrap();
+    store.append_history(batched([young])).await.unwrap();
+    store.append_history(batched([old])).await.unwrap();
     assert_eq!(store.expire_history(NOW + 5, 10).await.unwrap(), 1);
     let kept = |a: &'static str, b: &'static str| {
         let store = Arc::clone(&store);
@@ -341,8 +355,13 @@ async fn an_entry_with_a_nul_in_an_id_is_refused(kind: Kind) {
     let (_backend, store) = open(kind).await;
     let mut bad = entry("alice", "bob", 1, "alice");
     bad.fp = Some("f\u{0}p".into());
+    // No batch takes it, and the store does not number it.
     assert!(matches!(
-        store.append_history(Arc::new([bad])).await,
+        HistoryBatch::group(std::slice::from_ref(&bad)),
+        Err(StoreError::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        store.number_history(vec![bad]).await,
         Err(StoreError::InvalidMessage(_))
     ));
     assert!(
@@ -359,7 +378,10 @@ async fn history_and_epoch_survive_a_reopen(kind: Kind) {
     let store = backend.open().await;
     assert_eq!(store.open_history().await.unwrap(), 1);
     let written: Vec<HistoryEntry> = (1..=3).map(|s| entry("alice", "bob", s, "alice")).collect();
-    store.append_history(written.clone().into()).await.unwrap();
+    store
+        .append_history(batched(written.clone()))
+        .await
+        .unwrap();
     store
         .mark_read(&user("bob"), &user("alice"), 2)
         .await
@@ -395,7 +417,8 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
     // Back to version 1, as the store issue's hongyan left it.
     crate::durability::sql_batch(
         &backend,
-        "DROP TABLE hongyan_history; DROP TABLE hongyan_conversations; DROP TABLE hongyan_meta;
+        "DROP TABLE IF EXISTS hongyan_history; DROP TABLE IF EXISTS hongyan_history_batches;
+         DROP TABLE hongyan_conversations; DROP TABLE hongyan_meta;
          DELETE FROM hongyan_migrations WHERE version >= 2",
     )
     .await;
@@ -404,21 +427,28 @@ async fn a_version_1_database_migrates_and_keeps_its_messages(kind: Kind) {
     assert_eq!(migrated.count(&user("bob")).await.unwrap(), 1);
     assert_eq!(migrated.open_history().await.unwrap(), 1);
     migrated
-        .append_history(Arc::new([entry("alice", "bob", 1, "alice")]))
+        .append_history(batched([entry("alice", "bob", 1, "alice")]))
         .await
         .unwrap();
     migrated.close().await;
     let versions = crate::durability::migrations(&backend).await;
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 async fn a_version_3_database_migrates_and_keeps_its_history(kind: Kind) {
     let backend = Backend::new(kind, Limits::UNLIMITED).await;
     let store = backend.open().await;
     let written: Vec<HistoryEntry> = (1..=6).map(|s| entry("alice", "bob", s, "alice")).collect();
-    store.append_history(written.clone().into()).await.unwrap();
+    store
+        .append_history(batched(written.clone()))
+        .await
+        .unwrap();
     store.close().await;
-    // Back to version 3, with the index by time that SQLite's version 4 drops.
+    // Back to version 3: SQLite's history a row per entry again (version 5 packs them), with
+    // the index by time that its version 4 drops.
+    if backend.postgres.is_none() {
+        write_history_rows(&backend, &written);
+    }
     crate::durability::sql_batch(
         &backend,
         "CREATE INDEX IF NOT EXISTS hongyan_history_by_time ON hongyan_history (accepted_at);
@@ -435,13 +465,50 @@ async fn a_version_3_database_migrates_and_keeps_its_history(kind: Kind) {
     let left = migrated.history(&c, HistoryRange::After(0), 10).await;
     assert_eq!(seqs(&left.unwrap()), [3, 4, 5, 6]);
     migrated
-        .append_history(Arc::new([entry("alice", "bob", 7, "bob")]))
+        .append_history(batched([entry("alice", "bob", 7, "bob")]))
         .await
         .unwrap();
     assert_eq!(migrated.newest_seqs(&[c]).await.unwrap(), [7]);
     migrated.close().await;
     let versions = crate::durability::migrations(&backend).await;
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+}
+
+/// Puts `entries` back into SQLite as history was kept before version 5: a row each in
+/// `hongyan_history` (version 2's table), and no batches.
+fn write_history_rows(backend: &Backend, entries: &[HistoryEntry]) {
+    let conn = rusqlite::Connection::open(&backend.config.default_sqlite_path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE hongyan_history_batches;
+         CREATE TABLE hongyan_history (
+             low         TEXT    NOT NULL,
+             high        TEXT    NOT NULL,
+             seq         INTEGER NOT NULL,
+             sender      TEXT    NOT NULL,
+             fp          TEXT,
+             typeu       INTEGER NOT NULL,
+             content     BLOB    NOT NULL,
+             accepted_at INTEGER NOT NULL,
+             PRIMARY KEY (low, high, seq)
+         );",
+    )
+    .unwrap();
+    for e in entries {
+        conn.execute(
+            "INSERT INTO hongyan_history VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            (
+                e.conversation.low().as_str(),
+                e.conversation.high().as_str(),
+                i64::try_from(e.seq).unwrap(),
+                e.sender.as_str(),
+                e.fp.as_ref().map(|fp| fp.as_str()),
+                e.typeu,
+                e.content.as_bytes(),
+                e.accepted_at,
+            ),
+        )
+        .unwrap();
+    }
 }
 
 /// Entry `n` from `sender` to the other member of `a`–`b`, not numbered yet.
@@ -456,7 +523,7 @@ async fn the_store_numbers_entries_after_what_each_conversation_holds(kind: Kind
     let (_backend, store) = open(kind).await;
     // Numbered by a single server before, then by the store.
     store
-        .append_history((1..=2).map(|s| entry("alice", "bob", s, "alice")).collect())
+        .append_history(batched((1..=2).map(|s| entry("alice", "bob", s, "alice"))))
         .await
         .unwrap();
     let mut unfingerprinted = unnumbered("alice", "bob", "bob", 9);

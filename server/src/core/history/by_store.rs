@@ -1,8 +1,8 @@
 //! History numbered by the store, for the nodes of a cluster (issue 14): two nodes accept
 //! messages of one conversation side by side (alice on one writes to bob on another while bob
 //! writes back), so neither can keep the conversation's counter. A node delivers a message at
-//! once, without a seq, keeps it in the same buffer (in acceptance order, as on one node), and
-//! the store chores hand the buffer to
+//! once, without a seq, packs it into its conversation's batch (in acceptance order, as on one
+//! node), and the store chores hand the batches, unpacked, to
 //! [`MessageStore::number_history`](hongyan_store::MessageStore::number_history), which
 //! numbers each conversation's entries after its newest seq in the transaction that writes
 //! them. Nothing is numbered in memory, so a read sees what is written; a client finds a
@@ -14,10 +14,12 @@
 //! node and sent again, or a batch retried after an ambiguous failure).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use hashlink::linked_hash_map::RawEntryMut;
 use hongyan_shared::{Instant, SeqTag};
 
-use super::{Accepted, Admitted, HistoryLink, Kept};
+use super::{Accepted, Admitted, BatchSlot, COUNTERS, Counter, HistoryLink, Kept, SHARDS, Shard};
 
 impl HistoryLink {
     /// The same history, numbered by the store as it writes the entries.
@@ -32,18 +34,19 @@ impl HistoryLink {
     }
 
     /// [`deliver`](Self::deliver) when the store numbers: `deliver` gets no tag, and the
-    /// message waits unnumbered (seq 0) in the buffer.
+    /// message waits unnumbered (seq 0) in its conversation's batch (the counter holds only
+    /// where that batch is).
     pub(super) fn deliver_unnumbered<T, E>(
         &self,
-        accepted: Accepted,
+        accepted: &Accepted<'_>,
         now: Instant,
         deliver: impl FnOnce(Option<SeqTag>) -> Result<T, E>,
     ) -> (Result<T, E>, Kept) {
         let Admitted {
+            hash,
             shard: mut guard,
             probe,
-            ..
-        } = match self.admit(&accepted, now) {
+        } = match self.admit(accepted, now) {
             Ok(admitted) => admitted,
             Err(kept) => return (deliver(kept.tag()), kept),
         };
@@ -52,11 +55,43 @@ impl HistoryLink {
         if result.is_err() {
             return (result, Kept::Not);
         }
-        // No counter here to share the conversation with.
-        let key = probe.map(|p| p.key(&Arc::new(accepted.conversation.clone())));
-        shard.remember(key, None, now);
-        // Under the conversation's lock: the buffer keeps the order messages were accepted.
-        self.numbered(std::iter::once(accepted.numbered(0)), false, now);
+        let take = shard.take;
+        let members = accepted.members;
+        let (conversation, counter) = match shard
+            .counters
+            .raw_entry_mut()
+            .from_hash(hash, |conversation| members.is(conversation))
+        {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                entry.into_key_value()
+            }
+            RawEntryMut::Vacant(entry) => {
+                let slot = BatchSlot {
+                    take,
+                    index: usize::MAX,
+                };
+                let conversation = Arc::new(members.conversation());
+                entry.insert_hashed_nocheck(hash, conversation, Counter::Ready { next: 0, slot })
+            }
+        };
+        let key = probe.map(|p| p.key(conversation));
+        // Under the conversation's lock: its batch keeps the order messages were accepted.
+        match counter {
+            Counter::Ready { slot, .. } => {
+                let batch = Shard::batch(&mut shard.batches, take, slot, conversation);
+                accepted.pack(batch, 0);
+            }
+            Counter::Loading(waiting) => accepted.pack(waiting, 0),
+        }
+        if let Some(key) = key {
+            shard.recent.remember(key, None, now);
+        }
+        shard.held += 1;
+        shard.held_bytes += accepted.content.len();
+        let written = self.written_takes.load(Ordering::Acquire);
+        shard.trim(COUNTERS / SHARDS, written);
+        self.arm(now);
         (result, Kept::Later)
     }
 }

@@ -4,9 +4,12 @@
 //! Every message kept adds one and, once the shard is at capacity, the oldest goes: under
 //! load that is two changes per message to a table far larger than the processor's caches.
 //! The messages sit in a ring in the order they were kept, so the oldest, which goes next, is
-//! always beside the one that went before it; an index by key hash finds them. A key keeps
-//! its conversation shared with the conversation's counter and a usual fingerprint in place,
-//! so remembering a message allocates nothing but its place in the ring.
+//! always beside the one that went before it; an index by key hash finds them. The oldest
+//! leaves the ring only: its number stays in the index, where a lookup passes over it (it is
+//! below the ring's first), until the index holds as many gone as present and is built again
+//! from the ring, in one pass in ring order, instead of a jump into the index per message. A
+//! key keeps its conversation shared with the conversation's counter and a usual fingerprint
+//! in place, so remembering a message allocates nothing but its place in the ring.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -14,8 +17,10 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use hashlink::DefaultHashBuilder;
-use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
+use hongyan_shared::{Fingerprint, Instant, SeqTag};
 use hongyan_store::Conversation;
+
+use super::Members;
 
 /// A recently kept message, as its sender's retransmission repeats it: its conversation,
 /// which member sent it (the sender is always one of the two), and its fingerprint.
@@ -30,11 +35,11 @@ pub(super) struct RecentKey {
 
 impl RecentKey {
     /// Whether this is the key `probe` looks for.
-    fn matches(&self, probe: &RecentProbe<'_>, conversation: &Conversation) -> bool {
+    fn matches(&self, probe: &RecentProbe<'_>, members: Members<'_>) -> bool {
         self.hash == probe.hash
             && self.from_low == probe.from_low
             && self.fp.as_bytes() == probe.fp.as_str().as_bytes()
-            && *self.conversation == *conversation
+            && members.is(&self.conversation)
     }
 
     fn same(&self, other: &Self) -> bool {
@@ -91,17 +96,16 @@ pub(super) struct RecentProbe<'a> {
 }
 
 impl<'a> RecentProbe<'a> {
-    /// The probe of a message from `sender` in `conversation`, if it has a fingerprint to
-    /// recognise it by; `conversation_hash` is the conversation's hash (`hasher`'s).
+    /// The probe of a message its conversation's member whose id sorts first sent
+    /// (`from_low`) or the other, if it has a fingerprint to recognise it by;
+    /// `conversation_hash` is the conversation's hash (`hasher`'s).
     pub(super) fn of(
-        conversation: &Conversation,
-        sender: &UserId,
+        from_low: bool,
         fp: Option<&'a Fingerprint>,
         conversation_hash: u64,
         hasher: &DefaultHashBuilder,
     ) -> Option<Self> {
         let fp = fp.filter(|fp| !fp.is_empty())?;
-        let from_low = sender == conversation.low();
         Some(Self {
             hash: hasher.hash_one((conversation_hash, from_low, fp.as_str())),
             from_low,
@@ -135,8 +139,9 @@ pub(super) struct RecentMessages {
     ring: VecDeque<Recent>,
     /// The number of the ring's first message (messages are numbered as they enter).
     first: u64,
-    /// The messages' numbers, by their keys' hashes.
-    index: HashTable<u64>,
+    /// The messages' keys' hashes and numbers, by the hashes; numbers below `first` are of
+    /// messages gone from the ring.
+    index: HashTable<(u64, u64)>,
 }
 
 /// Where message `number` is in a ring that starts at message `first`.
@@ -156,41 +161,44 @@ impl RecentMessages {
 
     /// Forgets the oldest message.
     pub(super) fn forget_oldest(&mut self) {
-        let Some(oldest) = self.ring.pop_front() else {
-            return;
-        };
-        let number = self.first;
-        self.first += 1;
-        if let Ok(entry) = self.index.find_entry(oldest.key.hash, |&n| n == number) {
-            entry.remove();
+        if self.ring.pop_front().is_some() {
+            self.first += 1;
         }
     }
 
-    /// The message `probe` finds in `conversation`.
-    pub(super) fn find(
-        &self,
-        probe: &RecentProbe<'_>,
-        conversation: &Conversation,
-    ) -> Option<&Recent> {
-        let number = self.number(probe.hash, |key| key.matches(probe, conversation))?;
+    /// The message `probe` finds in `members`' conversation.
+    pub(super) fn find(&self, probe: &RecentProbe<'_>, members: Members<'_>) -> Option<&Recent> {
+        let number = self.number(probe.hash, |key| key.matches(probe, members))?;
         Some(&self.ring[slot(number, self.first)])
     }
 
-    /// The message `probe` finds in `conversation`, to change.
+    /// The message `probe` finds in `members`' conversation, to change.
     pub(super) fn find_mut(
         &mut self,
         probe: &RecentProbe<'_>,
-        conversation: &Conversation,
+        members: Members<'_>,
     ) -> Option<&mut Recent> {
-        let number = self.number(probe.hash, |key| key.matches(probe, conversation))?;
+        let number = self.number(probe.hash, |key| key.matches(probe, members))?;
         Some(&mut self.ring[slot(number, self.first)])
     }
 
     fn number(&self, hash: u64, mut is_match: impl FnMut(&RecentKey) -> bool) -> Option<u64> {
         let (ring, first) = (&self.ring, self.first);
         self.index
-            .find(hash, |&n| is_match(&ring[slot(n, first)].key))
-            .copied()
+            .find(hash, |&(h, n)| {
+                h == hash && n >= first && is_match(&ring[slot(n, first)].key)
+            })
+            .map(|&(_, n)| n)
+    }
+
+    /// Builds the index again from the ring, without the messages gone from it.
+    fn reindex(&mut self) {
+        self.index.clear();
+        let first = self.first;
+        for (number, recent) in (first..).zip(&self.ring) {
+            let hash = recent.key.hash;
+            self.index.insert_unique(hash, (hash, number), |&(h, _)| h);
+        }
     }
 
     /// Remembers a kept message's tag by its `key`, kept at `now`; one remembered already
@@ -201,20 +209,21 @@ impl RecentMessages {
             self.ring[slot(number, first)].tag = tag;
             return;
         }
+        if self.index.len() >= 2 * self.ring.len() + 64 {
+            self.reindex();
+        }
         let number = self.first + self.ring.len() as u64;
         let hash = key.hash;
         self.ring.push_back(Recent { key, at: now, tag });
-        let (ring, first) = (&self.ring, self.first);
-        self.index
-            .insert_unique(hash, number, |&n| ring[slot(n, first)].key.hash);
+        self.index.insert_unique(hash, (hash, number), |&(h, _)| h);
     }
 
     /// Gives back the memory of a ring left mostly empty (after a busy spell).
     pub(super) fn shrink(&mut self) {
         if self.ring.len() * 4 < self.ring.capacity() {
             self.ring.shrink_to_fit();
-            let (ring, first) = (&self.ring, self.first);
-            self.index.shrink_to_fit(|&n| ring[slot(n, first)].key.hash);
+            self.reindex();
+            self.index.shrink_to_fit(|&(h, _)| h);
         }
     }
 }
@@ -222,6 +231,8 @@ impl RecentMessages {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use hongyan_shared::UserId;
 
     use super::*;
 
@@ -241,9 +252,10 @@ mod tests {
     fn the_oldest_go_first_and_the_rest_are_still_found() {
         let hasher = DefaultHashBuilder::default();
         let c = conversation();
-        let alice = UserId::from("alice");
+        let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+        let members = Members::between(&alice, &bob);
         let fps: Vec<Fingerprint> = (0..100).map(|i| format!("fp-{i}").into()).collect();
-        let probe = |fp| RecentProbe::of(&c, &alice, Some(fp), 7, &hasher).unwrap();
+        let probe = |fp| RecentProbe::of(true, Some(fp), 7, &hasher).unwrap();
         let now = Instant::now();
         let mut recent = RecentMessages::default();
         for (i, fp) in (1..).zip(&fps) {
@@ -258,13 +270,13 @@ mod tests {
         }
         recent.shrink();
         for (i, fp) in (1..).zip(&fps) {
-            let found = recent.find(&probe(fp), &c).map(|r| r.tag);
+            let found = recent.find(&probe(fp), members).map(|r| r.tag);
             let kept = if i > 60 { Some(tag(i)) } else { None };
             assert_eq!(found, kept, "{fp:?}");
         }
         let later = now + Duration::from_secs(1);
         recent.remember(probe(&fps[0]).key(&c), tag(101), later);
         assert_eq!(recent.len(), 41);
-        assert_eq!(recent.find(&probe(&fps[0]), &c).unwrap().at, later);
+        assert_eq!(recent.find(&probe(&fps[0]), members).unwrap().at, later);
     }
 }
