@@ -23,6 +23,7 @@
 //! The nodes of a cluster let the store number instead ([`by_store`]).
 
 mod by_store;
+mod members;
 mod recent;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryBatch, HistoryEntry};
 
+pub(crate) use self::members::Members;
 use self::recent::{RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
@@ -52,43 +54,6 @@ const RECENT_LIFETIME: Duration = Duration::from_secs(60);
 const MAX_WAITING: usize = 100_000;
 /// The most bytes of content waiting to be numbered or written (each shard its share).
 const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
-
-/// A conversation's members in id order, borrowed from a message: finds its counter without
-/// building a [`Conversation`].
-#[derive(Clone, Copy)]
-pub(crate) struct Members<'a> {
-    low: &'a UserId,
-    high: &'a UserId,
-}
-
-impl<'a> Members<'a> {
-    /// The members of the conversation between `a` and `b`, in either order.
-    pub(crate) fn between(a: &'a UserId, b: &'a UserId) -> Self {
-        let (low, high) = if a <= b { (a, b) } else { (b, a) };
-        Self { low, high }
-    }
-
-    /// Whether `member` is the one whose id sorts first.
-    pub(crate) fn is_low(&self, member: &UserId) -> bool {
-        member == self.low
-    }
-
-    /// Whether `conversation` is theirs.
-    fn is(&self, conversation: &Conversation) -> bool {
-        conversation.low() == self.low && conversation.high() == self.high
-    }
-
-    /// Their conversation, owned.
-    fn conversation(&self) -> Conversation {
-        Conversation::between(self.low, self.high)
-    }
-
-    /// The hash `hasher` gives their conversation (a `Conversation` hashes its members in
-    /// order, as this pair does).
-    fn hash(&self, hasher: &DefaultHashBuilder) -> u64 {
-        hasher.hash_one((self.low, self.high))
-    }
-}
 
 /// A message accepted into a conversation (handed to its receiver, or stored for it), as the
 /// history keeps it: borrowed from its packet until it is packed into a batch.

@@ -20,7 +20,7 @@ use hashlink::DefaultHashBuilder;
 use hongyan_shared::{Fingerprint, Instant, SeqTag};
 use hongyan_store::Conversation;
 
-use super::Members;
+use super::members::Members;
 
 /// A recently kept message, as its sender's retransmission repeats it: its conversation,
 /// which member sent it (the sender is always one of the two), and its fingerprint.
