@@ -201,14 +201,14 @@ impl RecentMessages {
         }
     }
 
-    /// Remembers a kept message's tag by its `key`, kept at `now`; one remembered already
-    /// keeps its place and time.
+    /// Remembers a kept message's tag by its `key`, kept at `now`. The caller looked for it
+    /// ([`find`](Self::find)) under the same lock and found nothing: the index is not searched
+    /// again.
     pub(super) fn remember(&mut self, key: RecentKey, tag: Option<SeqTag>, now: Instant) {
-        if let Some(number) = self.number(key.hash, |k| k.same(&key)) {
-            let first = self.first;
-            self.ring[slot(number, first)].tag = tag;
-            return;
-        }
+        debug_assert!(
+            self.number(key.hash, |k| k.same(&key)).is_none(),
+            "a message is remembered once"
+        );
         if self.index.len() >= 2 * self.ring.len() + 64 {
             self.reindex();
         }
@@ -261,8 +261,8 @@ mod tests {
         for (i, fp) in (1..).zip(&fps) {
             recent.remember(probe(fp).key(&c), tag(i), now);
         }
-        // Remembered again: the first tag is replaced, the place kept.
-        recent.remember(probe(&fps[0]).key(&c), tag(500), now);
+        // Numbered later (its conversation's counter was loading): the tag changes in place.
+        recent.find_mut(&probe(&fps[0]), members).unwrap().tag = tag(500);
         assert_eq!(recent.len(), 100);
         assert_eq!(recent.oldest().unwrap().tag, tag(500));
         for _ in 0..60 {
