@@ -38,7 +38,8 @@
 //! - [`store`]: the [`MessageStore`] trait every backend implements.
 //! - [`message`]: [`NewMessage`] in, [`StoredMessage`] out, [`MessageId`], [`Put`].
 //! - [`history`]: conversation history: [`Conversation`], [`HistoryEntry`] (numbered by the
-//!   server), [`ConversationSummary`] (a member's newest seq and read position).
+//!   server), [`HistoryBatch`] (a conversation's entries of one write, packed),
+//!   [`ConversationSummary`] (a member's newest seq and read position).
 //! - [`spec`]: [`StoreSpec`], the setting that picks a backend, and opening it.
 //! - [`config`]: [`StoreConfig`] and [`Limits`] (per-receiver quota, message size).
 //! - [`error`]: [`StoreError`], what every call can fail with.
