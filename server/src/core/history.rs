@@ -25,6 +25,8 @@
 mod by_store;
 mod members;
 mod recent;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
