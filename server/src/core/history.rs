@@ -673,7 +673,7 @@ impl HistoryLink {
             shard.take = take + 1;
             let batches = std::mem::take(&mut shard.batches);
             let entries = batches.iter().map(HistoryBatch::len).sum();
-            let bytes = batches.iter().map(|b| b.bytes().len()).sum();
+            let bytes = batches.iter().map(HistoryBatch::content_len).sum();
             taken.push((entries, bytes));
             writing.extend(batches);
         }
@@ -705,7 +705,6 @@ impl HistoryLink {
         for (shard, (entries, bytes)) in self.shards.iter().zip(taken) {
             let mut shard = lock_shard(shard);
             shard.held = shard.held.saturating_sub(entries);
-            // A batch's bytes are a little more than its content's: never below zero.
             shard.held_bytes = shard.held_bytes.saturating_sub(bytes);
         }
         let pending = self

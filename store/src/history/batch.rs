@@ -73,6 +73,9 @@ impl BatchSummary {
 pub struct HistoryBatch {
     conversation: Conversation,
     len: u32,
+    /// The entries' content bytes, unpacked: what a writer that bounds the content it holds
+    /// counts.
+    content_len: usize,
     summary: BatchSummary,
     bytes: Vec<u8>,
 }
@@ -95,6 +98,7 @@ impl HistoryBatch {
         Ok(Self {
             conversation,
             len: 0,
+            content_len: 0,
             summary: BatchSummary::default(),
             bytes: Vec::new(),
         })
@@ -199,6 +203,7 @@ impl HistoryBatch {
             summary.oldest_at = packed.accepted_at;
         }
         self.len += 1;
+        self.content_len += packed.content.len();
         summary.oldest_at = summary.oldest_at.min(packed.accepted_at);
         if packed.seq >= summary.newest {
             summary.newest = packed.seq;
@@ -222,6 +227,11 @@ impl HistoryBatch {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.len as usize
+    }
+
+    /// The bytes of its entries' contents (not packed).
+    pub fn content_len(&self) -> usize {
+        self.content_len
     }
 
     /// Whether it holds none.
@@ -258,6 +268,7 @@ impl HistoryBatch {
         let mut kept = Self {
             conversation: self.conversation.clone(),
             len: 0,
+            content_len: 0,
             summary: BatchSummary::default(),
             bytes: Vec::new(),
         };
@@ -325,6 +336,10 @@ mod tests {
         assert_eq!((summary.sent_by_low, summary.sent_by_high), (7, 9));
         assert_eq!(summary.newest_at, entries[2].accepted_at);
         assert_eq!(summary.oldest_at, entries[0].accepted_at);
+        assert_eq!(
+            batch.content_len(),
+            "hello".len() + entries[2].content.len()
+        );
         let reread =
             HistoryBatch::from_bytes(batch.conversation().clone(), batch.bytes().to_vec()).unwrap();
         assert_eq!(&reread, batch);

@@ -5,19 +5,46 @@ use std::time::Duration;
 use hongyan_shared::{Fingerprint, Instant, UserId};
 use hongyan_store::{Conversation, HistoryBatch};
 
-use super::{Accepted, HistoryLink, Kept, Members};
+use super::{Accepted, HistoryLink, Kept, MAX_WAITING, MAX_WAITING_BYTES, Members, SHARDS};
 
-/// A message from `from` to `to`, accepted at `at` (ms).
+/// A message from `from` to `to`.
 fn accepted<'a>(from: &'a UserId, to: &'a UserId, fp: &'a Fingerprint) -> Accepted<'a> {
+    saying(from, to, fp, "hello")
+}
+
+/// A message from `from` to `to` with `content`.
+fn saying<'a>(
+    from: &'a UserId,
+    to: &'a UserId,
+    fp: &'a Fingerprint,
+    content: &'a str,
+) -> Accepted<'a> {
     let members = Members::between(from, to);
     Accepted {
         members,
         from_low: members.is_low(from),
         fp: Some(fp),
         typeu: 0,
-        content: "hello",
+        content,
         at: 1_700_000_000_000,
     }
+}
+
+/// A link with alice and bob's conversation loaded (it held nothing before).
+fn loaded(now: Instant) -> HistoryLink {
+    let link = HistoryLink::new(Duration::from_secs(86_400), Duration::ZERO, 1_000, now);
+    link.opened(1);
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let first = Fingerprint::from("first");
+    assert_eq!(
+        link.record(&accepted(&alice, &bob, &first), now),
+        Kept::Later
+    );
+    let loads = link.take_loads();
+    link.loaded(loads, Some(vec![0]), now);
+    link.written(link.take_writes(now).is_some(), now);
+    assert_eq!(link.held(), 0);
+    link
 }
 
 fn seqs(batches: &[HistoryBatch]) -> Vec<u64> {
@@ -75,4 +102,58 @@ fn a_failed_write_is_written_again_as_it_was_before_what_came_after() {
     assert!(link.take_writes(now).is_none());
     assert!(link.unwritten(&conversation).is_empty());
     assert_eq!(link.newest(&conversation), Some(3));
+}
+
+#[test]
+fn a_conversation_keeps_at_most_its_shards_share_of_entries_waiting() {
+    let now = Instant::now();
+    let link = loaded(now);
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let share = MAX_WAITING / SHARDS;
+    let fps: Vec<Fingerprint> = (0..=share).map(|i| format!("fp-{i}").into()).collect();
+    for fp in &fps[..share] {
+        assert!(matches!(
+            link.record(&accepted(&alice, &bob, fp), now),
+            Kept::Numbered(_)
+        ));
+    }
+    let over = &fps[share];
+    assert_eq!(link.record(&accepted(&alice, &bob, over), now), Kept::Not);
+    assert_eq!(link.held(), share);
+    link.written(link.take_writes(now).is_some(), now);
+    assert_eq!(link.held(), 0);
+    assert!(matches!(
+        link.record(&accepted(&alice, &bob, over), now),
+        Kept::Numbered(_)
+    ));
+}
+
+/// The bytes bound counts content, as it is handed in: a write gives back what its entries
+/// held, not their packed size, so what waits behind it stays counted.
+#[test]
+fn a_conversation_keeps_at_most_its_shards_share_of_content_waiting() {
+    let now = Instant::now();
+    let link = loaded(now);
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let share = MAX_WAITING_BYTES / SHARDS;
+    let fps: Vec<Fingerprint> = (0..1_003).map(|i| format!("fp-{i}").into()).collect();
+    let keep =
+        |fp: &Fingerprint, content: &str| link.record(&saying(&alice, &bob, fp, content), now);
+    // A thousand one-byte messages go out in a write...
+    for fp in &fps[..1_000] {
+        assert!(matches!(keep(fp, "x"), Kept::Numbered(_)));
+    }
+    let out = link.take_writes(now).expect("a write is due");
+    // ...while one fills the share behind them.
+    let big = "y".repeat(share - 1_000);
+    assert!(matches!(keep(&fps[1_000], &big), Kept::Numbered(_)));
+    assert_eq!(keep(&fps[1_001], "z"), Kept::Not, "the share is full");
+    link.written(true, now);
+    drop(out);
+    // The write gave back 1,000 bytes: 2,000 more do not fit, 1,000 do.
+    assert_eq!(keep(&fps[1_001], &"z".repeat(2_000)), Kept::Not);
+    assert!(matches!(
+        keep(&fps[1_002], &"z".repeat(1_000)),
+        Kept::Numbered(_)
+    ));
 }
