@@ -16,6 +16,9 @@
 //! [`HistoryEntry`] ones but the conversation, which the batch holds once, and the sender,
 //! which is always one of its members.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use hongyan_shared::{Fingerprint, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -165,18 +168,16 @@ impl HistoryBatch {
     /// each batch keeps its entries' order.
     pub fn group(entries: &[HistoryEntry]) -> Result<Vec<HistoryBatch>, StoreError> {
         let mut batches: Vec<HistoryBatch> = Vec::new();
+        let mut at: HashMap<&Conversation, usize> = HashMap::new();
         for entry in entries {
-            let at = match batches
-                .iter()
-                .position(|b| b.conversation == entry.conversation)
-            {
-                Some(at) => at,
-                None => {
+            let i = match at.entry(&entry.conversation) {
+                Entry::Occupied(found) => *found.get(),
+                Entry::Vacant(slot) => {
                     batches.push(Self::new(entry.conversation.clone())?);
-                    batches.len() - 1
+                    *slot.insert(batches.len() - 1)
                 }
             };
-            batches[at].push_entry(entry)?;
+            batches[i].push_entry(entry)?;
         }
         Ok(batches)
     }
