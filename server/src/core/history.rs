@@ -40,7 +40,7 @@ use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryBatch, HistoryEntry};
 
 pub(crate) use self::members::Members;
-use self::recent::{RecentMessages, RecentProbe};
+use self::recent::{RecentKey, RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
 const SHARDS: usize = 16;
@@ -190,6 +190,22 @@ impl Shard {
     /// The tag of a recently kept message, if `probe` finds one in `members`' conversation.
     fn recalled(&self, probe: &RecentProbe<'_>, members: Members<'_>) -> Option<Option<SeqTag>> {
         Some(self.recent.find(probe, members)?.tag)
+    }
+
+    /// Counts `accepted`, just kept, as held until written, and remembers its `key` (if it has
+    /// a fingerprint) with its `tag`, so that a retransmission is recognised.
+    fn kept(
+        &mut self,
+        key: Option<RecentKey>,
+        tag: Option<SeqTag>,
+        accepted: &Accepted<'_>,
+        now: Instant,
+    ) {
+        if let Some(key) = key {
+            self.recent.remember(key, tag, now);
+        }
+        self.held += 1;
+        self.held_bytes += accepted.content.len();
     }
 
     /// Forgets least recently used counters whose messages are all written (in a take before
@@ -464,11 +480,7 @@ impl HistoryLink {
                 (result, Kept::Later, key)
             }
         };
-        if let Some(key) = key {
-            shard.recent.remember(key, kept.tag(), now);
-        }
-        shard.held += 1;
-        shard.held_bytes += accepted.content.len();
+        shard.kept(key, kept.tag(), accepted, now);
         (result, kept)
     }
 

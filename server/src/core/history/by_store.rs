@@ -84,11 +84,7 @@ impl HistoryLink {
             }
             Counter::Loading(waiting) => accepted.pack(waiting, 0),
         }
-        if let Some(key) = key {
-            shard.recent.remember(key, None, now);
-        }
-        shard.held += 1;
-        shard.held_bytes += accepted.content.len();
+        shard.kept(key, None, accepted, now);
         let written = self.written_takes.load(Ordering::Acquire);
         shard.trim(COUNTERS / SHARDS, written);
         self.arm(now);
