@@ -1,7 +1,7 @@
 //! Admin authentication: every `/api` operation needs the admin token; the OpenAPI document,
 //! the docs, health, readiness and (unless a metrics token is set) metrics do not.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, TOKEN, server, server_with};
 use hongyan_server::BearerToken;

@@ -2,7 +2,7 @@
 //! `delivered` and shows in the system conversation, and an administrator's kick through the
 //! API leaves the page kicked out. Needs `dist/` (scripts/test builds it).
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, server_with};
 use hongyan_tests::browser::{Driver, serve_web_client};

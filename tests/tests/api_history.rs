@@ -1,7 +1,7 @@
 //! The history API (issue 12): a user's conversations and a conversation's messages by seq,
 //! paged, for the application's backend; refused with `history_off` where no history is kept.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

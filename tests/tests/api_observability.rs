@@ -1,7 +1,7 @@
 //! Statistics and probes: `GET /api/stats`, `/metrics` in the OpenMetrics text format that
 //! Prometheus scrapes, `/healthz` and `/readyz`.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, ack, fast_schedule, next_data, server_with};
 use hongyan_shared::{Packet, PacketType, Transport};

@@ -2,7 +2,7 @@
 //! handlers, so every operation it lists is routed and guarded, and the Swagger UI that renders
 //! it is served by hongyan itself.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, server};
 use serde_json::Value;

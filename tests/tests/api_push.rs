@@ -2,7 +2,7 @@
 //! `POST /api/messages/batch`: what the client receives, and the outcomes `delivered`, `lost`,
 //! `offline`, `sent` and `tooLarge`.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, ack, fast_schedule, next_data, server, server_with};
 use hongyan_shared::{PacketType, Transport, UserId};

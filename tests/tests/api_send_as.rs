@@ -3,7 +3,7 @@
 //! retransmission, store and forward — and the caller hears the outcome: `delivered`,
 //! `stored`, `lost`, `refused`, or `sent` when it does not wait.
 
-mod api_support;
+use crate::api_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! duplicate-login rule both ways, kicks, idle expiry, reconnection, and QoS (an event not
 //! acknowledged is retransmitted, then stored, then replayed to the next session).
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

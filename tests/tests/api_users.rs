@@ -1,7 +1,7 @@
 //! Online users through the API: pages of `GET /api/users`, `GET /api/users/{userId}`, and the
 //! administrator's kick (code 2, §7.3).
 
-mod api_support;
+use crate::api_support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -2,7 +2,7 @@
 //! slow), offline hand-off (stored or not), and event notifications (which, in what shape,
 //! retried, never holding up a session).
 
-mod api_support;
+use crate::api_support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

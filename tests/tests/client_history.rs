@@ -3,7 +3,7 @@
 //! holds only a few of these messages), live messages carry their seq, and the read position
 //! reaches the server.
 
-mod client_support;
+use crate::client_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Two hundred independent clients in one process, spread over TCP, UDP and WebSocket, each
 //! sending to the next in a ring.
 
-mod client_support;
+use crate::client_support;
 
 use std::time::Duration;
 

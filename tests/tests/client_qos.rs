@@ -6,7 +6,7 @@
 //! acknowledgement was dropped, and then be reported lost: "never both" holds for the
 //! sender's reports (one per message), not between a receipt and a loss report.
 
-mod client_support;
+use crate::client_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! `firstLoginTime` of its first login (so the server never kicks the client's own new
 //! session), and a kickout by a second login stops auto-relogin for good.
 
-mod client_support;
+use crate::client_support;
 
 use std::time::Duration;
 

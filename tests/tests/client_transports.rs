@@ -1,7 +1,7 @@
 //! The native client against `hongyan serve` on TCP, UDP and WebSocket: login, C2C, C2S and
 //! S2C with delivery reports, logout and refused logins.
 
-mod client_support;
+use crate::client_support;
 
 use std::time::Duration;
 

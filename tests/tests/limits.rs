@@ -5,8 +5,8 @@
 //! lift the limits for loopback unless told otherwise; these tests set `limits_exempt` to
 //! what they need.
 
-mod api_support;
-mod client_support;
+use crate::api_support;
+use crate::client_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

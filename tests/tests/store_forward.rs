@@ -4,7 +4,7 @@
 //! counts and erases; a full disk means no acknowledgement, `/readyz` not ready, and recovery
 //! once there is room again.
 
-mod api_support;
+use crate::api_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use hongyan_tests::TestServer;
 use hongyan_tests::browser::{BROWSER_WAIT, Driver, serve_web_client};
 use hongyan_tests::tls::TestPki;
 
-mod client_support;
+use crate::client_support;
 
 use client_support::{next_matching, online};
 

@@ -14,7 +14,7 @@ use rustls::version::{TLS12, TLS13};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-mod client_support;
+use crate::client_support;
 
 use client_support::{next_matching, online};
 

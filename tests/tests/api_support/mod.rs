@@ -2,8 +2,6 @@
 //! API, a server whose hooks are the webhooks, and a stub backend that records every webhook
 //! call it receives.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
-
 pub mod sse;
 
 use std::net::{IpAddr, SocketAddr};

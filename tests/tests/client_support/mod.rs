@@ -1,8 +1,6 @@
 //! Helpers shared by the `client_*` end-to-end tests: fast client timings, endpoints of a
 //! [`TestServer`], and bounded waits on a client's events.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
-
 use std::time::Duration;
 
 use hongyan_client::{Client, ClientConfig, ClientEvent, ConnectionState, Endpoint, Events};
