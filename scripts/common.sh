@@ -19,6 +19,12 @@ export PATH="$HY_ROOT/web/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PAT
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
 
+# CI builds from a clean clone once: incremental compilation's caches would only take disk
+# (gigabytes across the test binaries) and time.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 hy_log() {
     printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2
 }
@@ -31,6 +37,14 @@ hy_step() {
     hy_log "▶ $name"
     "$@"
     hy_log "✔ $name ($((SECONDS - start)) s)"
+}
+
+# Reports the free disk where the build goes (a full disk fails a build late and obscurely).
+hy_disk() {
+    local free target
+    free=$(df -h --output=avail,size "$HY_ROOT" | awk 'NR == 2 { print $1 " free of " $2 }')
+    target=$(du -sh "$HY_ROOT/target" 2>/dev/null | cut -f1 || true)
+    hy_log "disk: $free; target/: ${target:-none}"
 }
 
 # The wasm-bindgen version in Cargo.lock: the CLI must match it exactly.
