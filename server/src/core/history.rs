@@ -39,7 +39,7 @@ use hashlink::{DefaultHashBuilder, LinkedHashMap};
 use hongyan_shared::{Fingerprint, Instant, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryBatch, HistoryEntry};
 
-pub(crate) use self::members::Members;
+use self::members::Members;
 use self::recent::{RecentKey, RecentMessages, RecentProbe};
 
 /// Locks over the conversations: a message takes one, for its conversation only.
@@ -61,17 +61,37 @@ const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
 /// history keeps it: borrowed from its packet until it is packed into a batch.
 #[derive(Clone, Copy)]
 pub(crate) struct Accepted<'a> {
-    pub(crate) members: Members<'a>,
+    members: Members<'a>,
     /// Sent by the member whose id sorts first.
-    pub(crate) from_low: bool,
-    pub(crate) fp: Option<&'a Fingerprint>,
-    pub(crate) typeu: i32,
-    pub(crate) content: &'a str,
+    from_low: bool,
+    fp: Option<&'a Fingerprint>,
+    typeu: i32,
+    content: &'a str,
     /// Milliseconds since the Unix epoch.
-    pub(crate) at: i64,
+    at: i64,
 }
 
-impl Accepted<'_> {
+impl<'a> Accepted<'a> {
+    /// A message from `sender` to `receiver`, accepted `at` (milliseconds since the Unix epoch).
+    pub(crate) fn new(
+        sender: &'a UserId,
+        receiver: &'a UserId,
+        fp: Option<&'a Fingerprint>,
+        typeu: i32,
+        content: &'a str,
+        at: i64,
+    ) -> Self {
+        let members = Members::between(sender, receiver);
+        Accepted {
+            members,
+            from_low: members.is_low(sender),
+            fp,
+            typeu,
+            content,
+            at,
+        }
+    }
+
     /// Packs it into `batch` as `seq` (0: not numbered yet).
     fn pack(&self, batch: &mut HistoryBatch, seq: u64) {
         let fp = self.fp.map(Fingerprint::as_str);

@@ -11,7 +11,7 @@ use hongyan_shared::history::{ConversationInfo, HistoryRange};
 use hongyan_shared::{Instant, Packet, SeqTag, UserId};
 use hongyan_store::{Conversation, HistoryBatch, HistoryEntry, StoreError};
 
-use super::history::{Accepted, HistoryLink, Members};
+use super::history::{Accepted, HistoryLink};
 use super::state::Core;
 use super::store_link::{SWEEP_BATCH, StoreLink};
 use crate::metrics::StoreOp;
@@ -58,15 +58,14 @@ impl Core {
         sender: &'a UserId,
         receiver: &'a UserId,
     ) -> Accepted<'a> {
-        let members = Members::between(sender, receiver);
-        Accepted {
-            members,
-            from_low: members.is_low(sender),
-            fp: packet.fp.as_ref(),
-            typeu: packet.typeu,
-            content: packet.data_content.as_deref().unwrap_or_default(),
-            at: self.clock.unix_millis(),
-        }
+        Accepted::new(
+            sender,
+            receiver,
+            packet.fp.as_ref(),
+            packet.typeu,
+            packet.data_content.as_deref().unwrap_or_default(),
+            self.clock.unix_millis(),
+        )
     }
 
     /// Hands `packet` (from `sender` to `receiver`) over with `deliver`, which gets the

@@ -5,7 +5,7 @@ use std::time::Duration;
 use hongyan_shared::{Fingerprint, Instant, UserId};
 use hongyan_store::{Conversation, HistoryBatch};
 
-use super::{Accepted, HistoryLink, Kept, MAX_WAITING, MAX_WAITING_BYTES, Members, SHARDS};
+use super::{Accepted, HistoryLink, Kept, MAX_WAITING, MAX_WAITING_BYTES, SHARDS};
 
 /// A message from `from` to `to`.
 fn accepted<'a>(from: &'a UserId, to: &'a UserId, fp: &'a Fingerprint) -> Accepted<'a> {
@@ -19,15 +19,7 @@ fn saying<'a>(
     fp: &'a Fingerprint,
     content: &'a str,
 ) -> Accepted<'a> {
-    let members = Members::between(from, to);
-    Accepted {
-        members,
-        from_low: members.is_low(from),
-        fp: Some(fp),
-        typeu: 0,
-        content,
-        at: 1_700_000_000_000,
-    }
+    Accepted::new(from, to, Some(fp), 0, content, 1_700_000_000_000)
 }
 
 /// A link with alice and bob's conversation loaded (it held nothing before).
