@@ -6,8 +6,8 @@
 //! conversation's into a [`HistoryBatch`] as it numbers them, and hands every conversation's
 //! batch of a write to [`MessageStore::append_history`](crate::MessageStore::append_history),
 //! which writes them (SQLite: a row per batch) and keeps, per member, the conversation's newest
-//! seq and the member's read position. The nodes of a cluster, which accept messages of one conversation side by side,
-//! hand them in unnumbered instead:
+//! seq and the member's read position. The nodes of a cluster, which accept messages of one
+//! conversation side by side, hand them in unnumbered instead:
 //! [`MessageStore::number_history`](crate::MessageStore::number_history) numbers them in the
 //! transaction that writes them, so no node keeps a counter.
 

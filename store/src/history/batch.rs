@@ -9,8 +9,9 @@
 //! is per conversation, not per message.
 //!
 //! # Format
-//! The entries follow each other, oldest first, each in [postcard](https://postcard.jamesmunns.com/wire-format)
-//! (varints, zigzag for signed numbers, strings as a varint length and UTF-8 bytes):
+//! The entries follow each other, oldest first, each in
+//! [postcard](https://postcard.jamesmunns.com/wire-format) (varints, zigzag for signed numbers,
+//! strings as a varint length and UTF-8 bytes):
 //! `seq` (u64), `from_low` (bool: the member whose id sorts first sent it), `fp`
 //! (`Option<str>`), `typeu` (i32), `accepted_at` (i64), `content` (str). Its fields are the
 //! [`HistoryEntry`] ones but the conversation, which the batch holds once, and the sender,
